@@ -1,0 +1,1 @@
+"""Entailment oracles and explanation algorithms (installed as ``xsnn.solvers``)."""

@@ -1,0 +1,162 @@
+"""The entailment-oracle interface every backend implements, and its result type.
+
+For a network, an instance ``v`` (input spikes ``(T, n)``), a target class ``c``
+and a feature set ``F``, the question is, for a set ``S`` of fixed features::
+
+    exists x : x agrees with v on S  and  x free elsewhere in the coding's domain
+               [and  |{k : x_k != v_k}| <= max_distance]  and  prediction(x) != c ?
+
+``ENTAILED`` means no such x exists (UNSAT: fixing S entails the prediction);
+``NOT_ENTAILED`` comes with a witness x, re-run through the reference forward;
+``UNKNOWN`` means the budget ran out. A timeout is a verdict, never a sentinel.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from xsnn.features import FeatureSet
+from xsnn.model import BSNN, check_spikes, forward
+
+__all__ = ["Verdict", "Check", "EntailmentOracle", "OracleStats", "WitnessError", "feature_distance",
+           "verify_witness"]
+
+
+class Verdict(str, enum.Enum):
+    ENTAILED = "entailed"          # UNSAT: with S fixed, the prediction is always c
+    NOT_ENTAILED = "not_entailed"  # SAT: a witness input changes the prediction
+    UNKNOWN = "unknown"            # budget exhausted
+
+
+class WitnessError(RuntimeError):
+    """A backend produced a witness that the reference forward refutes (a bug, never silenced)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """The answer to one entailment question.
+
+    Attributes:
+        verdict: ENTAILED, NOT_ENTAILED or UNKNOWN.
+        fixed: the fixed feature set S that was asked about.
+        witness: for NOT_ENTAILED, input spikes ``(T, n_inputs)`` that agree with the
+            instance on S, respect the coding's free domain (and the distance bound) and
+            whose reference-forward prediction is not the target.
+        core: for ENTAILED, a subset of S that is itself sufficient (S if none smaller known).
+        backend: which answer path decided (``"bounds"``, ``"attack"``, ``"sat:cadical195"``, ``"z3"``...).
+        seconds: wall time of the check.
+    """
+
+    verdict: Verdict
+    fixed: frozenset[int]
+    witness: np.ndarray | None = None
+    core: frozenset[int] | None = None
+    backend: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class OracleStats:
+    """Counters kept by an oracle: calls and time per backend that answered."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def record(self, check: Check) -> None:
+        self.calls[check.backend] = self.calls.get(check.backend, 0) + 1
+        self.seconds[check.backend] = self.seconds.get(check.backend, 0.0) + check.seconds
+
+    def as_dict(self) -> dict:
+        return {"calls": dict(self.calls), "seconds": {k: round(v, 6) for k, v in self.seconds.items()}}
+
+
+def feature_distance(features: FeatureSet, a: np.ndarray, b: np.ndarray) -> int:
+    """Number of features whose spike trains differ between inputs ``a`` and ``b`` (``(T, n)`` each)."""
+    differs = np.any(np.asarray(a) != np.asarray(b), axis=0)
+    return sum(bool(differs[list(g)].any()) for g in features.groups)
+
+
+def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: Iterable[int],
+                   target: int, witness: np.ndarray, max_distance: int | None = None) -> None:
+    """Raise :class:`WitnessError` unless ``witness`` is a genuine counterexample.
+
+    Checks: agrees with the instance on every fixed feature's pixels; every free pixel's train
+    lies in the coding's free domain; the distance bound holds; the reference forward
+    predicts a class other than ``target``.
+    """
+    x = check_spikes(model, witness)[0]
+    v = check_spikes(model, instance)[0]
+    mask = features.pixel_mask(list(fixed))
+    if np.any(x[:, mask] != v[:, mask]):
+        raise WitnessError("witness changes a fixed feature")
+    allowed = {tuple(row) for row in model.coding.free_trains(model.n_steps).tolist()}
+    for i in np.flatnonzero(~mask):
+        if tuple(x[:, i].tolist()) not in allowed:
+            raise WitnessError(f"witness gives pixel {i} a spike train outside the coding's free domain")
+    if max_distance is not None and feature_distance(features, x, v) > max_distance:
+        raise WitnessError("witness is further from the instance than the distance bound")
+    if int(forward(model, x).prediction[0]) == target:
+        raise WitnessError("witness does not change the prediction under the reference forward")
+
+
+class EntailmentOracle(abc.ABC):
+    """Answers "is prediction != target satisfiable with the features in S fixed?".
+
+    Built for one (model, instance, features, target, max_distance); ``check`` may be
+    called many times (backends are incremental). Use as a context manager to free
+    solver memory. ``target`` defaults to the instance's prediction.
+    """
+
+    name: str = "oracle"
+
+    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
+                 target: int | None = None, max_distance: int | None = None) -> None:
+        self.model = model
+        self.instance = check_spikes(model, instance)[0]
+        self.features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
+        if self.features.n_inputs != model.n_inputs:
+            raise ValueError(f"feature set covers {self.features.n_inputs} inputs, the model has {model.n_inputs}")
+        self.prediction = int(forward(model, self.instance).prediction[0])
+        self.target = self.prediction if target is None else int(target)
+        if not 0 <= self.target < model.n_classes:
+            raise ValueError(f"target class index {self.target} outside 0..{model.n_classes - 1}")
+        if max_distance is not None and max_distance < 0:
+            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+        self.max_distance = max_distance
+        self.stats = OracleStats()
+
+    def check(self, fixed: Iterable[int], time_limit: float | None = None) -> Check:
+        """Decide the question for fixed set ``fixed``; a witness is verified before it is returned."""
+        fixed_set = frozenset(int(k) for k in fixed)
+        bad = [k for k in fixed_set if not 0 <= k < len(self.features)]
+        if bad:
+            raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
+        start = time.perf_counter()
+        check = self._check(fixed_set, time_limit)
+        check = Check(check.verdict, fixed_set, check.witness, check.core, check.backend or self.name,
+                      time.perf_counter() - start)
+        if check.verdict is Verdict.NOT_ENTAILED:
+            if check.witness is None:
+                raise WitnessError(f"{check.backend} answered NOT_ENTAILED without a witness")
+            verify_witness(self.model, self.instance, self.features, fixed_set, self.target, check.witness,
+                           self.max_distance)
+        self.stats.record(check)
+        return check
+
+    @abc.abstractmethod
+    def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
+        """Backend-specific decision; ``fixed`` is validated. Return a Check (timing is filled in)."""
+
+    def close(self) -> None:
+        """Free solver resources (default: nothing to free)."""
+
+    def __enter__(self) -> "EntailmentOracle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
