@@ -294,6 +294,8 @@ def load_model_file(path: str | os.PathLike) -> BSNN:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a readable .npz model file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
@@ -303,6 +305,9 @@ def load_model_file(path: str | os.PathLike) -> BSNN:
         raise ModelFileError(f"{path} holds data xsnn will not load ({exc})") from None
     if "header" not in contents:
         raise ModelFileError(f"{path} is not an xsnn model file (no header)")
+    for name, value in contents.items():
+        if not isinstance(value, np.ndarray):
+            raise ModelFileError(f"{path}: member {name!r} is not a numpy array")
     blob = contents.pop("header")
     if blob.dtype != np.uint8 or blob.ndim != 1:
         raise ModelFileError(f"{path}: the header must be uint8 JSON bytes")
