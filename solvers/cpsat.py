@@ -1,0 +1,149 @@
+"""Exact entailment with OR-Tools CP-SAT (integer arithmetic throughout, so no tolerance argument).
+
+The problem is the one of :mod:`xsnn.solvers.milp` (same :class:`~xsnn.solvers.milp.Formulation`:
+input selector binaries, integer potentials, spikes, exact reset, the tie rule, the optional
+distance bound); its if-then constraints go to CP-SAT as ``OnlyEnforceIf`` constraints.
+
+Two modes:
+
+- ``cores=True`` (default): the model for "nothing fixed" is built once. Feature ``k`` gets an
+  assumption literal ``a_k`` with ``a_k -> u[i,r] = instance`` for each of its pixels, and a
+  check assumes ``a_k`` for ``k in S``. When infeasible, CP-SAT's
+  ``sufficient_assumptions_for_infeasibility`` names a subset of the assumptions, i.e. a
+  subset of ``S`` that is itself sufficient: the core. (OR-Tools issue #5141: with presolve
+  on, that list may name a literal that is not an assumption; such a core is not trusted and
+  ``core = S`` is returned instead.)
+- ``cores=False``: each check builds the model of its fixed set (fixed pixels are constants,
+  bounds tight for that set), like the MILP oracle; ``core = S``.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from xsnn.features import FeatureSet
+from xsnn.model import BSNN
+from .milp import Formulation, build_formulation, instance_selectors
+from .oracle import Check, EntailmentOracle, Verdict
+
+__all__ = ["CPSATOracle", "cpsat_model"]
+
+log = logging.getLogger(__name__)
+
+
+def cpsat_model(form: Formulation):
+    """``(CpModel, variables)``: the formulation as a CP-SAT model (``variables[c]`` is column ``c``)."""
+    from ortools.sat.python import cp_model
+
+    m = cp_model.CpModel()
+    variables = []
+    for c, (lo, hi, boolean) in enumerate(zip(form.lower.tolist(), form.upper.tolist(), form.boolean.tolist())):
+        variables.append(m.new_bool_var(f"b{c}") if boolean and lo == 0 and hi == 1 else m.new_int_var(lo, hi, f"v{c}"))
+    for row in form.rows:
+        expr = cp_model.LinearExpr.weighted_sum([variables[c] for c in row.cols.tolist()], row.coefs.tolist())
+        m.add_linear_constraint(expr, row.lower, row.upper)
+    for ind in form.indicators:
+        row = ind.row
+        expr = cp_model.LinearExpr.weighted_sum([variables[c] for c in row.cols.tolist()], row.coefs.tolist())
+        lit = variables[ind.col]
+        m.add_linear_constraint(expr, row.lower, row.upper).only_enforce_if(lit if ind.value == 1 else lit.Not())
+    return m, variables
+
+
+class CPSATOracle(EntailmentOracle):
+    """Exact entailment oracle on CP-SAT.
+
+    Args:
+        model, instance, features, target, max_distance: as for every
+            :class:`~xsnn.solvers.oracle.EntailmentOracle`.
+        cores: build once and fix features by assumptions (cores on ENTAILED), or rebuild per
+            check (see the module docstring).
+        num_workers: CP-SAT search workers (1 by default: benchmarks are per core, and cores
+            from assumptions are reliable with one worker).
+        seed: CP-SAT random seed.
+    """
+
+    name = "cpsat"
+
+    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
+                 target: int | None = None, max_distance: int | None = None, *, cores: bool = True,
+                 num_workers: int = 1, seed: int = 0) -> None:
+        super().__init__(model, instance, features, target, max_distance)
+        from ortools.sat.python import cp_model
+
+        self._cp_model = cp_model
+        self.cores = cores
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self._selectors = instance_selectors(model, self.instance)
+        self._model = None
+        self._base: Formulation | None = None
+        self._assumption_of: dict[int, int] = {}  # feature -> literal index
+        self._feature_of: dict[int, int] = {}  # literal index -> feature
+        if cores:
+            self._build_incremental()
+
+    def _build_incremental(self) -> None:
+        form = build_formulation(self.model, self.instance, self.features, frozenset(), self.target,
+                                 self.max_distance)
+        self._base = form
+        if form.no_rival:
+            return
+        m, variables = cpsat_model(form)
+        for f, group in enumerate(self.features.groups):
+            a = m.new_bool_var(f"fix{f}")
+            for i in group:
+                for r in range(form.input_cols.shape[1]):
+                    lit = variables[int(form.input_cols[i, r])]
+                    m.add_implication(a, lit if self._selectors[i] == r else lit.Not())
+            self._assumption_of[f] = a
+            self._feature_of[a.index] = f
+        self._model = (m, variables)
+
+    def _solver(self, time_limit: float | None):
+        solver = self._cp_model.CpSolver()
+        solver.parameters.num_workers = self.num_workers
+        solver.parameters.random_seed = self.seed
+        if time_limit is not None:
+            solver.parameters.max_time_in_seconds = max(float(time_limit), 0.0)
+        return solver
+
+    def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
+        cp_model = self._cp_model
+        if self.cores:
+            form = self._base
+            if form.no_rival:  # the target wins whatever the input: the empty set is sufficient
+                return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
+            m, variables = self._model
+            m.clear_assumptions()
+            m.add_assumptions([self._assumption_of[f] for f in sorted(fixed)])
+        else:
+            form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
+                                     self.max_distance)
+            if form.no_rival:
+                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+            m, variables = cpsat_model(form)
+        solver = self._solver(time_limit)
+        status = solver.solve(m)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            values = np.asarray(solver.response_proto.solution, dtype=np.int64)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=form.witness(self.instance, values), backend=self.name)
+        if status == cp_model.INFEASIBLE:
+            return Check(Verdict.ENTAILED, fixed, core=self._core(solver, fixed), backend=self.name)
+        if status == cp_model.MODEL_INVALID:
+            raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
+        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+
+    def _core(self, solver, fixed: frozenset[int]) -> frozenset[int]:
+        if not self.cores:
+            return fixed
+        indices = list(solver.sufficient_assumptions_for_infeasibility())
+        core = [self._feature_of.get(int(i)) for i in indices]
+        if any(f is None or f not in fixed for f in core):
+            log.debug("CP-SAT core names non-assumption literals (%s); using the whole fixed set", indices)
+            return fixed
+        return frozenset(core)
+
+    def close(self) -> None:
+        self._model = None
