@@ -1,0 +1,54 @@
+"""Build of the optional C kernel ``xsnn.kernel._ckernel``; all other metadata lives in pyproject.toml.
+
+The extension uses only the CPython C API (buffer protocol), no numpy headers.
+A failed compilation logs a warning and the package falls back to the numpy
+kernel, unless the environment sets ``XSNN_REQUIRE_C_KERNEL=1``: then the
+build fails.
+"""
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+REQUIRE_ENV = "XSNN_REQUIRE_C_KERNEL"
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that tolerates a failed compilation unless XSNN_REQUIRE_C_KERNEL=1."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001  (no compiler at all lands here)
+            self._failed(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def _failed(self, exc):
+        if _required():
+            raise RuntimeError(f"{REQUIRE_ENV} is set and the C kernel failed to build: {exc}") from exc
+        sys.stderr.write(f"WARNING: xsnn C kernel not built ({exc}); xsnn will use the numpy kernel.\n")
+
+
+compile_args = [] if sys.platform == "win32" else ["-O3", "-Wall", "-Wno-psabi"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "xsnn.kernel._ckernel",
+            sources=["xsnn/kernel/_ckernel.c"],
+            extra_compile_args=compile_args,
+            optional=not _required(),
+        )
+    ],
+    cmdclass={"build_ext": OptionalBuildExt},
+)

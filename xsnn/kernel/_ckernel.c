@@ -1,0 +1,668 @@
+/*
+ * xsnn bit-packed BSNN forward kernel (CPython extension, no numpy headers).
+ *
+ * The network comes as an int64 header and a uint64 blob built by
+ * xsnn/kernel/_layout.py (read its docstring for the layout; the H_ and L_
+ * constants below mirror it). Inputs are uint8 spikes (n, T, n_in) holding
+ * 0/1, or packed uint64 words (n, T, ceil(n_in / 64)).
+ *
+ * Two algorithms compute the same integers (the test suite checks both, and
+ * both ISA variants, against the Python reference forward):
+ *
+ * reference: neuron by neuron, AND + popcount over the input words
+ *     binary:  I_j = 2 popcount(x & P_j) - popcount(x)
+ *     ternary: I_j = popcount(x & P_j) - popcount(x & M_j)
+ *   then the integrate-and-fire loop in int64. Simple on purpose.
+ *
+ * sliced: bit-sliced across neurons. 256 neurons share one "lane block"; a
+ *   number per neuron is held as bit planes (plane p = bit p of every
+ *   neuron's number, 256 bits = 4 words). Per input step:
+ *   1. list the active inputs i (x_i = 1) with count-trailing-zeros;
+ *   2. add the weight columns P[:, i] of the active inputs with a
+ *      Harley-Seal carry-save adder tree: about 5 word operations per active
+ *      input give the bit planes of c_j = #{active i : W_ji = +1} for all 256
+ *      neurons at once (inputs are sparse, so this beats per-neuron popcount);
+ *   3. I = 2c - A (A = number of active inputs) or c+ - c- in two's complement;
+ *   4. U = V - theta_eff in two's complement planes: reset, U += I, the spike
+ *      is the inverted sign plane (V >= theta  <=>  U >= 0).
+ *   When a layer's input is the same at every step (static coding), step 2-3
+ *   run once, and for reset "zero" the spike trains follow in closed form
+ *   from T comparisons I >= ceil(theta / M) (see _layout.static_bounds);
+ *   for reset "subtract" at the last layer, the spike counts follow from T
+ *   comparisons I >= ceil(k theta / T).
+ *   The readout adds the bit planes of the last layer's spike counts:
+ *   score_c = sum_p 2^p (2 popcount(N_p & P_c) - popcount(N_p)) (binary).
+ *
+ * Both are compiled twice: for the baseline ISA and, on x86-64 with GCC or
+ * clang, for AVX2 + POPCNT; the AVX2 copy runs only if the CPU reports
+ * both (__builtin_cpu_supports), so the binary never executes an
+ * instruction the CPU lacks.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define XSNN_X86_DISPATCH 1
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* 256 lanes: one AVX2 register, or two SSE2 registers on the baseline ISA. */
+typedef uint64_t vec __attribute__((vector_size(32)));
+
+/* header fields: mirror of xsnn/kernel/_layout.py */
+enum { H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS };
+enum { L_N_IN, L_N_OUT, L_BLOCKS, L_P, L_PI, L_COLS_OFF, L_START_OFF, L_ROWS_OFF, L_THETA_OFF, L_W_IN, L_W_OUT,
+       L_BOUNDS_OFF };
+#define H_LAYER0 16
+#define H_LAYER_FIELDS 16
+#define MAGIC 0x78736E6E
+#define LAYOUT_VERSION 2
+#define MAX_LAYERS 32
+#define MAX_PLANES 62
+#define MAX_STEPS 64
+#define LANE_WORDS 4
+
+enum { ALGO_SLICED = 0, ALGO_REFERENCE = 1 };
+enum { ISA_AUTO = 0, ISA_GENERIC = 1 };
+enum { OK = 0, ERR_VALUE = 1, ERR_PADDING = 2 };
+
+typedef struct {
+    int64_t n_in, n_out, nb, P, PI, w_in, w_out, nc;
+    const uint64_t *cols, *start, *bounds, *rows;
+    const int64_t *theta;
+} Layer;
+
+typedef struct {
+    int L, T, reset, ternary, S, n_classes, PN;
+    int64_t w_last, n_in;
+    const uint64_t *ro;
+    Layer layer[MAX_LAYERS];
+} Net;
+
+typedef struct {
+    uint64_t *xin;               /* T rows of w_in(0) words */
+    uint64_t *spk[MAX_LAYERS];   /* T rows of nb*4 words per layer */
+    vec *U, *I, *E, *cnt, *N;
+    int32_t *idx;
+    int64_t *v;                  /* reference: potentials */
+    uint8_t *sp;                 /* reference: previous spikes */
+    int64_t *count;              /* reference: spike counts of the last layer */
+} Scratch;
+
+/* ------------------------------------------------------------------ helpers */
+
+INLINE vec vload(const uint64_t *p) { vec v; memcpy(&v, p, sizeof v); return v; }
+INLINE void vstore(uint64_t *p, vec v) { memcpy(p, &v, sizeof v); }
+INLINE vec vzero(void) { vec v = {0, 0, 0, 0}; return v; }
+
+static int bit_length(uint64_t x) { int n = 0; while (x) { n++; x >>= 1; } return n; }
+
+/* lanes < n_out - 256 b are valid in block b */
+INLINE vec valid_lanes(int64_t n_out, int64_t b) {
+    vec m;
+    int64_t left = n_out - 256 * b;
+    for (int k = 0; k < 4; k++) {
+        int64_t bits = left - 64 * k;
+        m[k] = bits >= 64 ? ~(uint64_t)0 : bits <= 0 ? 0 : (((uint64_t)1 << bits) - 1);
+    }
+    return m;
+}
+
+/* carry-save adder: (h, l) = a + b + c */
+INLINE void csa(vec *h, vec *l, vec a, vec b, vec c) {
+    vec u = a ^ b;
+    *h = (a & b) | (u & c);
+    *l = u ^ c;
+}
+
+/*
+ * Harley-Seal: the bit planes of c_j = sum over listed inputs of column bit j.
+ * idx holds n_idx (a multiple of 16) column numbers; col[i] is 4 words.
+ * Output: out[0..3 + nc] = planes of weight 1, 2, 4, 8, 16, ... (4 + nc planes).
+ */
+INLINE void harley_seal(const uint64_t *col, const int32_t *idx, int64_t n_idx, int64_t nc, vec *out) {
+    vec ones = vzero(), twos = vzero(), fours = vzero(), eights = vzero();
+    vec twosA, twosB, foursA, foursB, eightsA, eightsB, sixteens;
+    vec *C = out + 4;
+    for (int64_t p = 0; p < nc; p++) C[p] = vzero();
+#define COL(m) vload(col + (size_t)q[m] * LANE_WORDS)
+    for (int64_t k = 0; k < n_idx; k += 16) {
+        const int32_t *q = idx + k;
+        csa(&twosA, &ones, ones, COL(0), COL(1));
+        csa(&twosB, &ones, ones, COL(2), COL(3));
+        csa(&foursA, &twos, twos, twosA, twosB);
+        csa(&twosA, &ones, ones, COL(4), COL(5));
+        csa(&twosB, &ones, ones, COL(6), COL(7));
+        csa(&foursB, &twos, twos, twosA, twosB);
+        csa(&eightsA, &fours, fours, foursA, foursB);
+        csa(&twosA, &ones, ones, COL(8), COL(9));
+        csa(&twosB, &ones, ones, COL(10), COL(11));
+        csa(&foursA, &twos, twos, twosA, twosB);
+        csa(&twosA, &ones, ones, COL(12), COL(13));
+        csa(&twosB, &ones, ones, COL(14), COL(15));
+        csa(&foursB, &twos, twos, twosA, twosB);
+        csa(&eightsB, &fours, fours, foursA, foursB);
+        csa(&sixteens, &eights, eights, eightsA, eightsB);
+        vec carry = sixteens;                       /* ripple into the counter of sixteens */
+        for (int64_t p = 0; p < nc; p++) {
+            vec t = C[p] & carry;
+            C[p] ^= carry;
+            carry = t;
+        }
+    }
+#undef COL
+    out[0] = ones; out[1] = twos; out[2] = fours; out[3] = eights;
+}
+
+/* x += k (a constant, the same in every lane), modulo 2^n_planes */
+INLINE void add_uniform(vec *x, int64_t n_planes, int64_t k) {
+    uint64_t bits = (uint64_t)k;
+    vec c = vzero();
+    for (int64_t p = 0; p < n_planes; p++) {
+        vec a = x[p];
+        if ((bits >> (p < 63 ? p : 63)) & 1) { x[p] = ~(a ^ c); c = a | c; }
+        else { x[p] = a ^ c; c = a & c; }
+    }
+}
+
+/* [a >= b] per lane, unsigned, n planes; a in registers, b planes from memory (4 words each) */
+INLINE vec ge_planes(const vec *a, const uint64_t *b, int64_t n) {
+    vec borrow = vzero();
+    for (int64_t p = 0; p < n; p++) {
+        vec ap = a[p], bp = vload(b + p * LANE_WORDS);
+        borrow = (~ap & bp) | (~(ap ^ bp) & borrow);
+    }
+    return ~borrow;
+}
+
+/* ripple-add a 0/1 lane mask into n counter planes */
+INLINE void count_add(vec *N, int n, vec s) {
+    for (int p = 0; p < n; p++) {
+        vec t = N[p] & s;
+        N[p] ^= s;
+        s = t;
+    }
+}
+
+/* pack n 0/1 bytes into words; returns nonzero if some byte is not 0/1 */
+INLINE int pack_row(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w) {
+    uint8_t bad = 0;
+    int64_t i = 0;
+    for (int64_t k = 0; k < w; k++) dst[k] = 0;
+#if defined(__SSE2__)
+    __m128i acc = _mm_setzero_si128();
+    for (; i + 64 <= n; i += 64) {
+        uint64_t word = 0;
+        for (int q = 0; q < 4; q++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(src + i + 16 * q));
+            acc = _mm_or_si128(acc, v);
+            word |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_slli_epi16(v, 7)) << (16 * q);
+        }
+        dst[i >> 6] = word;
+    }
+    uint8_t lanes[16];
+    _mm_storeu_si128((__m128i *)lanes, acc);
+    for (int q = 0; q < 16; q++) bad |= lanes[q];
+#endif
+    for (; i < n; i++) {
+        bad |= src[i];
+        dst[i >> 6] |= (uint64_t)(src[i] & 1) << (i & 63);
+    }
+    return (bad & 0xFE) != 0;
+}
+
+/* load the T input rows of one image into s->xin; 0 or an error code */
+INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int64_t img) {
+    const Layer *L0 = &net->layer[0];
+    int64_t T = net->T, n = L0->n_in, w = L0->w_in;
+    if (packed) {
+        const uint64_t *src = (const uint64_t *)x + (size_t)img * T * w;
+        uint64_t tail = (n % 64) ? ~(((uint64_t)1 << (n % 64)) - 1) : 0;
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(s->xin + t * w, src + t * w, (size_t)w * 8);
+            if (s->xin[t * w + w - 1] & tail) return ERR_PADDING;
+        }
+    } else {
+        const uint8_t *src = (const uint8_t *)x + (size_t)img * T * n;
+        for (int64_t t = 0; t < T; t++)
+            if (pack_row(src + t * n, n, s->xin + t * w, w)) return ERR_VALUE;
+    }
+    return OK;
+}
+
+INLINE const uint64_t *layer_input(const Net *net, const Scratch *s, int l, int64_t *stride) {
+    if (l == 0) { *stride = net->layer[0].w_in; return s->xin; }
+    *stride = net->layer[l - 1].nb * LANE_WORDS;
+    return s->spk[l - 1];
+}
+
+/* --------------------------------------------------------- sliced algorithm */
+
+/* currents I (PI planes, two's complement) of every block for one input row */
+INLINE void currents(const Net *net, const Layer *ly, Scratch *s, const uint64_t *row) {
+    int64_t n_idx = 0;
+    for (int64_t k = 0; k < ly->w_in; k++) {
+        uint64_t word = row[k];
+        while (word) {
+            s->idx[n_idx++] = (int32_t)(k * 64 + __builtin_ctzll(word));
+            word &= word - 1;
+        }
+    }
+    int64_t active = n_idx;
+    while (n_idx % 16) s->idx[n_idx++] = (int32_t)ly->n_in;     /* the all-zero column */
+    int64_t CP = 4 + ly->nc, PI = ly->PI, S = net->S;
+    for (int64_t b = 0; b < ly->nb; b++) {
+        vec *I = s->I + b * PI;
+        for (int64_t sg = 0; sg < S; sg++)
+            harley_seal(ly->cols + (size_t)((b * S + sg) * (ly->n_in + 1)) * LANE_WORDS, s->idx, n_idx, ly->nc,
+                        s->cnt + sg * CP);
+        if (!net->ternary) {                          /* I = 2 c - A */
+            I[0] = vzero();
+            for (int64_t p = 1; p < PI; p++) I[p] = (p - 1 < CP) ? s->cnt[p - 1] : vzero();
+            add_uniform(I, PI, -active);
+        } else {                                      /* I = c+ - c- = c+ + ~c- + 1 */
+            const vec *cp = s->cnt, *cm = s->cnt + CP;
+            vec c = ~vzero();
+            for (int64_t p = 0; p < PI; p++) {
+                vec a = p < CP ? cp[p] : vzero();
+                vec bb = ~(p < CP ? cm[p] : vzero());
+                vec x = a ^ bb;
+                I[p] = x ^ c;
+                c = (a & bb) | (x & c);
+            }
+        }
+    }
+}
+
+/* one step of the integrate-and-fire loop of block b: reset by sprev, add I, return spikes */
+INLINE vec lif_step(const Net *net, const Layer *ly, Scratch *s, int64_t b, vec sprev, vec valid) {
+    int64_t P = ly->P, PI = ly->PI;
+    vec *u = s->U + b * P;
+    const vec *I = s->I + b * PI;
+    const uint64_t *st = ly->start + (size_t)b * P * LANE_WORDS;
+    vec c = vzero();
+    if (net->reset == 0) {
+        for (int64_t p = 0; p < P; p++) {
+            vec a = (u[p] & ~sprev) | (vload(st + p * LANE_WORDS) & sprev);
+            vec bb = I[p < PI ? p : PI - 1];
+            vec x = a ^ bb;
+            u[p] = x ^ c;
+            c = (a & bb) | (x & c);
+        }
+    } else {
+        vec c1 = vzero();
+        for (int64_t p = 0; p < P; p++) {
+            vec m = vload(st + p * LANE_WORDS) & sprev, up = u[p];
+            vec x1 = up ^ m;
+            vec a = x1 ^ c1;
+            c1 = (up & m) | (x1 & c1);
+            vec bb = I[p < PI ? p : PI - 1];
+            vec x = a ^ bb;
+            u[p] = x ^ c;
+            c = (a & bb) | (x & c);
+        }
+    }
+    return ~u[P - 1] & valid;
+}
+
+INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
+    int64_t T = net->T;
+    for (int l = 0; l < net->L; l++) {
+        const Layer *ly = &net->layer[l];
+        int last = (l == net->L - 1);
+        int64_t stride;
+        const uint64_t *in = layer_input(net, s, l, &stride);
+        uint64_t *out = s->spk[l];
+        int64_t ow = ly->nb * LANE_WORDS;
+        int step_invariant = 1;
+        for (int64_t t = 1; t < T && step_invariant; t++)
+            step_invariant = memcmp(in + t * stride, in, (size_t)ly->w_in * 8) == 0;
+        if (last) for (int64_t q = 0; q < ly->nb * net->PN; q++) s->N[q] = vzero();
+
+        if (step_invariant && net->reset == 0) {
+            /* closed form: H_M = [I >= ceil(theta/M)] = [m <= M]; spikes at t iff m | t+1 */
+            currents(net, ly, s, in);
+            for (int64_t b = 0; b < ly->nb; b++) {
+                vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES], prev = vzero();
+                for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
+                Iob[ly->PI - 1] = ~Iob[ly->PI - 1];                     /* offset binary */
+                for (int64_t M = 0; M < T; M++) {
+                    vec H = ge_planes(Iob, ly->bounds + (size_t)((M * ly->nb + b) * ly->PI) * LANE_WORDS, ly->PI);
+                    s->E[M] = H & ~prev;                                 /* [m == M+1] */
+                    prev = H;
+                }
+                for (int64_t t = 0; t < T; t++) {
+                    vec sp = vzero();
+                    for (int64_t M = 1; M <= t + 1; M++)
+                        if ((t + 1) % M == 0) sp |= s->E[M - 1];
+                    sp &= valid;
+                    vstore(out + t * ow + b * LANE_WORDS, sp);
+                    if (last) count_add(s->N + b * net->PN, net->PN, sp);
+                }
+            }
+        } else if (step_invariant && last && !want_spikes) {
+            /* reset subtract, counts only: count >= k  <=>  I >= ceil(k theta / T) */
+            currents(net, ly, s, in);
+            for (int64_t b = 0; b < ly->nb; b++) {
+                vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES];
+                for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
+                Iob[ly->PI - 1] = ~Iob[ly->PI - 1];
+                for (int64_t k = 0; k < T; k++) {
+                    vec G = ge_planes(Iob, ly->bounds + (size_t)((k * ly->nb + b) * ly->PI) * LANE_WORDS, ly->PI);
+                    count_add(s->N + b * net->PN, net->PN, G & valid);
+                }
+            }
+        } else {
+            /* general: any input, step by step; currents reused while the input row repeats */
+            for (int64_t b = 0; b < ly->nb; b++)
+                for (int64_t p = 0; p < ly->P; p++)
+                    s->U[b * ly->P + p] = vload(ly->start + (size_t)(b * ly->P + p) * LANE_WORDS);
+            for (int64_t t = 0; t < T; t++) {
+                const uint64_t *row = in + t * stride;
+                if (t == 0 || memcmp(row, row - stride, (size_t)ly->w_in * 8) != 0)
+                    currents(net, ly, s, row);
+                for (int64_t b = 0; b < ly->nb; b++) {
+                    vec sprev = t ? vload(out + (t - 1) * ow + b * LANE_WORDS) : vzero();
+                    vec sp = lif_step(net, ly, s, b, sprev, valid_lanes(ly->n_out, b));
+                    vstore(out + t * ow + b * LANE_WORDS, sp);
+                    if (last) count_add(s->N + b * net->PN, net->PN, sp);
+                }
+            }
+        }
+    }
+}
+
+INLINE void sliced_scores(const Net *net, const Scratch *s, int64_t *scores) {
+    const Layer *ly = &net->layer[net->L - 1];
+    int64_t W = net->w_last;
+    for (int c = 0; c < net->n_classes; c++) {
+        const uint64_t *pc = net->ro + (size_t)c * W;
+        const uint64_t *mc = net->ro + (size_t)(net->n_classes + c) * W;   /* ternary only */
+        int64_t score = 0;
+        for (int p = 0; p < net->PN; p++) {
+            int64_t plus = 0, minus = 0;
+            for (int64_t w = 0; w < W; w++) {
+                uint64_t nw = s->N[(w >> 2) * net->PN + p][w & 3];
+                plus += __builtin_popcountll(nw & pc[w]);
+                minus += net->ternary ? __builtin_popcountll(nw & mc[w]) : __builtin_popcountll(nw & ~pc[w]);
+            }
+            score += (plus - minus) * ((int64_t)1 << p);
+        }
+        scores[c] = score;
+    }
+    (void)ly;
+}
+
+/* ------------------------------------------------------ reference algorithm */
+
+INLINE void reference_image(const Net *net, Scratch *s, int64_t *scores) {
+    int64_t T = net->T;
+    for (int l = 0; l < net->L; l++) {
+        const Layer *ly = &net->layer[l];
+        int64_t stride;
+        const uint64_t *in = layer_input(net, s, l, &stride);
+        uint64_t *out = s->spk[l];
+        int64_t ow = ly->nb * LANE_WORDS, W = ly->w_in;
+        const uint64_t *plus = ly->rows, *minus = ly->rows + (size_t)ly->n_out * W;
+        for (int64_t j = 0; j < ly->n_out; j++) { s->v[j] = 0; s->sp[j] = 0; }
+        for (int64_t t = 0; t < T; t++) {
+            const uint64_t *x = in + t * stride;
+            uint64_t *o = out + t * ow;
+            for (int64_t k = 0; k < ow; k++) o[k] = 0;
+            int64_t active = 0;
+            for (int64_t k = 0; k < W; k++) active += __builtin_popcountll(x[k]);
+            for (int64_t j = 0; j < ly->n_out; j++) {
+                int64_t cp = 0, cm = 0;
+                for (int64_t k = 0; k < W; k++) cp += __builtin_popcountll(x[k] & plus[j * W + k]);
+                if (net->ternary)
+                    for (int64_t k = 0; k < W; k++) cm += __builtin_popcountll(x[k] & minus[j * W + k]);
+                else
+                    cm = active - cp;
+                int64_t v = s->v[j];
+                if (s->sp[j]) v = net->reset == 0 ? 0 : v - ly->theta[j];
+                v += cp - cm;
+                s->v[j] = v;
+                s->sp[j] = v >= ly->theta[j];
+                if (s->sp[j]) o[j >> 6] |= (uint64_t)1 << (j & 63);
+            }
+        }
+    }
+    const Layer *last = &net->layer[net->L - 1];
+    int64_t ow = last->nb * LANE_WORDS, W = net->w_last;
+    for (int64_t j = 0; j < last->n_out; j++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++) n += (s->spk[net->L - 1][t * ow + (j >> 6)] >> (j & 63)) & 1;
+        s->count[j] = n;
+    }
+    for (int c = 0; c < net->n_classes; c++) {
+        const uint64_t *pc = net->ro + (size_t)c * W, *mc = net->ro + (size_t)(net->n_classes + c) * W;
+        int64_t score = 0;
+        for (int64_t j = 0; j < last->n_out; j++) {
+            int is_plus = (pc[j >> 6] >> (j & 63)) & 1;
+            int is_minus = net->ternary ? (int)((mc[j >> 6] >> (j & 63)) & 1) : !is_plus;
+            score += (is_plus - is_minus) * s->count[j];
+        }
+        scores[c] = score;
+    }
+}
+
+/* ------------------------------------------------------------ batch driver */
+
+INLINE void copy_spikes(const Net *net, const Scratch *s, uint64_t *dst) {
+    for (int l = 0; l < net->L; l++) {
+        const Layer *ly = &net->layer[l];
+        for (int64_t t = 0; t < net->T; t++) {
+            memcpy(dst, s->spk[l] + t * ly->nb * LANE_WORDS, (size_t)ly->w_out * 8);
+            dst += ly->w_out;
+        }
+    }
+}
+
+/* returns -1 when all went well, else the index of the first bad image (its code in *err) */
+INLINE int64_t batch_body(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
+                          uint64_t *spikes, int64_t spike_words, int algo, int *err) {
+    for (int64_t img = 0; img < n; img++) {
+        int code = load_input(net, s, x, packed, img);
+        if (code != OK) { *err = code; return img; }
+        if (algo == ALGO_REFERENCE) {
+            reference_image(net, s, scores + img * net->n_classes);
+        } else {
+            sliced_image(net, s, spikes != NULL);
+            sliced_scores(net, s, scores + img * net->n_classes);
+        }
+        if (spikes) copy_spikes(net, s, spikes + img * spike_words);
+    }
+    return -1;
+}
+
+static int64_t batch_generic(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
+                             uint64_t *spikes, int64_t spike_words, int algo, int *err) {
+    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err);
+}
+
+#ifdef XSNN_X86_DISPATCH
+__attribute__((target("avx2,popcnt")))
+static int64_t batch_avx2(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
+                          uint64_t *spikes, int64_t spike_words, int algo, int *err) {
+    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err);
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+#endif
+
+/* ------------------------------------------------------------ parsing */
+
+static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint64_t *blob, Py_ssize_t n_words) {
+#define FAIL(msg) do { PyErr_SetString(PyExc_ValueError, "xsnn kernel layout: " msg); return -1; } while (0)
+    if (n_fields < H_LAYER0 || h[H_MAGIC] != MAGIC || h[H_VERSION] != LAYOUT_VERSION) FAIL("bad magic or version");
+    if (h[H_BLOB_WORDS] != n_words) FAIL("blob size mismatch");
+    int64_t L = h[H_LAYERS], T = h[H_STEPS];
+    if (L < 1 || L > MAX_LAYERS || n_fields < H_LAYER0 + H_LAYER_FIELDS * L) FAIL("bad number of layers");
+    if (T < 1 || T > MAX_STEPS) FAIL("bad number of steps");
+    net->L = (int)L; net->T = (int)T; net->reset = (int)h[H_RESET]; net->ternary = (int)h[H_TERNARY];
+    net->S = net->ternary ? 2 : 1;
+    net->n_classes = (int)h[H_CLASSES];
+    net->PN = bit_length((uint64_t)T);
+    if (net->reset < 0 || net->reset > 1 || net->ternary < 0 || net->ternary > 1) FAIL("bad reset or weight kind");
+    if (net->n_classes < 1) FAIL("no classes");
+    for (int l = 0; l < net->L; l++) {
+        const int64_t *f = h + H_LAYER0 + H_LAYER_FIELDS * l;
+        Layer *ly = &net->layer[l];
+        ly->n_in = f[L_N_IN]; ly->n_out = f[L_N_OUT]; ly->nb = f[L_BLOCKS]; ly->P = f[L_P]; ly->PI = f[L_PI];
+        ly->w_in = f[L_W_IN]; ly->w_out = f[L_W_OUT];
+        if (ly->n_in < 1 || ly->n_out < 1 || ly->n_in > (1 << 30) || ly->n_out > (1 << 30)) FAIL("bad layer size");
+        if (l > 0 && ly->n_in != net->layer[l - 1].n_out) FAIL("layer sizes do not chain");
+        if (ly->nb != (ly->n_out + 255) / 256 || ly->w_in != (ly->n_in + 63) / 64 || ly->w_out != (ly->n_out + 63) / 64)
+            FAIL("bad block or word counts");
+        ly->nc = bit_length((uint64_t)((ly->n_in + 15) / 16));
+        if (ly->nc < 1) ly->nc = 1;
+        if (ly->PI < 2 || ly->PI > MAX_PLANES || ly->P < ly->PI || ly->P > MAX_PLANES
+            || ly->PI < bit_length((uint64_t)ly->n_in + 1) + 1 || 4 + ly->nc > MAX_PLANES) FAIL("bad plane counts");
+        int64_t sizes[5] = {ly->nb * net->S * (ly->n_in + 1) * LANE_WORDS, ly->nb * ly->P * LANE_WORDS,
+                            T * ly->nb * ly->PI * LANE_WORDS, net->S * ly->n_out * ly->w_in, ly->n_out};
+        int64_t offs[5] = {f[L_COLS_OFF], f[L_START_OFF], f[L_BOUNDS_OFF], f[L_ROWS_OFF], f[L_THETA_OFF]};
+        for (int k = 0; k < 5; k++)
+            if (offs[k] < 0 || offs[k] > n_words || sizes[k] > n_words - offs[k]) FAIL("array outside the blob");
+        ly->cols = blob + offs[0]; ly->start = blob + offs[1]; ly->bounds = blob + offs[2]; ly->rows = blob + offs[3];
+        ly->theta = (const int64_t *)(blob + offs[4]);
+    }
+    net->n_in = net->layer[0].n_in;
+    net->w_last = h[H_W_LAST];
+    if (net->w_last != net->layer[net->L - 1].w_out) FAIL("bad readout width");
+    int64_t ro_off = h[H_RO_OFF], ro_size = net->S * net->n_classes * net->w_last;
+    if (ro_off < 0 || ro_off > n_words || ro_size > n_words - ro_off) FAIL("readout outside the blob");
+    net->ro = blob + ro_off;
+    return 0;
+#undef FAIL
+}
+
+static void free_scratch(Scratch *s, int L) {
+    free(s->xin);
+    for (int l = 0; l < L; l++) free(s->spk[l]);
+    free(s->U); free(s->I); free(s->E); free(s->cnt); free(s->N);
+    free(s->idx); free(s->v); free(s->sp); free(s->count);
+}
+
+static void *aligned(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    bytes = (bytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+static int alloc_scratch(Scratch *s, const Net *net) {
+    memset(s, 0, sizeof *s);
+    int64_t T = net->T, maxU = 0, maxI = 0, maxIn = 0, maxOut = 0;
+    s->xin = aligned((size_t)T * net->layer[0].w_in * 8);
+    int ok = s->xin != NULL;
+    for (int l = 0; l < net->L; l++) {
+        const Layer *ly = &net->layer[l];
+        s->spk[l] = aligned((size_t)T * ly->nb * LANE_WORDS * 8);
+        ok = ok && s->spk[l] != NULL;
+        if (ly->nb * ly->P > maxU) maxU = ly->nb * ly->P;
+        if (ly->nb * ly->PI > maxI) maxI = ly->nb * ly->PI;
+        if (ly->n_in > maxIn) maxIn = ly->n_in;
+        if (ly->n_out > maxOut) maxOut = ly->n_out;
+    }
+    const Layer *last = &net->layer[net->L - 1];
+    s->U = aligned((size_t)maxU * sizeof(vec));
+    s->I = aligned((size_t)maxI * sizeof(vec));
+    s->E = aligned((size_t)MAX_STEPS * sizeof(vec));
+    s->cnt = aligned((size_t)2 * (MAX_PLANES + 4) * sizeof(vec));
+    s->N = aligned((size_t)last->nb * net->PN * sizeof(vec));
+    s->idx = aligned((size_t)(maxIn + 16) * sizeof(int32_t));
+    s->v = aligned((size_t)maxOut * sizeof(int64_t));
+    s->sp = aligned((size_t)maxOut);
+    s->count = aligned((size_t)maxOut * sizeof(int64_t));
+    ok = ok && s->U && s->I && s->E && s->cnt && s->N && s->idx && s->v && s->sp && s->count;
+    if (!ok) { free_scratch(s, net->L); PyErr_NoMemory(); return -1; }
+    return 0;
+}
+
+/* forward(header, blob, x, packed, scores_out, spikes_out_or_None, algo, isa) */
+static PyObject *py_forward(PyObject *self, PyObject *args) {
+    Py_buffer hb = {0}, bb = {0}, xb = {0}, sb = {0}, kb = {0};
+    int packed, algo, isa;
+    PyObject *spikes_obj, *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*pw*Oii", &hb, &bb, &xb, &packed, &sb, &spikes_obj, &algo, &isa)) return NULL;
+    Net net;
+    Scratch scratch;
+    int have_scratch = 0;
+    if (hb.len % 8 || bb.len % 8) { PyErr_SetString(PyExc_ValueError, "header and blob must be 8-byte words"); goto done; }
+    if (parse_net(&net, (const int64_t *)hb.buf, hb.len / 8, (const uint64_t *)bb.buf, bb.len / 8) < 0) goto done;
+    if (algo != ALGO_SLICED && algo != ALGO_REFERENCE) { PyErr_SetString(PyExc_ValueError, "unknown algorithm"); goto done; }
+    int64_t row_bytes = packed ? net.layer[0].w_in * 8 : net.n_in;
+    int64_t image_bytes = row_bytes * net.T;
+    if (xb.len % image_bytes) { PyErr_SetString(PyExc_ValueError, "input buffer size is not a whole number of images"); goto done; }
+    int64_t n = xb.len / image_bytes;
+    if (sb.len != n * net.n_classes * 8) { PyErr_SetString(PyExc_ValueError, "scores buffer has the wrong size"); goto done; }
+    int64_t spike_words = 0;
+    for (int l = 0; l < net.L; l++) spike_words += net.T * net.layer[l].w_out;
+    uint64_t *spikes = NULL;
+    if (spikes_obj != Py_None) {
+        if (PyObject_GetBuffer(spikes_obj, &kb, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) goto done;
+        if (kb.len != n * spike_words * 8) { PyErr_SetString(PyExc_ValueError, "spikes buffer has the wrong size"); goto done; }
+        spikes = (uint64_t *)kb.buf;
+    }
+    if (alloc_scratch(&scratch, &net) < 0) goto done;
+    have_scratch = 1;
+    int err = OK;
+    int64_t bad;
+    int use_avx2 = isa == ISA_AUTO && cpu_has_avx2();
+    Py_BEGIN_ALLOW_THREADS
+#ifdef XSNN_X86_DISPATCH
+    if (use_avx2)
+        bad = batch_avx2(&net, &scratch, xb.buf, packed, n, (int64_t *)sb.buf, spikes, spike_words, algo, &err);
+    else
+#endif
+        bad = batch_generic(&net, &scratch, xb.buf, packed, n, (int64_t *)sb.buf, spikes, spike_words, algo, &err);
+    Py_END_ALLOW_THREADS
+    (void)use_avx2;
+    if (bad >= 0) {
+        if (err == ERR_PADDING)
+            PyErr_Format(PyExc_ValueError, "packed input of image %lld has bits set beyond n_inputs", (long long)bad);
+        else
+            PyErr_Format(PyExc_ValueError, "input spikes of image %lld are not all 0 or 1", (long long)bad);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (have_scratch) free_scratch(&scratch, net.L);
+    PyBuffer_Release(&hb); PyBuffer_Release(&bb); PyBuffer_Release(&xb); PyBuffer_Release(&sb);
+    if (kb.obj) PyBuffer_Release(&kb);
+    return result;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    return PyUnicode_FromString(cpu_has_avx2() ? "avx2" : "generic");
+}
+
+static PyMethodDef methods[] = {
+    {"forward", py_forward, METH_VARARGS,
+     "forward(header, blob, x, packed, scores_out, spikes_out_or_None, algo, isa): run the network on a batch."},
+    {"isa", py_isa, METH_NOARGS, "isa() -> 'avx2' or 'generic': the instruction set the kernel uses here."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernel", "xsnn bit-packed BSNN forward kernel.", -1,
+                                    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__ckernel(void) { return PyModule_Create(&module); }
