@@ -1,0 +1,130 @@
+"""Exact entailment with an incremental python-sat solver over the CNF of the causal model.
+
+The formula "prediction != target" (:func:`xsnn.encoders.cnf.encode_cnf`) is built once;
+one solver keeps it (and its learnt clauses) for every question. Fixing a feature set
+``S`` means assuming the selectors of ``S``:
+
+- UNSAT -> ENTAILED, with core = the features whose selectors are in ``get_core()``
+  (fixing the core alone is already sufficient);
+- SAT   -> NOT_ENTAILED, with the witness decoded from the model (the base class
+  re-runs it through the reference forward);
+- budget exhausted -> UNKNOWN.
+
+Time limits: solvers with ``interrupt()`` (MiniSat, Glucose, Minicard, Gluecard, Maple...)
+are stopped by a ``threading.Timer`` during ``solve_limited(expect_interrupt=True)``;
+CaDiCaL has no interrupt in python-sat, so it runs ``solve_limited`` under growing
+conflict budgets until the time is spent (it may overshoot by one budget slice).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+from pysat.solvers import Solver, SolverNames
+
+from xsnn.encoders.cnf import DEFAULT_ENCODING, NATIVE_SOLVERS, CNFEncoding, encode_cnf
+from xsnn.features import FeatureSet
+from xsnn.model import BSNN
+from .oracle import Check, EntailmentOracle, Verdict
+
+__all__ = ["SATOracle", "solver_name", "SOLVERS_WITHOUT_INTERRUPT"]
+
+log = logging.getLogger(__name__)
+
+SOLVERS_WITHOUT_INTERRUPT = ("cadical103", "cadical153", "cadical195", "cadical300", "lingeling", "cryptosat")
+_UNSUPPORTED = {"kissat404": "it has no assumptions or cores in python-sat"}
+
+
+def solver_name(name: str) -> str:
+    """The canonical python-sat name of a solver (``"cd19"`` -> ``"cadical195"``), or ValueError."""
+    key = str(name).lower()
+    for canonical, aliases in vars(SolverNames).items():
+        if isinstance(aliases, tuple) and key in aliases:
+            if canonical in _UNSUPPORTED:
+                raise ValueError(f"SAT solver {canonical} cannot be an entailment oracle: {_UNSUPPORTED[canonical]}")
+            return canonical
+    known = sorted(c for c, a in vars(SolverNames).items() if isinstance(a, tuple))
+    raise ValueError(f"unknown SAT solver {name!r}; python-sat knows {', '.join(known)}")
+
+
+class SATOracle(EntailmentOracle):
+    """Entailment by one incremental SAT solver; features are fixed by selector assumptions.
+
+    Args:
+        model, instance, features, target, max_distance: see :class:`EntailmentOracle`.
+        solver: a python-sat solver name (``cadical195``, ``glucose4``, ``minisat22``, ``minicard``...).
+        encoding: the cardinality encoding (:data:`xsnn.encoders.cnf.ENCODINGS`); ``native``
+            needs ``minicard``, ``gluecard3`` or ``gluecard4``.
+    """
+
+    name = "sat"
+
+    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
+                 target: int | None = None, max_distance: int | None = None, solver: str = "cadical195",
+                 encoding: str = DEFAULT_ENCODING) -> None:
+        super().__init__(model, instance, features, target, max_distance)
+        self.solver_name = solver_name(solver)
+        if encoding == "native" and self.solver_name not in NATIVE_SOLVERS:
+            raise ValueError(f"the native encoding needs one of {', '.join(NATIVE_SOLVERS)}, not {self.solver_name}")
+        self.name = f"sat:{self.solver_name}"
+        self.encoding: CNFEncoding = encode_cnf(model, self.instance, self.target, goal="differs",
+                                                features=self.features, max_distance=max_distance,
+                                                encoding=encoding)
+        self._selector_feature = {int(lit): k for k, lit in enumerate(self.encoding.selectors)}
+        self._solver = Solver(name=self.solver_name)
+        self._solver.append_formula(self.encoding.formula.clauses)
+        for lits, bound in getattr(self.encoding.formula, "atmosts", []):
+            self._solver.add_atmost(lits, bound)
+        log.debug("%s: %d vars, %d clauses, %d atmosts", self.name, self.encoding.n_vars, self.encoding.n_clauses,
+                  self.encoding.n_atmosts)
+
+    def _solve(self, assumptions: list[int], time_limit: float | None) -> bool | None:
+        solver = self._solver
+        if time_limit is None:
+            return solver.solve(assumptions=assumptions)
+        if time_limit <= 0:
+            return None
+        if self.solver_name not in SOLVERS_WITHOUT_INTERRUPT:
+            timer = threading.Timer(time_limit, solver.interrupt)
+            timer.start()
+            try:
+                return solver.solve_limited(assumptions=assumptions, expect_interrupt=True)
+            finally:
+                timer.cancel()
+                solver.clear_interrupt()
+        if self.solver_name in ("lingeling", "cryptosat"):
+            raise ValueError(f"{self.solver_name} supports neither interrupts nor conflict budgets; "
+                             "use it without a time limit")
+        deadline = time.perf_counter() + time_limit
+        budget = 2000
+        while True:
+            started = time.perf_counter()
+            solver.conf_budget(budget)
+            status = solver.solve_limited(assumptions=assumptions)
+            if status is not None:
+                return status
+            now = time.perf_counter()
+            if now >= deadline:
+                return None
+            rate = budget / max(now - started, 1e-3)            # conflicts per second, last slice
+            budget = int(max(1000, min(2 * budget, rate * (deadline - now))))
+
+    def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
+        if self._solver is None:
+            raise ValueError("this SATOracle was closed")
+        status = self._solve(self.encoding.assumptions(fixed), time_limit)
+        if status is None:
+            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+        if status:
+            witness = self.encoding.decode_inputs(self._solver.get_model())
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+        core_lits = set(self._solver.get_core() or [])
+        core = frozenset(k for k in fixed if int(self.encoding.selectors[k]) in core_lits)
+        return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
+
+    def close(self) -> None:
+        if self._solver is not None:
+            self._solver.delete()
+            self._solver = None
