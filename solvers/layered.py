@@ -1,0 +1,157 @@
+"""An entailment oracle that puts sound fast paths in front of an exact one.
+
+For each question "fixed set ``S``: can the prediction change?" it tries, cheapest first:
+
+1. ``"cache"`` — a witness found earlier for a fixed set ``A``: it agrees with the instance on
+   ``A``, so it is a witness for every ``S`` whose pixels it also leaves at the instance
+   values (in particular every ``S ⊆ A``) -> NOT_ENTAILED;
+2. ``"bounds"`` — :class:`~xsnn.solvers.bounds.BoundPropagator` proves the prediction cannot
+   change -> ENTAILED;
+3. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
+   with the most recent cached witnesses) -> NOT_ENTAILED;
+4. the exact oracle (its own backend name) -> its verdict.
+
+Every fast answer is a proof (a verified witness, or sound bounds), so the verdict always
+equals the exact oracle's; only UNKNOWN (exact budget exhausted) can differ from what a
+longer exact run would say. A bounds ENTAILED carries ``core = S`` (no smaller core is known).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import numpy as np
+
+from .attack import CounterexampleSearch
+from .bounds import BoundPropagator
+from .oracle import Check, EntailmentOracle, Verdict
+
+__all__ = ["LayeredOracle", "WitnessCache"]
+
+log = logging.getLogger(__name__)
+
+
+class WitnessCache:
+    """Witnesses of earlier NOT_ENTAILED answers, looked up by the fixed set they refute.
+
+    A witness ``x`` refutes ``S`` iff ``x`` equals the instance on every pixel of ``S`` and every
+    pixel outside ``S`` carries a train of the free domain (the distance bound is a property
+    of ``x`` alone and held when it was found). Per witness we keep the feature mask
+    ``agree[g] = x equals the instance on all pixels of g`` and the features that hold a pixel
+    outside the free domain; ``x`` refutes ``S`` iff ``S ⊆ agree`` and those features ⊆ ``S``.
+    The newest witnesses are tried first; the oldest are dropped beyond ``capacity``.
+    """
+
+    def __init__(self, oracle: EntailmentOracle, capacity: int = 512) -> None:
+        if capacity < 1:
+            raise ValueError(f"cache capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._features = oracle.features
+        self._instance = oracle.instance
+        self._owner = oracle.features.feature_of_pixel()
+        self._trains = oracle.model.coding.free_trains(oracle.model.n_steps)
+        self._entries: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, witness: np.ndarray) -> None:
+        x = np.asarray(witness, dtype=np.uint8)
+        n_feat = len(self._features)
+        differs = np.any(x != self._instance, axis=0)
+        owner = self._owner
+        agree = np.ones(n_feat, bool)
+        agree[owner[differs & (owner >= 0)]] = False
+        in_domain = np.any(np.all(self._trains[:, :, None] == x[None, :, :], axis=1), axis=0)
+        if np.any(~in_domain & (owner < 0)):
+            return  # an unowned pixel outside the domain: this input refutes no fixed set
+        must_fix = np.zeros(n_feat, bool)
+        must_fix[owner[~in_domain]] = True
+        self._entries.appendleft((x, agree, must_fix))
+
+    def find(self, fixed: frozenset[int]) -> np.ndarray | None:
+        """A cached witness that refutes ``fixed``, or ``None``."""
+        if not self._entries:
+            return None
+        mask = np.zeros(len(self._features), bool)
+        mask[list(fixed)] = True
+        for x, agree, must_fix in self._entries:
+            if not np.any(mask & ~agree) and not np.any(must_fix & ~mask):
+                return x
+        return None
+
+    def recent(self, count: int | None = None) -> list[np.ndarray]:
+        """The ``count`` newest witnesses (all when ``None``), newest first."""
+        entries = list(self._entries)
+        return [entry[0] for entry in (entries if count is None else entries[:count])]
+
+
+class LayeredOracle(EntailmentOracle):
+    """Cache, bounds and attack in front of an exact oracle; itself an :class:`EntailmentOracle`.
+
+    Args:
+        exact: the exact oracle (its model, instance, features, target and distance bound
+            define the question).
+        bounds: use interval bound propagation for ENTAILED answers.
+        attack: use the counterexample search for NOT_ENTAILED answers.
+        witness_cache: reuse earlier witnesses (a witness for ``A`` refutes every subset of ``A``).
+        attack_evaluations: candidate inputs the attack may score per question.
+        attack_restarts: greedy runs per question.
+        attack_seed: seed of the attack's random tie-breaking.
+        cache_size: witnesses kept.
+        attack_starts: how many recent witnesses seed the attack.
+
+    ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
+    ``"cache"``, ``"bounds"``, ``"attack"`` or the exact backend's name.
+    """
+
+    name = "layered"
+
+    def __init__(self, exact: EntailmentOracle, *, bounds: bool = True, attack: bool = True,
+                 witness_cache: bool = True, attack_evaluations: int = 20_000, attack_restarts: int = 2,
+                 attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4) -> None:
+        if not isinstance(exact, EntailmentOracle):
+            raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
+        super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
+        self.exact = exact
+        self.attack_starts = int(attack_starts)
+        self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
+                        if bounds else None)
+        self._attack = (CounterexampleSearch(self.model, self.instance, self.features, self.target,
+                                             self.max_distance, seed=attack_seed,
+                                             max_evaluations=attack_evaluations, restarts=attack_restarts)
+                        if attack else None)
+        self._cache = WitnessCache(self, cache_size) if witness_cache else None
+
+    @property
+    def exact_name(self) -> str:
+        return self.exact.name
+
+    def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
+        start = time.perf_counter()
+        if self._cache is not None:
+            witness = self._cache.find(fixed)
+            if witness is not None:
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="cache")
+        if self._bounds is not None and self._bounds.entailed(fixed):
+            return Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds")
+        if self._attack is not None:
+            starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
+            # the attack may use at most a quarter of the per-call budget; the rest is the exact oracle's
+            found = self._attack.search(fixed, starts=starts,
+                                        time_limit=None if time_limit is None else 0.25 * time_limit)
+            if found.found:
+                if self._cache is not None:
+                    self._cache.add(found.witness)
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)
+        answer = self.exact.check(fixed, time_limit=remaining)
+        if answer.verdict is Verdict.NOT_ENTAILED and self._cache is not None:
+            self._cache.add(answer.witness)
+        return Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
+
+    def close(self) -> None:
+        self.exact.close()
