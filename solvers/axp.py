@@ -278,7 +278,8 @@ class OracleAlgorithm:
     def _axp_result(self, s: set[int], sufficiency: Check | None, witnesses: dict[int, np.ndarray],
                     unproven: set[int]) -> FormalExplanation:
         run = self._run
-        status = Status.TIMEOUT if run.timed_out else Status.UNDECIDED if unproven else Status.COMPLETE
+        # complete = proven subset-minimal (even if the clock ran out after the last proof)
+        status = Status.COMPLETE if not unproven else Status.TIMEOUT if run.timed_out else Status.UNDECIDED
         cert = AXpCertificate(self.question, frozenset(s),
                               None if sufficiency is None else VerdictRecord.from_check(sufficiency),
                               witnesses, frozenset(unproven))
