@@ -36,6 +36,11 @@ class FeatureSet:
                 if i in seen:
                     raise ValueError(f"pixel {i} belongs to more than one feature")
                 seen.add(i)
+        owner = np.full(self.n_inputs, -1, dtype=np.int64)
+        for k, group in enumerate(self.groups):
+            owner[list(group)] = k
+        owner.setflags(write=False)
+        object.__setattr__(self, "_owner", owner)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -66,14 +71,10 @@ class FeatureSet:
 
     def pixel_mask(self, features: Sequence[int]) -> np.ndarray:
         """Boolean ``(n_inputs,)`` mask of the pixels covered by ``features``."""
-        mask = np.zeros(self.n_inputs, dtype=bool)
-        for k in features:
-            mask[list(self.groups[k])] = True
-        return mask
+        chosen = np.zeros(len(self.groups) + 1, dtype=bool)  # last slot: pixels of no feature
+        chosen[np.asarray(list(features), dtype=np.int64)] = True
+        return chosen[self._owner]
 
     def feature_of_pixel(self) -> np.ndarray:
         """``(n_inputs,)`` int array: the feature of each pixel, ``-1`` if none."""
-        owner = np.full(self.n_inputs, -1, dtype=np.int64)
-        for k, group in enumerate(self.groups):
-            owner[list(group)] = k
-        return owner
+        return self._owner.copy()
