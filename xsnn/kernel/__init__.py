@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xsnn.kernel._layout import n_words, pack_bits, unpack_bits
+from xsnn.kernel._layout import c_kernel_limits, n_words, pack_bits, unpack_bits
 from xsnn.kernel.c_backend import CNetwork, load_extension
 from xsnn.kernel.numpy_backend import NumpyNetwork
 from xsnn.model import BSNN
@@ -89,8 +89,11 @@ class PackedNetwork:
         algorithm: C backend only: ``"sliced"`` (fast) or ``"reference"`` (a plain per-neuron popcount loop).
         isa: C backend only: ``"auto"`` or ``"generic"`` (forces the baseline-instruction build).
 
+    With ``backend=None`` a model too large for the C kernel (more than 65,535
+    inputs or neurons in a layer, more than 32 layers) runs on numpy.
+
     Raises:
-        KernelUnavailable: ``backend="c"`` but the extension is not built.
+        KernelUnavailable: ``backend="c"`` but the extension is not built or cannot run this model.
         ValueError: unknown backend, algorithm or isa.
     """
 
@@ -98,12 +101,16 @@ class PackedNetwork:
                  isa: str = "auto") -> None:
         if not isinstance(model, BSNN):
             raise ValueError(f"model must be an xsnn BSNN, got {type(model).__name__}")
-        backend = BACKEND if backend is None else backend
-        if backend not in BACKENDS:
+        if backend is not None and backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
-        if backend == "c" and _EXTENSION is None:
+        limits = c_kernel_limits(model)
+        if backend is None:
+            backend = BACKEND if limits is None else "numpy"
+        elif backend == "c" and _EXTENSION is None:
             raise KernelUnavailable("the C kernel is not built in this installation (reinstall with a C compiler, "
                                     "or use backend='numpy')")
+        elif backend == "c" and limits is not None:
+            raise KernelUnavailable(limits)
         self.model = model
         self.backend = backend
         self.n_steps = int(model.n_steps)

@@ -50,6 +50,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define XSNN_X86_DISPATCH 1
+#include <immintrin.h>
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
@@ -68,6 +69,7 @@ enum { L_N_IN, L_N_OUT, L_BLOCKS, L_P, L_PI, L_COLS_OFF, L_START_OFF, L_ROWS_OFF
 #define MAX_LAYERS 32
 #define MAX_PLANES 62
 #define MAX_STEPS 64
+#define MAX_INPUTS 65535   /* active inputs are listed as uint16 (column n_in is the zero column) */
 #define LANE_WORDS 4
 
 enum { ALGO_SLICED = 0, ALGO_REFERENCE = 1 };
@@ -88,10 +90,11 @@ typedef struct {
 } Net;
 
 typedef struct {
-    uint64_t *xin;               /* T rows of w_in(0) words */
+    uint64_t *xin;               /* T rows of w_in(0) words, packed from bytes */
+    const uint64_t *in0;         /* the current image's input rows: xin, or the caller's packed rows */
     uint64_t *spk[MAX_LAYERS];   /* T rows of nb*4 words per layer */
     vec *U, *I, *E, *cnt, *N;
-    int32_t *idx;
+    uint16_t *idx;               /* active input numbers (layers have < 65536 inputs) */
     int64_t *v;                  /* reference: potentials */
     uint8_t *sp;                 /* reference: previous spikes */
     int64_t *count;              /* reference: spike counts of the last layer */
@@ -128,14 +131,14 @@ INLINE void csa(vec *h, vec *l, vec a, vec b, vec c) {
  * idx holds n_idx (a multiple of 16) column numbers; col[i] is 4 words.
  * Output: out[0..3 + nc] = planes of weight 1, 2, 4, 8, 16, ... (4 + nc planes).
  */
-INLINE void harley_seal(const uint64_t *col, const int32_t *idx, int64_t n_idx, int64_t nc, vec *out) {
+INLINE void harley_seal(const uint64_t *col, const uint16_t *idx, int64_t n_idx, int64_t nc, vec *out) {
     vec ones = vzero(), twos = vzero(), fours = vzero(), eights = vzero();
     vec twosA, twosB, foursA, foursB, eightsA, eightsB, sixteens;
     vec *C = out + 4;
     for (int64_t p = 0; p < nc; p++) C[p] = vzero();
 #define COL(m) vload(col + (size_t)q[m] * LANE_WORDS)
     for (int64_t k = 0; k < n_idx; k += 16) {
-        const int32_t *q = idx + k;
+        const uint16_t *q = idx + k;
         csa(&twosA, &ones, ones, COL(0), COL(1));
         csa(&twosB, &ones, ones, COL(2), COL(3));
         csa(&foursA, &twos, twos, twosA, twosB);
@@ -162,14 +165,16 @@ INLINE void harley_seal(const uint64_t *col, const int32_t *idx, int64_t n_idx, 
     out[0] = ones; out[1] = twos; out[2] = fours; out[3] = eights;
 }
 
-/* x += k (a constant, the same in every lane), modulo 2^n_planes */
+/* x += k (a constant, the same in every lane), modulo 2^n_planes; branch-free */
 INLINE void add_uniform(vec *x, int64_t n_planes, int64_t k) {
     uint64_t bits = (uint64_t)k;
     vec c = vzero();
     for (int64_t p = 0; p < n_planes; p++) {
-        vec a = x[p];
-        if ((bits >> (p < 63 ? p : 63)) & 1) { x[p] = ~(a ^ c); c = a | c; }
-        else { x[p] = a ^ c; c = a & c; }
+        uint64_t kb = (uint64_t)0 - ((bits >> (p < 63 ? p : 63)) & 1);
+        vec kv = {kb, kb, kb, kb};
+        vec a = x[p], ax = a ^ kv;
+        x[p] = ax ^ c;
+        c = (a & kv) | (ax & c);
     }
 }
 
@@ -193,20 +198,16 @@ INLINE void count_add(vec *N, int n, vec s) {
 }
 
 /* pack n 0/1 bytes into words; returns nonzero if some byte is not 0/1 */
-INLINE int pack_row(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w) {
+INLINE int pack_row_generic(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w) {
     uint8_t bad = 0;
     int64_t i = 0;
     for (int64_t k = 0; k < w; k++) dst[k] = 0;
 #if defined(__SSE2__)
     __m128i acc = _mm_setzero_si128();
-    for (; i + 64 <= n; i += 64) {
-        uint64_t word = 0;
-        for (int q = 0; q < 4; q++) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(src + i + 16 * q));
-            acc = _mm_or_si128(acc, v);
-            word |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_slli_epi16(v, 7)) << (16 * q);
-        }
-        dst[i >> 6] = word;
+    for (; i + 16 <= n; i += 16) {      /* bit 0 of each byte -> bit 7 -> movemask */
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        acc = _mm_or_si128(acc, v);
+        dst[i >> 6] |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_slli_epi16(v, 7)) << (i & 63);
     }
     uint8_t lanes[16];
     _mm_storeu_si128((__m128i *)lanes, acc);
@@ -219,45 +220,142 @@ INLINE int pack_row(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w) {
     return (bad & 0xFE) != 0;
 }
 
+#ifdef XSNN_X86_DISPATCH
+__attribute__((target("avx2"))) static inline int pack_row_avx2(const uint8_t *src, int64_t n, uint64_t *dst,
+                                                                 int64_t w) {
+    __m256i acc = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (int64_t k = 0; k < w; k++) dst[k] = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+        acc = _mm256_or_si256(acc, _mm256_or_si256(a, b));
+        uint64_t lo = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(a, 7));
+        uint64_t hi = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(b, 7));
+        dst[i >> 6] = lo | hi << 32;
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        acc = _mm256_or_si256(acc, _mm256_castsi128_si256(v));
+        dst[i >> 6] |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_slli_epi16(v, 7)) << (i & 63);
+    }
+    int bad = !_mm256_testz_si256(acc, _mm256_set1_epi8((char)0xFE));
+    for (; i < n; i++) {
+        bad |= (src[i] & 0xFE) != 0;
+        dst[i >> 6] |= (uint64_t)(src[i] & 1) << (i & 63);
+    }
+    return bad;
+}
+#endif
+
+INLINE int pack_row(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w, int avx2) {
+#ifdef XSNN_X86_DISPATCH
+    if (avx2) return pack_row_avx2(src, n, dst, w);
+#endif
+    (void)avx2;
+    return pack_row_generic(src, n, dst, w);
+}
+
 /* load the T input rows of one image into s->xin; 0 or an error code */
-INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int64_t img) {
+INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int64_t img, int avx2) {
     const Layer *L0 = &net->layer[0];
     int64_t T = net->T, n = L0->n_in, w = L0->w_in;
     if (packed) {
         const uint64_t *src = (const uint64_t *)x + (size_t)img * T * w;
         uint64_t tail = (n % 64) ? ~(((uint64_t)1 << (n % 64)) - 1) : 0;
-        for (int64_t t = 0; t < T; t++) {
-            memcpy(s->xin + t * w, src + t * w, (size_t)w * 8);
-            if (s->xin[t * w + w - 1] & tail) return ERR_PADDING;
-        }
+        for (int64_t t = 0; t < T; t++)
+            if (src[t * w + w - 1] & tail) return ERR_PADDING;
+        s->in0 = src;
     } else {
+        s->in0 = s->xin;
         const uint8_t *src = (const uint8_t *)x + (size_t)img * T * n;
         for (int64_t t = 0; t < T; t++)
-            if (pack_row(src + t * n, n, s->xin + t * w, w)) return ERR_VALUE;
+            if (pack_row(src + t * n, n, s->xin + t * w, w, avx2)) return ERR_VALUE;
     }
     return OK;
 }
 
+INLINE int same_words(const uint64_t *a, const uint64_t *b, int64_t w) {
+    uint64_t diff = 0;
+    for (int64_t k = 0; k < w; k++) diff |= a[k] ^ b[k];
+    return diff == 0;
+}
+
 INLINE const uint64_t *layer_input(const Net *net, const Scratch *s, int l, int64_t *stride) {
-    if (l == 0) { *stride = net->layer[0].w_in; return s->xin; }
+    if (l == 0) { *stride = net->layer[0].w_in; return s->in0; }
     *stride = net->layer[l - 1].nb * LANE_WORDS;
     return s->spk[l - 1];
 }
 
 /* --------------------------------------------------------- sliced algorithm */
 
-/* currents I (PI planes, two's complement) of every block for one input row */
-INLINE void currents(const Net *net, const Layer *ly, Scratch *s, const uint64_t *row) {
-    int64_t n_idx = 0;
-    for (int64_t k = 0; k < ly->w_in; k++) {
+/* per byte value: the positions of its set bits (padded with 0), and their number */
+static uint8_t byte_positions[256][8];
+static uint8_t byte_count[256];
+
+static void init_byte_tables(void) {
+    for (int v = 0; v < 256; v++) {
+        int n = 0;
+        for (int b = 0; b < 8; b++)
+            if (v >> b & 1) byte_positions[v][n++] = (uint8_t)b;
+        byte_count[v] = (uint8_t)n;
+    }
+}
+
+/* indices of the set bits of w words, in increasing order (count-trailing-zeros loop) */
+INLINE int64_t set_bit_indices_ctz(const uint64_t *row, int64_t w, uint16_t *idx) {
+    int64_t n = 0;
+    for (int64_t k = 0; k < w; k++) {
         uint64_t word = row[k];
         while (word) {
-            s->idx[n_idx++] = (int32_t)(k * 64 + __builtin_ctzll(word));
+            idx[n++] = (uint16_t)(k * 64 + __builtin_ctzll(word));
             word &= word - 1;
         }
     }
+    return n;
+}
+
+#ifdef XSNN_X86_DISPATCH
+/* the same, branch-free per byte: store the 8 positions of byte_positions[byte] at the byte's offset
+ * (exclusive prefix sum of the byte popcounts, by SWAR and one multiply); idx needs 8 slots of slack */
+__attribute__((target("avx2,popcnt"))) static inline int64_t set_bit_indices_avx2(const uint64_t *row, int64_t w,
+                                                                                  uint16_t *idx) {
+    int64_t n = 0;
+    const __m128i eight = _mm_set1_epi16(8);
+    for (int64_t k = 0; k < w; k++) {
+        uint64_t word = row[k];
+        if (!word) continue;
+        uint64_t x = word - ((word >> 1) & 0x5555555555555555ULL);
+        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;                 /* popcount of each byte */
+        uint64_t offsets = (x * 0x0101010101010101ULL) << 8;        /* exclusive prefix sums */
+        uint16_t *out = idx + n;
+        __m128i base = _mm_set1_epi16((short)(k * 64));
+        for (int b = 0; b < 8; b++) {
+            unsigned byte = (unsigned)(word >> (8 * b)) & 0xFF, off = (unsigned)(offsets >> (8 * b)) & 0xFF;
+            __m128i v = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)byte_positions[byte]));
+            _mm_storeu_si128((__m128i *)(out + off), _mm_add_epi16(v, base));
+            base = _mm_add_epi16(base, eight);
+        }
+        n += __builtin_popcountll(word);
+    }
+    return n;
+}
+#endif
+
+INLINE int64_t set_bit_indices(const uint64_t *row, int64_t w, uint16_t *idx, int avx2) {
+#ifdef XSNN_X86_DISPATCH
+    if (avx2) return set_bit_indices_avx2(row, w, idx);
+#endif
+    (void)avx2;
+    return set_bit_indices_ctz(row, w, idx);
+}
+
+/* currents I (PI planes, two's complement) of every block for one input row */
+INLINE void currents(const Net *net, const Layer *ly, Scratch *s, const uint64_t *row, int avx2) {
+    int64_t n_idx = set_bit_indices(row, ly->w_in, s->idx, avx2);
     int64_t active = n_idx;
-    while (n_idx % 16) s->idx[n_idx++] = (int32_t)ly->n_in;     /* the all-zero column */
+    while (n_idx % 16) s->idx[n_idx++] = (uint16_t)ly->n_in;    /* the all-zero column */
     int64_t CP = 4 + ly->nc, PI = ly->PI, S = net->S;
     for (int64_t b = 0; b < ly->nb; b++) {
         vec *I = s->I + b * PI;
@@ -313,7 +411,7 @@ INLINE vec lif_step(const Net *net, const Layer *ly, Scratch *s, int64_t b, vec 
     return ~u[P - 1] & valid;
 }
 
-INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
+INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes, int avx2) {
     int64_t T = net->T;
     for (int l = 0; l < net->L; l++) {
         const Layer *ly = &net->layer[l];
@@ -324,12 +422,12 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
         int64_t ow = ly->nb * LANE_WORDS;
         int step_invariant = 1;
         for (int64_t t = 1; t < T && step_invariant; t++)
-            step_invariant = memcmp(in + t * stride, in, (size_t)ly->w_in * 8) == 0;
+            step_invariant = same_words(in + t * stride, in, ly->w_in);
         if (last) for (int64_t q = 0; q < ly->nb * net->PN; q++) s->N[q] = vzero();
 
         if (step_invariant && net->reset == 0) {
             /* closed form: H_M = [I >= ceil(theta/M)] = [m <= M]; spikes at t iff m | t+1 */
-            currents(net, ly, s, in);
+            currents(net, ly, s, in, avx2);
             for (int64_t b = 0; b < ly->nb; b++) {
                 vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES], prev = vzero();
                 for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
@@ -339,18 +437,19 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
                     s->E[M] = H & ~prev;                                 /* [m == M+1] */
                     prev = H;
                 }
+                vec *sp_t = s->E + MAX_STEPS;            /* spikes at t: OR of [m == M] over M | t+1 */
+                for (int64_t t = 0; t < T; t++) sp_t[t] = vzero();
+                for (int64_t M = 1; M <= T; M++)
+                    for (int64_t t = M - 1; t < T; t += M) sp_t[t] |= s->E[M - 1];
                 for (int64_t t = 0; t < T; t++) {
-                    vec sp = vzero();
-                    for (int64_t M = 1; M <= t + 1; M++)
-                        if ((t + 1) % M == 0) sp |= s->E[M - 1];
-                    sp &= valid;
+                    vec sp = sp_t[t] & valid;
                     vstore(out + t * ow + b * LANE_WORDS, sp);
                     if (last) count_add(s->N + b * net->PN, net->PN, sp);
                 }
             }
         } else if (step_invariant && last && !want_spikes) {
             /* reset subtract, counts only: count >= k  <=>  I >= ceil(k theta / T) */
-            currents(net, ly, s, in);
+            currents(net, ly, s, in, avx2);
             for (int64_t b = 0; b < ly->nb; b++) {
                 vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES];
                 for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
@@ -367,8 +466,8 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
                     s->U[b * ly->P + p] = vload(ly->start + (size_t)(b * ly->P + p) * LANE_WORDS);
             for (int64_t t = 0; t < T; t++) {
                 const uint64_t *row = in + t * stride;
-                if (t == 0 || memcmp(row, row - stride, (size_t)ly->w_in * 8) != 0)
-                    currents(net, ly, s, row);
+                if (t == 0 || !same_words(row, row - stride, ly->w_in))
+                    currents(net, ly, s, row, avx2);
                 for (int64_t b = 0; b < ly->nb; b++) {
                     vec sprev = t ? vload(out + (t - 1) * ow + b * LANE_WORDS) : vzero();
                     vec sp = lif_step(net, ly, s, b, sprev, valid_lanes(ly->n_out, b));
@@ -380,25 +479,64 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes) {
     }
 }
 
-INLINE void sliced_scores(const Net *net, const Scratch *s, int64_t *scores) {
-    const Layer *ly = &net->layer[net->L - 1];
-    int64_t W = net->w_last;
-    for (int c = 0; c < net->n_classes; c++) {
-        const uint64_t *pc = net->ro + (size_t)c * W;
-        const uint64_t *mc = net->ro + (size_t)(net->n_classes + c) * W;   /* ternary only */
-        int64_t score = 0;
-        for (int p = 0; p < net->PN; p++) {
-            int64_t plus = 0, minus = 0;
-            for (int64_t w = 0; w < W; w++) {
-                uint64_t nw = s->N[(w >> 2) * net->PN + p][w & 3];
-                plus += __builtin_popcountll(nw & pc[w]);
-                minus += net->ternary ? __builtin_popcountll(nw & mc[w]) : __builtin_popcountll(nw & ~pc[w]);
-            }
-            score += (plus - minus) * ((int64_t)1 << p);
+/*
+ * Readout from the count planes N (layout [block][plane], one vec each):
+ *   score_c = sum_p 2^p (popcount(N_p & P_c) - popcount(N_p & M_c)),  M_c = ~P_c for binary weights.
+ */
+INLINE int64_t weighted_popcount(const vec *N, int64_t nb, int PN, const uint64_t *mask) {
+    int64_t acc = 0;
+    for (int64_t b = 0; b < nb; b++, mask += LANE_WORDS)
+        for (int p = 0; p < PN; p++) {
+            vec x = N[b * PN + p] & vload(mask);
+            acc += (int64_t)(__builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) + __builtin_popcountll(x[2])
+                             + __builtin_popcountll(x[3])) << p;
         }
-        scores[c] = score;
+    return acc;
+}
+
+#ifdef XSNN_X86_DISPATCH
+/* the same with AVX2 byte popcounts (nibble lookup), Horner over planes in bytes: needs 8 (2^PN - 1) <= 255 */
+__attribute__((target("avx2,popcnt"))) static inline int64_t weighted_popcount_avx2(const vec *N, int64_t nb, int PN,
+                                                                                    const uint64_t *mask) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i sum = zero;
+    for (int64_t b = 0; b < nb; b++, mask += LANE_WORDS) {
+        __m256i m = _mm256_loadu_si256((const __m256i *)mask), acc = zero;
+        for (int p = PN - 1; p >= 0; p--) {
+            __m256i x = _mm256_and_si256(_mm256_load_si256((const __m256i *)&N[b * PN + p]), m);
+            __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)),
+                                        _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
+            acc = _mm256_add_epi8(_mm256_add_epi8(acc, acc), c);
+        }
+        sum = _mm256_add_epi64(sum, _mm256_sad_epu8(acc, zero));
     }
-    (void)ly;
+    __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+}
+#endif
+
+INLINE void sliced_scores(const Net *net, const Scratch *s, int64_t *scores, int avx2) {
+    const Layer *ly = &net->layer[net->L - 1];
+    int64_t W = net->w_last, nb = ly->nb;
+    int PN = net->PN;
+#ifdef XSNN_X86_DISPATCH
+    int fast = avx2 && PN <= 5;
+#define WPC(mask) (fast ? weighted_popcount_avx2(s->N, nb, PN, (mask)) : weighted_popcount(s->N, nb, PN, (mask)))
+#else
+    (void)avx2;
+#define WPC(mask) weighted_popcount(s->N, nb, PN, (mask))
+#endif
+    if (net->ternary) {
+        for (int c = 0; c < net->n_classes; c++)
+            scores[c] = WPC(net->ro + (size_t)c * W) - WPC(net->ro + (size_t)(net->n_classes + c) * W);
+    } else {
+        int64_t total = WPC(net->ro + (size_t)net->n_classes * W);     /* the all-ones row after the classes */
+        for (int c = 0; c < net->n_classes; c++)
+            scores[c] = 2 * WPC(net->ro + (size_t)c * W) - total;
+    }
+#undef WPC
 }
 
 /* ------------------------------------------------------ reference algorithm */
@@ -468,15 +606,15 @@ INLINE void copy_spikes(const Net *net, const Scratch *s, uint64_t *dst) {
 
 /* returns -1 when all went well, else the index of the first bad image (its code in *err) */
 INLINE int64_t batch_body(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
-                          uint64_t *spikes, int64_t spike_words, int algo, int *err) {
+                          uint64_t *spikes, int64_t spike_words, int algo, int *err, int avx2) {
     for (int64_t img = 0; img < n; img++) {
-        int code = load_input(net, s, x, packed, img);
+        int code = load_input(net, s, x, packed, img, avx2);
         if (code != OK) { *err = code; return img; }
         if (algo == ALGO_REFERENCE) {
             reference_image(net, s, scores + img * net->n_classes);
         } else {
-            sliced_image(net, s, spikes != NULL);
-            sliced_scores(net, s, scores + img * net->n_classes);
+            sliced_image(net, s, spikes != NULL, avx2);
+            sliced_scores(net, s, scores + img * net->n_classes, avx2);
         }
         if (spikes) copy_spikes(net, s, spikes + img * spike_words);
     }
@@ -485,14 +623,14 @@ INLINE int64_t batch_body(const Net *net, Scratch *s, const void *x, int packed,
 
 static int64_t batch_generic(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
                              uint64_t *spikes, int64_t spike_words, int algo, int *err) {
-    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err);
+    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err, 0);
 }
 
 #ifdef XSNN_X86_DISPATCH
 __attribute__((target("avx2,popcnt")))
 static int64_t batch_avx2(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
                           uint64_t *spikes, int64_t spike_words, int algo, int *err) {
-    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err);
+    return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err, 1);
 }
 
 static int cpu_has_avx2(void) {
@@ -523,7 +661,7 @@ static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint
         Layer *ly = &net->layer[l];
         ly->n_in = f[L_N_IN]; ly->n_out = f[L_N_OUT]; ly->nb = f[L_BLOCKS]; ly->P = f[L_P]; ly->PI = f[L_PI];
         ly->w_in = f[L_W_IN]; ly->w_out = f[L_W_OUT];
-        if (ly->n_in < 1 || ly->n_out < 1 || ly->n_in > (1 << 30) || ly->n_out > (1 << 30)) FAIL("bad layer size");
+        if (ly->n_in < 1 || ly->n_out < 1 || ly->n_in > MAX_INPUTS || ly->n_out > MAX_INPUTS) FAIL("bad layer size");
         if (l > 0 && ly->n_in != net->layer[l - 1].n_out) FAIL("layer sizes do not chain");
         if (ly->nb != (ly->n_out + 255) / 256 || ly->w_in != (ly->n_in + 63) / 64 || ly->w_out != (ly->n_out + 63) / 64)
             FAIL("bad block or word counts");
@@ -541,8 +679,8 @@ static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint
     }
     net->n_in = net->layer[0].n_in;
     net->w_last = h[H_W_LAST];
-    if (net->w_last != net->layer[net->L - 1].w_out) FAIL("bad readout width");
-    int64_t ro_off = h[H_RO_OFF], ro_size = net->S * net->n_classes * net->w_last;
+    if (net->w_last != net->layer[net->L - 1].nb * LANE_WORDS) FAIL("bad readout width");
+    int64_t ro_off = h[H_RO_OFF], ro_size = (net->S * net->n_classes + 1) * net->w_last;
     if (ro_off < 0 || ro_off > n_words || ro_size > n_words - ro_off) FAIL("readout outside the blob");
     net->ro = blob + ro_off;
     return 0;
@@ -582,10 +720,10 @@ static int alloc_scratch(Scratch *s, const Net *net) {
     const Layer *last = &net->layer[net->L - 1];
     s->U = aligned((size_t)maxU * sizeof(vec));
     s->I = aligned((size_t)maxI * sizeof(vec));
-    s->E = aligned((size_t)MAX_STEPS * sizeof(vec));
+    s->E = aligned((size_t)2 * MAX_STEPS * sizeof(vec));
     s->cnt = aligned((size_t)2 * (MAX_PLANES + 4) * sizeof(vec));
     s->N = aligned((size_t)last->nb * net->PN * sizeof(vec));
-    s->idx = aligned((size_t)(maxIn + 16) * sizeof(int32_t));
+    s->idx = aligned((size_t)(maxIn + 32) * sizeof(uint16_t));
     s->v = aligned((size_t)maxOut * sizeof(int64_t));
     s->sp = aligned((size_t)maxOut);
     s->count = aligned((size_t)maxOut * sizeof(int64_t));
@@ -665,4 +803,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernel", "xsnn bit-packed BSNN forward kernel.", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__ckernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__ckernel(void) {
+    init_byte_tables();
+    return PyModule_Create(&module);
+}

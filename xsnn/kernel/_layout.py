@@ -24,7 +24,8 @@ The C kernel reads one network as two arrays (built once, by :func:`build_layout
     words (read by the C reference loop).
   * ``theta[j]``: thresholds as int64 (reference loop).
 
-  and the readout ``ro[s][c][w]``: rows of ``ceil(n_last / 64)`` words.
+  and the readout ``ro[s][c][w]``: rows of ``4 ceil(n_last / 256)`` words (whole lane blocks),
+  followed by one all-ones row (valid lanes of the last layer).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ import numpy as np
 
 from xsnn.model import BSNN
 
-__all__ = ["pack_bits", "unpack_bits", "n_words", "build_layout", "Layout", "static_bounds", "LANES"]
+__all__ = ["pack_bits", "unpack_bits", "n_words", "build_layout", "Layout", "static_bounds", "LANES",
+           "c_kernel_limits"]
 
 LANES = 256          # neurons per lane block of the bit-sliced C kernel
 LANE_WORDS = LANES // 64
@@ -42,6 +44,7 @@ MAGIC = 0x78736E6E   # "xsnn"
 LAYOUT_VERSION = 2
 MAX_LAYERS = 32
 MAX_PLANES = 62
+MAX_WIDTH = 65535    # inputs and neurons per layer (the C kernel lists active inputs as uint16)
 
 # header fields (mirrored in _ckernel.c)
 H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS = range(10)
@@ -120,6 +123,16 @@ def static_bounds(theta: np.ndarray, n_in: int, n_steps: int, reset: str) -> np.
     return np.minimum(bounds, n_in + 1)
 
 
+def c_kernel_limits(model: BSNN) -> str | None:
+    """Why the C kernel cannot run ``model`` (a sentence), or ``None`` when it can."""
+    if len(model.weights) > MAX_LAYERS:
+        return f"the C kernel handles at most {MAX_LAYERS} layers, the model has {len(model.weights)}"
+    widths = (model.n_inputs, *model.layer_sizes)
+    if max(widths) > MAX_WIDTH:
+        return f"the C kernel handles layers of at most {MAX_WIDTH} inputs and neurons, the model has {max(widths)}"
+    return None
+
+
 @dataclass(frozen=True)
 class Layout:
     """The flat network description read by the C kernel (see the module docstring)."""
@@ -140,8 +153,9 @@ def build_layout(model: BSNN) -> Layout:
     ternary = model.weight_kind == "ternary"
     signs = (1, -1) if ternary else (1,)
     n_layers = len(model.weights)
-    if n_layers > MAX_LAYERS:
-        raise ValueError(f"the C kernel handles at most {MAX_LAYERS} layers, the model has {n_layers}")
+    problem = c_kernel_limits(model)
+    if problem:
+        raise ValueError(problem)
     header = np.zeros(H_LAYER0 + H_LAYER_FIELDS * n_layers, np.int64)
     pieces: list[np.ndarray] = []
     offset = 0
@@ -191,9 +205,11 @@ def build_layout(model: BSNN) -> Layout:
         header[base + L_THETA_OFF] = put(np.asarray(theta, np.int64).view(np.uint64))
         header[base + L_W_IN] = n_words(n_in)
         header[base + L_W_OUT] = n_words(n_out)
-    ro = np.stack([pack_bits((model.readout == sign).astype(np.uint8)) for sign in signs])
+    last_blocks = -(-model.readout.shape[1] // LANES)
+    ro = np.concatenate([_lane_blocks((model.readout == sign).astype(np.uint8), last_blocks) for sign in signs]
+                        + [_lane_blocks(np.ones((1, model.readout.shape[1]), np.uint8), last_blocks)])
     header[H_RO_OFF] = put(ro)
-    header[H_W_LAST] = n_words(model.readout.shape[1])
+    header[H_W_LAST] = last_blocks * LANE_WORDS
     header[H_MAGIC] = MAGIC
     header[H_VERSION] = LAYOUT_VERSION
     header[H_LAYERS] = n_layers
