@@ -60,8 +60,8 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
-__all__ = ["NeuronBounds", "potential_bounds", "LinearRow", "Indicator", "Formulation", "build_formulation",
-           "input_domain", "MILPOracle"]
+__all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation",
+           "build_formulation", "big_m_rows", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class NeuronBounds:
 
     lower: tuple[np.ndarray, ...]
     upper: tuple[np.ndarray, ...]
+    first_input: tuple[np.ndarray, np.ndarray]  # bounds of the first layer's input I_j(t), (T, n_0) each
+    constant_input: bool  # static-like coding: I_j(t) is the same integer at every step
 
     def spike_bounds(self, model: BSNN, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """``(s_lo, s_hi)`` 0/1 arrays ``(T, n_l)``: ``s_lo = 1`` where the neuron surely spikes,
@@ -150,33 +152,65 @@ def potential_bounds(model: BSNN, instance: np.ndarray, free_pixels: np.ndarray)
     x_max = trains.max(axis=0)[:, None]
     i_lo = const + x_min * pos + x_max * neg
     i_hi = const + x_max * pos + x_min * neg
+    constant = _is_static_like(trains, x)
+    first = (i_lo, i_hi)
     lowers, uppers = [], []
     for layer, (w, theta) in enumerate(zip(model.weights, model.thresholds)):
-        if layer == 0 and _is_static_like(trains, x):
-            lo, hi = _sweep_constant_input(i_lo[0], i_hi[0], theta, model.n_steps, model.reset)
+        if layer == 0 and constant:
+            v = _simulate_ranges(i_lo[0], i_hi[0], theta, model.n_steps, model.reset)[0]
+            starts = np.cumsum(i_hi[0] - i_lo[0] + 1) - (i_hi[0] - i_lo[0] + 1)
+            lo, hi = np.minimum.reduceat(v, starts, axis=1), np.maximum.reduceat(v, starts, axis=1)
         else:
             if layer > 0:
                 w = w.astype(np.int64)
-                prev = NeuronBounds(tuple(lowers), tuple(uppers))
-                s_lo, s_hi = prev.spike_bounds(model, layer - 1)
+                s_lo = (lowers[-1] >= model.thresholds[layer - 1]).astype(np.int64)
+                s_hi = (uppers[-1] >= model.thresholds[layer - 1]).astype(np.int64)
                 w_pos, w_neg = np.clip(w, 0, None), np.clip(w, None, 0)
                 i_lo = s_lo @ w_pos.T + s_hi @ w_neg.T
                 i_hi = s_hi @ w_pos.T + s_lo @ w_neg.T
             lo, hi = _propagate(i_lo, i_hi, theta, model.reset)
         lowers.append(lo)
         uppers.append(hi)
-    return NeuronBounds(tuple(lowers), tuple(uppers))
+    return NeuronBounds(tuple(lowers), tuple(uppers), first, constant)
 
 
-def _sweep_constant_input(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int,
-                          reset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step extremes of ``V_j(t)`` over every constant integer input ``I_j`` in ``[i_lo_j, i_hi_j]``."""
+def _simulate_ranges(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int,
+                     reset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate neuron ``j`` for every constant integer input in ``[i_lo_j, i_hi_j]``.
+
+    Returns ``(V, inputs)``: potentials ``(T, m)`` and the input of each of the ``m`` runs,
+    neuron by neuron in increasing input order.
+    """
     counts = i_hi - i_lo + 1
     starts = np.cumsum(counts) - counts
     owner = np.repeat(np.arange(len(counts)), counts)
     inputs = i_lo[owner] + (np.arange(int(counts.sum())) - starts[owner])
-    v = _simulate(inputs, theta[owner], n_steps, reset)
-    return np.minimum.reduceat(v, starts, axis=1), np.maximum.reduceat(v, starts, axis=1)
+    return _simulate(inputs, theta[owner], n_steps, reset), inputs
+
+
+def input_ladders(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int,
+                  reset: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For neurons fed one constant integer ``I_j in [i_lo_j, i_hi_j]`` at every step: the spike
+    train as a step function of ``I_j``.
+
+    Returns per neuron ``(breaks, trains)``: ``breaks`` (``M``,) the increasing inputs ``a_m``
+    at which the train changes, ``trains`` (``M + 1``, T) the train on ``[i_lo, a_1)``,
+    ``[a_1, a_2)``, ..., ``[a_M, i_hi]``. Then, with ``z_m = [I_j >= a_m]`` (so
+    ``z_1 >= z_2 >= ...``), ``s_j(t) = trains[0, t] + sum_m (trains[m, t] - trains[m-1, t]) z_m``
+    exactly.
+    """
+    v, inputs = _simulate_ranges(i_lo, i_hi, theta, n_steps, reset)
+    counts = i_hi - i_lo + 1
+    starts = np.cumsum(counts) - counts
+    spikes = (v >= np.repeat(theta, counts)[None, :]).astype(np.int64)  # (T, m)
+    changed = np.zeros(spikes.shape[1], dtype=bool)
+    changed[1:] = np.any(spikes[:, 1:] != spikes[:, :-1], axis=0)
+    changed[starts] = False
+    out = []
+    for j, (a, n) in enumerate(zip(starts.tolist(), counts.tolist())):
+        where = a + np.flatnonzero(changed[a:a + n])
+        out.append((inputs[where], spikes[:, np.concatenate([[a], where])].T))
+    return out
 
 
 # --------------------------------------------------------------------------- formulation
@@ -316,6 +350,70 @@ def instance_selectors(model: BSNN, instance: np.ndarray) -> np.ndarray:
     return sel.astype(np.int64)
 
 
+def _ladder_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, const: np.ndarray, in_cols: np.ndarray,
+                  in_coefs: np.ndarray, bounds: NeuronBounds, theta: np.ndarray, model: BSNN) -> np.ndarray:
+    """First layer with a constant integer input ``I_j`` (static coding): spikes from a ladder on ``I_j``.
+
+    Columns ``I_j`` (``I_j = const_j + in_coefs_j @ in_cols``) and ``z_jm = [I_j >= a_jm]`` with
+    ``z_j1 >= z_j2 >= ...``; ``z = 1 -> I_j >= a``, ``z = 0 -> I_j <= a - 1``; the spikes are linear
+    in ``z`` (see :func:`input_ladders`). No potential or reset variables are needed.
+    """
+    i_lo, i_hi = bounds.first_input[0][0], bounds.first_input[1][0]
+    total = b.add_cols(i_lo, i_hi, boolean=False)
+    for j, (breaks, trains) in enumerate(input_ladders(i_lo, i_hi, theta, model.n_steps, model.reset)):
+        rows.append((np.concatenate([[total[j]], in_cols]), np.concatenate([[1], -in_coefs[j]]),
+                     int(const[j]), int(const[j])))
+        z = b.add_cols(np.zeros(len(breaks), np.int64), 1, boolean=True)
+        for m in range(len(breaks) - 1):
+            rows.append((z[m:m + 2], np.array([1, -1]), 0, None))
+        for m, a in enumerate(breaks.tolist()):
+            indicators.append((z[m], 1, [total[j]], [1], a, None))
+            indicators.append((z[m], 0, [total[j]], [1], None, a - 1))
+        steps = np.diff(trains, axis=0)  # (M, T): change of the train at each break
+        for t in range(model.n_steps):
+            rows.append((np.concatenate([[s[t, j]], z]), np.concatenate([[1], -steps[:, t]]),
+                         int(trains[0, t]), int(trains[0, t])))
+    return total
+
+
+def _step_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, consts: np.ndarray, in_cols: list,
+                in_coefs: list, bounds: NeuronBounds, layer: int, theta: np.ndarray, model: BSNN) -> np.ndarray:
+    """A layer step by step: potentials ``V``, spikes by indicators, the reset exactly."""
+    n_steps = model.n_steps
+    lo, hi = bounds.lower[layer], bounds.upper[layer]
+    s_lo, s_hi = bounds.spike_bounds(model, layer)
+    v = b.add_cols(lo, hi, boolean=False)
+    if model.reset == "zero" and n_steps > 1:
+        # carried potential P(t) = V(t-1) (1 - s(t-1)), t >= 1
+        p_lo = np.where(s_lo[:-1] == 1, 0, np.where(s_hi[:-1] == 0, lo[:-1], np.minimum(lo[:-1], 0)))
+        p_hi = np.where(s_lo[:-1] == 1, 0, np.where(s_hi[:-1] == 0, hi[:-1], np.maximum(theta - 1, 0)))
+        carried = b.add_cols(p_lo, p_hi, boolean=False)
+    for t in range(n_steps):
+        for j in range(v.shape[1]):
+            cols = [np.array([v[t, j]]), in_cols[t]]
+            coefs = [np.array([1]), -in_coefs[t][j]]
+            if t > 0 and model.reset == "zero":
+                cols.append(np.array([carried[t - 1, j]]))
+                coefs.append(np.array([-1]))
+            elif t > 0:
+                cols.append(np.array([v[t - 1, j], s[t - 1, j]]))
+                coefs.append(np.array([-1, int(theta[j])]))
+            rows.append((np.concatenate(cols), np.concatenate(coefs), int(consts[t, j]), int(consts[t, j])))
+            if s_lo[t, j] != s_hi[t, j]:  # undecided spike
+                indicators.append((s[t, j], 1, [v[t, j]], [1], int(theta[j]), None))
+                indicators.append((s[t, j], 0, [v[t, j]], [1], None, int(theta[j]) - 1))
+            if t > 0 and model.reset == "zero":
+                c_col, pv, ps = carried[t - 1, j], v[t - 1, j], s[t - 1, j]
+                if s_lo[t - 1, j] == 1:
+                    pass  # carried fixed to 0 by its bounds
+                elif s_hi[t - 1, j] == 0:
+                    rows.append((np.array([c_col, pv]), np.array([1, -1]), 0, 0))
+                else:
+                    indicators.append((ps, 1, [c_col], [1], 0, 0))
+                    indicators.append((ps, 0, [c_col, pv], [1, -1], 0, 0))
+    return v
+
+
 def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: frozenset[int],
                       target: int, max_distance: int | None = None) -> Formulation:
     """The integer feasibility problem for fixed feature set ``fixed`` (see the module docstring).
@@ -349,48 +447,25 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
     prev_s = None
     for layer, (w, theta) in enumerate(zip(model.weights, model.thresholds)):
         w = w.astype(np.int64)
-        lo, hi = bounds.lower[layer], bounds.upper[layer]
         s_lo, s_hi = bounds.spike_bounds(model, layer)
-        v = b.add_cols(lo, hi, boolean=False)
         s = b.add_cols(s_lo, s_hi, boolean=True)
         spike_cols.append(s)
-        potential_cols.append(v)
-        if model.reset == "zero" and n_steps > 1:
-            p_lo = np.where(s_lo[:-1] == 1, 0, np.where(s_hi[:-1] == 0, lo[:-1], np.minimum(lo[:-1], 0)))
-            p_hi = np.where(s_lo[:-1] == 1, 0, np.where(s_hi[:-1] == 0, hi[:-1], np.maximum(theta - 1, 0)))
-            carried = b.add_cols(p_lo, p_hi, boolean=False)
-        for t in range(n_steps):
-            if layer == 0:
-                # I_j(t) = const_j(t) + sum_{i free, r} W_ji train[r, t] u[i, r]
-                const = w[:, ~free] @ x[t, ~free]
-                in_coefs = (w[:, free][:, :, None] * trains[:, t].astype(np.int64)[None, None, :]).reshape(len(w), -1)
-                in_cols = u.ravel()
-            else:
-                const = np.zeros(len(w), np.int64)
-                in_coefs = w
-                in_cols = prev_s[t]
-            for j in range(len(w)):
-                cols = [np.array([v[t, j]]), in_cols]
-                coefs = [np.array([1]), -in_coefs[j]]
-                if t > 0 and model.reset == "zero":
-                    cols.append(np.array([carried[t - 1, j]]))
-                    coefs.append(np.array([-1]))
-                elif t > 0:
-                    cols.append(np.array([v[t - 1, j], s[t - 1, j]]))
-                    coefs.append(np.array([-1, int(theta[j])]))
-                pending_rows.append((np.concatenate(cols), np.concatenate(coefs), int(const[j]), int(const[j])))
-                if s_lo[t, j] != s_hi[t, j]:  # undecided spike
-                    pending_ind.append((s[t, j], 1, [v[t, j]], [1], int(theta[j]), None))
-                    pending_ind.append((s[t, j], 0, [v[t, j]], [1], None, int(theta[j]) - 1))
-                if t > 0 and model.reset == "zero":
-                    c_col, pv, ps = carried[t - 1, j], v[t - 1, j], s[t - 1, j]
-                    if s_lo[t - 1, j] == 1:
-                        pass  # carried fixed to 0 by its bounds
-                    elif s_hi[t - 1, j] == 0:
-                        pending_rows.append((np.array([c_col, pv]), np.array([1, -1]), 0, 0))
-                    else:
-                        pending_ind.append((ps, 1, [c_col], [1], 0, 0))
-                        pending_ind.append((ps, 0, [c_col, pv], [1, -1], 0, 0))
+        if layer == 0:
+            # I_j(t) = const_j(t) + sum_{i free, r} W_ji train[r, t] u[i, r]
+            consts = x[:, ~free] @ w[:, ~free].T  # (T, n_0)
+            in_coefs = [(w[:, free][:, :, None] * trains[:, t].astype(np.int64)[None, None, :]).reshape(len(w), -1)
+                        for t in range(n_steps)]
+            in_cols = [u.ravel()] * n_steps
+        else:
+            consts = np.zeros((n_steps, len(w)), np.int64)
+            in_coefs = [w] * n_steps
+            in_cols = [prev_s[t] for t in range(n_steps)]
+        if layer == 0 and bounds.constant_input:
+            potential_cols.append(_ladder_layer(b, pending_rows, pending_ind, s, consts[0], in_cols[0], in_coefs[0],
+                                                bounds, theta, model))
+        else:
+            potential_cols.append(_step_layer(b, pending_rows, pending_ind, s, consts, in_cols, in_coefs,
+                                              bounds, layer, theta, model))
         prev_s = s
 
     # goal: some rival class beats the target (ties to the lowest index)
@@ -483,30 +558,120 @@ def big_m_rows(form: Formulation) -> list[LinearRow]:
 
 # --------------------------------------------------------------------------- HiGHS
 
+ENGINES = ("scipy", "highspy")
 
-def _highs_lp(form: Formulation):
-    """A ``highspy.HighsLp`` (row-wise matrix, zero objective) of the formulation with big-M rows."""
-    import highspy
 
+def _matrix(form: Formulation) -> tuple[list[LinearRow], np.ndarray, np.ndarray, np.ndarray]:
+    """All rows (plain and big-M) and the row-wise (CSR) arrays ``start, index, value``."""
     rows = form.rows + big_m_rows(form)
-    lp = highspy.HighsLp()
-    lp.num_col_ = form.n_cols
-    lp.num_row_ = len(rows)
-    lp.col_cost_ = np.zeros(form.n_cols)
-    lp.col_lower_ = form.lower.astype(np.float64)
-    lp.col_upper_ = form.upper.astype(np.float64)
-    lp.row_lower_ = np.array([r.lower for r in rows], dtype=np.float64)
-    lp.row_upper_ = np.array([r.upper for r in rows], dtype=np.float64)
     lengths = np.array([len(r.cols) for r in rows], dtype=np.int64)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.num_col_ = form.n_cols
-    lp.a_matrix_.num_row_ = len(rows)
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     empty = np.zeros(0, np.int64)
-    lp.a_matrix_.index_ = np.concatenate([r.cols for r in rows] or [empty]).astype(np.int32)
-    lp.a_matrix_.value_ = np.concatenate([r.coefs for r in rows] or [empty]).astype(np.float64)
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * form.n_cols
-    return lp
+    index = np.concatenate([r.cols for r in rows] or [empty]).astype(np.int32)
+    value = np.concatenate([r.coefs for r in rows] or [empty]).astype(np.float64)
+    return rows, start, index, value
+
+
+class _ScipyEngine:
+    """HiGHS as bundled in scipy (``scipy.optimize.milp``): one fresh solve per formulation.
+
+    scipy passes options it does not list (the tolerances, ``threads``) to HiGHS verbatim,
+    with a RuntimeWarning that is silenced here.
+    """
+
+    def __init__(self, tolerance: float, threads: int) -> None:
+        self.options = {"mip_feasibility_tolerance": tolerance, "primal_feasibility_tolerance": tolerance,
+                        "mip_rel_gap": 0.0, "threads": threads, "random_seed": 0, "presolve": True}
+
+    def solve(self, form: Formulation, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
+        import warnings
+
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import csr_matrix
+
+        rows, start, index, value = _matrix(form)
+        options = dict(self.options)
+        if time_limit is not None:
+            options["time_limit"] = max(float(time_limit), 0.0)
+        matrix = csr_matrix((value, index, start), shape=(len(rows), form.n_cols))
+        constraints = LinearConstraint(matrix, [r.lower for r in rows], [r.upper for r in rows]) if rows else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Unrecognized options detected", category=RuntimeWarning)
+            res = milp(np.zeros(form.n_cols), integrality=np.ones(form.n_cols),
+                       bounds=Bounds(form.lower.astype(np.float64), form.upper.astype(np.float64)),
+                       constraints=constraints, options=options)
+        if res.status == 0:
+            return Verdict.NOT_ENTAILED, np.asarray(res.x)
+        if res.status == 2:
+            return Verdict.ENTAILED, None
+        if res.status != 1:  # 1: time or node limit; anything else is unexpected
+            log.warning("scipy milp ended with status %s (%s); answering UNKNOWN", res.status, res.message)
+        return Verdict.UNKNOWN, None
+
+
+class _HighspyEngine:
+    """HiGHS through the ``highspy`` package: a model kept between solves, column bounds changed.
+
+    ``highspy`` and OR-Tools each ship a ``libhighs.so.1``; the dynamic loader keeps only the
+    first one loaded, so this engine and :mod:`xsnn.solvers.cpsat` cannot share a process.
+    """
+
+    def __init__(self, tolerance: float, threads: int) -> None:
+        try:
+            import highspy
+        except ImportError as exc:
+            raise ImportError(f"the 'highspy' MILP engine cannot be loaded ({exc}); if OR-Tools is loaded in this "
+                              "process, use engine='scipy'") from None
+        self.hs = highspy
+        self.h = highspy.Highs()
+        for option, value in (("output_flag", False), ("threads", int(threads)), ("random_seed", 0),
+                              ("mip_feasibility_tolerance", float(tolerance)),
+                              ("primal_feasibility_tolerance", float(tolerance)), ("mip_rel_gap", 0.0)):
+            if self.h.setOptionValue(option, value) != highspy.HighsStatus.kOk:
+                raise ValueError(f"HiGHS refused option {option}={value!r}")
+
+    def load(self, form: Formulation) -> None:
+        hs = self.hs
+        rows, start, index, value = _matrix(form)
+        lp = hs.HighsLp()
+        lp.num_col_ = form.n_cols
+        lp.num_row_ = len(rows)
+        lp.col_cost_ = np.zeros(form.n_cols)
+        lp.col_lower_ = form.lower.astype(np.float64)
+        lp.col_upper_ = form.upper.astype(np.float64)
+        lp.row_lower_ = np.array([r.lower for r in rows], dtype=np.float64)
+        lp.row_upper_ = np.array([r.upper for r in rows], dtype=np.float64)
+        lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
+        lp.a_matrix_.num_col_ = form.n_cols
+        lp.a_matrix_.num_row_ = len(rows)
+        lp.a_matrix_.start_ = start
+        lp.a_matrix_.index_ = index
+        lp.a_matrix_.value_ = value
+        lp.integrality_ = [hs.HighsVarType.kInteger] * form.n_cols
+        if self.h.passModel(lp) == hs.HighsStatus.kError:
+            raise RuntimeError("HiGHS rejected the model (a bug in the formulation)")
+
+    def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        self.h.changeColsBounds(len(cols), cols.astype(np.int32), lower.astype(np.float64), upper.astype(np.float64))
+
+    def solve(self, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
+        h, hs = self.h, self.hs
+        # HiGHS 1.15 restarts its run clock at every run(), so the limit is per call.
+        h.setOptionValue("time_limit", float("inf") if time_limit is None else max(float(time_limit), 0.0))
+        h.run()
+        status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kOptimal:
+            return Verdict.NOT_ENTAILED, np.asarray(h.getSolution().col_value)
+        # With a zero objective the problem cannot be unbounded: "unbounded or infeasible" is infeasible.
+        if status in (hs.HighsModelStatus.kInfeasible, hs.HighsModelStatus.kUnboundedOrInfeasible):
+            return Verdict.ENTAILED, None
+        if status not in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt,
+                          hs.HighsModelStatus.kIterationLimit, hs.HighsModelStatus.kSolutionLimit):
+            log.warning("HiGHS ended with status %s; answering UNKNOWN", h.modelStatusToString(status))
+        return Verdict.UNKNOWN, None
+
+    def close(self) -> None:
+        self.h.clear()
 
 
 class MILPOracle(EntailmentOracle):
@@ -515,12 +680,15 @@ class MILPOracle(EntailmentOracle):
     Args:
         model, instance, features, target, max_distance: as for every
             :class:`~xsnn.solvers.oracle.EntailmentOracle`.
+        engine: ``"scipy"`` (default): the HiGHS inside scipy (``scipy.optimize.milp``), which can
+            share a process with OR-Tools; ``"highspy"``: the ``highspy`` package (needed for
+            ``incremental``; cannot be loaded together with OR-Tools, see :class:`_HighspyEngine`).
         incremental: if False (default), each check builds the formulation for its fixed set
             (fixed pixels become constants; bounds and big-M values are tight for that set).
-            If True, the formulation for "nothing fixed" is passed to HiGHS once and each
-            check only changes column bounds: the input binaries of fixed pixels are fixed to
-            the instance and the potential/spike bounds are tightened to the fixed set's
-            bounds (big-M values stay those of the all-free problem).
+            If True (``engine="highspy"`` only), the formulation for "nothing fixed" is passed
+            to HiGHS once and each check only changes column bounds: the input binaries of
+            fixed pixels are fixed to the instance and the potential/spike bounds are
+            tightened to the fixed set's bounds (big-M values stay those of the all-free problem).
         tolerance: HiGHS primal/MIP feasibility tolerance (the data are integers; keep it tiny).
         threads: HiGHS threads (1: benchmarks are per core).
 
@@ -530,59 +698,45 @@ class MILPOracle(EntailmentOracle):
     name = "milp:highs"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, incremental: bool = False,
-                 tolerance: float = 1e-9, threads: int = 1) -> None:
+                 target: int | None = None, max_distance: int | None = None, *, engine: str = "scipy",
+                 incremental: bool = False, tolerance: float = 1e-9, threads: int = 1) -> None:
         super().__init__(model, instance, features, target, max_distance)
-        import highspy
-
+        if engine not in ENGINES:
+            raise ValueError(f"unknown MILP engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if incremental and engine != "highspy":
+            raise ValueError("incremental=True needs engine='highspy' (scipy's milp rebuilds every model)")
+        if not 0 < tolerance <= 1e-6:
+            raise ValueError(f"tolerance must be in (0, 1e-6], got {tolerance}")
         instance_selectors(model, self.instance)  # fails early with a clear error
-        self._highspy = highspy
+        self.engine = engine
         self.incremental = incremental
-        self._highs = highspy.Highs()
-        h = self._highs
-        for option, value in (("output_flag", False), ("threads", int(threads)), ("random_seed", 0),
-                              ("mip_feasibility_tolerance", float(tolerance)),
-                              ("primal_feasibility_tolerance", float(tolerance)),
-                              ("mip_rel_gap", 0.0)):
-            status = h.setOptionValue(option, value)
-            if status != highspy.HighsStatus.kOk:
-                raise ValueError(f"HiGHS refused option {option}={value!r}")
+        self._engine = (_HighspyEngine if engine == "highspy" else _ScipyEngine)(tolerance, int(threads))
         self._base: Formulation | None = None
         if incremental:
             self._base = build_formulation(model, self.instance, self.features, frozenset(), self.target,
                                            max_distance)
             if not self._base.no_rival:
-                h.passModel(_highs_lp(self._base))
-
-    def _solve(self, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
-        h, hs = self._highs, self._highspy
-        limit = float("inf") if time_limit is None else h.getRunTime() + max(float(time_limit), 0.0)
-        h.setOptionValue("time_limit", limit)  # HiGHS compares with its cumulative clock
-        h.run()
-        status = h.getModelStatus()
-        if status == hs.HighsModelStatus.kOptimal:
-            return Verdict.NOT_ENTAILED, np.asarray(h.getSolution().col_value)
-        # With a zero objective the problem cannot be unbounded, so "unbounded or infeasible" is infeasible.
-        if status in (hs.HighsModelStatus.kInfeasible, hs.HighsModelStatus.kUnboundedOrInfeasible):
-            return Verdict.ENTAILED, None
-        if status not in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt,
-                          hs.HighsModelStatus.kIterationLimit, hs.HighsModelStatus.kSolutionLimit):
-            log.warning("HiGHS ended with status %s; answering UNKNOWN", h.modelStatusToString(status))
-        return Verdict.UNKNOWN, None
+                self._engine.load(self._base)
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
+        if self._engine is None:
+            raise ValueError("this MILPOracle was closed")
         if self.incremental:
             form = self._base
             if form.no_rival:
                 return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
             self._fix_bounds(form, fixed)
+            verdict, values = self._engine.solve(time_limit)
         else:
             form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
                                      self.max_distance)
             if form.no_rival:
                 return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
-            self._highs.passModel(_highs_lp(form))
-        verdict, values = self._solve(time_limit)
+            if self.engine == "highspy":
+                self._engine.load(form)
+                verdict, values = self._engine.solve(time_limit)
+            else:
+                verdict, values = self._engine.solve(form, time_limit)
         if verdict is Verdict.NOT_ENTAILED:
             return Check(verdict, fixed, witness=form.witness(self.instance, values), backend=self.name)
         if verdict is Verdict.ENTAILED:
@@ -594,27 +748,29 @@ class MILPOracle(EntailmentOracle):
         free = ~self.features.pixel_mask(sorted(fixed))
         selectors = instance_selectors(self.model, self.instance)
         cols = form.input_cols  # every pixel has columns in the all-free formulation
-        k = cols.shape[1]
-        lower = np.zeros(cols.shape, np.float64)
-        upper = np.ones(cols.shape, np.float64)
+        lower = np.zeros(cols.shape, np.int64)
+        upper = np.ones(cols.shape, np.int64)
         fixed_px = np.flatnonzero(~free)
         on = fixed_px[selectors[fixed_px] >= 0]
-        upper[fixed_px] = 0.0
-        lower[on, selectors[on]] = 1.0
-        upper[on, selectors[on]] = 1.0
-        idx, lo, hi = [cols.ravel()], [lower.ravel()], [upper.ravel()]
+        upper[fixed_px] = 0
+        lower[on, selectors[on]] = 1
+        upper[on, selectors[on]] = 1
+        keep = cols.ravel() >= 0
+        idx, lo, hi = [cols.ravel()[keep]], [lower.ravel()[keep]], [upper.ravel()[keep]]
         bounds = potential_bounds(self.model, self.instance, free)
         for layer in range(len(self.model.weights)):
             s_lo, s_hi = bounds.spike_bounds(self.model, layer)
+            if layer == 0 and bounds.constant_input:  # the columns are the inputs I_j
+                v_lo, v_hi = bounds.first_input[0][0], bounds.first_input[1][0]
+            else:
+                v_lo, v_hi = bounds.lower[layer], bounds.upper[layer]
             idx += [form.potential_cols[layer].ravel(), form.spike_cols[layer].ravel()]
-            lo += [bounds.lower[layer].ravel().astype(np.float64), s_lo.ravel().astype(np.float64)]
-            hi += [bounds.upper[layer].ravel().astype(np.float64), s_hi.ravel().astype(np.float64)]
-        idx_all = np.concatenate(idx).astype(np.int32)
-        if k == 0 or len(idx_all) == 0:
-            return
-        self._highs.changeColsBounds(len(idx_all), idx_all, np.concatenate(lo), np.concatenate(hi))
+            lo += [v_lo.ravel(), s_lo.ravel()]
+            hi += [v_hi.ravel(), s_hi.ravel()]
+        self._engine.set_bounds(np.concatenate(idx), np.concatenate(lo), np.concatenate(hi))
 
     def close(self) -> None:
-        if self._highs is not None:
-            self._highs.clear()
-            self._highs = None
+        if self._engine is not None:
+            if isinstance(self._engine, _HighspyEngine):
+                self._engine.close()
+            self._engine = None
