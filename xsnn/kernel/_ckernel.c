@@ -98,6 +98,7 @@ typedef struct {
     int64_t *v;                  /* reference: potentials */
     uint8_t *sp;                 /* reference: previous spikes */
     int64_t *count;              /* reference: spike counts of the last layer */
+    void *block;                 /* the one allocation holding all of the above */
 } Scratch;
 
 /* ------------------------------------------------------------------ helpers */
@@ -633,13 +634,16 @@ static int64_t batch_avx2(const Net *net, Scratch *s, const void *x, int packed,
     return batch_body(net, s, x, packed, n, scores, spikes, spike_words, algo, err, 1);
 }
 
-static int cpu_has_avx2(void) {
+static int detect_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
 }
 #else
-static int cpu_has_avx2(void) { return 0; }
+static int detect_avx2(void) { return 0; }
 #endif
+
+static int have_avx2;   /* set once by the module init: the CPU (and OS) support AVX2 and POPCNT */
+static int cpu_has_avx2(void) { return have_avx2; }
 
 /* ------------------------------------------------------------ parsing */
 
@@ -687,48 +691,47 @@ static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint
 #undef FAIL
 }
 
-static void free_scratch(Scratch *s, int L) {
-    free(s->xin);
-    for (int l = 0; l < L; l++) free(s->spk[l]);
-    free(s->U); free(s->I); free(s->E); free(s->cnt); free(s->N);
-    free(s->idx); free(s->v); free(s->sp); free(s->count);
-}
+/* all scratch buffers live in one 64-byte aligned block (s->block) */
+static void free_scratch(Scratch *s) { free(s->block); s->block = NULL; }
 
-static void *aligned(size_t bytes) {
-    void *p = NULL;
-    if (bytes == 0) bytes = 64;
-    bytes = (bytes + 63) / 64 * 64;
-    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-    memset(p, 0, bytes);
-    return p;
-}
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-static int alloc_scratch(Scratch *s, const Net *net) {
-    memset(s, 0, sizeof *s);
+/* place every scratch buffer at base (NULL: only measure); returns the bytes needed */
+static size_t carve_scratch(Scratch *s, const Net *net, char *base) {
     int64_t T = net->T, maxU = 0, maxI = 0, maxIn = 0, maxOut = 0;
-    s->xin = aligned((size_t)T * net->layer[0].w_in * 8);
-    int ok = s->xin != NULL;
     for (int l = 0; l < net->L; l++) {
         const Layer *ly = &net->layer[l];
-        s->spk[l] = aligned((size_t)T * ly->nb * LANE_WORDS * 8);
-        ok = ok && s->spk[l] != NULL;
         if (ly->nb * ly->P > maxU) maxU = ly->nb * ly->P;
         if (ly->nb * ly->PI > maxI) maxI = ly->nb * ly->PI;
         if (ly->n_in > maxIn) maxIn = ly->n_in;
         if (ly->n_out > maxOut) maxOut = ly->n_out;
     }
-    const Layer *last = &net->layer[net->L - 1];
-    s->U = aligned((size_t)maxU * sizeof(vec));
-    s->I = aligned((size_t)maxI * sizeof(vec));
-    s->E = aligned((size_t)2 * MAX_STEPS * sizeof(vec));
-    s->cnt = aligned((size_t)2 * (MAX_PLANES + 4) * sizeof(vec));
-    s->N = aligned((size_t)last->nb * net->PN * sizeof(vec));
-    s->idx = aligned((size_t)(maxIn + 32) * sizeof(uint16_t));
-    s->v = aligned((size_t)maxOut * sizeof(int64_t));
-    s->sp = aligned((size_t)maxOut);
-    s->count = aligned((size_t)maxOut * sizeof(int64_t));
-    ok = ok && s->U && s->I && s->E && s->cnt && s->N && s->idx && s->v && s->sp && s->count;
-    if (!ok) { free_scratch(s, net->L); PyErr_NoMemory(); return -1; }
+    size_t off = 0;
+#define CARVE(field, type, bytes) \
+    do { s->field = base ? (type)(void *)(base + off) : NULL; off += round64((size_t)(bytes)); } while (0)
+    CARVE(xin, uint64_t *, T * net->layer[0].w_in * 8);
+    for (int l = 0; l < net->L; l++) CARVE(spk[l], uint64_t *, T * net->layer[l].nb * LANE_WORDS * 8);
+    CARVE(U, vec *, maxU * sizeof(vec));
+    CARVE(I, vec *, maxI * sizeof(vec));
+    CARVE(E, vec *, 2 * MAX_STEPS * sizeof(vec));
+    CARVE(cnt, vec *, 2 * (MAX_PLANES + 4) * sizeof(vec));
+    CARVE(N, vec *, net->layer[net->L - 1].nb * net->PN * sizeof(vec));
+    CARVE(idx, uint16_t *, (maxIn + 32) * sizeof(uint16_t));
+    CARVE(v, int64_t *, maxOut * sizeof(int64_t));
+    CARVE(sp, uint8_t *, maxOut);
+    CARVE(count, int64_t *, maxOut * sizeof(int64_t));
+#undef CARVE
+    return off;
+}
+
+static int alloc_scratch(Scratch *s, const Net *net) {
+    memset(s, 0, sizeof *s);
+    size_t total = carve_scratch(s, net, NULL);
+    void *block = NULL;
+    if (posix_memalign(&block, 64, total) != 0) { PyErr_NoMemory(); return -1; }
+    memset(block, 0, total);
+    s->block = block;
+    carve_scratch(s, net, (char *)block);
     return 0;
 }
 
@@ -782,7 +785,7 @@ static PyObject *py_forward(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    if (have_scratch) free_scratch(&scratch, net.L);
+    if (have_scratch) free_scratch(&scratch);
     PyBuffer_Release(&hb); PyBuffer_Release(&bb); PyBuffer_Release(&xb); PyBuffer_Release(&sb);
     if (kb.obj) PyBuffer_Release(&kb);
     return result;
@@ -805,5 +808,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernel", "xsnn bit
 
 PyMODINIT_FUNC PyInit__ckernel(void) {
     init_byte_tables();
+    have_avx2 = detect_avx2();
     return PyModule_Create(&module);
 }

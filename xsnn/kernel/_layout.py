@@ -81,9 +81,10 @@ def unpack_bits(words: np.ndarray, m: int) -> np.ndarray:
 
 
 def _bit_planes(values: np.ndarray, n_planes: int) -> np.ndarray:
-    """Two's complement bit planes ``(n_planes, len(values))`` uint8 of int64 values (mod ``2**n_planes``)."""
+    """Two's complement bit planes ``(n_planes, *values.shape)`` uint8 of int64 values (mod ``2**n_planes``)."""
     v = np.asarray(values, dtype=np.int64)
-    return np.stack([(v >> p) & 1 for p in range(n_planes)]).astype(np.uint8)
+    shifts = np.arange(n_planes, dtype=np.int64).reshape((n_planes,) + (1,) * v.ndim)
+    return ((v[None] >> shifts) & 1).astype(np.uint8)
 
 
 def _lane_blocks(bits: np.ndarray, n_blocks: int) -> np.ndarray:
@@ -189,7 +190,7 @@ def build_layout(model: BSNN) -> Layout:
         start = _lane_blocks(_bit_planes(-lane_theta, n_planes), n_blocks).transpose(1, 0, 2)
         bounds = static_bounds(lane_theta, n_in, T, model.reset)          # (T, lanes)
         offset_binary = bounds + (1 << (n_planes_i - 1))                     # unsigned compare
-        bound_planes = np.stack([_bit_planes(row, n_planes_i) for row in offset_binary])  # (T, PI, lanes)
+        bound_planes = _bit_planes(offset_binary, n_planes_i).transpose(1, 0, 2)            # (T, PI, lanes)
         bound_blocks = _lane_blocks(bound_planes, n_blocks).transpose(0, 2, 1, 3)          # (T, nb, PI, 4)
         rows = np.stack([pack_bits((w == sign).astype(np.uint8)) for sign in signs])
         base = H_LAYER0 + H_LAYER_FIELDS * l
