@@ -18,6 +18,10 @@ def _required() -> bool:
     return os.environ.get(REQUIRE_ENV, "").strip() not in ("", "0", "false", "no")
 
 
+class KernelBuildError(RuntimeError):
+    """The C kernel failed to build while XSNN_REQUIRE_C_KERNEL=1."""
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that tolerates a failed compilation unless XSNN_REQUIRE_C_KERNEL=1."""
 
@@ -34,8 +38,10 @@ class OptionalBuildExt(build_ext):
             self._failed(exc)
 
     def _failed(self, exc):
+        if isinstance(exc, KernelBuildError):
+            raise exc
         if _required():
-            raise RuntimeError(f"{REQUIRE_ENV} is set and the C kernel failed to build: {exc}") from exc
+            raise KernelBuildError(f"{REQUIRE_ENV} is set and the C kernel failed to build: {exc}") from exc
         sys.stderr.write(f"WARNING: xsnn C kernel not built ({exc}); xsnn will use the numpy kernel.\n")
 
 
