@@ -27,7 +27,9 @@ be shared). Rows:
   current once (the optimisation the kernels use), 1 thread.
 
 ``vs_torch`` is the ratio to ``torch_1t`` (per core), ``vs_torch_default``
-the ratio to ``torch`` (default threads). Results go to
+the ratio to ``torch`` (default threads); both from wall time.
+``images_per_cpu_s`` divides by the process CPU time instead (all threads),
+which is steadier when other jobs share the machine. Results go to
 ``benchmarks/results/forward.json`` and a table is printed.
 """
 from __future__ import annotations
@@ -51,13 +53,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "forward.json"
 BATCH = 1000
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
+def best_time(fn, repeats: int) -> tuple[float, float, object]:
+    """Best wall time, best process CPU time (all threads) and the last result of ``repeats`` calls."""
+    best, best_cpu, out = float("inf"), float("inf"), None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn()
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
         best = min(best, time.perf_counter() - start)
-    return best, out
+    return best, best_cpu, out
 
 
 def torch_forward(model: BSNN, spikes: np.ndarray, static_first_layer: bool) -> np.ndarray:
@@ -101,7 +105,8 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
     rows: dict[str, dict] = {}
     truth = None
 
-    def record(key: str, seconds: float, scores: np.ndarray, exact: bool = True) -> None:
+    def record(key: str, timing: tuple[float, float, np.ndarray], exact: bool = True) -> None:
+        seconds, cpu_seconds, scores = timing
         nonlocal truth
         if truth is None:
             truth = forward(model, spikes[:256]).scores
@@ -109,34 +114,27 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
             raise AssertionError(f"{name}: backend {key} disagrees with the reference forward")
         if not exact and not np.array_equal(np.argmax(scores[:256], 1), np.argmax(truth, 1)):
             raise AssertionError(f"{name}: backend {key} predicts differently from the reference forward")
-        rows[key] = {"images_per_s": n / seconds, "seconds": seconds}
+        rows[key] = {"images_per_s": n / seconds, "seconds": seconds,
+                     "images_per_cpu_s": n / cpu_seconds, "cpu_seconds": cpu_seconds}
 
     if kernel.BACKEND == "c":
         net = kernel.PackedNetwork(model, "c")
-        t, s = best_time(lambda: net.scores(spikes), repeats)
-        record("c", t, s)
+        record("c", best_time(lambda: net.scores(spikes), repeats))
         packed = net.pack(spikes)
-        t, s = best_time(lambda: net.scores_packed(packed), repeats)
-        record("c_packed", t, s)
+        record("c_packed", best_time(lambda: net.scores_packed(packed), repeats))
         ref = kernel.PackedNetwork(model, "c", algorithm="reference")
-        t, s = best_time(lambda: ref.scores(spikes), max(1, repeats // 2))
-        record("c_reference", t, s)
-        t_build, _ = best_time(lambda: kernel.PackedNetwork(model, "c"), 3)
-        rows["c"]["pack_model_seconds"] = t_build
+        record("c_reference", best_time(lambda: ref.scores(spikes), max(1, repeats // 2)))
+        rows["c"]["pack_model_seconds"] = best_time(lambda: kernel.PackedNetwork(model, "c"), 3)[0]
     net_np = kernel.PackedNetwork(model, "numpy")
-    t, s = best_time(lambda: net_np.scores(spikes), max(1, repeats // 2))
-    record("numpy", t, s)
-    t, res = best_time(lambda: forward(model, spikes), 1)
-    record("reference", t, res.scores)
+    record("numpy", best_time(lambda: net_np.scores(spikes), max(1, repeats // 2)))
+    t, t_cpu, res = best_time(lambda: forward(model, spikes), 1)
+    record("reference", (t, t_cpu, res.scores))
 
     torch.set_num_threads(1)
-    t, s = best_time(lambda: torch_forward(model, spikes, False), repeats)
-    record("torch_1t", t, s, exact=False)
-    t, s = best_time(lambda: torch_forward(model, spikes, True), repeats)
-    record("torch_static_1t", t, s, exact=False)
+    record("torch_1t", best_time(lambda: torch_forward(model, spikes, False), repeats), exact=False)
+    record("torch_static_1t", best_time(lambda: torch_forward(model, spikes, True), repeats), exact=False)
     torch.set_num_threads(default_threads)
-    t, s = best_time(lambda: torch_forward(model, spikes, False), repeats)
-    record("torch", t, s, exact=False)
+    record("torch", best_time(lambda: torch_forward(model, spikes, False), repeats), exact=False)
 
     for key, row in rows.items():
         row["vs_torch"] = row["images_per_s"] / rows["torch_1t"]["images_per_s"]
@@ -167,18 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = {name: load_model(name) for name in names}
 
+    load_before = os.getloadavg()
     results: dict[str, dict] = {}
     for name, model in models.items():
         print(f"# {name}: {model.describe()}", file=sys.stderr, flush=True)
         results[name] = bench_model(name, model, images, args.repeats, default_threads)
 
-    header = f"{'model':<28} {'backend':<16} {'images/s':>12} {'vs torch 1t':>12} {'vs torch ' + str(default_threads) + 't':>12}"
+    header = (f"{'model':<28} {'backend':<16} {'images/s':>11} {'vs torch 1t':>12} "
+              f"{'vs torch ' + str(default_threads) + 't':>11} {'images/cpu-s':>13}")
     print(header)
     print("-" * len(header))
     for name, rows in results.items():
         for key, row in rows.items():
-            print(f"{name:<28} {key:<16} {row['images_per_s']:>12,.0f} {row['vs_torch']:>12.1f} "
-                  f"{row['vs_torch_default']:>12.1f}")
+            print(f"{name:<28} {key:<16} {row['images_per_s']:>11,.0f} {row['vs_torch']:>12.1f} "
+                  f"{row['vs_torch_default']:>11.1f} {row['images_per_cpu_s']:>13,.0f}")
     results["_meta"] = {
         "command": "python benchmarks/forward.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "n_images": int(len(images)),
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "timing": f"best of {args.repeats} runs over all images (reference: 1 run)",
+        "timing": f"best of {args.repeats} runs over all images (reference: 1 run); images/s from wall time, "
+                  "images_per_cpu_s from process CPU time (all threads)",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "models": {name: m.describe() for name, m in models.items()},
     }
     out = Path(args.out)

@@ -17,21 +17,26 @@
  * sliced: bit-sliced across neurons. 256 neurons share one "lane block"; a
  *   number per neuron is held as bit planes (plane p = bit p of every
  *   neuron's number, 256 bits = 4 words). Per input step:
- *   1. list the active inputs i (x_i = 1) with count-trailing-zeros;
+ *   1. list the active inputs i (x_i = 1) as uint16 numbers (count trailing
+ *      zeros; with AVX2, a branch-free table of the set bits of each byte);
  *   2. add the weight columns P[:, i] of the active inputs with a
- *      Harley-Seal carry-save adder tree: about 5 word operations per active
- *      input give the bit planes of c_j = #{active i : W_ji = +1} for all 256
- *      neurons at once (inputs are sparse, so this beats per-neuron popcount);
+ *      Harley-Seal carry-save adder tree: about 5 vector operations per
+ *      active input give the bit planes of c_j = #{active i : W_ji = +1} for
+ *      256 neurons at once (inputs are sparse, so this beats per-neuron
+ *      popcounts, whose cost does not depend on the input);
  *   3. I = 2c - A (A = number of active inputs) or c+ - c- in two's complement;
  *   4. U = V - theta_eff in two's complement planes: reset, U += I, the spike
  *      is the inverted sign plane (V >= theta  <=>  U >= 0).
- *   When a layer's input is the same at every step (static coding), step 2-3
- *   run once, and for reset "zero" the spike trains follow in closed form
+ *   When a layer's input is the same at every step (static coding), steps
+ *   1-3 run once, and for reset "zero" the spike trains follow in closed form
  *   from T comparisons I >= ceil(theta / M) (see _layout.static_bounds);
  *   for reset "subtract" at the last layer, the spike counts follow from T
- *   comparisons I >= ceil(k theta / T).
- *   The readout adds the bit planes of the last layer's spike counts:
- *   score_c = sum_p 2^p (2 popcount(N_p & P_c) - popcount(N_p)) (binary).
+ *   comparisons I >= ceil(k theta / T). Otherwise steps 1-3 rerun only when
+ *   the input row differs from the previous step's.
+ *   The readout adds the bit planes N_p of the last layer's spike counts:
+ *   score_c = sum_p 2^p (2 popcount(N_p & P_c) - popcount(N_p)) (binary),
+ *   sum_p 2^p (popcount(N_p & P_c) - popcount(N_p & M_c)) (ternary); with
+ *   AVX2 the popcounts are nibble lookups (vpshufb) summed per byte.
  *
  * Both are compiled twice: for the baseline ISA and, on x86-64 with GCC or
  * clang, for AVX2 + POPCNT; the AVX2 copy runs only if the CPU reports
