@@ -317,13 +317,17 @@ class _Builder:
 
     def row(self, cols, coefs, lower: int | None, upper: int | None, lo_b: np.ndarray,
             hi_b: np.ndarray) -> LinearRow:
+        """A row; a missing side is filled with the expression's extreme over the column bounds."""
         cols = np.asarray(cols, dtype=np.int64)
         coefs = np.asarray(coefs, dtype=np.int64)
-        keep = coefs != 0
-        cols, coefs = cols[keep], coefs[keep]
-        e_lo = int(coefs @ np.where(coefs > 0, lo_b[cols], hi_b[cols]))
-        e_hi = int(coefs @ np.where(coefs > 0, hi_b[cols], lo_b[cols]))
-        return LinearRow(cols, coefs, e_lo if lower is None else int(lower), e_hi if upper is None else int(upper))
+        if len(coefs) > 8:
+            keep = coefs != 0
+            cols, coefs = cols[keep], coefs[keep]
+        if lower is None:
+            lower = int(coefs @ np.where(coefs > 0, lo_b[cols], hi_b[cols]))
+        if upper is None:
+            upper = int(coefs @ np.where(coefs > 0, hi_b[cols], lo_b[cols]))
+        return LinearRow(cols, coefs, int(lower), int(upper))
 
 
 def input_domain(model: BSNN) -> tuple[np.ndarray, bool]:
@@ -361,6 +365,8 @@ def _ladder_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, cons
     i_lo, i_hi = bounds.first_input[0][0], bounds.first_input[1][0]
     total = b.add_cols(i_lo, i_hi, boolean=False)
     for j, (breaks, trains) in enumerate(input_ladders(i_lo, i_hi, theta, model.n_steps, model.reset)):
+        if len(breaks) == 0:
+            continue  # one train over the whole range: the spike columns are fixed by their bounds
         rows.append((np.concatenate([[total[j]], in_cols]), np.concatenate([[1], -in_coefs[j]]),
                      int(const[j]), int(const[j])))
         z = b.add_cols(np.zeros(len(breaks), np.int64), 1, boolean=True)
