@@ -6,15 +6,20 @@ distance bound); its if-then constraints go to CP-SAT as ``OnlyEnforceIf`` const
 
 Two modes:
 
-- ``cores=True`` (default): the model for "nothing fixed" is built once. Feature ``k`` gets an
+- ``cores=True``: the model for "nothing fixed" is built once. Feature ``k`` gets an
   assumption literal ``a_k`` with ``a_k -> u[i,r] = instance`` for each of its pixels, and a
   check assumes ``a_k`` for ``k in S``. When infeasible, CP-SAT's
   ``sufficient_assumptions_for_infeasibility`` names a subset of the assumptions, i.e. a
   subset of ``S`` that is itself sufficient: the core. (OR-Tools issue #5141: with presolve
   on, that list may name a literal that is not an assumption; such a core is not trusted and
   ``core = S`` is returned instead.)
-- ``cores=False``: each check builds the model of its fixed set (fixed pixels are constants,
-  bounds tight for that set), like the MILP oracle; ``core = S``.
+- ``cores=False`` (default): each check builds the model of its fixed set (fixed pixels are
+  constants, bounds tight for that set), like the MILP oracle; ``core = S`` minus the features
+  disconnected from the network (:func:`~xsnn.solvers.milp.disconnected_features`).
+
+Measured (``benchmarks/oracles.py``, ``docs/oracles.md``): the rebuild mode is one to two orders of
+magnitude faster, and the assumption cores on MNIST-size inputs are barely smaller than ``S``
+(CP-SAT cannot presolve away assumed variables, and the all-free bounds are loose); hence the default.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .milp import Formulation, build_formulation, instance_selectors
+from .milp import Formulation, build_formulation, disconnected_features, instance_selectors
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["CPSATOracle", "cpsat_model"]
@@ -57,8 +62,8 @@ class CPSATOracle(EntailmentOracle):
     Args:
         model, instance, features, target, max_distance: as for every
             :class:`~xsnn.solvers.oracle.EntailmentOracle`.
-        cores: build once and fix features by assumptions (cores on ENTAILED), or rebuild per
-            check (see the module docstring).
+        cores: build once and fix features by assumptions (CP-SAT cores on ENTAILED), or
+            (default) rebuild per check (see the module docstring).
         num_workers: CP-SAT search workers (1 by default: benchmarks are per core, and cores
             from assumptions are reliable with one worker).
         seed: CP-SAT random seed.
@@ -67,7 +72,7 @@ class CPSATOracle(EntailmentOracle):
     name = "cpsat"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, cores: bool = True,
+                 target: int | None = None, max_distance: int | None = None, *, cores: bool = False,
                  num_workers: int = 1, seed: int = 0) -> None:
         super().__init__(model, instance, features, target, max_distance)
         from ortools.sat.python import cp_model
@@ -77,6 +82,7 @@ class CPSATOracle(EntailmentOracle):
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self._selectors = instance_selectors(model, self.instance)
+        self._disconnected = disconnected_features(model, self.features)
         self._model = None
         self._base: Formulation | None = None
         self._assumption_of: dict[int, int] = {}  # feature -> literal index
@@ -122,7 +128,7 @@ class CPSATOracle(EntailmentOracle):
             form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
                                      self.max_distance)
             if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
             m, variables = cpsat_model(form)
         solver = self._solver(time_limit)
         status = solver.solve(m)
@@ -137,7 +143,7 @@ class CPSATOracle(EntailmentOracle):
 
     def _core(self, solver, fixed: frozenset[int]) -> frozenset[int]:
         if not self.cores:
-            return fixed
+            return fixed - self._disconnected
         indices = list(solver.sufficient_assumptions_for_infeasibility())
         core = [self._feature_of.get(int(i)) for i in indices]
         if any(f is None or f not in fixed for f in core):

@@ -61,7 +61,7 @@ from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation",
-           "build_formulation", "big_m_rows", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
+           "build_formulation", "big_m_rows", "disconnected_features", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,16 @@ def _step_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, consts
     return v
 
 
+def disconnected_features(model: BSNN, features: FeatureSet) -> frozenset[int]:
+    """Features whose pixels all have zero weight into every first-layer neuron.
+
+    They never influence the network, so for an ENTAILED fixed set ``S`` the set
+    ``S - disconnected`` is sufficient as well: the (cheap) core the rebuild oracles return.
+    """
+    dead = ~np.any(model.weights[0] != 0, axis=0)
+    return frozenset(k for k, group in enumerate(features.groups) if dead[list(group)].all())
+
+
 def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: frozenset[int],
                       target: int, max_distance: int | None = None) -> Formulation:
     """The integer feasibility problem for fixed feature set ``fixed`` (see the module docstring).
@@ -698,7 +708,8 @@ class MILPOracle(EntailmentOracle):
         tolerance: HiGHS primal/MIP feasibility tolerance (the data are integers; keep it tiny).
         threads: HiGHS threads (1: benchmarks are per core).
 
-    No cores: an ENTAILED check returns ``core = fixed``.
+    Cores: an ENTAILED check returns ``core = fixed`` minus the features that are disconnected
+    from the network (:func:`disconnected_features`; zero weights, common in ternary models).
     """
 
     name = "milp:highs"
@@ -716,6 +727,7 @@ class MILPOracle(EntailmentOracle):
         instance_selectors(model, self.instance)  # fails early with a clear error
         self.engine = engine
         self.incremental = incremental
+        self._disconnected = disconnected_features(model, self.features)
         self._engine = (_HighspyEngine if engine == "highspy" else _ScipyEngine)(tolerance, int(threads))
         self._base: Formulation | None = None
         if incremental:
@@ -730,14 +742,14 @@ class MILPOracle(EntailmentOracle):
         if self.incremental:
             form = self._base
             if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
             self._fix_bounds(form, fixed)
             verdict, values = self._engine.solve(time_limit)
         else:
             form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
                                      self.max_distance)
             if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
             if self.engine == "highspy":
                 self._engine.load(form)
                 verdict, values = self._engine.solve(time_limit)
@@ -746,7 +758,7 @@ class MILPOracle(EntailmentOracle):
         if verdict is Verdict.NOT_ENTAILED:
             return Check(verdict, fixed, witness=form.witness(self.instance, values), backend=self.name)
         if verdict is Verdict.ENTAILED:
-            return Check(verdict, fixed, core=fixed, backend=self.name)
+            return Check(verdict, fixed, core=fixed - self._disconnected, backend=self.name)
         return Check(verdict, fixed, backend=self.name)
 
     def _fix_bounds(self, form: Formulation, fixed: frozenset[int]) -> None:

@@ -73,8 +73,8 @@ def test_verdicts_equal_bruteforce(seed, kind, reset, coding, n_steps, n_layers,
     target = int(rng.integers(0, model.n_classes)) if other_target else None
     args = dict(target=target, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
-    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, **args),
-               CPSATOracle(model, instance, cores=False, **args)]
+    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, cores=True, **args),
+               CPSATOracle(model, instance, **args)]
     for _ in range(3):
         fixed = random_fixed(rng, model, truth.features)
         expected = truth.check(fixed).verdict
@@ -99,7 +99,7 @@ def test_patch_features_and_uncovered_pixels(seed, kind, reset, coding, n_steps,
     features = FeatureSet(groups, tuple(f"g{k}" for k in range(len(groups))), n)
     args = dict(features=features, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
-    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, **args)]
+    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, cores=True, **args)]
     for _ in range(3):
         fixed = random_fixed(rng, model, features)
         try:
@@ -120,7 +120,7 @@ def test_all_features_fixed(seed, kind, reset, coding, n_steps, n_layers):
     model, instance, rng = make_case(seed, kind, reset, coding, n_steps, n_layers)
     prediction = int(forward(model, instance).prediction[0])
     everything = range(model.n_inputs)
-    for make in (MILPOracle, CPSATOracle, lambda *a, **k: CPSATOracle(*a, cores=False, **k)):
+    for make in (MILPOracle, CPSATOracle, lambda *a, **k: CPSATOracle(*a, cores=True, **k)):
         assert make(model, instance).check(everything).verdict is Verdict.ENTAILED
         other = (prediction + 1) % model.n_classes
         check = make(model, instance, target=other).check(everything)
@@ -162,18 +162,22 @@ def test_ladder_reproduces_the_spike_train_of_every_input(theta, lo, width, n_st
 
 
 def test_cores_can_be_smaller_than_the_fixed_set():
-    """On a network whose output ignores most inputs, CP-SAT's core drops irrelevant features."""
+    """CP-SAT assumption cores drop features the proof does not need; the rebuild oracles drop
+    features disconnected from the network (all-zero weight columns)."""
     rng = np.random.default_rng(7)
-    smaller = 0
+    smaller = {"cpsat-cores": 0, "milp": 0, "cpsat": 0}
     for _ in range(10):
         model = random_model(rng, [3], 10, 3, weight_kind="ternary", n_steps=2, max_threshold=2)
         instance = model.encode(rng.integers(0, 256, size=(1, 10)))[0]
         truth = BruteForceOracle(model, instance)
-        check = CPSATOracle(model, instance).check(range(10))
-        assert check.verdict is Verdict.ENTAILED
-        assert_core_sufficient(check, frozenset(range(10)), truth)
-        smaller += len(check.core) < 10
-    assert smaller > 0
+        oracles = {"cpsat-cores": CPSATOracle(model, instance, cores=True), "milp": MILPOracle(model, instance),
+                   "cpsat": CPSATOracle(model, instance)}
+        for name, oracle in oracles.items():
+            check = oracle.check(range(10))
+            assert check.verdict is Verdict.ENTAILED
+            assert_core_sufficient(check, frozenset(range(10)), truth)
+            smaller[name] += len(check.core) < 10
+    assert all(smaller.values()), smaller
 
 
 def test_time_limit_gives_unknown():
