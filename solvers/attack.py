@@ -43,21 +43,9 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 from .oracle import verify_witness
 
-__all__ = ["CounterexampleSearch", "AttackResult", "batch_scores"]
+__all__ = ["CounterexampleSearch", "AttackResult"]
 
 log = logging.getLogger(__name__)
-
-
-def batch_scores(model: BSNN, spikes: np.ndarray) -> np.ndarray:
-    """Scores ``(n, n_classes)`` of input spikes ``(n, T, n_inputs)``: the packed kernel when present.
-
-    Falls back to the reference forward until ``xsnn.kernel.PackedNetwork`` is available.
-    """
-    try:
-        from xsnn.kernel import PackedNetwork  # optional machinery
-    except ImportError:
-        return forward(model, spikes).scores
-    return PackedNetwork(model).scores(check_spikes(model, spikes))
 
 
 @dataclass(frozen=True)
@@ -69,7 +57,10 @@ class AttackResult:
         witness: the witness ``(T, n_inputs)`` uint8 when found, else ``None``.
         evaluations: candidate inputs scored.
         seconds: wall time.
-        phase: which phase found it (``"start"``, ``"prefix"``, ``"greedy"``) or ``"none"``.
+        phase: which phase found it (``"start"``, ``"prefix"``, ``"greedy"``, ``"exhaustive"``) or
+            ``"none"``.
+        exhausted: every admissible input was evaluated (:meth:`CounterexampleSearch.exhaust`),
+            so ``found=False`` proves that none changes the prediction.
     """
 
     found: bool
@@ -77,6 +68,7 @@ class AttackResult:
     evaluations: int
     seconds: float
     phase: str
+    exhausted: bool = False
 
 
 class CounterexampleSearch:
@@ -89,13 +81,14 @@ class CounterexampleSearch:
         max_steps: greedy moves per run at most (default: the number of free pixels).
         restarts: greedy runs per search at most.
         competitors: how many competitor classes the guided prefixes try.
+        patience: a greedy run stops after this many moves without lowering its best margin.
         shrink: revert features of a found witness to the instance while it still flips.
     """
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None, *, seed: int = 0,
                  max_evaluations: int = 20_000, max_steps: int | None = None, restarts: int = 3,
-                 competitors: int = 3, shrink: bool = True) -> None:
+                 competitors: int = 3, patience: int = 16, shrink: bool = True) -> None:
         self.model = model
         self.instance = check_spikes(model, instance)[0]
         self.features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
@@ -111,6 +104,7 @@ class CounterexampleSearch:
         self.max_steps = max_steps
         self.restarts = int(restarts)
         self.competitors = int(competitors)
+        self.patience = int(patience)
         self.shrink = shrink
         self._rng = np.random.default_rng(seed)
         T = model.n_steps
@@ -158,6 +152,57 @@ class CounterexampleSearch:
             x = run.shrink_witness(x)
         verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x, self.max_distance)
         return AttackResult(True, x.astype(np.uint8), run.evaluations, time.perf_counter() - t0, phase)
+
+    def exhaust(self, fixed: Iterable[int], limit: int, chunk: int = 4096) -> AttackResult | None:
+        """Evaluate *every* completion of the free pixels when there are at most ``limit`` of them.
+
+        Returns ``None`` when there are more; otherwise an exact answer: a verified witness, or
+        ``exhausted=True`` with no witness (no admissible input changes the prediction).
+        """
+        t0 = time.perf_counter()
+        fixed_set = frozenset(int(k) for k in fixed)
+        free = np.flatnonzero(~self.features.pixel_mask(sorted(fixed_set)))
+        k_trains = len(self._trains)
+        if len(free) * np.log2(k_trains) > np.log2(max(limit, 1)) + 1e-9:
+            return None
+        total = k_trains ** len(free)
+        v = self.instance.astype(np.int64)
+        base = (v[:, np.setdiff1d(np.arange(v.shape[1]), free)].astype(np.float32)
+                @ self._w1_f[:, np.setdiff1d(np.arange(v.shape[1]), free)].T)  # (T, H)
+        base = np.rint(base).astype(np.int64)
+        w_free = self._w1_f[:, free].T  # (n_free, H)
+        owner = self._owner[free]
+        n_free_features = len(self.features) - len(fixed_set)
+        bound = None if self.max_distance is None or self.max_distance >= n_free_features else self.max_distance
+        if bound is not None:
+            owned = owner >= 0
+            feats, member = np.unique(owner[owned], return_inverse=True)
+            membership = np.zeros((len(free), len(feats)), bool)
+            membership[np.flatnonzero(owned), member] = True
+        inst_train = self._inst_train[free]
+        evaluations = 0
+        for start in range(0, total, chunk):
+            idx = np.arange(start, min(total, start + chunk))
+            choice = (idx[:, None] // (k_trains ** np.arange(len(free)))[None, :]) % k_trains  # (B, n_free)
+            if bound is not None:
+                changed = choice != inst_train[None, :]
+                keep = (changed.astype(np.int64) @ membership > 0).sum(axis=1) <= bound
+                choice = choice[keep]
+                if len(choice) == 0:
+                    continue
+            trains = self._trains[choice]  # (B, n_free, T)
+            cur = base[None] + np.rint(trains.transpose(0, 2, 1).astype(np.float32) @ w_free).astype(np.int64)
+            margin, _ = self._evaluate(cur)
+            evaluations += len(choice)
+            flips = np.flatnonzero(margin < 0)
+            if len(flips):
+                x = v.copy()
+                x[:, free] = trains[flips[0]].T
+                verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x,
+                               self.max_distance)
+                return AttackResult(True, x.astype(np.uint8), evaluations, time.perf_counter() - t0, "exhaustive",
+                                    True)
+        return AttackResult(False, None, evaluations, time.perf_counter() - t0, "exhaustive", True)
 
     # ------------------------------------------------------------------ scoring
 
@@ -388,9 +433,12 @@ class _Run:
             cur = self.currents_of(x[None])[0]
             tabu = np.zeros(x.shape[1], bool)
             noise = 0.0 if run == 0 else 1e-3
+            best_margin, stale = None, 0
             for _ in range(steps_cap):
                 if not self.budget_left():
                     return None
+                if stale >= self.s.patience:
+                    break
                 allowed = self.free[~tabu[self.free]]
                 pix, tr = self.moves(x, allowed)
                 if len(pix) == 0:
@@ -412,6 +460,10 @@ class _Run:
                 x[:, pix[j]] = self.s._trains[tr[j]]
                 cur = cand[j]
                 tabu[pix[j]] = True
+                if best_margin is None or margin[j] < best_margin:
+                    best_margin, stale = int(margin[j]), 0
+                else:
+                    stale += 1
         return None
 
     def shrink_witness(self, x: np.ndarray) -> np.ndarray:

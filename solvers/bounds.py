@@ -117,6 +117,17 @@ class Bounds:
     entailed: bool
 
 
+@dataclass(frozen=True)
+class _Currents:
+    """First-layer window currents: bounds, the part from pixels at fixed values, the loosely free pixels."""
+
+    lo: np.ndarray               # (n_windows, H)
+    hi: np.ndarray
+    base: np.ndarray             # current of the pixels held at the instance (fixed, or distance-bounded)
+    loose: np.ndarray            # (n,) bool: free pixels not counted by the distance bound
+    restricted_features: np.ndarray | None  # free features under the distance bound, if it binds
+
+
 class BoundPropagator:
     """Interval bound propagation for one entailment question (model, instance, features, target, k).
 
@@ -194,12 +205,12 @@ class BoundPropagator:
         bad = [k for k in fixed_set if not 0 <= k < len(self.features)]
         if bad:
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
-        j_lo, j_hi = self._first_layer_windows(fixed_set)
+        cur = self._first_layer_windows(fixed_set)
         theta = self.model.thresholds[0]
         if self._table is not None:
-            first = self._table.query(j_lo[0], j_hi[0])
+            first = self._table.query(cur.lo[0], cur.hi[0])
         else:
-            first = _interval_layer(self._window_matrix(j_lo), self._window_matrix(j_hi), theta, self.model.reset)
+            first = _interval_layer(self._window_matrix(cur.lo), self._window_matrix(cur.hi), theta, self.model.reset)
         layers = [first]
         for l in range(1, len(self.model.weights)):
             below = layers[-1]
@@ -214,6 +225,8 @@ class BoundPropagator:
         score_lo = r_pos @ last.count_lo + r_neg @ last.count_hi
         score_hi = r_pos @ last.count_hi + r_neg @ last.count_lo
         margin_lo = self._diff_pos @ last.count_lo + self._diff_neg @ last.count_hi
+        if self._table is not None and len(layers) == 1:
+            margin_lo = self._linear_margin(cur, margin_lo)
         margin_lo[self.target] = 0
         entailed = bool(np.all(margin_lo >= self._need))
         return Bounds(fixed_set, tuple(layers), score_lo, score_hi, margin_lo, entailed)
@@ -239,8 +252,8 @@ class BoundPropagator:
         # a feature may always keep its instance value: change 0 is attainable (clip for instances outside the domain)
         return np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
-    def _first_layer_windows(self, fixed: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Integer bounds ``(n_windows, H)`` on the first-layer window currents."""
+    def _first_layer_windows(self, fixed: frozenset[int]) -> _Currents:
+        """Integer bounds ``(n_windows, H)`` on the first-layer window currents, and their parts."""
         fixed_mask = self.features.pixel_mask(sorted(fixed))
         free_feats = np.array(sorted(set(range(len(self.features))) - fixed), dtype=np.int64)
         restricted = self.max_distance is not None and self.max_distance < len(free_feats)
@@ -263,7 +276,50 @@ class BoundPropagator:
                 d_hi = self._delta_hi[:, :, free_feats]
                 lo = lo + np.partition(d_lo, k - 1, axis=2)[:, :, :k].sum(axis=2)
                 hi = hi - np.partition(-d_hi, k - 1, axis=2)[:, :, :k].sum(axis=2)
-        return np.rint(lo).astype(np.int64), np.rint(hi).astype(np.int64)
+        return _Currents(np.rint(lo).astype(np.int64), np.rint(hi).astype(np.int64), np.rint(base).astype(np.int64),
+                         loose, free_feats if restricted else None)
+
+    def _linear_margin(self, cur: _Currents, margin_lo: np.ndarray) -> np.ndarray:
+        """Tighter margin bounds for one spiking layer with time-constant input (chord relaxation).
+
+        The count ``N_j = g_j(I_j)`` of neuron ``j`` is a function of its one integer current
+        ``I_j in [lo_j, hi_j]``. With the chord slope ``s_j`` through the endpoints and the largest
+        deviations ``d+_j, d-_j`` of ``g_j`` above / below the chord over the interval, ``g_j`` lies
+        between the chord ``-d-_j`` and ``+d+_j``. So ``score_c - score_c' = sum_j D_j g_j(I_j)`` is
+        bounded below by a constant plus a *linear* function of the input pixels, whose minimum
+        over the free pixels (and the distance bound) is exact. Unlike the interval bound, this
+        keeps the correlation between neurons that share inputs (one free pixel: exact).
+        """
+        tab = self._table
+        lo, hi = cur.lo[0], cur.hi[0]
+        rows = np.arange(tab.theta.size)
+        c_lo, c_hi = np.clip(lo, 0, tab.theta), np.clip(hi, 0, tab.theta)
+        g_lo = tab.counts[rows, c_lo].astype(np.float64)
+        g_hi = tab.counts[rows, c_hi].astype(np.float64)
+        width = (hi - lo).astype(np.float64)
+        slope = np.divide(g_hi - g_lo, width, out=np.zeros_like(width), where=width > 0)
+        grid = np.arange(tab.counts.shape[1])[None, :]
+        inside = (grid >= c_lo[:, None]) & (grid <= c_hi[:, None])
+        dev = tab.counts - (g_lo[:, None] + slope[:, None] * (grid - lo[:, None]))
+        above = np.maximum(np.where(inside, dev, 0.0).max(axis=1), 0.0)  # g <= chord + above
+        below = np.maximum(np.where(inside, -dev, 0.0).max(axis=1), 0.0)  # g >= chord - below
+        diff = (self._diff_pos + self._diff_neg).astype(np.float64)  # (C, H): W_c - W_c'
+        const = diff @ (g_lo + slope * (cur.base[0] - lo)) - self._diff_pos @ below + self._diff_neg @ above
+        coef = (diff * slope[None, :]) @ self._w1  # (C, n): d margin / d x_i through the chords
+        v0 = self._inst[0]
+        f_lo, f_hi = self._free_lo[0], self._free_hi[0]
+        loose = cur.loose
+        total = const + np.minimum(coef[:, loose] * f_lo, coef[:, loose] * f_hi).sum(axis=1)
+        if cur.restricted_features is not None and self.max_distance > 0:
+            change = np.minimum(coef * (f_lo - v0)[None, :], coef * (f_hi - v0)[None, :])  # (C, n)
+            owned = ~self._unowned
+            per_feature = np.zeros((coef.shape[0], len(self.features)))
+            np.add.at(per_feature.T, self._owner[owned], change[:, owned].T)
+            per_feature = np.minimum(per_feature[:, cur.restricted_features], 0.0)
+            k = min(int(self.max_distance), per_feature.shape[1])
+            total = total + np.partition(per_feature, k - 1, axis=1)[:, :k].sum(axis=1)
+        linear = np.ceil(total - 1e-6).astype(np.int64)
+        return np.maximum(margin_lo, linear)
 
     def _window_matrix(self, values: np.ndarray) -> np.ndarray:
         """Arrange per-window values ``(n_w, H)`` as ``(T, T, H)`` indexed ``[a, t]``."""

@@ -7,13 +7,16 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    values (in particular every ``S ⊆ A``) -> NOT_ENTAILED;
 2. ``"bounds"`` — :class:`~xsnn.solvers.bounds.BoundPropagator` proves the prediction cannot
    change -> ENTAILED;
-3. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
+3. ``"exhaustive"`` — when the free pixels have at most ``exhaustive_limit`` completions, all
+   of them are evaluated (exact integer arithmetic) -> ENTAILED, or NOT_ENTAILED with a witness;
+4. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
    with the most recent cached witnesses) -> NOT_ENTAILED;
-4. the exact oracle (its own backend name) -> its verdict.
+5. the exact oracle (its own backend name) -> its verdict.
 
-Every fast answer is a proof (a verified witness, or sound bounds), so the verdict always
-equals the exact oracle's; only UNKNOWN (exact budget exhausted) can differ from what a
-longer exact run would say. A bounds ENTAILED carries ``core = S`` (no smaller core is known).
+Every fast answer is a proof (a verified witness, sound bounds, or a complete enumeration),
+so the verdict always equals the exact oracle's; only UNKNOWN (exact budget exhausted) can
+differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive")
+carries ``core = S`` (no smaller core is known).
 """
 from __future__ import annotations
 
@@ -95,6 +98,8 @@ class LayeredOracle(EntailmentOracle):
             define the question).
         bounds: use interval bound propagation for ENTAILED answers.
         attack: use the counterexample search for NOT_ENTAILED answers.
+        exhaustive_limit: decide questions with at most this many completions by evaluating
+            them all (0 disables; ENTAILED answers from it carry no smaller core).
         witness_cache: reuse earlier witnesses (a witness for ``A`` refutes every subset of ``A``).
         attack_evaluations: candidate inputs the attack may score per question.
         attack_restarts: greedy runs per question.
@@ -103,25 +108,28 @@ class LayeredOracle(EntailmentOracle):
         attack_starts: how many recent witnesses seed the attack.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
-    ``"cache"``, ``"bounds"``, ``"attack"`` or the exact backend's name.
+    ``"cache"``, ``"bounds"``, ``"exhaustive"``, ``"attack"`` or the exact backend's name.
     """
 
     name = "layered"
 
     def __init__(self, exact: EntailmentOracle, *, bounds: bool = True, attack: bool = True,
-                 witness_cache: bool = True, attack_evaluations: int = 20_000, attack_restarts: int = 2,
+                 exhaustive_limit: int = 1 << 12, witness_cache: bool = True, attack_evaluations: int = 20_000, attack_restarts: int = 2,
                  attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4) -> None:
         if not isinstance(exact, EntailmentOracle):
             raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
         self.exact = exact
         self.attack_starts = int(attack_starts)
+        if exhaustive_limit < 0:
+            raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
+        self.exhaustive_limit = int(exhaustive_limit)
         self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
                         if bounds else None)
-        self._attack = (CounterexampleSearch(self.model, self.instance, self.features, self.target,
-                                             self.max_distance, seed=attack_seed,
-                                             max_evaluations=attack_evaluations, restarts=attack_restarts)
-                        if attack else None)
+        self._search = CounterexampleSearch(self.model, self.instance, self.features, self.target,
+                                            self.max_distance, seed=attack_seed,
+                                            max_evaluations=attack_evaluations, restarts=attack_restarts)
+        self._attack = self._search if attack else None
         self._cache = WitnessCache(self, cache_size) if witness_cache else None
 
     @property
@@ -136,6 +144,14 @@ class LayeredOracle(EntailmentOracle):
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="cache")
         if self._bounds is not None and self._bounds.entailed(fixed):
             return Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds")
+        if self.exhaustive_limit:
+            done = self._search.exhaust(fixed, self.exhaustive_limit)
+            if done is not None:
+                if done.found:
+                    if self._cache is not None:
+                        self._cache.add(done.witness)
+                    return Check(Verdict.NOT_ENTAILED, fixed, witness=done.witness, backend="exhaustive")
+                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive")
         if self._attack is not None:
             starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
             # the attack may use at most a quarter of the per-call budget; the rest is the exact oracle's

@@ -211,7 +211,9 @@ def test_layered_verdicts_equal_exact(seed):
     model, instance, features, k, target, rng = make_case(seed, groups=bool(seed % 4 == 0))
     exact = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
-    layered = LayeredOracle(exact, attack_evaluations=2000)
+    # tiny nets have few completions: the exhaustive path would answer everything, so it is off
+    # here (and tested on its own below) to exercise bounds, attack and cache
+    layered = LayeredOracle(exact, attack_evaluations=2000, exhaustive_limit=0)
     for _ in range(6):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -220,11 +222,28 @@ def test_layered_verdicts_equal_exact(seed):
     assert sum(layered.stats.calls.values()) == 6
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS)
+def test_exhaustive_path_is_exact(seed):
+    model, instance, features, k, target, rng = make_case(seed, groups=bool(seed % 4 == 0))
+    reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
+    search = CounterexampleSearch(model, instance, features, target, k)
+    layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=1 << 16)
+    for _ in range(4):
+        fixed = random_fixed(rng, len(features))
+        truth = reference.check(fixed).verdict
+        got = layered.check(fixed)
+        assert got.verdict is truth and got.backend == "exhaustive"
+        assert search.exhaust(fixed, limit=1) is None or len(fixed) == len(features)
+
+
 def test_layered_records_paths_and_reuses_witnesses():
     paths = set()
     for seed in range(30):
         model, instance, features, k, target, rng = make_case(seed)
-        layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k))
+        layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                                exhaustive_limit=0)
         for _ in range(6):
             fixed = random_fixed(rng, len(features))
             check = layered.check(fixed)
@@ -240,7 +259,7 @@ def test_layered_records_paths_and_reuses_witnesses():
 def test_layered_without_fast_paths_is_the_exact_oracle():
     model, instance, features, k, target, rng = make_case(5)
     layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False)
+                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=0)
     for _ in range(5):
         layered.check(random_fixed(rng, len(features)))
     assert set(layered.stats.calls) == {"bruteforce"}
@@ -250,7 +269,8 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
     for seed in range(20):
         model, instance, features, k, target, rng = make_case(seed)
         reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
-        layered = LayeredOracle(UnknownOracle(model, instance, features, target=target, max_distance=k))
+        layered = LayeredOracle(UnknownOracle(model, instance, features, target=target, max_distance=k),
+                                exhaustive_limit=0)
         for _ in range(4):
             fixed = random_fixed(rng, len(features))
             got = layered.check(fixed)
