@@ -102,6 +102,8 @@ class TrainConfig:
         threshold_penalty: weight of ``mean(theta_q)`` in the loss (keeps thresholds low).
         surrogate, surrogate_width: the surrogate gradient and its width ``w`` (potential units).
         detach_reset: do not backpropagate through the reset.
+        augment_shift: training images are shifted by a random offset in ``-k..k`` pixels
+            along each axis (a fresh offset per image and epoch; 0: no augmentation).
         train_limit: use only the first ``train_limit`` training images (``None``: all).
         seed: seeds initialisation and batch order (same seed, same data, CPU: same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
@@ -129,6 +131,7 @@ class TrainConfig:
     surrogate: str = "fast_sigmoid"
     surrogate_width: float = 2.0
     detach_reset: bool = True
+    augment_shift: int = 0
     train_limit: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -175,6 +178,8 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.surrogate not in SURROGATES:
             problems.append(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        if not 0 <= self.augment_shift <= 8:
+            problems.append(f"augment_shift must be in 0..8, got {self.augment_shift}")
         if self.train_limit is not None and self.train_limit < 1:
             problems.append(f"train_limit must be >= 1, got {self.train_limit}")
         if self.device not in DEVICES:
@@ -459,6 +464,29 @@ def check_agreement(net: SpikingNet, model: BSNN, images: np.ndarray, batch_size
 # --------------------------------------------------------------------------- training loop
 
 
+def random_shift(x: torch.Tensor, input_shape: tuple[int, ...], k: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each coded image of ``x`` (``(B, P)`` or ``(B, T, P)``) by a random offset in ``-k..k`` per axis.
+
+    Pixels shifted in from outside the image are 0 (no spike). Needs a 2-D ``input_shape``.
+    """
+    if k == 0:
+        return x
+    if len(input_shape) != 2:
+        raise ValueError(f"shift augmentation needs 2-D images, got input shape {input_shape}")
+    height, width = input_shape
+    batch = x.shape[0]
+    spatial = x.reshape(batch, -1, height, width).permute(0, 2, 3, 1)  # (B, H, W, C)
+    padded = torch.nn.functional.pad(spatial, (0, 0, k, k, k, k))
+    dy = torch.randint(0, 2 * k + 1, (batch,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * k + 1, (batch,), generator=generator).to(x.device)
+    rows = dy[:, None] + torch.arange(height, device=x.device)
+    cols = dx[:, None] + torch.arange(width, device=x.device)
+    b = torch.arange(batch, device=x.device)[:, None, None]
+    shifted = padded[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return shifted.permute(0, 3, 1, 2).reshape(x.shape)
+
+
+
 class _Progress:
     """A minimal progress bar on stderr (one line, rewritten in place)."""
 
@@ -525,7 +553,8 @@ def fit(net: SpikingNet, train_images: np.ndarray, train_targets: np.ndarray, *,
             factor = 0.5 * (1.0 + math.cos(math.pi * done))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * factor
-            x = x_all[idx].to(device=device, dtype=torch.float32)
+            x = random_shift(x_all[idx], net.input_shape, c.augment_shift, generator)
+            x = x.to(device=device, dtype=torch.float32)
             y = y_all[idx].to(device)
             scores = net(x)
             loss = torch.nn.functional.cross_entropy(scores * net.log_scale.exp(), y)
@@ -743,6 +772,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--surrogate", choices=SURROGATES, default=d.surrogate)
     p.add_argument("--surrogate-width", type=float, default=d.surrogate_width)
     p.add_argument("--detach-reset", action=argparse.BooleanOptionalAction, default=d.detach_reset)
+    p.add_argument("--augment-shift", type=int, default=d.augment_shift,
+                   help="random shifts of training images by up to K pixels (augmentation)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=DEVICES, default=d.device)
