@@ -1,7 +1,8 @@
 """The packed kernel must give exactly the reference forward's integers, on any input.
 
 Every backend variant (numpy; C bit-sliced with AVX2 and with baseline
-instructions; the C reference loop) is compared with
+instructions, with and without two images per lane block; the C reference
+loop) is compared with
 :func:`xsnn.model.forward` on random networks: 1-3 layers, binary and ternary,
 both resets, T in 1..8, widths that are not multiples of 64 (and above one
 256-neuron lane block), small and huge thresholds, and inputs that are static,
@@ -35,6 +36,7 @@ def variants(model: BSNN) -> list[tuple[str, PackedNetwork]]:
         out += [
             ("c/sliced/auto", PackedNetwork(model, "c")),
             ("c/sliced/generic", PackedNetwork(model, "c", isa="generic")),
+            ("c/sliced-single/auto", PackedNetwork(model, "c", algorithm="sliced-single")),
             ("c/reference/auto", PackedNetwork(model, "c", algorithm="reference")),
             ("c/reference/generic", PackedNetwork(model, "c", algorithm="reference", isa="generic")),
         ]

@@ -86,7 +86,8 @@ class PackedNetwork:
     Args:
         model: the network.
         backend: ``"c"``, ``"numpy"`` or ``None`` for :data:`BACKEND`.
-        algorithm: C backend only: ``"sliced"`` (fast) or ``"reference"`` (a plain per-neuron popcount loop).
+        algorithm: C backend only: ``"sliced"`` (fast), ``"sliced-single"`` (the same without processing
+            two images per lane block) or ``"reference"`` (a plain per-neuron popcount loop).
         isa: C backend only: ``"auto"`` or ``"generic"`` (forces the baseline-instruction build).
 
     With ``backend=None`` a model too large for the C kernel (more than 65,535

@@ -38,6 +38,11 @@
  *   sum_p 2^p (popcount(N_p & P_c) - popcount(N_p & M_c)) (ternary); with
  *   AVX2 the popcounts are nibble lookups (vpshufb) summed per byte.
  *
+ * Pairs: when no layer has more than 128 neurons, one 256-lane block holds
+ *   two images (lanes 0-127 the first, 128-255 the second; per-neuron
+ *   constants are stored twice, see _layout.build_layout), which halves the
+ *   adder-tree and per-block work per image.
+ *
  * Both are compiled twice: for the baseline ISA and, on x86-64 with GCC or
  * clang, for AVX2 + POPCNT; the AVX2 copy runs only if the CPU reports
  * both (__builtin_cpu_supports), so the binary never executes an
@@ -64,20 +69,21 @@
 typedef uint64_t vec __attribute__((vector_size(32)));
 
 /* header fields: mirror of xsnn/kernel/_layout.py */
-enum { H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS };
+enum { H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS,
+       H_PAIRS };
 enum { L_N_IN, L_N_OUT, L_BLOCKS, L_P, L_PI, L_COLS_OFF, L_START_OFF, L_ROWS_OFF, L_THETA_OFF, L_W_IN, L_W_OUT,
        L_BOUNDS_OFF };
 #define H_LAYER0 16
 #define H_LAYER_FIELDS 16
 #define MAGIC 0x78736E6E
-#define LAYOUT_VERSION 2
+#define LAYOUT_VERSION 3
 #define MAX_LAYERS 32
 #define MAX_PLANES 62
 #define MAX_STEPS 64
 #define MAX_INPUTS 65535   /* active inputs are listed as uint16 (column n_in is the zero column) */
 #define LANE_WORDS 4
 
-enum { ALGO_SLICED = 0, ALGO_REFERENCE = 1 };
+enum { ALGO_SLICED = 0, ALGO_REFERENCE = 1, ALGO_SLICED_SINGLE = 2 };
 enum { ISA_AUTO = 0, ISA_GENERIC = 1 };
 enum { OK = 0, ERR_VALUE = 1, ERR_PADDING = 2 };
 
@@ -88,18 +94,18 @@ typedef struct {
 } Layer;
 
 typedef struct {
-    int L, T, reset, ternary, S, n_classes, PN;
+    int L, T, reset, ternary, S, n_classes, PN, pairs;
     int64_t w_last, n_in;
     const uint64_t *ro;
     Layer layer[MAX_LAYERS];
 } Net;
 
 typedef struct {
-    uint64_t *xin;               /* T rows of w_in(0) words, packed from bytes */
-    const uint64_t *in0;         /* the current image's input rows: xin, or the caller's packed rows */
+    uint64_t *xin[2];            /* per image of a pair: T rows of w_in(0) words, packed from bytes */
+    const uint64_t *in0[2];      /* per image of a pair: its input rows (xin, or the caller's packed rows) */
     uint64_t *spk[MAX_LAYERS];   /* T rows of nb*4 words per layer */
     vec *U, *I, *E, *cnt, *N;
-    uint16_t *idx;               /* active input numbers (layers have < 65536 inputs) */
+    uint16_t *idx[2];            /* per image of a pair: active input numbers (layers have < 65536 inputs) */
     int64_t *v;                  /* reference: potentials */
     uint8_t *sp;                 /* reference: previous spikes */
     int64_t *count;              /* reference: spike counts of the last layer */
@@ -134,17 +140,28 @@ INLINE void csa(vec *h, vec *l, vec a, vec b, vec c) {
 
 /*
  * Harley-Seal: the bit planes of c_j = sum over listed inputs of column bit j.
- * idx holds n_idx (a multiple of 16) column numbers; col[i] is 4 words.
+ * idx holds n_idx (a multiple of 16) column numbers; col[i] is 4 words. For a pair, lanes 0-127 add the
+ * low halves of the columns listed in idx and lanes 128-255 the low halves of those listed in idx2.
  * Output: out[0..3 + nc] = planes of weight 1, 2, 4, 8, 16, ... (4 + nc planes).
  */
-INLINE void harley_seal(const uint64_t *col, const uint16_t *idx, int64_t n_idx, int64_t nc, vec *out) {
+/* lanes 0-127 from lo, lanes 128-255 from hi (two images of a pair, 128 neurons each) */
+INLINE vec vload_pair(const uint64_t *lo, const uint64_t *hi) {
+    vec v;
+    memcpy(&v, lo, 16);
+    memcpy((char *)&v + 16, hi, 16);
+    return v;
+}
+
+INLINE void harley_seal(const uint64_t *col, const uint16_t *idx, const uint16_t *idx2, int pair, int64_t n_idx,
+                        int64_t nc, vec *out) {
     vec ones = vzero(), twos = vzero(), fours = vzero(), eights = vzero();
     vec twosA, twosB, foursA, foursB, eightsA, eightsB, sixteens;
     vec *C = out + 4;
     for (int64_t p = 0; p < nc; p++) C[p] = vzero();
-#define COL(m) vload(col + (size_t)q[m] * LANE_WORDS)
+#define COL(m) (pair ? vload_pair(col + (size_t)q[m] * LANE_WORDS, col + (size_t)q2[m] * LANE_WORDS) \
+                     : vload(col + (size_t)q[m] * LANE_WORDS))
     for (int64_t k = 0; k < n_idx; k += 16) {
-        const uint16_t *q = idx + k;
+        const uint16_t *q = idx + k, *q2 = pair ? idx2 + k : idx + k;
         csa(&twosA, &ones, ones, COL(0), COL(1));
         csa(&twosB, &ones, ones, COL(2), COL(3));
         csa(&foursA, &twos, twos, twosA, twosB);
@@ -171,13 +188,14 @@ INLINE void harley_seal(const uint64_t *col, const uint16_t *idx, int64_t n_idx,
     out[0] = ones; out[1] = twos; out[2] = fours; out[3] = eights;
 }
 
-/* x += k (a constant, the same in every lane), modulo 2^n_planes; branch-free */
-INLINE void add_uniform(vec *x, int64_t n_planes, int64_t k) {
-    uint64_t bits = (uint64_t)k;
+/* x += k0 in lanes 0-127 and k1 in lanes 128-255 (constants), modulo 2^n_planes; branch-free */
+INLINE void add_uniform(vec *x, int64_t n_planes, int64_t k0, int64_t k1) {
+    uint64_t bits0 = (uint64_t)k0, bits1 = (uint64_t)k1;
     vec c = vzero();
     for (int64_t p = 0; p < n_planes; p++) {
-        uint64_t kb = (uint64_t)0 - ((bits >> (p < 63 ? p : 63)) & 1);
-        vec kv = {kb, kb, kb, kb};
+        int sh = p < 63 ? (int)p : 63;
+        uint64_t kb0 = (uint64_t)0 - ((bits0 >> sh) & 1), kb1 = (uint64_t)0 - ((bits1 >> sh) & 1);
+        vec kv = {kb0, kb0, kb1, kb1};
         vec a = x[p], ax = a ^ kv;
         x[p] = ax ^ c;
         c = (a & kv) | (ax & c);
@@ -262,8 +280,8 @@ INLINE int pack_row(const uint8_t *src, int64_t n, uint64_t *dst, int64_t w, int
     return pack_row_generic(src, n, dst, w);
 }
 
-/* load the T input rows of one image into s->xin; 0 or an error code */
-INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int64_t img, int avx2) {
+/* point s->in0[g] at the T packed input rows of image img; 0 or an error code */
+INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int64_t img, int g, int avx2) {
     const Layer *L0 = &net->layer[0];
     int64_t T = net->T, n = L0->n_in, w = L0->w_in;
     if (packed) {
@@ -271,12 +289,12 @@ INLINE int load_input(const Net *net, Scratch *s, const void *x, int packed, int
         uint64_t tail = (n % 64) ? ~(((uint64_t)1 << (n % 64)) - 1) : 0;
         for (int64_t t = 0; t < T; t++)
             if (src[t * w + w - 1] & tail) return ERR_PADDING;
-        s->in0 = src;
+        s->in0[g] = src;
     } else {
-        s->in0 = s->xin;
+        s->in0[g] = s->xin[g];
         const uint8_t *src = (const uint8_t *)x + (size_t)img * T * n;
         for (int64_t t = 0; t < T; t++)
-            if (pack_row(src + t * n, n, s->xin + t * w, w, avx2)) return ERR_VALUE;
+            if (pack_row(src + t * n, n, s->xin[g] + t * w, w, avx2)) return ERR_VALUE;
     }
     return OK;
 }
@@ -287,10 +305,11 @@ INLINE int same_words(const uint64_t *a, const uint64_t *b, int64_t w) {
     return diff == 0;
 }
 
-INLINE const uint64_t *layer_input(const Net *net, const Scratch *s, int l, int64_t *stride) {
-    if (l == 0) { *stride = net->layer[0].w_in; return s->in0; }
+/* the input rows of layer l for image g of the group (a pair shares spike rows: lanes 128 g ...) */
+INLINE const uint64_t *layer_input(const Net *net, const Scratch *s, int l, int g, int64_t *stride) {
+    if (l == 0) { *stride = net->layer[0].w_in; return s->in0[g]; }
     *stride = net->layer[l - 1].nb * LANE_WORDS;
-    return s->spk[l - 1];
+    return s->spk[l - 1] + 2 * g;
 }
 
 /* --------------------------------------------------------- sliced algorithm */
@@ -357,21 +376,28 @@ INLINE int64_t set_bit_indices(const uint64_t *row, int64_t w, uint16_t *idx, in
     return set_bit_indices_ctz(row, w, idx);
 }
 
-/* currents I (PI planes, two's complement) of every block for one input row */
-INLINE void currents(const Net *net, const Layer *ly, Scratch *s, const uint64_t *row, int avx2) {
-    int64_t n_idx = set_bit_indices(row, ly->w_in, s->idx, avx2);
-    int64_t active = n_idx;
-    while (n_idx % 16) s->idx[n_idx++] = (uint16_t)ly->n_in;    /* the all-zero column */
+/* currents I (PI planes, two's complement) of every block for the input rows of a group of G images
+ * (G = 2: a pair, one image per 128-lane half; the layer has at most 128 neurons) */
+INLINE void currents(const Net *net, const Layer *ly, Scratch *s, const uint64_t *const *rows, int G, int avx2) {
+    int64_t active[2] = {0, 0}, n_idx = 0;
+    for (int g = 0; g < G; g++) {
+        active[g] = set_bit_indices(rows[g], ly->w_in, s->idx[g], avx2);
+        if (active[g] > n_idx) n_idx = active[g];
+    }
+    n_idx = (n_idx + 15) / 16 * 16;
+    for (int g = 0; g < G; g++)                                     /* pad with the all-zero column */
+        for (int64_t k = active[g]; k < n_idx; k++) s->idx[g][k] = (uint16_t)ly->n_in;
+    if (G == 1) active[1] = active[0];
     int64_t CP = 4 + ly->nc, PI = ly->PI, S = net->S;
     for (int64_t b = 0; b < ly->nb; b++) {
         vec *I = s->I + b * PI;
         for (int64_t sg = 0; sg < S; sg++)
-            harley_seal(ly->cols + (size_t)((b * S + sg) * (ly->n_in + 1)) * LANE_WORDS, s->idx, n_idx, ly->nc,
-                        s->cnt + sg * CP);
+            harley_seal(ly->cols + (size_t)((b * S + sg) * (ly->n_in + 1)) * LANE_WORDS, s->idx[0], s->idx[G - 1],
+                        G == 2, n_idx, ly->nc, s->cnt + sg * CP);
         if (!net->ternary) {                          /* I = 2 c - A */
             I[0] = vzero();
             for (int64_t p = 1; p < PI; p++) I[p] = (p - 1 < CP) ? s->cnt[p - 1] : vzero();
-            add_uniform(I, PI, -active);
+            add_uniform(I, PI, -active[0], -active[1]);
         } else {                                      /* I = c+ - c- = c+ + ~c- + 1 */
             const vec *cp = s->cnt, *cm = s->cnt + CP;
             vec c = ~vzero();
@@ -417,25 +443,42 @@ INLINE vec lif_step(const Net *net, const Layer *ly, Scratch *s, int64_t b, vec 
     return ~u[P - 1] & valid;
 }
 
-INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes, int avx2) {
+/* lanes of neurons: block b of one image, or (G = 2) the same neurons of both images of a pair */
+INLINE vec group_valid(const Layer *ly, int64_t b, int G) {
+    vec v = valid_lanes(ly->n_out, b);
+    if (G == 2) { v[2] = v[0]; v[3] = v[1]; }
+    return v;
+}
+
+INLINE int rows_equal(const uint64_t *const *a, const uint64_t *const *b, int G, int64_t w) {
+    int same = 1;
+    for (int g = 0; g < G; g++) same &= same_words(a[g], b[g], w);
+    return same;
+}
+
+/* every layer for a group of G images (1, or 2 when every layer has at most 128 neurons) */
+INLINE void sliced_group(const Net *net, Scratch *s, int G, int want_spikes, int avx2) {
     int64_t T = net->T;
     for (int l = 0; l < net->L; l++) {
         const Layer *ly = &net->layer[l];
         int last = (l == net->L - 1);
         int64_t stride;
-        const uint64_t *in = layer_input(net, s, l, &stride);
+        const uint64_t *in[2], *row[2], *prev_row[2];
+        for (int g = 0; g < G; g++) in[g] = layer_input(net, s, l, g, &stride);
         uint64_t *out = s->spk[l];
         int64_t ow = ly->nb * LANE_WORDS;
         int step_invariant = 1;
-        for (int64_t t = 1; t < T && step_invariant; t++)
-            step_invariant = same_words(in + t * stride, in, ly->w_in);
+        for (int64_t t = 1; t < T && step_invariant; t++) {
+            for (int g = 0; g < G; g++) row[g] = in[g] + t * stride;
+            step_invariant = rows_equal(row, in, G, ly->w_in);
+        }
         if (last) for (int64_t q = 0; q < ly->nb * net->PN; q++) s->N[q] = vzero();
 
         if (step_invariant && net->reset == 0) {
             /* closed form: H_M = [I >= ceil(theta/M)] = [m <= M]; spikes at t iff m | t+1 */
-            currents(net, ly, s, in, avx2);
+            currents(net, ly, s, in, G, avx2);
             for (int64_t b = 0; b < ly->nb; b++) {
-                vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES], prev = vzero();
+                vec valid = group_valid(ly, b, G), Iob[MAX_PLANES], prev = vzero();
                 for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
                 Iob[ly->PI - 1] = ~Iob[ly->PI - 1];                     /* offset binary */
                 for (int64_t M = 0; M < T; M++) {
@@ -455,28 +498,28 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes, int avx2) 
             }
         } else if (step_invariant && last && !want_spikes) {
             /* reset subtract, counts only: count >= k  <=>  I >= ceil(k theta / T) */
-            currents(net, ly, s, in, avx2);
+            currents(net, ly, s, in, G, avx2);
             for (int64_t b = 0; b < ly->nb; b++) {
-                vec valid = valid_lanes(ly->n_out, b), Iob[MAX_PLANES];
+                vec valid = group_valid(ly, b, G), Iob[MAX_PLANES];
                 for (int64_t p = 0; p < ly->PI; p++) Iob[p] = s->I[b * ly->PI + p];
                 Iob[ly->PI - 1] = ~Iob[ly->PI - 1];
                 for (int64_t k = 0; k < T; k++) {
-                    vec G = ge_planes(Iob, ly->bounds + (size_t)((k * ly->nb + b) * ly->PI) * LANE_WORDS, ly->PI);
-                    count_add(s->N + b * net->PN, net->PN, G & valid);
+                    vec G_k = ge_planes(Iob, ly->bounds + (size_t)((k * ly->nb + b) * ly->PI) * LANE_WORDS, ly->PI);
+                    count_add(s->N + b * net->PN, net->PN, G_k & valid);
                 }
             }
         } else {
-            /* general: any input, step by step; currents reused while the input row repeats */
+            /* general: any input, step by step; currents reused while the input rows repeat */
             for (int64_t b = 0; b < ly->nb; b++)
                 for (int64_t p = 0; p < ly->P; p++)
                     s->U[b * ly->P + p] = vload(ly->start + (size_t)(b * ly->P + p) * LANE_WORDS);
             for (int64_t t = 0; t < T; t++) {
-                const uint64_t *row = in + t * stride;
-                if (t == 0 || !same_words(row, row - stride, ly->w_in))
-                    currents(net, ly, s, row, avx2);
+                for (int g = 0; g < G; g++) { row[g] = in[g] + t * stride; prev_row[g] = row[g] - stride; }
+                if (t == 0 || !rows_equal(row, prev_row, G, ly->w_in))
+                    currents(net, ly, s, row, G, avx2);
                 for (int64_t b = 0; b < ly->nb; b++) {
                     vec sprev = t ? vload(out + (t - 1) * ow + b * LANE_WORDS) : vzero();
-                    vec sp = lif_step(net, ly, s, b, sprev, valid_lanes(ly->n_out, b));
+                    vec sp = lif_step(net, ly, s, b, sprev, group_valid(ly, b, G));
                     vstore(out + t * ow + b * LANE_WORDS, sp);
                     if (last) count_add(s->N + b * net->PN, net->PN, sp);
                 }
@@ -489,21 +532,20 @@ INLINE void sliced_image(const Net *net, Scratch *s, int want_spikes, int avx2) 
  * Readout from the count planes N (layout [block][plane], one vec each):
  *   score_c = sum_p 2^p (popcount(N_p & P_c) - popcount(N_p & M_c)),  M_c = ~P_c for binary weights.
  */
-INLINE int64_t weighted_popcount(const vec *N, int64_t nb, int PN, const uint64_t *mask) {
-    int64_t acc = 0;
+INLINE void weighted_popcount(const vec *N, int64_t nb, int PN, const uint64_t *mask, int64_t *half) {
+    half[0] = half[1] = 0;                                /* lanes 0-127 and 128-255 */
     for (int64_t b = 0; b < nb; b++, mask += LANE_WORDS)
         for (int p = 0; p < PN; p++) {
             vec x = N[b * PN + p] & vload(mask);
-            acc += (int64_t)(__builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) + __builtin_popcountll(x[2])
-                             + __builtin_popcountll(x[3])) << p;
+            half[0] += (int64_t)(__builtin_popcountll(x[0]) + __builtin_popcountll(x[1])) << p;
+            half[1] += (int64_t)(__builtin_popcountll(x[2]) + __builtin_popcountll(x[3])) << p;
         }
-    return acc;
 }
 
 #ifdef XSNN_X86_DISPATCH
 /* the same with AVX2 byte popcounts (nibble lookup), Horner over planes in bytes: needs 8 (2^PN - 1) <= 255 */
-__attribute__((target("avx2,popcnt"))) static inline int64_t weighted_popcount_avx2(const vec *N, int64_t nb, int PN,
-                                                                                    const uint64_t *mask) {
+__attribute__((target("avx2,popcnt"))) static inline void weighted_popcount_avx2(const vec *N, int64_t nb, int PN,
+                                                                                 const uint64_t *mask, int64_t *half) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
@@ -518,29 +560,35 @@ __attribute__((target("avx2,popcnt"))) static inline int64_t weighted_popcount_a
         }
         sum = _mm256_add_epi64(sum, _mm256_sad_epu8(acc, zero));
     }
-    __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-    return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+    __m128i lo = _mm256_castsi256_si128(sum), hi = _mm256_extracti128_si256(sum, 1);
+    half[0] = _mm_cvtsi128_si64(lo) + _mm_extract_epi64(lo, 1);
+    half[1] = _mm_cvtsi128_si64(hi) + _mm_extract_epi64(hi, 1);
 }
 #endif
 
-INLINE void sliced_scores(const Net *net, const Scratch *s, int64_t *scores, int avx2) {
+/* scores of the G images of a group (for a pair, image g owns lanes 128 g ... 128 g + 127) */
+INLINE void sliced_scores(const Net *net, const Scratch *s, int G, int64_t *const *scores, int avx2) {
     const Layer *ly = &net->layer[net->L - 1];
-    int64_t W = net->w_last, nb = ly->nb;
+    int64_t W = net->w_last, nb = ly->nb, h[2] = {0, 0}, m[2] = {0, 0}, total[2] = {0, 0};
     int PN = net->PN;
 #ifdef XSNN_X86_DISPATCH
     int fast = avx2 && PN <= 5;
-#define WPC(mask) (fast ? weighted_popcount_avx2(s->N, nb, PN, (mask)) : weighted_popcount(s->N, nb, PN, (mask)))
+#define WPC(mask, out) (fast ? weighted_popcount_avx2(s->N, nb, PN, (mask), (out)) \
+                            : weighted_popcount(s->N, nb, PN, (mask), (out)))
 #else
     (void)avx2;
-#define WPC(mask) weighted_popcount(s->N, nb, PN, (mask))
+#define WPC(mask, out) weighted_popcount(s->N, nb, PN, (mask), (out))
 #endif
-    if (net->ternary) {
-        for (int c = 0; c < net->n_classes; c++)
-            scores[c] = WPC(net->ro + (size_t)c * W) - WPC(net->ro + (size_t)(net->n_classes + c) * W);
-    } else {
-        int64_t total = WPC(net->ro + (size_t)net->n_classes * W);     /* the all-ones row after the classes */
-        for (int c = 0; c < net->n_classes; c++)
-            scores[c] = 2 * WPC(net->ro + (size_t)c * W) - total;
+    if (!net->ternary) WPC(net->ro + (size_t)net->n_classes * W, total);   /* the all-ones row */
+    for (int c = 0; c < net->n_classes; c++) {
+        WPC(net->ro + (size_t)c * W, h);
+        if (net->ternary) WPC(net->ro + (size_t)(net->n_classes + c) * W, m);
+        for (int g = 0; g < G; g++) {             /* one image: both halves; a pair: half g */
+            int64_t plus = G == 2 ? h[g] : h[0] + h[1];
+            int64_t minus = net->ternary ? (G == 2 ? m[g] : m[0] + m[1])
+                                         : (G == 2 ? total[g] : total[0] + total[1]) - plus;
+            scores[g][c] = plus - minus;
+        }
     }
 #undef WPC
 }
@@ -552,7 +600,7 @@ INLINE void reference_image(const Net *net, Scratch *s, int64_t *scores) {
     for (int l = 0; l < net->L; l++) {
         const Layer *ly = &net->layer[l];
         int64_t stride;
-        const uint64_t *in = layer_input(net, s, l, &stride);
+        const uint64_t *in = layer_input(net, s, l, 0, &stride);
         uint64_t *out = s->spk[l];
         int64_t ow = ly->nb * LANE_WORDS, W = ly->w_in;
         const uint64_t *plus = ly->rows, *minus = ly->rows + (size_t)ly->n_out * W;
@@ -600,11 +648,12 @@ INLINE void reference_image(const Net *net, Scratch *s, int64_t *scores) {
 
 /* ------------------------------------------------------------ batch driver */
 
-INLINE void copy_spikes(const Net *net, const Scratch *s, uint64_t *dst) {
+/* packed spikes of image g of the group (layer by layer, step by step, w_out words each) */
+INLINE void copy_spikes(const Net *net, const Scratch *s, int g, uint64_t *dst) {
     for (int l = 0; l < net->L; l++) {
         const Layer *ly = &net->layer[l];
         for (int64_t t = 0; t < net->T; t++) {
-            memcpy(dst, s->spk[l] + t * ly->nb * LANE_WORDS, (size_t)ly->w_out * 8);
+            memcpy(dst, s->spk[l] + t * ly->nb * LANE_WORDS + 2 * g, (size_t)ly->w_out * 8);
             dst += ly->w_out;
         }
     }
@@ -613,16 +662,26 @@ INLINE void copy_spikes(const Net *net, const Scratch *s, uint64_t *dst) {
 /* returns -1 when all went well, else the index of the first bad image (its code in *err) */
 INLINE int64_t batch_body(const Net *net, Scratch *s, const void *x, int packed, int64_t n, int64_t *scores,
                           uint64_t *spikes, int64_t spike_words, int algo, int *err, int avx2) {
-    for (int64_t img = 0; img < n; img++) {
-        int code = load_input(net, s, x, packed, img, avx2);
-        if (code != OK) { *err = code; return img; }
-        if (algo == ALGO_REFERENCE) {
-            reference_image(net, s, scores + img * net->n_classes);
-        } else {
-            sliced_image(net, s, spikes != NULL, avx2);
-            sliced_scores(net, s, scores + img * net->n_classes, avx2);
+    int pairs = net->pairs && algo == ALGO_SLICED;
+    for (int64_t img = 0; img < n;) {
+        int G = (pairs && img + 1 < n) ? 2 : 1;
+        for (int g = 0; g < G; g++) {
+            int code = load_input(net, s, x, packed, img + g, g, avx2);
+            if (code != OK) { *err = code; return img + g; }
         }
-        if (spikes) copy_spikes(net, s, spikes + img * spike_words);
+        int64_t *out[2] = {scores + img * net->n_classes, scores + (img + G - 1) * net->n_classes};
+        if (algo == ALGO_REFERENCE) {
+            reference_image(net, s, out[0]);
+        } else if (G == 2) {
+            sliced_group(net, s, 2, spikes != NULL, avx2);
+            sliced_scores(net, s, 2, out, avx2);
+        } else {
+            sliced_group(net, s, 1, spikes != NULL, avx2);
+            sliced_scores(net, s, 1, out, avx2);
+        }
+        if (spikes)
+            for (int g = 0; g < G; g++) copy_spikes(net, s, g, spikes + (img + g) * spike_words);
+        img += G;
     }
     return -1;
 }
@@ -662,9 +721,11 @@ static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint
     net->L = (int)L; net->T = (int)T; net->reset = (int)h[H_RESET]; net->ternary = (int)h[H_TERNARY];
     net->S = net->ternary ? 2 : 1;
     net->n_classes = (int)h[H_CLASSES];
+    net->pairs = (int)h[H_PAIRS];
     net->PN = bit_length((uint64_t)T);
     if (net->reset < 0 || net->reset > 1 || net->ternary < 0 || net->ternary > 1) FAIL("bad reset or weight kind");
     if (net->n_classes < 1) FAIL("no classes");
+    if (net->pairs < 0 || net->pairs > 1) FAIL("bad pair flag");
     for (int l = 0; l < net->L; l++) {
         const int64_t *f = h + H_LAYER0 + H_LAYER_FIELDS * l;
         Layer *ly = &net->layer[l];
@@ -687,6 +748,8 @@ static int parse_net(Net *net, const int64_t *h, Py_ssize_t n_fields, const uint
         ly->theta = (const int64_t *)(blob + offs[4]);
     }
     net->n_in = net->layer[0].n_in;
+    for (int l = 0; l < net->L; l++)
+        if (net->pairs && (net->layer[l].n_out > 128 || net->layer[l].nb != 1)) FAIL("pairs need layers of <= 128");
     net->w_last = h[H_W_LAST];
     if (net->w_last != net->layer[net->L - 1].nb * LANE_WORDS) FAIL("bad readout width");
     int64_t ro_off = h[H_RO_OFF], ro_size = (net->S * net->n_classes + 1) * net->w_last;
@@ -714,14 +777,16 @@ static size_t carve_scratch(Scratch *s, const Net *net, char *base) {
     size_t off = 0;
 #define CARVE(field, type, bytes) \
     do { s->field = base ? (type)(void *)(base + off) : NULL; off += round64((size_t)(bytes)); } while (0)
-    CARVE(xin, uint64_t *, T * net->layer[0].w_in * 8);
+    CARVE(xin[0], uint64_t *, T * net->layer[0].w_in * 8);
+    CARVE(xin[1], uint64_t *, T * net->layer[0].w_in * 8);
     for (int l = 0; l < net->L; l++) CARVE(spk[l], uint64_t *, T * net->layer[l].nb * LANE_WORDS * 8);
     CARVE(U, vec *, maxU * sizeof(vec));
     CARVE(I, vec *, maxI * sizeof(vec));
     CARVE(E, vec *, 2 * MAX_STEPS * sizeof(vec));
     CARVE(cnt, vec *, 2 * (MAX_PLANES + 4) * sizeof(vec));
     CARVE(N, vec *, net->layer[net->L - 1].nb * net->PN * sizeof(vec));
-    CARVE(idx, uint16_t *, (maxIn + 32) * sizeof(uint16_t));
+    CARVE(idx[0], uint16_t *, (maxIn + 32) * sizeof(uint16_t));
+    CARVE(idx[1], uint16_t *, (maxIn + 32) * sizeof(uint16_t));
     CARVE(v, int64_t *, maxOut * sizeof(int64_t));
     CARVE(sp, uint8_t *, maxOut);
     CARVE(count, int64_t *, maxOut * sizeof(int64_t));
@@ -752,7 +817,10 @@ static PyObject *py_forward(PyObject *self, PyObject *args) {
     int have_scratch = 0;
     if (hb.len % 8 || bb.len % 8) { PyErr_SetString(PyExc_ValueError, "header and blob must be 8-byte words"); goto done; }
     if (parse_net(&net, (const int64_t *)hb.buf, hb.len / 8, (const uint64_t *)bb.buf, bb.len / 8) < 0) goto done;
-    if (algo != ALGO_SLICED && algo != ALGO_REFERENCE) { PyErr_SetString(PyExc_ValueError, "unknown algorithm"); goto done; }
+    if (algo != ALGO_SLICED && algo != ALGO_REFERENCE && algo != ALGO_SLICED_SINGLE) {
+        PyErr_SetString(PyExc_ValueError, "unknown algorithm");
+        goto done;
+    }
     int64_t row_bytes = packed ? net.layer[0].w_in * 8 : net.n_in;
     int64_t image_bytes = row_bytes * net.T;
     if (xb.len % image_bytes) { PyErr_SetString(PyExc_ValueError, "input buffer size is not a whole number of images"); goto done; }

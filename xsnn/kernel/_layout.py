@@ -41,13 +41,14 @@ __all__ = ["pack_bits", "unpack_bits", "n_words", "build_layout", "Layout", "sta
 LANES = 256          # neurons per lane block of the bit-sliced C kernel
 LANE_WORDS = LANES // 64
 MAGIC = 0x78736E6E   # "xsnn"
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 MAX_LAYERS = 32
 MAX_PLANES = 62
 MAX_WIDTH = 65535    # inputs and neurons per layer (the C kernel lists active inputs as uint16)
 
 # header fields (mirrored in _ckernel.c)
-H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS = range(10)
+(H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS,
+ H_PAIRS) = range(11)
 H_LAYER0 = 16
 H_LAYER_FIELDS = 16
 # per-layer fields, at H_LAYER0 + H_LAYER_FIELDS * l + field
@@ -87,10 +88,17 @@ def _bit_planes(values: np.ndarray, n_planes: int) -> np.ndarray:
     return ((v[None] >> shifts) & 1).astype(np.uint8)
 
 
-def _lane_blocks(bits: np.ndarray, n_blocks: int) -> np.ndarray:
-    """``(..., n_out)`` 0/1 -> ``(..., n_blocks, 4)`` uint64: lanes of 256 neurons per block."""
+def _lane_blocks(bits: np.ndarray, n_blocks: int, pairs: bool = False) -> np.ndarray:
+    """``(..., n_out)`` 0/1 -> ``(..., n_blocks, 4)`` uint64: lanes of 256 neurons per block.
+
+    With ``pairs`` (``n_out <= 128``, one block) neuron ``j`` sits in lane ``j`` and again in lane
+    ``128 + j``, so that one block can hold two images.
+    """
+    n = bits.shape[-1]
     padded = np.zeros(bits.shape[:-1] + (n_blocks * LANES,), np.uint8)
-    padded[..., :bits.shape[-1]] = bits
+    padded[..., :n] = bits
+    if pairs:
+        padded[..., LANES // 2:LANES // 2 + n] = bits
     return pack_bits(padded).reshape(bits.shape[:-1] + (n_blocks, LANE_WORDS))
 
 
@@ -157,6 +165,7 @@ def build_layout(model: BSNN) -> Layout:
     problem = c_kernel_limits(model)
     if problem:
         raise ValueError(problem)
+    pairs = max(model.layer_sizes) <= LANES // 2       # two images per lane block (see _ckernel.c)
     header = np.zeros(H_LAYER0 + H_LAYER_FIELDS * n_layers, np.int64)
     pieces: list[np.ndarray] = []
     offset = 0
@@ -185,8 +194,10 @@ def build_layout(model: BSNN) -> Layout:
         cols = np.zeros((n_blocks, len(signs), n_in + 1, LANE_WORDS), np.uint64)
         for s, sign in enumerate(signs):
             cols[:, s, :n_in, :] = _lane_blocks((w.T == sign).astype(np.uint8), n_blocks).transpose(1, 0, 2)
-        lane_theta = np.full(n_blocks * LANES, top, np.int64)
+        lane_theta = np.full(n_blocks * LANES, top, np.int64)            # padding lanes never spike
         lane_theta[:n_out] = theta_eff
+        if pairs:
+            lane_theta[LANES // 2:LANES // 2 + n_out] = theta_eff
         start = _lane_blocks(_bit_planes(-lane_theta, n_planes), n_blocks).transpose(1, 0, 2)
         bounds = static_bounds(lane_theta, n_in, T, model.reset)          # (T, lanes)
         offset_binary = bounds + (1 << (n_planes_i - 1))                     # unsigned compare
@@ -207,8 +218,8 @@ def build_layout(model: BSNN) -> Layout:
         header[base + L_W_IN] = n_words(n_in)
         header[base + L_W_OUT] = n_words(n_out)
     last_blocks = -(-model.readout.shape[1] // LANES)
-    ro = np.concatenate([_lane_blocks((model.readout == sign).astype(np.uint8), last_blocks) for sign in signs]
-                        + [_lane_blocks(np.ones((1, model.readout.shape[1]), np.uint8), last_blocks)])
+    ro = np.concatenate([_lane_blocks((model.readout == sign).astype(np.uint8), last_blocks, pairs) for sign in signs]
+                        + [_lane_blocks(np.ones((1, model.readout.shape[1]), np.uint8), last_blocks, pairs)])
     header[H_RO_OFF] = put(ro)
     header[H_W_LAST] = last_blocks * LANE_WORDS
     header[H_MAGIC] = MAGIC
@@ -219,6 +230,7 @@ def build_layout(model: BSNN) -> Layout:
     header[H_TERNARY] = int(ternary)
     header[H_CLASSES] = model.readout.shape[0]
     header[H_BLOB_WORDS] = offset
+    header[H_PAIRS] = int(pairs)
     blob = _aligned_words(offset)
     blob[:] = np.concatenate(pieces) if pieces else np.zeros(0, np.uint64)
     blob.setflags(write=False)

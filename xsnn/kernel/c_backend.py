@@ -16,7 +16,7 @@ __all__ = ["load_extension", "CNetwork", "ALGORITHMS", "ISAS"]
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = {"sliced": 0, "reference": 1}
+ALGORITHMS = {"sliced": 0, "reference": 1, "sliced-single": 2}
 ISAS = {"auto": 0, "generic": 1}
 
 
@@ -36,7 +36,9 @@ class CNetwork:
     Args:
         model: the network.
         extension: the loaded extension module (:func:`load_extension`).
-        algorithm: ``"sliced"`` (bit-sliced, fast) or ``"reference"`` (per-neuron popcount loop).
+        algorithm: ``"sliced"`` (bit-sliced, fast; two images per 256-lane block when no layer has more
+            than 128 neurons), ``"sliced-single"`` (bit-sliced, one image at a time) or ``"reference"``
+            (a plain per-neuron popcount loop).
         isa: ``"auto"`` (AVX2 + POPCNT when the CPU has both) or ``"generic"`` (baseline instructions).
     """
 
