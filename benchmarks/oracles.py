@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracles.json"
-DEFAULT_BACKENDS = ("milp", "milp-incremental", "cpsat", "cpsat-rebuild", "sat:cadical195", "sat:glucose4", "smt")
+DEFAULT_BACKENDS = ("milp", "milp-incremental", "cpsat", "cpsat-cores", "sat:cadical195", "sat:glucose4", "smt")
 
 
 # --------------------------------------------------------------------------- backends (worker side)
@@ -59,9 +59,9 @@ def make_oracle(backend: str, model, instance):
     if backend == "cpsat":
         from xsnn.solvers.cpsat import CPSATOracle
         return CPSATOracle(model, instance)
-    if backend == "cpsat-rebuild":
+    if backend == "cpsat-cores":
         from xsnn.solvers.cpsat import CPSATOracle
-        return CPSATOracle(model, instance, cores=False)
+        return CPSATOracle(model, instance, cores=True)
     if backend.startswith("sat:"):
         from xsnn.solvers.sat import SATOracle
         return SATOracle(model, instance, solver=backend.split(":", 1)[1])
@@ -71,40 +71,129 @@ def make_oracle(backend: str, model, instance):
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(DEFAULT_BACKENDS)} (any sat:<solver>)")
 
 
-def run_worker(backend: str, plan_path: Path, result_path: Path) -> None:
-    """Answer every query of the plan with one backend; write one record per query."""
+def run_worker(backend: str, plan_path: Path, result_path: Path, first_case: int, first_query: int) -> None:
+    """Answer the plan's queries from (``first_case``, ``first_query``) on with one backend.
+
+    One JSON line per query is appended to ``result_path`` as soon as it is answered, and
+    ``<result_path>.progress`` says what is running since when (``build`` or a query), so
+    that the parent can kill a call that overshoots (in-process timers cannot interrupt a
+    solver that holds the GIL). Once a backend has spent ``budget`` seconds (construction and
+    calls) on a model, its remaining queries on that model are recorded as skipped.
+    """
     from xsnn.model import load_model
 
     plan = json.loads(plan_path.read_text())
-    records = []
-    for case in plan["cases"]:
-        model = load_model(case["model_path"])
-        instance = model.encode(np.array(case["image"], dtype=np.uint8)[None])[0]
-        start = time.perf_counter()
-        try:
-            oracle = make_oracle(backend, model, instance)
-        except Exception as exc:  # a backend that cannot even be built is reported, not fatal
-            build_error = f"{type(exc).__name__}: {exc}"
-            oracle = None
-        build = time.perf_counter() - start
-        for q in case["queries"]:
-            rec = {"case": case["id"], "query": q["id"], "build_seconds": build}
-            if oracle is None:
-                rec.update(verdict="error", seconds=None, error=build_error)
+    progress = Path(str(result_path) + ".progress")
+    model_of = {c["id"]: c["model"] for c in plan["cases"]}
+    spent: dict[str, float] = {}  # seconds already spent per model (earlier runs of this worker included)
+    if result_path.exists():
+        earlier = [json.loads(line) for line in result_path.read_text().splitlines()]
+        for r in earlier:
+            spent[model_of[r["case"]]] = spent.get(model_of[r["case"]], 0.0) + (r["seconds"] or 0.0)
+        for case_id, build in {(r["case"], r["build_seconds"]) for r in earlier if r.get("build_seconds")}:
+            spent[model_of[case_id]] += build
+
+    def mark(case_i: int, query_i: int, phase: str) -> None:
+        progress.write_text(json.dumps({"case": case_i, "query": query_i, "phase": phase, "since": time.time()}))
+
+    with open(result_path, "a") as out:
+        def emit(rec: dict) -> None:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+
+        for case_i in range(first_case, len(plan["cases"])):
+            case = plan["cases"][case_i]
+            queries = case["queries"][first_query if case_i == first_case else 0:]
+            model_name = case["model"]
+            if spent.get(model_name, 0.0) >= plan["budget"]:
+                for q in queries:
+                    emit({"case": case["id"], "query": q["id"], "verdict": "skipped", "seconds": None})
+                continue
+            model = load_model(case["model_path"])
+            instance = model.encode(np.array(case["image"], dtype=np.uint8)[None])[0]
+            mark(case_i, -1, "build")
+            start = time.perf_counter()
+            build_error = None
+            try:
+                oracle = make_oracle(backend, model, instance)
+            except Exception as exc:  # a backend that cannot be built is reported, not fatal
+                build_error, oracle = f"{type(exc).__name__}: {exc}", None
+            build = time.perf_counter() - start
+            spent[model_name] = spent.get(model_name, 0.0) + build
+            for q in queries:
+                rec = {"case": case["id"], "query": q["id"], "build_seconds": build}
+                if oracle is None:
+                    rec.update(verdict="error", seconds=None, error=build_error)
+                elif spent[model_name] >= plan["budget"]:
+                    rec.update(verdict="skipped", seconds=None)
+                else:
+                    fixed = sorted(set(range(model.n_inputs)) - set(q["free"]))
+                    mark(case_i, case["queries"].index(q), "query")
+                    t0 = time.perf_counter()
+                    try:
+                        check = oracle.check(fixed, time_limit=plan["time_limit"])
+                        rec.update(verdict=check.verdict.value, seconds=check.seconds,
+                                   core_size=None if check.core is None else len(check.core))
+                    except Exception as exc:
+                        rec.update(verdict="error", seconds=None, error=f"{type(exc).__name__}: {exc}")
+                    spent[model_name] += time.perf_counter() - t0
+                emit(rec)
+                print(f"{backend} {case['id']} k={q['k']} {rec['verdict']} "
+                      f"{rec['seconds'] if rec['seconds'] is not None else '-'}", file=sys.stderr, flush=True)
+            if oracle is not None:
+                oracle.close()
+    progress.unlink(missing_ok=True)
+
+
+def run_backend(backend: str, plan: dict, plan_path: Path, result_path: Path) -> list[dict]:
+    """Run the worker for ``backend`` over the whole plan, killing and resuming it past an overshoot.
+
+    A call running longer than ``kill_after`` is recorded as ``killed`` (seconds = the kill
+    time) and the worker restarts at the next query (rebuilding the oracle); a construction
+    running longer than ``build_limit`` marks the case's remaining queries as ``error``.
+    """
+    progress = Path(str(result_path) + ".progress")
+    position = (0, 0)
+    while True:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--plan", str(plan_path),
+               "--result", str(result_path), "--first-case", str(position[0]), "--first-query", str(position[1])]
+        proc = subprocess.Popen(cmd)
+        killed = None
+        while proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                state = json.loads(progress.read_text())
+            except (OSError, ValueError):
+                continue
+            limit = plan["kill_after"] if state["phase"] == "query" else plan["build_limit"]
+            if time.time() - state["since"] > limit:
+                proc.kill()
+                proc.wait()
+                killed = state
+        if killed is None:
+            if proc.returncode != 0:
+                raise RuntimeError(f"worker for {backend} failed with exit code {proc.returncode}")
+            break
+        case = plan["cases"][killed["case"]]
+        with open(result_path, "a") as out:
+            if killed["phase"] == "query":
+                q = case["queries"][killed["query"]]
+                out.write(json.dumps({"case": case["id"], "query": q["id"], "verdict": "killed",
+                                      "seconds": plan["kill_after"], "build_seconds": None}) + "\n")
+                print(f"{backend} {case['id']} k={q['k']} killed after {plan['kill_after']} s", file=sys.stderr)
+                position = (killed["case"], killed["query"] + 1)
             else:
-                fixed = sorted(set(range(model.n_inputs)) - set(q["free"]))
-                try:
-                    check = oracle.check(fixed, time_limit=plan["time_limit"])
-                    rec.update(verdict=check.verdict.value, seconds=check.seconds,
-                               core_size=None if check.core is None else len(check.core))
-                except Exception as exc:
-                    rec.update(verdict="error", seconds=None, error=f"{type(exc).__name__}: {exc}")
-            records.append(rec)
-            print(f"{backend} case {case['id']} k={q['k']} {rec['verdict']} "
-                  f"{rec['seconds'] if rec['seconds'] is not None else '-'}", file=sys.stderr, flush=True)
-        if oracle is not None:
-            oracle.close()
-    result_path.write_text(json.dumps(records))
+                for q in case["queries"]:
+                    out.write(json.dumps({"case": case["id"], "query": q["id"], "verdict": "error", "seconds": None,
+                                          "error": f"construction over {plan['build_limit']} s"}) + "\n")
+                print(f"{backend} {case['id']} construction killed after {plan['build_limit']} s", file=sys.stderr)
+                position = (killed["case"] + 1, 0)
+        if position[1] >= len(case["queries"]):
+            position = (position[0] + 1, 0)
+        progress.unlink(missing_ok=True)
+        if position[0] >= len(plan["cases"]):
+            break
+    return [json.loads(line) for line in result_path.read_text().splitlines()]
 
 
 # --------------------------------------------------------------------------- plan and report (parent side)
@@ -156,48 +245,62 @@ def make_plan(args) -> dict:
     return {"time_limit": args.time_limit, "cases": cases, "models": models}
 
 
+DEFINITE = ("entailed", "not_entailed")
+
+
 def summarize(plan: dict, results: dict[str, list[dict]], time_limit: float) -> dict:
-    """Per (model, k, backend): time statistics, UNKNOWNs, errors; agreement across backends."""
+    """Per (model, k, backend): time statistics, UNKNOWNs, skips, wins; agreement across backends.
+
+    ``killed`` calls (ended by the watchdog) count as UNKNOWN with their kill time as seconds
+    (a lower bound); ``skipped`` queries (budget spent) are left out of the time statistics.
+    A backend *wins* a query when it answers it definitely in the least time.
+    """
     k_of = {(c["id"], q["id"]): (c["model"], q["k"]) for c in plan["cases"] for q in c["queries"]}
-    by_query: dict[tuple, dict[str, str]] = {}
+    by_query: dict[tuple, dict[str, dict]] = {}
     for backend, recs in results.items():
         for r in recs:
-            by_query.setdefault((r["case"], r["query"]), {})[backend] = r["verdict"]
-    conflicts = []
-    majority: dict[tuple, str | None] = {}
-    for key, verdicts in by_query.items():
-        definite = Counter(v for v in verdicts.values() if v in ("entailed", "not_entailed"))
+            by_query.setdefault((r["case"], r["query"]), {})[backend] = r
+    conflicts, majority, winner = [], {}, {}
+    for key, recs in by_query.items():
+        definite = Counter(r["verdict"] for r in recs.values() if r["verdict"] in DEFINITE)
         majority[key] = definite.most_common(1)[0][0] if definite else None
         if len(definite) > 1:
-            conflicts.append({"case": key[0], "query": key[1], "verdicts": verdicts})
-    groups = []
-    for (model, k) in sorted({v for v in k_of.values()}, key=lambda mk: (mk[0], mk[1])):
-        keys = [key for key, mk in k_of.items() if mk == (model, k)]
-        row = {"model": model, "free": k, "queries": len(keys),
-               "verdicts": dict(Counter(majority[key] or "undecided" for key in keys)), "backends": {}}
-        for backend, recs in results.items():
-            mine = [r for r in recs if (r["case"], r["query"]) in set(keys)]
-            times = [r["seconds"] for r in mine if r["seconds"] is not None]
-            decided = [r for r in mine if r["verdict"] in ("entailed", "not_entailed")]
-            row["backends"][backend] = {
-                "median_s": statistics.median(times) if times else None,
-                "max_s": max(times) if times else None,
-                "total_s": sum(times) if times else None,
-                "unknown": sum(r["verdict"] == "unknown" for r in mine),
-                "errors": sum(r["verdict"] == "error" for r in mine),
-                "disagree": sum(majority[(r["case"], r["query"])] not in (None, r["verdict"]) for r in decided),
-                "build_s_median": statistics.median(sorted({r["case"]: r["build_seconds"] for r in mine}.values()))
-                if mine else None,
-            }
-        groups.append(row)
-    totals = {}
+            conflicts.append({"case": key[0], "query": key[1], "verdicts": {b: r["verdict"] for b, r in recs.items()}})
+        answered = [(r["seconds"], b) for b, r in recs.items() if r["verdict"] in DEFINITE]
+        winner[key] = min(answered)[1] if answered else None
+
+    def stats(recs: list[dict]) -> dict:
+        run = [r for r in recs if r["verdict"] != "skipped"]
+        times = [r["seconds"] for r in run if r["seconds"] is not None]
+        builds = {r["case"]: r["build_seconds"] for r in run if r.get("build_seconds") is not None}
+        return {
+            "calls": len(run),
+            "median_s": statistics.median(times) if times else None,
+            "max_s": max(times) if times else None,
+            "total_s": sum(times),
+            "unknown": sum(r["verdict"] in ("unknown", "killed") for r in run),
+            "killed": sum(r["verdict"] == "killed" for r in run),
+            "skipped": len(recs) - len(run),
+            "errors": sum(r["verdict"] == "error" for r in run),
+            "disagree": sum(majority[(r["case"], r["query"])] not in (None, r["verdict"])
+                            for r in run if r["verdict"] in DEFINITE),
+            "wins": sum(winner[(r["case"], r["query"])] == r["backend"] for r in run),
+            "build_s_median": statistics.median(builds.values()) if builds else None,
+        }
+
     for backend, recs in results.items():
-        times = [r["seconds"] for r in recs if r["seconds"] is not None]
-        totals[backend] = {"calls": len(recs), "total_s": sum(times), "median_s": statistics.median(times) if times else None,
-                           "max_s": max(times) if times else None,
-                           "unknown": sum(r["verdict"] == "unknown" for r in recs),
-                           "errors": sorted({r.get("error", "") for r in recs if r["verdict"] == "error"})[:3],
-                           "build_s_total": sum({r["case"]: r["build_seconds"] for r in recs}.values())}
+        for r in recs:
+            r["backend"] = backend
+    groups = []
+    for model, k in sorted(set(k_of.values())):
+        keys = {key for key, mk in k_of.items() if mk == (model, k)}
+        groups.append({"model": model, "free": k, "queries": len(keys),
+                       "verdicts": dict(Counter(majority[key] or "undecided" for key in keys)),
+                       "backends": {b: stats([r for r in recs if (r["case"], r["query"]) in keys])
+                                    for b, recs in results.items()}})
+    totals = {b: stats(recs) | {"error_messages": sorted({r.get("error", "") for r in recs
+                                                           if r["verdict"] == "error"})[:3]}
+              for b, recs in results.items()}
     return {"groups": groups, "totals": totals, "conflicts": conflicts, "time_limit": time_limit}
 
 
@@ -205,34 +308,34 @@ def table(summary: dict, backends: list[str]) -> str:
     def fmt(x):
         return "-" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
-    lines = [f"per-call time limit {summary['time_limit']} s; cells: median / max seconds per call "
-             f"[UNKNOWN count] (disagreements marked !)", ""]
-    header = f"{'model':<18} {'k':>4} {'E/N':>7} " + " ".join(f"{b:>22}" for b in backends)
+    width = 24
+    lines = [f"per-call limit {summary['time_limit']} s. Cell: median/max seconds per call, [u] UNKNOWN answers "
+             "(incl. killed), s skipped (budget), w wins (fastest definite answer), ! disagreements.",
+             "E/N/?: queries ENTAILED / NOT_ENTAILED / undecided by every backend.", ""]
+    header = f"{'model':<16} {'k':>4} {'E/N/?':>7} " + " ".join(f"{b:>{width}}" for b in backends)
     lines += [header, "-" * len(header)]
     for g in summary["groups"]:
         v = g["verdicts"]
         cells = []
         for b in backends:
-            s = g["backends"].get(b)
-            if s is None:
-                cells.append(f"{'n/a':>22}")
-                continue
-            cell = f"{fmt(s['median_s'])}/{fmt(s['max_s'])}"
-            if s["unknown"]:
-                cell += f" [{s['unknown']}]"
-            if s["errors"]:
-                cell += f" err{s['errors']}"
-            if s["disagree"]:
-                cell += f" !{s['disagree']}"
-            cells.append(f"{cell:>22}")
-        ratio = f"{v.get('entailed', 0)}/{v.get('not_entailed', 0)}"
-        lines.append(f"{g['model']:<18} {g['free']:>4} {ratio:>7} " + " ".join(cells))
-    lines += ["", "totals (all calls): total seconds, median, max, UNKNOWN, oracle construction seconds (all instances)"]
+            st = g["backends"][b]
+            cell = f"{fmt(st['median_s'])}/{fmt(st['max_s'])}" if st["calls"] else "-"
+            cell += f" [{st['unknown']}]" if st["unknown"] else ""
+            cell += f" s{st['skipped']}" if st["skipped"] else ""
+            cell += f" w{st['wins']}" if st["wins"] else ""
+            cell += f" err{st['errors']}" if st["errors"] else ""
+            cell += f" !{st['disagree']}" if st["disagree"] else ""
+            cells.append(f"{cell:>{width}}")
+        ratio = f"{v.get('entailed', 0)}/{v.get('not_entailed', 0)}/{v.get('undecided', 0)}"
+        lines.append(f"{g['model']:<16} {g['free']:>4} {ratio:>7} " + " ".join(cells))
+    lines += ["", "all queries: calls run, total/median/max seconds per call, UNKNOWN, skipped, wins, "
+              "median construction seconds per instance"]
     for b in backends:
         t = summary["totals"][b]
-        lines.append(f"  {b:<20} total {fmt(t['total_s'])}  median {fmt(t['median_s'])}  max {fmt(t['max_s'])}  "
-                     f"unknown {t['unknown']}/{t['calls']}  build {fmt(t['build_s_total'])}"
-                     + (f"  errors {t['errors']}" if t["errors"] else ""))
+        lines.append(f"  {b:<16} calls {t['calls']:>3}  total {fmt(t['total_s']):>6}  median {fmt(t['median_s']):>6}  "
+                     f"max {fmt(t['max_s']):>6}  unknown {t['unknown']:>3}  skipped {t['skipped']:>3}  "
+                     f"wins {t['wins']:>3}  build {fmt(t['build_s_median'])}"
+                     + (f"  errors {t['error_messages']}" if t["errors"] else ""))
     lines.append(f"verdict conflicts (ENTAILED vs NOT_ENTAILED on one query): {len(summary['conflicts'])}")
     return "\n".join(lines)
 
@@ -249,38 +352,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classes-of-model", action=argparse.BooleanOptionalAction, default=True,
                    help="use only test images whose label is one of the model's labels")
+    p.add_argument("--budget", type=float, default=150.0,
+                   help="seconds one backend may spend on one model (construction + calls); the rest is skipped")
+    p.add_argument("--kill-after", type=float, default=None,
+                   help="end a call that runs this long past its start (default: 2 x time limit + 10)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--first-case", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--first-query", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--build-limit", type=float, default=120.0,
+                   help="seconds an oracle construction may take before its instance's queries count as errors")
     args = p.parse_args(argv)
     if args.worker:
-        run_worker(args.worker, args.plan, args.result)
+        run_worker(args.worker, args.plan, args.result, args.first_case, args.first_query)
         return 0
 
     plan = make_plan(args)
-    n_queries = sum(len(c["queries"]) for c in plan["cases"])
+    plan["budget"] = args.budget
+    plan["kill_after"] = args.kill_after if args.kill_after is not None else 2 * args.time_limit + 10
+    plan["build_limit"] = args.build_limit
     results: dict[str, list[dict]] = {}
     wall: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         plan_path = Path(tmp) / "plan.json"
         plan_path.write_text(json.dumps(plan))
         for backend in args.backends:
-            result_path = Path(tmp) / f"{backend.replace(':', '_')}.json"
+            result_path = Path(tmp) / f"{backend.replace(':', '_')}.jsonl"
             start = time.perf_counter()
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--plan", str(plan_path),
-                   "--result", str(result_path)]
-            hard_limit = n_queries * (2 * args.time_limit + 10) + 600
             try:
-                proc = subprocess.run(cmd, timeout=hard_limit)
-                ok = proc.returncode == 0 and result_path.exists()
-            except subprocess.TimeoutExpired:
-                ok = False
+                results[backend] = run_backend(backend, plan, plan_path, result_path)
+            except RuntimeError as exc:
+                print(f"backend {backend} failed ({exc}); left out", file=sys.stderr)
             wall[backend] = time.perf_counter() - start
-            if not ok:
-                print(f"backend {backend} failed; skipped", file=sys.stderr)
-                continue
-            results[backend] = json.loads(result_path.read_text())
             print(f"backend {backend}: {wall[backend]:.1f} s", file=sys.stderr)
     backends = [b for b in args.backends if b in results]
     summary = summarize(plan, results, args.time_limit)
@@ -293,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [{k: v for k, v in c.items() if k not in ("image", "queries")} |
                   {"queries": [{"id": q["id"], "k": q["k"], "free": q["free"]} for q in c["queries"]]}
                   for c in plan["cases"]],
+        "settings": {"time_limit": args.time_limit, "budget_per_backend_and_model": args.budget,
+                     "kill_after": plan["kill_after"], "build_limit": args.build_limit, "images": args.images, "free": args.free,
+                     "queries": args.queries, "seed": args.seed},
         "backend_wall_s": wall,
         "summary": summary,
         "records": results,

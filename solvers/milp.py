@@ -596,15 +596,19 @@ class _ScipyEngine:
     """
 
     def __init__(self, tolerance: float, threads: int) -> None:
+        from scipy.optimize import milp  # imported here so that the first check is not charged for it
+
+        self.milp = milp
         self.options = {"mip_feasibility_tolerance": tolerance, "primal_feasibility_tolerance": tolerance,
                         "mip_rel_gap": 0.0, "threads": threads, "random_seed": 0, "presolve": True}
 
     def solve(self, form: Formulation, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
         import warnings
 
-        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.optimize import Bounds, LinearConstraint
         from scipy.sparse import csr_matrix
 
+        milp = self.milp
         rows, start, index, value = _matrix(form)
         options = dict(self.options)
         if time_limit is not None:
