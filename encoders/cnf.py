@@ -239,34 +239,42 @@ def _fold(sink: ClauseSink, weights: np.ndarray, lits: np.ndarray) -> tuple[tupl
     return tuple(sorted(folded)), offset
 
 
+def _bucket_literal(sink: ClauseSink, outputs: list[int], values: Sequence[int]) -> int:
+    """A literal equal to ``values[k]`` when the count lies in bucket ``k``.
+
+    Bucket ``k`` is ``lows[k] and not highs[k]`` with ``lows = [true] + outputs`` and
+    ``highs = outputs + [false]`` (``outputs[k] <-> C >= breaks[k]``, increasing bounds).
+    """
+    values = [int(v) for v in values]
+    if all(v == values[0] for v in values):
+        return sink.const(bool(values[0]))
+    flips = [k for k in range(1, len(values)) if values[k] != values[k - 1]]
+    if len(flips) == 1:                                          # [C >= b] or its negation
+        k = flips[0]
+        return outputs[k - 1] if values[k] else -outputs[k - 1]
+    lows = [sink.true] + outputs
+    highs = outputs + [sink.false]
+    s = sink.var()
+    k = 0
+    while k < len(values):                                       # one clause per run of equal values
+        end = k
+        while end + 1 < len(values) and values[end + 1] == values[k]:
+            end += 1
+        sink.clause([-lows[k], highs[end], s if values[k] else -s])
+        k = end + 1
+    return s
+
+
 def _encode_constant_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, folded: tuple[int, ...],
-                           offset: int, n_steps: int) -> list[int]:
-    """Spike literals of a neuron whose input current is ``u = C + offset`` at every step."""
+                           offset: int, n_steps: int) -> tuple[list[int], list[int]]:
+    """Spike literals of a neuron whose input current is ``u = C + offset`` at every step, and
+    its unary spike-count literals ``[K >= k]`` for ``k = 1..T`` (``K = sum_t s(t)``)."""
     breaks, table = drive_table(dyn, len(folded), offset, n_steps)
     outputs = backend.reify(backend.count(folded), breaks) if breaks else []
-    lows = [sink.true] + outputs                                # bucket k: lows[k] and not highs[k]
-    highs = outputs + [sink.false]
-    spikes = []
-    for t in range(n_steps):
-        values = [int(v) for v in table[:, t]]
-        if all(v == values[0] for v in values):
-            spikes.append(sink.const(bool(values[0])))
-            continue
-        flips = [k for k in range(1, len(values)) if values[k] != values[k - 1]]
-        if len(flips) == 1:                                      # s(t) = [C >= b] or its negation
-            k = flips[0]
-            spikes.append(outputs[k - 1] if values[k] else -outputs[k - 1])
-            continue
-        s = sink.var()
-        k = 0
-        while k < len(values):                                   # one clause per run of equal values
-            end = k
-            while end + 1 < len(values) and values[end + 1] == values[k]:
-                end += 1
-            sink.clause([-lows[k], highs[end], s if values[k] else -s])
-            k = end + 1
-        spikes.append(s)
-    return spikes
+    spikes = [_bucket_literal(sink, outputs, table[:, t]) for t in range(n_steps)]
+    totals = table.astype(np.int64).sum(axis=1)
+    counts = [_bucket_literal(sink, outputs, totals >= k) for k in range(1, n_steps + 1)]
+    return spikes, counts
 
 
 def _encode_varying_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, folded: list[tuple[int, ...]],
@@ -337,28 +345,35 @@ def _case_split(sink: ClauseSink, cases: list[tuple[list[int], int]]) -> int:
 
 
 def _encode_layer(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, layer: int,
-                  previous: np.ndarray) -> np.ndarray:
-    """Spike literals ``(T, n_l)`` of ``layer`` given the previous layer's literals ``(T, n_{l-1})``."""
+                  previous: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
+    """Spike literals ``(T, n_l)`` of ``layer`` given the previous layer's literals ``(T, n_{l-1})``,
+    and per neuron a list of literals whose number of true ones is its spike count."""
     n_steps = causal.n_steps
     size = causal.layer_sizes[layer]
     out = np.zeros((n_steps, size), dtype=np.int64)
+    counts = []
     for j in range(size):
         dyn = causal.neuron(layer, j)
         folded, offsets = zip(*(_fold(sink, dyn.weights, previous[t]) for t in range(n_steps)))
         if all(f == folded[0] for f in folded) and all(o == offsets[0] for o in offsets):
-            spikes = _encode_constant_drive(sink, backend, dyn, folded[0], offsets[0], n_steps)
+            spikes, count = _encode_constant_drive(sink, backend, dyn, folded[0], offsets[0], n_steps)
         else:
             spikes = _encode_varying_drive(sink, backend, dyn, list(folded), list(offsets), n_steps)
+            count = spikes
         out[:, j] = spikes
-    return out
+        counts.append(count)
+    return out, counts
 
 
 # --------------------------------------------------------------------------- readout and goal
 
 
-def _score_difference(sink: ClauseSink, causal: CausalModel, last: np.ndarray, better: int, target: int
+def _score_difference(sink: ClauseSink, causal: CausalModel, counts: list[list[int]], better: int, target: int
                       ) -> tuple[tuple[int, ...], int]:
-    """``score_better - score_target = count(folded) + offset`` (score interventions are constants)."""
+    """``score_better - score_target = count(folded) + offset`` (score interventions are constants).
+
+    ``counts[j]`` are literals whose number of true ones is the spike count of last-layer neuron ``j``.
+    """
     readout = causal.readout().astype(np.int64)
     mask, values = causal.score_interventions()
     coef = np.zeros(readout.shape[1], dtype=np.int64)
@@ -372,14 +387,14 @@ def _score_difference(sink: ClauseSink, causal: CausalModel, last: np.ndarray, b
     else:
         coef -= readout[target]
     folded = []
-    for t in range(last.shape[0]):
-        f, o = _fold(sink, coef, last[t])
+    for j, lits in enumerate(counts):
+        f, o = _fold(sink, np.full(len(lits), coef[j]), np.asarray(lits, dtype=np.int64))
         folded.extend(f)
         offset += o
     return tuple(folded), offset
 
 
-def _encode_goal(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, last: np.ndarray,
+def _encode_goal(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, counts: list[list[int]],
                  target: int, goal: str) -> dict[int, int]:
     fixed = causal.prediction_intervention()
     if fixed is not None:
@@ -391,7 +406,7 @@ def _encode_goal(sink: ClauseSink, backend: CardinalityBackend, causal: CausalMo
     for other in range(causal.n_classes):
         if other == target:
             continue
-        folded, offset = _score_difference(sink, causal, last, other, target)
+        folded, offset = _score_difference(sink, causal, counts, other, target)
         need = (1 if other > target else 0) - offset            # "other beats target": count >= need
         count = backend.count(folded)
         if goal == "differs":
@@ -438,9 +453,9 @@ def encode_cnf(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *,
     previous = network_inputs
     spikes = []
     for layer in range(causal.n_layers):
-        previous = _encode_layer(sink, backend, causal, layer, previous)
+        previous, counts = _encode_layer(sink, backend, causal, layer, previous)
         spikes.append(previous)
-    goal_lits = _encode_goal(sink, backend, causal, previous, int(target), goal)
+    goal_lits = _encode_goal(sink, backend, causal, counts, int(target), goal)
     formula = sink.formula()
     seconds = time.perf_counter() - start
     log.debug("CNF (%s): %d vars, %d clauses, %d atmosts in %.2fs", encoding, formula.nv, len(formula.clauses),

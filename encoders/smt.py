@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+import ctypes
+
 import numpy as np
 import z3
 
@@ -120,23 +122,50 @@ class SMTEncoding:
 
 
 class _Builder:
-    """Collects assertions in one context; constants are ``BoolVal``."""
+    """Collects assertions in one context.
+
+    Constants are the two objects ``self.true`` / ``self.false`` (recognised by identity,
+    which is cheap). Sums and pseudo-Boolean constraints are built through z3's C API
+    (``Z3_mk_add``, ``Z3_mk_pbge``): the Python wrappers re-check every argument and
+    dominate the build time on 784-input neurons.
+    """
 
     def __init__(self) -> None:
         self.ctx = z3.Context()
         self.assertions: list = []
         self.true = z3.BoolVal(True, self.ctx)
         self.false = z3.BoolVal(False, self.ctx)
+        self.zero = z3.IntVal(0, self.ctx)
+        self.one = z3.IntVal(1, self.ctx)
+        self._indicator: dict[int, object] = {}
 
     def const_value(self, term) -> int | None:
-        if z3.is_true(term):
+        if term is self.true:
             return 1
-        if z3.is_false(term):
+        if term is self.false:
             return 0
         return None
 
     def bool(self, name: str):
         return z3.Bool(name, self.ctx)
+
+    def indicator(self, term):
+        """``ite(term, 1, 0)``, one shared term per Boolean."""
+        key = id(term)
+        found = self._indicator.get(key)
+        if found is None:
+            found = (term, z3.If(term, self.one, self.zero))
+            self._indicator[key] = found
+        return found[1]
+
+    def add(self, terms: list):
+        """``sum(terms)`` for Int terms (at least one)."""
+        if len(terms) == 1:
+            return terms[0]
+        array = (z3.Ast * len(terms))()
+        for k, term in enumerate(terms):
+            array[k] = term.as_ast()
+        return z3.ArithRef(z3.Z3_mk_add(self.ctx.ref(), len(terms), array), self.ctx)
 
     def fold(self, weights: np.ndarray, terms) -> tuple[list[tuple[object, int]], int]:
         """``sum_i w_i x_i = sum(coef * term) + offset`` with positive coefficients; constants in the offset."""
@@ -160,22 +189,35 @@ class _Builder:
             return self.true
         if bound > sum(c for _, c in pairs):
             return self.false
-        return z3.PbGe(pairs, bound)
+        n = len(pairs)
+        args = (z3.Ast * n)()
+        coeffs = (ctypes.c_int * n)()
+        for k, (term, c) in enumerate(pairs):
+            args[k] = term.as_ast()
+            coeffs[k] = int(c)
+        return z3.BoolRef(z3.Z3_mk_pbge(self.ctx.ref(), n, args, coeffs, int(bound)), self.ctx)
 
     def int_sum(self, weights: np.ndarray, terms):
         """``sum_i w_i ite(x_i, 1, 0)`` as an Int term (constants folded)."""
-        parts, offset = [], 0
-        one, zero = z3.IntVal(1, self.ctx), z3.IntVal(0, self.ctx)
+        pos, neg, offset = [], [], 0
         for w, term in zip(weights.tolist(), terms):
             if w == 0:
                 continue
             value = self.const_value(term)
             if value is not None:
                 offset += w * value
+                continue
+            ind = self.indicator(term)
+            if w > 0:
+                pos.extend([ind] * w)
             else:
-                parts.append(z3.If(term, one, zero) if w == 1 else -z3.If(term, one, zero) if w == -1
-                             else w * z3.If(term, one, zero))
-        return z3.Sum(parts + [z3.IntVal(offset, self.ctx)]) if parts else z3.IntVal(offset, self.ctx)
+                neg.extend([ind] * (-w))
+        total = self.add(pos) if pos else None
+        if neg:
+            total = (total - self.add(neg)) if total is not None else -self.add(neg)
+        if total is None:
+            return z3.IntVal(offset, self.ctx)
+        return total + offset if offset else total
 
 
 def _encode_inputs(b: _Builder, causal: CausalModel, instance: np.ndarray, features: FeatureSet,
@@ -230,11 +272,14 @@ def _encode_inputs(b: _Builder, causal: CausalModel, instance: np.ndarray, featu
 
 def _encode_neuron_lia(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n_steps: int, name: str):
     """Spikes and Int potentials of one neuron (linear integer arithmetic)."""
-    sums = [b.int_sum(dyn.weights, list(previous[t])) for t in range(n_steps)]
-    if n_steps > 1 and all(z3.eq(s, sums[0]) for s in sums):
+    nz = np.flatnonzero(dyn.weights)
+    same = all(all(previous[t, i] is previous[0, i] for i in nz) for t in range(1, n_steps))
+    if same and n_steps > 1:
         u = z3.Int(f"u_{name}", b.ctx)                          # one integer for every step
-        b.assertions.append(u == sums[0])
+        b.assertions.append(u == b.int_sum(dyn.weights, list(previous[0])))
         sums = [u] * n_steps
+    else:
+        sums = [b.int_sum(dyn.weights, list(previous[t])) for t in range(n_steps)]
     theta = z3.IntVal(dyn.threshold, b.ctx)
     spikes, potentials = [], []
     v_prev, s_prev = None, None
@@ -259,10 +304,11 @@ def _encode_neuron_lia(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n
 
 def _encode_neuron_pb(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n_steps: int, name: str):
     """Spikes of one neuron with pseudo-Boolean constraints."""
-    folded = [b.fold(dyn.weights, list(previous[t])) for t in range(n_steps)]
+    nz = np.flatnonzero(dyn.weights)
+    same = all(all(previous[t, i] is previous[0, i] for i in nz) for t in range(1, n_steps))
+    folded = [b.fold(dyn.weights, list(previous[0]))] * n_steps if same else \
+        [b.fold(dyn.weights, list(previous[t])) for t in range(n_steps)]
     theta = dyn.threshold
-    same = all(o == folded[0][1] and len(p) == len(folded[0][0])
-               and all(z3.eq(x, y) and c == d for (x, c), (y, d) in zip(p, folded[0][0])) for p, o in folded)
     spikes: list = []
     if same:                                                    # constant drive: tabulate
         pairs, offset = folded[0]

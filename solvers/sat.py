@@ -29,7 +29,7 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
-__all__ = ["SATOracle", "solver_name", "SOLVERS_WITHOUT_INTERRUPT"]
+__all__ = ["SATOracle", "solver_name", "new_solver", "SOLVERS_WITHOUT_INTERRUPT"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,20 @@ def solver_name(name: str) -> str:
             return canonical
     known = sorted(c for c, a in vars(SolverNames).items() if isinstance(a, tuple))
     raise ValueError(f"unknown SAT solver {name!r}; python-sat knows {', '.join(known)}")
+
+
+def new_solver(formula, name: str = "cadical195") -> Solver:
+    """A python-sat solver loaded with ``formula`` (clauses, and native AtMost constraints of a ``CNFPlus``)."""
+    canonical = solver_name(name)
+    atmosts = getattr(formula, "atmosts", [])
+    if atmosts and canonical not in NATIVE_SOLVERS:
+        raise ValueError(f"a formula with native AtMost constraints needs one of {', '.join(NATIVE_SOLVERS)}, "
+                         f"not {canonical}")
+    solver = Solver(name=canonical)
+    solver.append_formula(formula.clauses)
+    for lits, bound in atmosts:
+        solver.add_atmost(lits, bound)
+    return solver
 
 
 class SATOracle(EntailmentOracle):
@@ -73,10 +87,7 @@ class SATOracle(EntailmentOracle):
                                                 features=self.features, max_distance=max_distance,
                                                 encoding=encoding)
         self._selector_feature = {int(lit): k for k, lit in enumerate(self.encoding.selectors)}
-        self._solver = Solver(name=self.solver_name)
-        self._solver.append_formula(self.encoding.formula.clauses)
-        for lits, bound in getattr(self.encoding.formula, "atmosts", []):
-            self._solver.add_atmost(lits, bound)
+        self._solver = new_solver(self.encoding.formula, self.solver_name)
         log.debug("%s: %d vars, %d clauses, %d atmosts", self.name, self.encoding.n_vars, self.encoding.n_clauses,
                   self.encoding.n_atmosts)
 
