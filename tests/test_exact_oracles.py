@@ -1,0 +1,137 @@
+"""Exact SAT / SMT oracles agree with brute force; cores are sufficient; exports round-trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import z3
+from hypothesis import given, settings, strategies as st
+from pysat.formula import CNF
+
+from xsnn.coding import LatencyCoding, StaticCoding
+from xsnn.encoders.cnf import encode_cnf
+from xsnn.encoders.export import export_instance, write_dimacs
+from xsnn.features import FeatureSet
+from xsnn.model import forward, random_model
+from xsnn.solvers.bruteforce import BruteForceOracle
+from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.sat import SATOracle, new_solver
+from xsnn.solvers.smt import SMTOracle
+
+ORACLES = [
+    ("sat-cadical-adder", lambda *a, **k: SATOracle(*a, **k, solver="cadical195", encoding="adder")),
+    ("sat-glucose-totalizer", lambda *a, **k: SATOracle(*a, **k, solver="glucose4", encoding="totalizer")),
+    ("sat-minicard-native", lambda *a, **k: SATOracle(*a, **k, solver="minicard", encoding="native")),
+    ("sat-minisat-seqcounter", lambda *a, **k: SATOracle(*a, **k, solver="minisat22", encoding="seqcounter")),
+    ("sat-default", lambda *a, **k: SATOracle(*a, **k)),
+    ("smt-lia", lambda *a, **k: SMTOracle(*a, **k, variant="lia")),
+    ("smt-pb", lambda *a, **k: SMTOracle(*a, **k, variant="pb")),
+]
+
+
+@st.composite
+def problems(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    coding = draw(st.sampled_from([StaticCoding(), LatencyCoding()]))
+    n_steps = draw(st.integers(1, 4 if coding.name == "static" else 2))
+    n_inputs = draw(st.integers(2, 14 if coding.name == "static" else 8))
+    model = random_model(rng, [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 2)))], n_inputs,
+                         draw(st.integers(2, 4)), weight_kind=draw(st.sampled_from(["binary", "ternary"])),
+                         reset=draw(st.sampled_from(["zero", "subtract"])), n_steps=n_steps, coding=coding,
+                         max_threshold=draw(st.integers(1, 3)))
+    x = model.encode(rng.integers(0, 256, size=(1, n_inputs)).astype(np.uint8))[0]
+    if draw(st.booleans()):
+        features = FeatureSet.pixels(n_inputs)
+    else:                                   # random groups of pixels (some pixels in no feature: always free)
+        order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]
+        cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
+        groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
+        features = FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+    max_distance = draw(st.sampled_from([None, None, 0, 1, 2]))
+    target = draw(st.sampled_from([None, None, int(rng.integers(0, model.n_classes))]))
+    return model, x, features, max_distance, target, rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems())
+def test_exact_oracles_agree_with_brute_force(problem):
+    model, x, features, max_distance, target, rng = problem
+    truth = BruteForceOracle(model, x, features, target=target, max_distance=max_distance)
+    queries = [frozenset(), frozenset(range(len(features)))]
+    queries += [frozenset(np.flatnonzero(rng.random(len(features)) < p).tolist()) for p in (0.3, 0.6, 0.9)]
+    for name, make in ORACLES:
+        with make(model, x, features, target=target, max_distance=max_distance) as oracle:
+            for fixed in queries:
+                expected = truth.check(fixed)
+                got = oracle.check(fixed)
+                assert got.verdict == expected.verdict, (name, sorted(fixed))
+                if got.verdict is Verdict.ENTAILED:
+                    assert got.core is not None and got.core <= fixed, (name, got.core, fixed)
+                    assert truth.check(got.core).verdict is Verdict.ENTAILED, (name, "core not sufficient")
+
+
+def test_time_limit_gives_unknown_and_generous_limits_answer():
+    rng = np.random.default_rng(3)
+    model = random_model(rng, [4], 6, 3, n_steps=3, max_threshold=2)
+    x = model.encode(rng.integers(0, 256, size=(1, 6)).astype(np.uint8))[0]
+    truth = BruteForceOracle(model, x)
+    for solver in ("cadical195", "glucose4", "minicard"):
+        encoding = "native" if solver == "minicard" else "adder"
+        with SATOracle(model, x, solver=solver, encoding=encoding) as oracle:
+            assert oracle.check([], time_limit=0).verdict is Verdict.UNKNOWN
+            for fixed in ([], [0, 1, 2], range(6)):
+                assert oracle.check(fixed, time_limit=30).verdict == truth.check(fixed).verdict
+    with SMTOracle(model, x) as oracle:
+        assert oracle.check([], time_limit=0).verdict is Verdict.UNKNOWN
+        assert oracle.check(range(6), time_limit=30).verdict is Verdict.ENTAILED
+
+
+def test_oracle_argument_errors():
+    rng = np.random.default_rng(0)
+    model = random_model(rng, [2], 3, 2, n_steps=2)
+    x = model.encode(np.array([[0, 200, 255]], np.uint8))[0]
+    with pytest.raises(ValueError, match="unknown SAT solver"):
+        SATOracle(model, x, solver="zchaff")
+    with pytest.raises(ValueError, match="native encoding needs"):
+        SATOracle(model, x, solver="cadical195", encoding="native")
+    with pytest.raises(ValueError, match="no assumptions"):
+        SATOracle(model, x, solver="kissat")
+    oracle = SATOracle(model, x)
+    oracle.close()
+    with pytest.raises(ValueError, match="closed"):
+        oracle.check([])
+
+
+@pytest.mark.parametrize("coding", [StaticCoding(), LatencyCoding()])
+def test_dimacs_round_trip(tmp_path, coding):
+    rng = np.random.default_rng(11)
+    for trial in range(6):
+        model = random_model(rng, [3, 2][: 1 + trial % 2], 5, 3, n_steps=3, coding=coding, max_threshold=2,
+                             reset=("zero", "subtract")[trial % 2])
+        x = model.encode(rng.integers(0, 256, size=(1, 5)).astype(np.uint8))[0]
+        target = int(forward(model, x).prediction[0])
+        with SATOracle(model, x) as oracle:
+            expected = {"all": oracle.check(range(5)).verdict, "none": oracle.check([]).verdict}
+        assert expected["all"] is Verdict.ENTAILED
+        for fix in ("all", "none"):
+            path = export_instance(model, x, target, "dimacs", fix, tmp_path / f"q{trial}-{fix}.cnf")
+            text = path.read_text()
+            assert "c selector 0 " in text and "p cnf " in text
+            with new_solver(CNF(from_file=str(path)), "glucose4") as s:
+                sat = s.solve()
+            assert sat == (expected[fix] is Verdict.NOT_ENTAILED), (trial, fix)
+            smt_path = export_instance(model, x, target, "smt2", fix, tmp_path / f"q{trial}-{fix}.smt2")
+            solver = z3.Solver()
+            solver.from_file(str(smt_path))
+            assert (solver.check() == z3.sat) == (expected[fix] is Verdict.NOT_ENTAILED), (trial, fix, "smt2")
+
+
+def test_native_encoding_cannot_be_written_as_plain_dimacs(tmp_path):
+    rng = np.random.default_rng(0)
+    model = random_model(rng, [2], 3, 2, n_steps=2)
+    x = model.encode(np.array([[0, 200, 255]], np.uint8))[0]
+    with pytest.raises(ValueError, match="plain DIMACS"):
+        write_dimacs(encode_cnf(model, x, 0, encoding="native"), tmp_path / "q.cnf")
+    with pytest.raises(ValueError, match="fix must be"):
+        export_instance(model, x, 0, "dimacs", "some", tmp_path / "q.cnf")
+    with pytest.raises(ValueError, match="format"):
+        export_instance(model, x, 0, "opb", "all", tmp_path / "q.cnf")
