@@ -386,7 +386,7 @@ def predict_indices(model: BSNN, spikes: np.ndarray) -> np.ndarray:
     """Class indices for input spikes, using the fastest available forward kernel."""
     from xsnn import kernel  # local: the kernel is optional machinery
 
-    return kernel.predict(model, check_spikes(model, spikes))
+    return kernel.predict(model, spikes)  # the kernel validates shape, dtype and 0/1 values
 
 
 def random_model(rng: np.random.Generator, layer_sizes: Sequence[int], n_inputs: int, n_classes: int, *,
