@@ -50,13 +50,19 @@ from xsnn.model import BSNN
 from .cardinality import BACKENDS, CardinalityBackend, ClauseSink, Count, make_backend
 from .common import GOALS, domain_kind, drive_table, prepare_query
 
-__all__ = ["CNFEncoding", "encode_cnf", "ENCODINGS", "DEFAULT_ENCODING", "NATIVE_SOLVERS", "GOALS"]
+__all__ = ["CNFEncoding", "encode_cnf", "ENCODINGS", "DEFAULT_ENCODING", "DEFAULT_CLAUSAL_ENCODING",
+           "DEFAULT_SOLVER", "NATIVE_SOLVERS", "GOALS"]
 
 log = logging.getLogger(__name__)
 
 ENCODINGS = BACKENDS
-DEFAULT_ENCODING = "adder"
 NATIVE_SOLVERS = ("minicard", "gluecard3", "gluecard4")
+# Chosen by measurement (benchmarks/encode.py, docs/encoders.md): native AtMost constraints with
+# Minicard give the smallest formulas and the fastest checks; "adder" is the smallest purely
+# clausal encoding (needed for DIMACS and for solvers without native constraints, e.g. CaDiCaL).
+DEFAULT_ENCODING = "native"
+DEFAULT_SOLVER = "minicard"
+DEFAULT_CLAUSAL_ENCODING = "adder"
 
 
 @dataclass(eq=False)
@@ -438,7 +444,8 @@ def encode_cnf(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *,
         goal: ``"differs"`` (prediction != c) or ``"equals"`` (prediction = c).
         features: feature set (default: one feature per pixel); one selector each.
         max_distance: at most this many features differ from the instance (``None``: no bound).
-        encoding: cardinality encoding, one of :data:`ENCODINGS` (``native`` gives a ``CNFPlus``).
+        encoding: cardinality encoding, one of :data:`ENCODINGS` (``native`` gives a ``CNFPlus`` for
+            Minicard / Gluecard; use :data:`DEFAULT_CLAUSAL_ENCODING` for plain CNF).
     """
     start = time.perf_counter()
     if encoding not in ENCODINGS:

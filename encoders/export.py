@@ -19,7 +19,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .cnf import CNFEncoding, DEFAULT_ENCODING, encode_cnf
+from .cnf import CNFEncoding, DEFAULT_CLAUSAL_ENCODING, encode_cnf
 from .common import domain_kind
 from .smt import SMTEncoding, encode_smt
 
@@ -110,13 +110,13 @@ def export_instance(model: BSNN, instance_spikes: np.ndarray, target: int, fmt: 
     """Write "prediction != target" for ``instance_spikes`` ``(T, n_inputs)`` as ``fmt`` ("dimacs" or "smt2").
 
     ``encoding``: for DIMACS, a clausal cardinality encoding (default
-    :data:`~xsnn.encoders.cnf.DEFAULT_ENCODING`); for SMT-LIB2, ``"lia"`` (default) or ``"pb"``.
+    :data:`~xsnn.encoders.cnf.DEFAULT_CLAUSAL_ENCODING`); for SMT-LIB2, ``"lia"`` (default) or ``"pb"``.
     Returns the path written.
     """
     _check_fix(fix)
     if fmt == "dimacs":
         cnf = encode_cnf(model, instance_spikes, target, features=features, max_distance=max_distance,
-                         encoding=encoding or DEFAULT_ENCODING)
+                         encoding=encoding or DEFAULT_CLAUSAL_ENCODING)
         return write_dimacs(cnf, path, fix)
     if fmt == "smt2":
         smt = encode_smt(model, instance_spikes, target, features=features, max_distance=max_distance,

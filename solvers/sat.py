@@ -24,12 +24,13 @@ import time
 import numpy as np
 from pysat.solvers import Solver, SolverNames
 
-from xsnn.encoders.cnf import DEFAULT_ENCODING, NATIVE_SOLVERS, CNFEncoding, encode_cnf
+from xsnn.encoders.cnf import (DEFAULT_CLAUSAL_ENCODING, DEFAULT_ENCODING, DEFAULT_SOLVER, NATIVE_SOLVERS,
+                               CNFEncoding, encode_cnf)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
-__all__ = ["SATOracle", "solver_name", "new_solver", "SOLVERS_WITHOUT_INTERRUPT"]
+__all__ = ["SATOracle", "solver_name", "new_solver", "default_pair", "SOLVERS_WITHOUT_INTERRUPT"]
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +64,36 @@ def new_solver(formula, name: str = "cadical195") -> Solver:
     return solver
 
 
+def default_pair(solver: str | None, encoding: str | None) -> tuple[str, str]:
+    """Fill in the measured defaults: ``(None, None)`` -> ``(minicard, native)``; a solver without
+    native constraints gets the clausal default (``adder``); ``native`` without a solver gets Minicard."""
+    if solver is None:
+        solver = DEFAULT_SOLVER if encoding in (None, "native") else "cadical195"
+    solver = solver_name(solver)
+    if encoding is None:
+        encoding = DEFAULT_ENCODING if solver in NATIVE_SOLVERS else DEFAULT_CLAUSAL_ENCODING
+    return solver, encoding
+
+
 class SATOracle(EntailmentOracle):
     """Entailment by one incremental SAT solver; features are fixed by selector assumptions.
 
     Args:
         model, instance, features, target, max_distance: see :class:`EntailmentOracle`.
-        solver: a python-sat solver name (``cadical195``, ``glucose4``, ``minisat22``, ``minicard``...).
+        solver: a python-sat solver name (``minicard``, ``cadical195``, ``glucose4``, ``minisat22``...).
         encoding: the cardinality encoding (:data:`xsnn.encoders.cnf.ENCODINGS`); ``native``
             needs ``minicard``, ``gluecard3`` or ``gluecard4``.
+        Defaults (measured, see docs/encoders.md): Minicard with native AtMost constraints; a solver
+        without native constraints (e.g. ``solver="cadical195"``) gets the ``adder`` encoding.
     """
 
     name = "sat"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, solver: str = "cadical195",
-                 encoding: str = DEFAULT_ENCODING) -> None:
+                 target: int | None = None, max_distance: int | None = None, solver: str | None = None,
+                 encoding: str | None = None) -> None:
         super().__init__(model, instance, features, target, max_distance)
-        self.solver_name = solver_name(solver)
+        self.solver_name, encoding = default_pair(solver, encoding)
         if encoding == "native" and self.solver_name not in NATIVE_SOLVERS:
             raise ValueError(f"the native encoding needs one of {', '.join(NATIVE_SOLVERS)}, not {self.solver_name}")
         self.name = f"sat:{self.solver_name}"
