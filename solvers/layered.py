@@ -106,6 +106,11 @@ class LayeredOracle(EntailmentOracle):
         attack_seed: seed of the attack's random tie-breaking.
         cache_size: witnesses kept.
         attack_starts: how many recent witnesses seed the attack.
+        adaptive_attack: cap the attack's time per question at the exact oracle's mean time per
+            call so far (at least ``min_attack_seconds``; no cap before ``3`` exact calls).
+            When exact calls are cheap (sparse nets) a failing attack must not cost more than
+            asking the solver; when they are expensive (dense nets) the attack gets more room.
+            Only which path answers changes, never the verdict.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
     ``"cache"``, ``"bounds"``, ``"exhaustive"``, ``"attack"`` or the exact backend's name.
@@ -115,12 +120,17 @@ class LayeredOracle(EntailmentOracle):
 
     def __init__(self, exact: EntailmentOracle, *, bounds: bool = True, attack: bool = True,
                  exhaustive_limit: int = 1 << 12, witness_cache: bool = True, attack_evaluations: int = 20_000, attack_restarts: int = 2,
-                 attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4) -> None:
+                 attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4,
+                 adaptive_attack: bool = True, min_attack_seconds: float = 0.002) -> None:
         if not isinstance(exact, EntailmentOracle):
             raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
         self.exact = exact
         self.attack_starts = int(attack_starts)
+        self.adaptive_attack = bool(adaptive_attack)
+        self.min_attack_seconds = float(min_attack_seconds)
+        self._exact_calls = 0
+        self._exact_seconds = 0.0
         if exhaustive_limit < 0:
             raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
         self.exhaustive_limit = int(exhaustive_limit)
@@ -154,9 +164,7 @@ class LayeredOracle(EntailmentOracle):
                 return Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive")
         if self._attack is not None:
             starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
-            # the attack may use at most a quarter of the per-call budget; the rest is the exact oracle's
-            found = self._attack.search(fixed, starts=starts,
-                                        time_limit=None if time_limit is None else 0.25 * time_limit)
+            found = self._attack.search(fixed, starts=starts, time_limit=self._attack_time(time_limit))
             if found.found:
                 if self._cache is not None:
                     self._cache.add(found.witness)
@@ -165,9 +173,19 @@ class LayeredOracle(EntailmentOracle):
         if remaining is not None and remaining <= 0:
             return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)
         answer = self.exact.check(fixed, time_limit=remaining)
+        self._exact_calls += 1
+        self._exact_seconds += answer.seconds
         if answer.verdict is Verdict.NOT_ENTAILED and self._cache is not None:
             self._cache.add(answer.witness)
         return Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
+
+    def _attack_time(self, time_limit: float | None) -> float | None:
+        """Attack budget: a quarter of the per-call budget, capped by the exact oracle's mean call time."""
+        budget = None if time_limit is None else 0.25 * time_limit
+        if self.adaptive_attack and self._exact_calls >= 3:
+            mean = max(self.min_attack_seconds, self._exact_seconds / self._exact_calls)
+            budget = mean if budget is None else min(budget, mean)
+        return budget
 
     def close(self) -> None:
         self.exact.close()
