@@ -10,7 +10,7 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.oracle import Verdict
 
 
-def sparse_mnist_model(seed: int, coding=None, hidden: int = 12, density: float = 0.04, n_steps: int = 2) -> BSNN:
+def sparse_mnist_model(seed: int, coding=None, hidden: int = 8, density: float = 0.02, n_steps: int = 2) -> BSNN:
     """A random sparse ternary 784-hidden-10 network (fast to explain exactly)."""
     rng = np.random.default_rng(seed)
     w = rng.choice([-1, 1], size=(hidden, 784)) * (rng.random((hidden, 784)) < density)
