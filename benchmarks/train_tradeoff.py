@@ -35,23 +35,27 @@ CANDIDATES = ROOT / "runs" / "candidates"
 
 # Training settings shared by every run of the grid (the shipped models use the same recipe).
 COMMON = dict(epochs=15, batch_size=128, lr=0.005, init_scale=0.1, tau=128, coding="static", reset="zero", seed=0)
-TERNARY = dict(init_scale=0.01, weight_decay=1.0, readout_sparsity=0.5, sparsity_warmup=0.3)
+TERNARY = dict(weight_kind="ternary", init_scale=0.01, weight_decay=0.3, readout_sparsity=0.5, sparsity_scope="neuron")
 
 
 def grid(kind: str) -> list[TrainConfig]:
     """The configurations of a sweep: ``"full"`` (the documented table) or ``"smoke"`` (seconds)."""
     if kind == "smoke":
         return [TrainConfig(hidden=(16,), n_steps=2, train_limit=2000, **{**COMMON, "epochs": 1}),
-                TrainConfig(hidden=(16,), n_steps=2, weight_kind="ternary", sparsity=0.9, train_limit=2000,
+                TrainConfig(hidden=(16,), n_steps=2, sparsity=0.9, train_limit=2000,
                             **{**COMMON, **TERNARY, "epochs": 1})]
     configs = []
-    weight_settings = [dict(weight_kind="binary")] + [
-        dict(weight_kind="ternary", sparsity=s, **TERNARY) for s in (0.8, 0.9, 0.95)]
+    binary = dict(weight_kind="binary")
+
+    def ternary(s: float) -> dict:
+        return dict(sparsity=s, **TERNARY)
+
     for hidden in (32, 64, 128, 256):
-        for weights in weight_settings:
+        for weights in (binary, ternary(0.8), ternary(0.9), ternary(0.95)):
             configs.append(TrainConfig(hidden=(hidden,), n_steps=2, **{**COMMON, **weights}))
+    configs.append(TrainConfig(hidden=(256,), n_steps=2, **{**COMMON, **ternary(0.97)}))
     for n_steps in (1, 4):
-        for weights in weight_settings:
+        for weights in (binary, ternary(0.9)):
             configs.append(TrainConfig(hidden=(128,), n_steps=n_steps, **{**COMMON, **weights}))
     return configs
 

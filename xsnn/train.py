@@ -83,7 +83,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # 96.2% at H=128); ternary ones start tiny and decay, so inputs that never spike get disconnected.
 _RECIPES = {
     "binary": {"sparsity": 0.0, "readout_sparsity": 0.0, "init_scale": 0.1, "weight_decay": 0.0},
-    "ternary": {"sparsity": 0.9, "readout_sparsity": 0.5, "init_scale": 0.01, "weight_decay": 1.0},
+    "ternary": {"sparsity": 0.9, "readout_sparsity": 0.5, "init_scale": 0.01, "weight_decay": 0.3},
 }
 
 
@@ -108,7 +108,7 @@ class TrainConfig:
         weight_decay: decoupled decay of latent weights (per step ``w -= lr * weight_decay * w``).
         init_scale: latent weights start uniform in ``[-init_scale, init_scale]``.
         Options given as ``None`` (sparsity, readout_sparsity, weight_decay, init_scale) take the
-        weight kind's recipe value (binary: 0, 0, 0, 0.1; ternary: 0.9, 0.5, 1.0, 0.01).
+        weight kind's recipe value (binary: 0, 0, 0, 0.1; ternary: 0.9, 0.5, 0.3, 0.01).
         threshold_init: initial threshold of every neuron.
         threshold_penalty: weight of ``mean(theta_q)`` in the loss (keeps thresholds low).
         surrogate, surrogate_width: the surrogate gradient and its width ``w`` (potential units).
@@ -126,12 +126,12 @@ class TrainConfig:
     readout_sparsity: float | None = None
     sparsity_scope: str = "neuron"
     sparsity_warmup: float = 0.3
-    n_steps: int = 4
+    n_steps: int = 2
     reset: str = "zero"
     coding: str = "static"
     tau: int = 128
     classes: tuple[int, ...] | None = None
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 128
     lr: float = 5e-3
     threshold_lr: float = 0.05
@@ -782,7 +782,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of latent weights")
     p.add_argument("--threshold-lr", type=float, default=d.threshold_lr)
     p.add_argument("--weight-decay", type=float, default=None,
-                   help="decay of latent weights (default: binary 0, ternary 1.0)")
+                   help="decay of latent weights (default: binary 0, ternary 0.3)")
     p.add_argument("--init-scale", type=float, default=None,
                    help="latent weights start uniform in [-s, s] (default: binary 0.1, ternary 0.01)")
     p.add_argument("--threshold-init", type=float, default=d.threshold_init)
@@ -823,7 +823,10 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # includes DataError
         print(f"xsnn train: error: {exc}", file=sys.stderr)
         return 2
-    model_path, card_path = save_trained(result, out, args.name, config.command(out, args.data_dir))
+    command = config.command(out, args.data_dir)
+    if args.threads is not None:
+        command += f" --threads {args.threads}"
+    model_path, card_path = save_trained(result, out, args.name, command)
     print(f"{model_path}: {result.model.describe()}")
     print(f"test accuracy {result.test_accuracy:.4f} on {result.n_test} images; torch/frozen agreement "
           f"{result.agreement.same_prediction}/{result.agreement.n_images} predictions, "
