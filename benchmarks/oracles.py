@@ -20,8 +20,9 @@ paid once per instance, while a deletion AXp asks ~784 questions.
 Models: the shipped models (``xsnn/models/*.npz``) unless ``--models`` names models or files.
 Backends (``--backends``, default: all available): ``milp`` (HiGHS through scipy, model
 rebuilt per query), ``milp-incremental`` (highspy, built once, bounds changed per query),
-``cpsat`` (assumptions, cores), ``cpsat-rebuild``, ``sat:<solver>`` (e.g. ``sat:cadical195``,
-``sat:glucose4``), ``smt`` (z3, integer potentials).
+``cpsat`` (model rebuilt per query, the default), ``cpsat-cores`` (built once, assumptions, cores),
+``sat`` (the SAT oracle's defaults), ``sat:<solver>`` (e.g. ``sat:cadical195``, ``sat:glucose4``, with
+that solver's default encoding), ``smt`` (z3, integer potentials).
 
 Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
 """
@@ -42,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracles.json"
-DEFAULT_BACKENDS = ("milp", "milp-incremental", "cpsat", "cpsat-cores", "sat:cadical195", "sat:glucose4", "smt")
+DEFAULT_BACKENDS = ("milp", "milp-incremental", "cpsat", "cpsat-cores", "sat", "sat:cadical195", "sat:glucose4",
+                    "smt")
 
 
 # --------------------------------------------------------------------------- backends (worker side)
@@ -62,6 +64,9 @@ def make_oracle(backend: str, model, instance):
     if backend == "cpsat-cores":
         from xsnn.solvers.cpsat import CPSATOracle
         return CPSATOracle(model, instance, cores=True)
+    if backend == "sat":  # the SAT oracle's defaults
+        from xsnn.solvers.sat import SATOracle
+        return SATOracle(model, instance)
     if backend.startswith("sat:"):
         from xsnn.solvers.sat import SATOracle
         return SATOracle(model, instance, solver=backend.split(":", 1)[1])
@@ -226,6 +231,10 @@ def make_plan(args) -> dict:
         model = load_model(path)
         info = {"path": str(path), "name": path.stem, "describe": model.describe(),
                 "hash": model.content_hash()[:16]}
+        card = path.with_suffix(".json")
+        if card.is_file():  # the model card written by `xsnn train`
+            meta = json.loads(card.read_text())
+            info.update({k: meta[k] for k in ("training_command", "test_accuracy") if k in meta})
         models.append(info)
         if args.classes_of_model:
             keep = np.flatnonzero(np.isin(labels, np.array(model.labels)))
