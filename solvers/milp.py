@@ -250,6 +250,9 @@ class Formulation:
         rivals: class index -> column of its selector ``g``.
         no_rival: True when the bounds alone prove that no class can beat the target
             (the answer is ENTAILED; the rows are then not needed).
+        spike_cols: per layer, ``(T, n_l)`` columns of the spikes.
+        potential_cols: per layer, the columns of the potentials ``(T, n_l)`` or, for a ladder
+            (constant-input first) layer, of the inputs ``I_j`` ``(n_0,)``.
     """
 
     lower: np.ndarray
@@ -296,8 +299,6 @@ class _Builder:
         self.upper: list[np.ndarray] = []
         self.boolean: list[np.ndarray] = []
         self.n = 0
-        self.rows: list[LinearRow] = []
-        self.indicators: list[Indicator] = []
 
     def add_cols(self, lower, upper, boolean: bool) -> np.ndarray:
         lower = np.asarray(lower, dtype=np.int64)
