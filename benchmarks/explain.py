@@ -58,7 +58,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread per process, set before numpy is first imported (here and in the worker
+# server, which inherits the environment): "per AXp on one core", and multi-threaded OpenBLAS
+# made the attack's small float32 products about 6x slower on the loaded 2-core machine.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402 -- after the thread settings above
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 DEFAULT_CONFIGS = ("sat-fast", "sat-plain", "smt-plain")
@@ -228,12 +234,6 @@ def run_task(model_path: str, config: Config, index: int, time_limit: float | No
     return record
 
 
-def _worker_init() -> None:
-    # one thread per worker: "per AXp on one core"
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-
-
 # --------------------------------------------------------------------------- statistics
 
 
@@ -363,7 +363,7 @@ def tables(report: dict) -> str:
     lines.append(f"command: {report['command']}")
     lines.append(f"host: {report['host']['cpu_count']} cores, python {report['host']['python']}; load average "
                  f"(1/5/15 min) at start {report['load_start']}, at end {report.get('load_end', '-')}; "
-                 f"jobs {s['jobs']}")
+                 f"jobs {s['jobs']}; BLAS threads {report['host'].get('blas_threads', 'not pinned')}")
     git = report.get("git", {})
     lines.append(f"code: commit {git.get('commit', '?')[:10]}, locally modified: "
                  f"{', '.join(x.split()[-1] for x in git.get('modified', [])) or 'none'}")
@@ -575,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "benchmarks/explain.py", *(argv if argv is not None else sys.argv[1:])]),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                 "numpy": np.__version__},
+                 "numpy": np.__version__,
+                 "blas_threads": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}},
         "git": _git_state(),
         "load_start": [round(x, 2) for x in os.getloadavg()],
         "settings": {"images": args.images, "plain_images": args.plain_images,
@@ -594,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict] = []
     pending = list(tasks)
     running: dict[futures.Future, tuple[str, Config, int]] = {}
-    with futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_worker_init,
+    with futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context,
                                      max_tasks_per_child=1) as pool:
         while pending or running:
             over = args.budget is not None and time.perf_counter() - start >= args.budget
