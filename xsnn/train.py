@@ -69,7 +69,7 @@ __all__ = ["TrainConfig", "TrainResult", "EpochStats", "Agreement", "SpikingNet"
            "build_network", "fit", "torch_scores", "check_agreement", "weight_stats", "model_card",
            "save_trained", "add_train_arguments", "run_train", "config_from_args"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("xsnn.train")  # also when run as python -m xsnn.train
 
 SURROGATES = ("fast_sigmoid", "arctan")
 SPARSITY_SCOPES = ("layer", "neuron")
@@ -653,7 +653,7 @@ def model_card(result: TrainResult, name: str, command: str) -> dict:
         "n_steps": m.n_steps,
         "coding": m.coding.spec(),
         "labels": list(m.labels),
-        "sparsity": result.stats,
+        "weight_stats": result.stats,
         "test_accuracy": round(result.test_accuracy, 6),
         "n_test_images": result.n_test,
         "test_set": ("MNIST test set (10,000 images)" if c.classes is None
