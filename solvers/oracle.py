@@ -133,9 +133,10 @@ class EntailmentOracle(abc.ABC):
     def check(self, fixed: Iterable[int], time_limit: float | None = None) -> Check:
         """Decide the question for fixed set ``fixed``; a witness is verified before it is returned."""
         fixed_set = frozenset(int(k) for k in fixed)
-        bad = [k for k in fixed_set if not 0 <= k < len(self.features)]
+        n_features = len(self.features)
+        bad = [k for k in fixed_set if not 0 <= k < n_features]
         if bad:
-            raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
+            raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
         start = time.perf_counter()
         check = self._check(fixed_set, time_limit)
         check = Check(check.verdict, fixed_set, check.witness, check.core, check.backend or self.name,
