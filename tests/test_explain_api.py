@@ -29,8 +29,8 @@ def sample():
 def test_fast_paths_give_the_plain_solver_axp_and_it_is_certified(sample, seed, coding):
     model = sparse_mnist_model(seed, coding)
     image = sample[0][seed]
-    fast = explain(model, image, verify=True)
-    plain = explain(model, image, fast_paths=False)
+    fast = explain(model, image, backend="sat", verify=True)
+    plain = explain(model, image, backend="sat", fast_paths=False)
     assert fast.features == plain.features
     assert fast.status == plain.status == "complete" and fast.minimal
     assert fast.verification is not None and fast.verification.ok, fast.verification.problems
@@ -43,7 +43,7 @@ def test_fast_paths_give_the_plain_solver_axp_and_it_is_certified(sample, seed, 
 
 def test_each_axp_feature_is_necessary_by_its_witness(sample):
     model = sparse_mnist_model(3)
-    e = explain(model, sample[0][3])
+    e = explain(model, sample[0][3], backend="sat")
     for k in e.features:
         witness = e.proof.witnesses[k]
         assert int(forward(model, witness).prediction[0]) != e.prediction
@@ -54,7 +54,8 @@ def test_each_axp_feature_is_necessary_by_its_witness(sample):
 def test_spikes_and_image_inputs_agree(sample):
     model = sparse_mnist_model(4)
     image = sample[0][4]
-    assert explain(model, image).features == explain(model, model.encode(image[None])[0]).features
+    assert (explain(model, image, backend="sat").features
+            == explain(model, model.encode(image[None])[0], backend="sat").features)
 
 
 def test_algorithms_all_return_sufficient_minimal_sets_on_a_tiny_net():
