@@ -41,9 +41,10 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
-from .oracle import verify_witness
+from .bounds import BoundPropagator
+from .oracle import Verdict, verify_witness
 
-__all__ = ["CounterexampleSearch", "AttackResult"]
+__all__ = ["CounterexampleSearch", "AttackResult", "BoundSearch", "SearchResult"]
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class CounterexampleSearch:
         verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x, self.max_distance)
         return AttackResult(True, x.astype(np.uint8), run.evaluations, time.perf_counter() - t0, phase)
 
-    def exhaust(self, fixed: Iterable[int], limit: int, chunk: int = 4096) -> AttackResult | None:
+    def exhaust(self, fixed: Iterable[int], limit: int) -> AttackResult | None:
         """Evaluate *every* completion of the free pixels when there are at most ``limit`` of them.
 
         Returns ``None`` when there are more; otherwise an exact answer: a verified witness, or
@@ -162,32 +163,46 @@ class CounterexampleSearch:
         t0 = time.perf_counter()
         fixed_set = frozenset(int(k) for k in fixed)
         free = np.flatnonzero(~self.features.pixel_mask(sorted(fixed_set)))
+        n_free_features = len(self.features) - len(fixed_set)
+        budget = self.max_distance if self.max_distance is not None and self.max_distance < n_free_features else None
+        done = self._enumerate(free, self.instance, budget, limit)
+        if done is None:
+            return None
+        x, evaluations = done
+        if x is None:
+            return AttackResult(False, None, evaluations, time.perf_counter() - t0, "exhaustive", True)
+        verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x, self.max_distance)
+        return AttackResult(True, x, evaluations, time.perf_counter() - t0, "exhaustive", True)
+
+    def _enumerate(self, free: np.ndarray, values: np.ndarray, budget: int | None, limit: int,
+                   chunk: int = 4096) -> tuple[np.ndarray | None, int] | None:
+        """Every assignment of trains to the pixels ``free`` (others as in ``values``) changing at most
+        ``budget`` features of the instance among them; ``None`` if more than ``limit`` candidates.
+
+        Returns ``(first input whose prediction differs or None, inputs evaluated)``.
+        """
         k_trains = len(self._trains)
         if len(free) * np.log2(k_trains) > np.log2(max(limit, 1)) + 1e-9:
             return None
         total = k_trains ** len(free)
-        v = self.instance.astype(np.int64)
-        base = (v[:, np.setdiff1d(np.arange(v.shape[1]), free)].astype(np.float32)
-                @ self._w1_f[:, np.setdiff1d(np.arange(v.shape[1]), free)].T)  # (T, H)
-        base = np.rint(base).astype(np.int64)
+        v = np.asarray(values, dtype=np.int64)
+        rest = np.setdiff1d(np.arange(v.shape[1]), free)
+        base = np.rint(v[:, rest].astype(np.float32) @ self._w1_f[:, rest].T).astype(np.int64)  # (T, H)
         w_free = self._w1_f[:, free].T  # (n_free, H)
         owner = self._owner[free]
-        n_free_features = len(self.features) - len(fixed_set)
-        bound = None if self.max_distance is None or self.max_distance >= n_free_features else self.max_distance
-        if bound is not None:
+        if budget is not None:
             owned = owner >= 0
-            feats, member = np.unique(owner[owned], return_inverse=True)
-            membership = np.zeros((len(free), len(feats)), bool)
-            membership[np.flatnonzero(owned), member] = True
+            _, member = np.unique(owner[owned], return_inverse=True)
+            membership = np.zeros((len(free), int(member.max()) + 1 if len(member) else 0), np.int64)
+            membership[np.flatnonzero(owned), member] = 1
         inst_train = self._inst_train[free]
         evaluations = 0
         for start in range(0, total, chunk):
             idx = np.arange(start, min(total, start + chunk))
             choice = (idx[:, None] // (k_trains ** np.arange(len(free)))[None, :]) % k_trains  # (B, n_free)
-            if bound is not None:
-                changed = choice != inst_train[None, :]
-                keep = (changed.astype(np.int64) @ membership > 0).sum(axis=1) <= bound
-                choice = choice[keep]
+            if budget is not None:
+                changed = (choice != inst_train[None, :]).astype(np.int64)
+                choice = choice[((changed @ membership) > 0).sum(axis=1) <= budget]
                 if len(choice) == 0:
                     continue
             trains = self._trains[choice]  # (B, n_free, T)
@@ -198,11 +213,8 @@ class CounterexampleSearch:
             if len(flips):
                 x = v.copy()
                 x[:, free] = trains[flips[0]].T
-                verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x,
-                               self.max_distance)
-                return AttackResult(True, x.astype(np.uint8), evaluations, time.perf_counter() - t0, "exhaustive",
-                                    True)
-        return AttackResult(False, None, evaluations, time.perf_counter() - t0, "exhaustive", True)
+                return x.astype(np.uint8), evaluations
+        return None, evaluations
 
     # ------------------------------------------------------------------ scoring
 
@@ -507,3 +519,125 @@ def _prefix_lengths(n: int) -> np.ndarray:
         lengths.add(min(n, int(round(x))))
     lengths.add(n)
     return np.array(sorted(lengths), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Outcome of :meth:`BoundSearch.decide`.
+
+    Attributes:
+        verdict: ENTAILED (every branch pruned by the bounds or enumerated), NOT_ENTAILED (with a
+            witness), or UNKNOWN (node or time budget exhausted first).
+        witness: for NOT_ENTAILED, a verified witness ``(T, n_inputs)``.
+        nodes: branch-and-bound nodes visited.
+        seconds: wall time.
+    """
+
+    verdict: Verdict
+    witness: np.ndarray | None
+    nodes: int
+    seconds: float
+
+
+class BoundSearch:
+    """A complete decision procedure: branch and bound over the free features, pruned by the bounds.
+
+    A node assigns some free features to trains of the free domain (the rest stay free, within
+    the remaining distance budget). If :meth:`~xsnn.solvers.bounds.BoundPropagator.propagate`
+    proves the target at a node, its whole subtree is pruned; if the node's free pixels have at
+    most ``leaf_limit`` completions, they are all evaluated at once. Otherwise a *probe* input
+    is tried (each free pixel set to the train that lowers the weakest rival's linear margin
+    bound most, within the budget) and the node branches on the free pixel with the largest
+    sensitivity, the margin-lowering train first (depth first). All branches closed: ENTAILED;
+    budget overrun: UNKNOWN. Needs one feature per pixel, covering every pixel (``supported``).
+
+    Args:
+        propagator: the bounds for the question (model, instance, features, target, ``k``).
+        leaf_limit: enumerate a node's completions when there are at most this many.
+    """
+
+    def __init__(self, propagator: BoundPropagator, leaf_limit: int = 1024) -> None:
+        self.prop = propagator
+        model = propagator.model
+        f = propagator.features
+        self.leaf_limit = int(leaf_limit)
+        self.supported = all(len(g) == 1 for g in f.groups) and bool(np.all(f.feature_of_pixel() >= 0))
+        self._pixel = np.array([g[0] for g in f.groups], dtype=np.int64)
+        self._search = CounterexampleSearch(model, propagator.instance, f, propagator.target,
+                                            propagator.max_distance)
+        self._trains = model.coding.free_trains(model.n_steps).astype(np.uint8)
+        self._inst_train = self._search._inst_train
+        self._guides = self._search._guides  # (C, n): d(score_c' - score_c)/dx, linear
+        self._train_mass = self._trains.sum(axis=1).astype(np.float64)  # spikes per train
+
+    def decide(self, fixed: Iterable[int], max_nodes: int = 2000, time_limit: float | None = None) -> SearchResult:
+        """Decide the question for ``fixed`` within ``max_nodes`` nodes and ``time_limit`` seconds."""
+        if not self.supported:
+            raise ValueError("branch and bound needs one feature per pixel, covering every pixel")
+        t0 = time.perf_counter()
+        deadline = None if time_limit is None else t0 + time_limit
+        prop = self.prop
+        target, k = prop.target, prop.max_distance
+        n_feat = len(prop.features)
+        root = frozenset(int(i) for i in fixed)
+        stack = [(root, prop.instance.copy(), 0)]
+        nodes = 0
+
+        def found(x: np.ndarray) -> SearchResult:
+            verify_witness(prop.model, prop.instance, prop.features, root, target, x, k)
+            return SearchResult(Verdict.NOT_ENTAILED, x.astype(np.uint8), nodes, time.perf_counter() - t0)
+
+        while stack:
+            if nodes >= max_nodes or (deadline is not None and time.perf_counter() >= deadline):
+                return SearchResult(Verdict.UNKNOWN, None, nodes, time.perf_counter() - t0)
+            assigned, values, used = stack.pop()
+            nodes += 1
+            budget = None if k is None else k - used
+            b = prop.propagate(assigned, values, budget)
+            if b.entailed:
+                continue
+            free = np.array(sorted(set(range(n_feat)) - assigned), dtype=np.int64)
+            pixels = self._pixel[free]
+            bound = budget if budget is not None and budget < len(free) else None
+            leaf = self._search._enumerate(pixels, values, bound, self.leaf_limit)
+            if leaf is not None:
+                if leaf[0] is not None:
+                    return found(leaf[0])
+                continue
+            slack = b.margin_lo - prop._need
+            slack[target] = np.iinfo(np.int64).max
+            worst = int(np.argmin(slack))
+            slope = (b.sensitivity[worst][pixels] if b.sensitivity is not None
+                     else -self._guides[worst][pixels])  # > 0: more spikes raise the margin
+            gain = slope[:, None] * self._train_mass[None, :]  # (n_free, k_trains): margin change
+            best = np.argmin(gain, axis=1)
+            probe = self._probe(values, pixels, best, gain, budget)
+            if probe is not None and int(forward(prop.model, probe).prediction[0]) != target:
+                return found(probe)
+            j = int(np.argmax(np.abs(slope)))
+            feature, pixel = int(free[j]), int(pixels[j])
+            for r in np.argsort(-gain[j], kind="stable").tolist():  # the last pushed is explored first
+                extra = int(r != self._inst_train[pixel])
+                if k is not None and used + extra > k:
+                    continue
+                child = values.copy()
+                child[:, pixel] = self._trains[r]
+                stack.append((assigned | {feature}, child, used + extra))
+        return SearchResult(Verdict.ENTAILED, None, nodes, time.perf_counter() - t0)
+
+    def _probe(self, values: np.ndarray, pixels: np.ndarray, best: np.ndarray, gain: np.ndarray,
+               budget: int | None) -> np.ndarray | None:
+        """Free pixels moved to their margin-lowering trains (the strongest ``budget`` moves only)."""
+        inst = self._inst_train[pixels]
+        moves = best != inst
+        if budget is not None:
+            rows = np.arange(len(pixels))
+            cost = np.where(moves, gain[rows, best] - gain[rows, np.maximum(inst, 0)], 0.0)
+            keep = np.zeros(len(pixels), bool)
+            keep[np.argsort(cost, kind="stable")[:max(budget, 0)]] = True
+            moves &= keep
+        if not moves.any():
+            return None
+        probe = values.copy()
+        probe[:, pixels[moves]] = self._trains[best[moves]].T
+        return probe

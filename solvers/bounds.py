@@ -107,6 +107,9 @@ class Bounds:
         score_lo, score_hi: ``(n_classes,)`` bounds on each score.
         margin_lo: ``(n_classes,)`` lower bounds on ``score_target - score_c`` (0 at the target).
         entailed: ``True`` when the bounds prove the prediction stays the target.
+        sensitivity: ``(n_classes, n_inputs)`` slopes of the linear margin bound per input pixel
+            (one spiking layer, time-constant input), else ``None``; used to branch in
+            :class:`~xsnn.solvers.attack.BoundSearch`.
     """
 
     fixed: frozenset[int]
@@ -115,6 +118,7 @@ class Bounds:
     score_hi: np.ndarray
     margin_lo: np.ndarray
     entailed: bool
+    sensitivity: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -199,13 +203,24 @@ class BoundPropagator:
         """``True`` when the bounds prove that fixing ``fixed`` entails the target (sound, incomplete)."""
         return self.propagate(fixed).entailed
 
-    def propagate(self, fixed: Iterable[int]) -> Bounds:
-        """Bounds on every spike, count and score difference with ``fixed`` fixed (see module doc)."""
+    def propagate(self, fixed: Iterable[int], values: np.ndarray | None = None,
+                  budget: int | None = None) -> Bounds:
+        """Bounds on every spike, count and score difference with ``fixed`` fixed (see module doc).
+
+        ``values`` (``(T, n)``, default the instance) gives the spikes of the fixed features'
+        pixels (a branch-and-bound node assigns features to values other than the instance's);
+        the free features still count their distance from the instance, against ``budget``
+        (default ``max_distance``) changes.
+        """
         fixed_set = frozenset(int(k) for k in fixed)
         bad = [k for k in fixed_set if not 0 <= k < len(self.features)]
         if bad:
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
-        cur = self._first_layer_windows(fixed_set)
+        if budget is None:
+            budget = self.max_distance
+        elif budget < 0:
+            raise ValueError(f"distance budget must be >= 0, got {budget}")
+        cur = self._first_layer_windows(fixed_set, values, budget)
         theta = self.model.thresholds[0]
         if self._table is not None:
             first = self._table.query(cur.lo[0], cur.hi[0])
@@ -225,11 +240,12 @@ class BoundPropagator:
         score_lo = r_pos @ last.count_lo + r_neg @ last.count_hi
         score_hi = r_pos @ last.count_hi + r_neg @ last.count_lo
         margin_lo = self._diff_pos @ last.count_lo + self._diff_neg @ last.count_hi
+        sensitivity = None
         if self._table is not None and len(layers) == 1:
-            margin_lo = self._linear_margin(cur, margin_lo)
+            margin_lo, sensitivity = self._linear_margin(cur, margin_lo, budget)
         margin_lo[self.target] = 0
         entailed = bool(np.all(margin_lo >= self._need))
-        return Bounds(fixed_set, tuple(layers), score_lo, score_hi, margin_lo, entailed)
+        return Bounds(fixed_set, tuple(layers), score_lo, score_hi, margin_lo, entailed, sensitivity)
 
     # ------------------------------------------------------------------ first layer
 
@@ -252,11 +268,20 @@ class BoundPropagator:
         # a feature may always keep its instance value: change 0 is attainable (clip for instances outside the domain)
         return np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
-    def _first_layer_windows(self, fixed: frozenset[int]) -> _Currents:
+    def _first_layer_windows(self, fixed: frozenset[int], values: np.ndarray | None, budget: int | None
+                             ) -> _Currents:
         """Integer bounds ``(n_windows, H)`` on the first-layer window currents, and their parts."""
-        fixed_mask = self.features.pixel_mask(sorted(fixed))
-        free_feats = np.array(sorted(set(range(len(self.features))) - fixed), dtype=np.int64)
-        restricted = self.max_distance is not None and self.max_distance < len(free_feats)
+        feature_fixed = np.zeros(len(self.features), bool)
+        if fixed:
+            feature_fixed[np.fromiter(fixed, np.int64, len(fixed))] = True
+        fixed_mask = np.where(self._unowned, False, feature_fixed[np.maximum(self._owner, 0)])
+        free_feats = np.flatnonzero(~feature_fixed)
+        restricted = budget is not None and budget < len(free_feats)
+        if values is None:
+            held = self._inst
+        else:  # fixed pixels take ``values``; distance-bounded free pixels sit at the instance
+            x = np.asarray(values, dtype=np.float64)
+            held = np.where(fixed_mask[None, :], self._window_sums(x), self._inst)
         if restricted:
             # free pixels of features move under the distance bound; unowned pixels move freely
             loose = self._unowned & ~fixed_mask
@@ -264,13 +289,13 @@ class BoundPropagator:
             loose = ~fixed_mask
         keep = (~loose).astype(np.float64)
         loose_f = loose.astype(np.float64)
-        base = (self._inst * keep[None, :]) @ self._w1.T  # (n_w, H)
+        base = (held * keep[None, :]) @ self._w1.T  # (n_w, H)
         pos_loose = loose_f @ self._w1_pos.T  # (H,)
         neg_loose = loose_f @ self._w1_neg.T
         lo = base + self._free_lo[:, None] * pos_loose[None, :] + self._free_hi[:, None] * neg_loose[None, :]
         hi = base + self._free_hi[:, None] * pos_loose[None, :] + self._free_lo[:, None] * neg_loose[None, :]
         if restricted:
-            k = int(self.max_distance)
+            k = int(budget)
             if k > 0:
                 d_lo = self._delta_lo[:, :, free_feats]
                 d_hi = self._delta_hi[:, :, free_feats]
@@ -279,7 +304,12 @@ class BoundPropagator:
         return _Currents(np.rint(lo).astype(np.int64), np.rint(hi).astype(np.int64), np.rint(base).astype(np.int64),
                          loose, free_feats if restricted else None)
 
-    def _linear_margin(self, cur: _Currents, margin_lo: np.ndarray) -> np.ndarray:
+    def _window_sums(self, x: np.ndarray) -> np.ndarray:
+        """Per-window spike counts ``(n_windows, n)`` of an input ``(T, n)``."""
+        return np.stack([x[a:t + 1].sum(axis=0) for a, t in self._windows])
+
+    def _linear_margin(self, cur: _Currents, margin_lo: np.ndarray, budget: int | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Tighter margin bounds for one spiking layer with time-constant input (chord relaxation).
 
         The count ``N_j = g_j(I_j)`` of neuron ``j`` is a function of its one integer current
@@ -289,6 +319,8 @@ class BoundPropagator:
         bounded below by a constant plus a *linear* function of the input pixels, whose minimum
         over the free pixels (and the distance bound) is exact. Unlike the interval bound, this
         keeps the correlation between neurons that share inputs (one free pixel: exact).
+        Also returns the slopes ``(C, n)`` of that linear function per input pixel (the
+        sensitivity used to branch in :class:`~xsnn.solvers.attack.BoundSearch`).
         """
         tab = self._table
         lo, hi = cur.lo[0], cur.hi[0]
@@ -310,16 +342,16 @@ class BoundPropagator:
         f_lo, f_hi = self._free_lo[0], self._free_hi[0]
         loose = cur.loose
         total = const + np.minimum(coef[:, loose] * f_lo, coef[:, loose] * f_hi).sum(axis=1)
-        if cur.restricted_features is not None and self.max_distance > 0:
+        if cur.restricted_features is not None and budget > 0:
             change = np.minimum(coef * (f_lo - v0)[None, :], coef * (f_hi - v0)[None, :])  # (C, n)
             owned = ~self._unowned
             per_feature = np.zeros((coef.shape[0], len(self.features)))
             np.add.at(per_feature.T, self._owner[owned], change[:, owned].T)
             per_feature = np.minimum(per_feature[:, cur.restricted_features], 0.0)
-            k = min(int(self.max_distance), per_feature.shape[1])
+            k = min(int(budget), per_feature.shape[1])
             total = total + np.partition(per_feature, k - 1, axis=1)[:, :k].sum(axis=1)
         linear = np.ceil(total - 1e-6).astype(np.int64)
-        return np.maximum(margin_lo, linear)
+        return np.maximum(margin_lo, linear), coef
 
     def _window_matrix(self, values: np.ndarray) -> np.ndarray:
         """Arrange per-window values ``(n_w, H)`` as ``(T, T, H)`` indexed ``[a, t]``."""
@@ -445,3 +477,4 @@ class _ConstantCurrentTable:
             count_lo = np.where(inside, self.counts, np.iinfo(np.int64).max).min(axis=1)
             count_hi = np.where(inside, self.counts, -1).max(axis=1)
         return LayerBounds(known1, maybe1, count_lo.astype(np.int64), count_hi.astype(np.int64), None, None)
+

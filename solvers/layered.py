@@ -11,12 +11,14 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    of them are evaluated (exact integer arithmetic) -> ENTAILED, or NOT_ENTAILED with a witness;
 4. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
    with the most recent cached witnesses) -> NOT_ENTAILED;
-5. the exact oracle (its own backend name) -> its verdict.
+5. ``"search"`` — :class:`~xsnn.solvers.attack.BoundSearch`, branch and bound pruned by the
+   bounds, within ``search_nodes`` nodes -> ENTAILED, or NOT_ENTAILED with a witness;
+6. the exact oracle (its own backend name) -> its verdict.
 
 Every fast answer is a proof (a verified witness, sound bounds, or a complete enumeration),
 so the verdict always equals the exact oracle's; only UNKNOWN (exact budget exhausted) can
-differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive")
-carries ``core = S`` (no smaller core is known).
+differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive",
+"search") carries ``core = S`` (no smaller core is known).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from collections import deque
 
 import numpy as np
 
-from .attack import CounterexampleSearch
+from .attack import BoundSearch, CounterexampleSearch
 from .bounds import BoundPropagator
 from .oracle import Check, EntailmentOracle, Verdict
 
@@ -100,6 +102,8 @@ class LayeredOracle(EntailmentOracle):
         attack: use the counterexample search for NOT_ENTAILED answers.
         exhaustive_limit: decide questions with at most this many completions by evaluating
             them all (0 disables; ENTAILED answers from it carry no smaller core).
+        search_nodes: node budget of the branch-and-bound search (0 disables it; it needs
+            bounds, and one feature per pixel covering every pixel).
         witness_cache: reuse earlier witnesses (a witness for ``A`` refutes every subset of ``A``).
         attack_evaluations: candidate inputs the attack may score per question.
         attack_restarts: greedy runs per question.
@@ -113,13 +117,14 @@ class LayeredOracle(EntailmentOracle):
             Only which path answers changes, never the verdict.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
-    ``"cache"``, ``"bounds"``, ``"exhaustive"``, ``"attack"`` or the exact backend's name.
+    ``"cache"``, ``"bounds"``, ``"exhaustive"``, ``"attack"``, ``"search"`` or the exact backend's name.
     """
 
     name = "layered"
 
     def __init__(self, exact: EntailmentOracle, *, bounds: bool = True, attack: bool = True,
-                 exhaustive_limit: int = 1 << 12, witness_cache: bool = True, attack_evaluations: int = 20_000, attack_restarts: int = 2,
+                 exhaustive_limit: int = 1 << 12, search_nodes: int = 500, witness_cache: bool = True,
+                 attack_evaluations: int = 20_000, attack_restarts: int = 2,
                  attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4,
                  adaptive_attack: bool = True, min_attack_seconds: float = 0.002) -> None:
         if not isinstance(exact, EntailmentOracle):
@@ -134,6 +139,9 @@ class LayeredOracle(EntailmentOracle):
         if exhaustive_limit < 0:
             raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
         self.exhaustive_limit = int(exhaustive_limit)
+        if search_nodes < 0:
+            raise ValueError(f"search_nodes must be >= 0, got {search_nodes}")
+        self.search_nodes = int(search_nodes)
         self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
                         if bounds else None)
         self._search = CounterexampleSearch(self.model, self.instance, self.features, self.target,
@@ -141,6 +149,10 @@ class LayeredOracle(EntailmentOracle):
                                             max_evaluations=attack_evaluations, restarts=attack_restarts)
         self._attack = self._search if attack else None
         self._cache = WitnessCache(self, cache_size) if witness_cache else None
+        self._bab = None
+        if bounds and self.search_nodes:
+            bab = BoundSearch(self._bounds)
+            self._bab = bab if bab.supported else None
 
     @property
     def exact_name(self) -> str:
@@ -169,6 +181,16 @@ class LayeredOracle(EntailmentOracle):
                 if self._cache is not None:
                     self._cache.add(found.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
+        if self._bab is not None:
+            # the search may use at most half of what is left of the per-call budget
+            left = None if time_limit is None else 0.5 * (time_limit - (time.perf_counter() - start))
+            decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=left)
+            if decided.verdict is Verdict.ENTAILED:
+                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="search")
+            if decided.verdict is Verdict.NOT_ENTAILED:
+                if self._cache is not None:
+                    self._cache.add(decided.witness)
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="search")
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
         if remaining is not None and remaining <= 0:
             return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)

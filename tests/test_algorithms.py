@@ -108,10 +108,11 @@ def ground_truth(model, instance, features, max_distance) -> Truth:
 
 
 def oracle_for(model, instance, features, k, layered: bool, **layered_kw) -> EntailmentOracle:
-    """Brute force, or brute force behind the fast paths (the exhaustive path is off by default:
-    on tiny nets it would answer every question and hide the bounds and the attack)."""
+    """Brute force, or brute force behind the fast paths (the exhaustive and search paths are off by
+    default: on tiny nets they would answer every question and hide the bounds and the attack)."""
     exact = BruteForceOracle(model, instance, features, max_distance=k)
     layered_kw.setdefault("exhaustive_limit", 0)
+    layered_kw.setdefault("search_nodes", 0)
     return LayeredOracle(exact, attack_evaluations=2000, **layered_kw) if layered else exact
 
 
@@ -236,9 +237,11 @@ def test_fast_paths_do_not_change_the_axp(seed):
         return
     order = random_order(rng, len(features))
     exhaustive_limit = int(rng.choice([0, 8, 1 << 12]))
+    search_nodes = int(rng.choice([0, 3, 1000]))
     for algorithm in AXP_ALGORITHMS:
         plain = algorithm(BruteForceOracle(model, instance, features, max_distance=k), order=order).compute()
-        layered_oracle = oracle_for(model, instance, features, k, layered=True, exhaustive_limit=exhaustive_limit)
+        layered_oracle = oracle_for(model, instance, features, k, layered=True, exhaustive_limit=exhaustive_limit,
+                                    search_nodes=search_nodes)
         fast = algorithm(layered_oracle, order=order).compute()
         assert fast.features == plain.features, algorithm.__name__
 
@@ -255,7 +258,7 @@ def test_identity_with_cores_when_bounds_are_off(seed):
         plain = algorithm(CoreBruteForce(model, instance, features, max_distance=k), order=order,
                           use_cores=True).compute()
         fast_oracle = LayeredOracle(CoreBruteForce(model, instance, features, max_distance=k), bounds=False,
-                                    exhaustive_limit=0, attack_evaluations=2000)
+                                    exhaustive_limit=0, search_nodes=0, attack_evaluations=2000)
         fast = algorithm(fast_oracle, order=order, use_cores=True).compute()
         assert fast.features == plain.features
         assert ground_truth(model, instance, features, k).is_sufficient(fast.features)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
-from xsnn.solvers.attack import CounterexampleSearch
+from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
 from xsnn.solvers.bounds import BoundPropagator
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.layered import LayeredOracle, WitnessCache
@@ -211,9 +211,9 @@ def test_layered_verdicts_equal_exact(seed):
     model, instance, features, k, target, rng = make_case(seed, groups=bool(seed % 4 == 0))
     exact = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
-    # tiny nets have few completions: the exhaustive path would answer everything, so it is off
-    # here (and tested on its own below) to exercise bounds, attack and cache
-    layered = LayeredOracle(exact, attack_evaluations=2000, exhaustive_limit=0)
+    # tiny nets have few completions: the exhaustive and search paths would answer everything, so
+    # they are off here (and tested on their own below) to exercise bounds, attack and cache
+    layered = LayeredOracle(exact, attack_evaluations=2000, exhaustive_limit=0, search_nodes=0)
     for _ in range(6):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -238,12 +238,43 @@ def test_exhaustive_path_is_exact(seed):
         assert search.exhaust(fixed, limit=1) is None or len(fixed) == len(features)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS, leaf_limit=st.sampled_from([1, 4, 1024]))
+def test_branch_and_bound_is_exact(seed, leaf_limit):
+    model, instance, features, k, target, rng = make_case(seed)
+    reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
+    search = BoundSearch(BoundPropagator(model, instance, features, target, k), leaf_limit=leaf_limit)
+    assert search.supported
+    for _ in range(4):
+        fixed = random_fixed(rng, len(features))
+        truth = reference.check(fixed).verdict
+        got = search.decide(fixed, max_nodes=100_000)
+        assert got.verdict is truth
+        if got.witness is not None:
+            verify_witness(model, instance, features, fixed, reference.target, got.witness, k)
+    layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                            attack=False, exhaustive_limit=0, search_nodes=100_000)
+    for _ in range(3):
+        fixed = random_fixed(rng, len(features))
+        got = layered.check(fixed)
+        assert got.verdict is reference.check(fixed).verdict
+        assert got.backend in {"cache", "bounds", "search"}
+
+
+def test_branch_and_bound_needs_pixel_features():
+    model, instance, features, k, target, _ = make_case(9, groups=True)
+    search = BoundSearch(BoundPropagator(model, instance, features, target, k))
+    assert not search.supported
+    with pytest.raises(ValueError, match="one feature per pixel"):
+        search.decide([])
+
+
 def test_layered_records_paths_and_reuses_witnesses():
     paths = set()
     for seed in range(30):
         model, instance, features, k, target, rng = make_case(seed)
         layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                                exhaustive_limit=0)
+                                exhaustive_limit=0, search_nodes=0)
         for _ in range(6):
             fixed = random_fixed(rng, len(features))
             check = layered.check(fixed)
@@ -259,7 +290,7 @@ def test_layered_records_paths_and_reuses_witnesses():
 def test_layered_without_fast_paths_is_the_exact_oracle():
     model, instance, features, k, target, rng = make_case(5)
     layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=0)
+                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=0, search_nodes=0)
     for _ in range(5):
         layered.check(random_fixed(rng, len(features)))
     assert set(layered.stats.calls) == {"bruteforce"}
@@ -270,7 +301,7 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
         model, instance, features, k, target, rng = make_case(seed)
         reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
         layered = LayeredOracle(UnknownOracle(model, instance, features, target=target, max_distance=k),
-                                exhaustive_limit=0)
+                                exhaustive_limit=0, search_nodes=0)
         for _ in range(4):
             fixed = random_fixed(rng, len(features))
             got = layered.check(fixed)
