@@ -29,6 +29,10 @@ Candidates are scored from first-layer *currents*: a move of pixel ``i`` to trai
 (exact at these sizes). A found witness is shrunk (features reverted to the instance while it
 still flips; smaller witnesses answer more later questions) and then verified by the reference
 forward (:func:`xsnn.solvers.oracle.verify_witness`) before it is returned.
+
+Two *complete* searches share the same scorer: :meth:`CounterexampleSearch.exhaust` evaluates
+every completion when there are few, and :class:`BoundSearch` runs a branch and bound pruned
+by :class:`~xsnn.solvers.bounds.BoundPropagator`; both answer ENTAILED when nothing flips.
 """
 from __future__ import annotations
 

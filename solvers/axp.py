@@ -33,10 +33,11 @@ invariant, is returned with status ``timeout``.
 **Identity with fast paths.** The algorithms read only verdicts (and, with ``use_cores``,
 cores). A :class:`~xsnn.solvers.layered.LayeredOracle` returns the exact verdict for every
 question, so with ``use_cores=False`` the AXp is identical with and without fast paths, for
-every order. With ``use_cores=True`` it is identical when the layered oracle has
-``bounds=False`` (cache and attack only answer NOT_ENTAILED, which carries no core) *and* the
-exact oracle's cores are a function of the question alone (true for brute force; an
-incremental SAT solver's raw cores depend on its history).
+every order. With ``use_cores=True`` it is identical when the layered oracle answers no
+ENTAILED itself (``bounds=False``, ``exhaustive_limit=0``: cache and attack only answer
+NOT_ENTAILED, which carries no core) *and* the exact oracle's cores are a function of the
+question alone (true for brute force; an incremental SAT solver's raw cores depend on its
+history).
 """
 from __future__ import annotations
 

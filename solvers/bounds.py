@@ -53,6 +53,13 @@ potential interval:
 Input currents of deeper layers come from the statuses of the layer below
 (``W+ @ known1 + W- @ maybe1`` and vice versa), summed over windows.
 
+*Linear (chord) bound*, one spiking layer with time-constant input: each count
+``N_j = g_j(I_j)`` lies between two parallel lines in ``I_j`` (the chord of ``g_j`` over
+``[lo_j, hi_j]`` shifted by its largest deviations), so ``score_c - score_c'`` is bounded below
+by a linear function of the input pixels, minimised exactly over the free pixels (and the
+distance bound). It keeps the correlation between neurons that share inputs; the larger of
+the two lower bounds is used.
+
 Soundness is property-tested against :class:`~xsnn.solvers.bruteforce.BruteForceOracle`:
 every interval contains the value of every completion, and ``entailed`` is never claimed when
 a completion changes the prediction.
