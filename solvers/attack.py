@@ -276,6 +276,8 @@ class _Run:
         self.k = None if k is None or k >= n_free_features else int(k)
         self.v = search.instance.astype(np.int64)
         self.best: tuple[int, float, np.ndarray] | None = None  # (margin, soft, x) of the best point seen
+        self.starts: np.ndarray | None = None  # admissible start points and their margins
+        self.start_margin: np.ndarray | None = None
 
     # -------------------------------------------------------------- bookkeeping
 
@@ -435,7 +437,7 @@ class _Run:
         starts = []
         if self.best is not None:
             starts.append(self.best[2])
-        if getattr(self, "starts", None) is not None:
+        if self.starts is not None:
             order = np.argsort(self.start_margin, kind="stable")
             starts.extend(self.starts[i] for i in order)
         if not starts:
