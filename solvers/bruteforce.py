@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from xsnn.model import forward
-from .oracle import Check, EntailmentOracle, Verdict, feature_distance
+from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["BruteForceOracle"]
 
@@ -32,8 +32,11 @@ class BruteForceOracle(EntailmentOracle):
         if len(free_pixels):
             xs[:, :, free_pixels] = trains[choices].transpose(0, 2, 1)
         if self.max_distance is not None:
-            keep = [feature_distance(self.features, x, self.instance) <= self.max_distance for x in xs]
-            xs = xs[np.array(keep, dtype=bool)]
+            pixel_differs = np.any(xs != self.instance[None], axis=1)           # (m, n_inputs)
+            changed = np.zeros(len(xs), dtype=np.int64)
+            for group in self.features.groups:                                  # features changed per completion
+                changed += pixel_differs[:, list(group)].any(axis=1)
+            xs = xs[changed <= self.max_distance]
         return xs
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
