@@ -34,8 +34,8 @@ def test_fast_paths_give_the_plain_solver_axp_and_it_is_certified(sample, seed, 
     assert fast.features == plain.features
     assert fast.status == plain.status == "complete" and fast.minimal
     assert fast.verification is not None and fast.verification.ok, fast.verification.problems
-    # Independent sufficiency check with z3 (a different backend than the SAT that found it).
-    with exact_oracle_factory("smt")(model, fast.spikes) as oracle:
+    # Independent sufficiency check with CP-SAT (a different backend than the SAT that found it).
+    with exact_oracle_factory("cpsat")(model, fast.spikes) as oracle:
         assert oracle.check(fast.features).verdict is Verdict.ENTAILED
     assert fast.prediction == int(forward(model, model.encode(image[None])).prediction[0])
     assert fast.pixel_mask.sum() == fast.size and fast.mask.sum() == fast.size
