@@ -219,8 +219,10 @@ class BoundPropagator:
         the free features still count their distance from the instance, against ``budget``
         (default ``max_distance``) changes.
         """
-        fixed_set = frozenset(int(k) for k in fixed)
-        bad = [k for k in fixed_set if not 0 <= k < len(self.features)]
+        fixed_set = fixed if isinstance(fixed, frozenset) else frozenset(int(k) for k in fixed)
+        n_features = len(self.features)
+        bad = [k for k in fixed_set if not 0 <= k < n_features] if fixed_set and (
+            min(fixed_set) < 0 or max(fixed_set) >= n_features) else []
         if bad:
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
         if budget is None:

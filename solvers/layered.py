@@ -15,6 +15,11 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    bounds, within ``search_nodes`` nodes -> ENTAILED, or NOT_ENTAILED with a witness;
 6. the exact oracle (its own backend name) -> its verdict.
 
+With ``adaptive_attack`` (the default) a scheduler skips a fast path whose expected saving
+(success rate x mean exact-call time) is below its mean cost, and caps the time of the attack
+and the search at the mean exact-call time: on small or sparse nets, where the exact oracle
+answers in a millisecond, failing fast paths would otherwise cost more than they save.
+
 Every fast answer is a proof (a verified witness, sound bounds, or a complete enumeration),
 so the verdict always equals the exact oracle's; only UNKNOWN (exact budget exhausted) can
 differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive",
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,6 +98,33 @@ class WitnessCache:
         return [entry[0] for entry in (entries if count is None else entries[:count])]
 
 
+@dataclass
+class _PathRecord:
+    """Tries, successes and seconds of one fast path (for the adaptive scheduler)."""
+
+    tries: int = 0
+    hits: int = 0
+    seconds: float = 0.0
+    skipped: int = 0
+
+
+class _Timing:
+    """``with`` block that times one try of a path; set ``.value`` truthy when it answered."""
+
+    def __init__(self, record: _PathRecord) -> None:
+        self.record = record
+        self.value = None
+
+    def __enter__(self) -> "_Timing":
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.record.tries += 1
+        self.record.hits += bool(self.value is not None and self.value is not False)
+        self.record.seconds += time.perf_counter() - self._start
+
+
 class LayeredOracle(EntailmentOracle):
     """Cache, bounds and attack in front of an exact oracle; itself an :class:`EntailmentOracle`.
 
@@ -110,8 +143,8 @@ class LayeredOracle(EntailmentOracle):
         attack_seed: seed of the attack's random tie-breaking.
         cache_size: witnesses kept.
         attack_starts: how many recent witnesses seed the attack.
-        adaptive_attack: cap the attack's time per question at the exact oracle's mean time per
-            call so far (at least ``min_attack_seconds``; no cap before ``3`` exact calls).
+        adaptive_attack: cap the attack's and the search's time per question at the exact oracle's
+            mean time per call so far (at least ``min_attack_seconds``; no cap before ``3`` exact calls).
             When exact calls are cheap (sparse nets) a failing attack must not cost more than
             asking the solver; when they are expensive (dense nets) the attack gets more room.
             Only which path answers changes, never the verdict.
@@ -136,6 +169,7 @@ class LayeredOracle(EntailmentOracle):
         self.min_attack_seconds = float(min_attack_seconds)
         self._exact_calls = 0
         self._exact_seconds = 0.0
+        self.path_stats: dict[str, _PathRecord] = {}
         if exhaustive_limit < 0:
             raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
         self.exhaustive_limit = int(exhaustive_limit)
@@ -164,27 +198,36 @@ class LayeredOracle(EntailmentOracle):
             witness = self._cache.find(fixed)
             if witness is not None:
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="cache")
-        if self._bounds is not None and self._bounds.entailed(fixed):
-            return Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds")
-        if self.exhaustive_limit:
-            done = self._search.exhaust(fixed, self.exhaustive_limit)
+        if self._bounds is not None and self._worth("bounds"):
+            with self._timed("bounds") as hit:
+                hit.value = self._bounds.entailed(fixed)
+            if hit.value:
+                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds")
+        if self.exhaustive_limit and self._worth("exhaustive"):
+            with self._timed("exhaustive") as hit:
+                done = hit.value = self._search.exhaust(fixed, self.exhaustive_limit)
             if done is not None:
                 if done.found:
                     if self._cache is not None:
                         self._cache.add(done.witness)
                     return Check(Verdict.NOT_ENTAILED, fixed, witness=done.witness, backend="exhaustive")
                 return Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive")
-        if self._attack is not None:
+        if self._attack is not None and self._worth("attack"):
             starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
-            found = self._attack.search(fixed, starts=starts, time_limit=self._attack_time(time_limit))
+            with self._timed("attack") as hit:
+                found = self._attack.search(fixed, starts=starts, time_limit=self._attack_time(time_limit))
+                hit.value = found.found
             if found.found:
                 if self._cache is not None:
                     self._cache.add(found.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
-        if self._bab is not None:
-            # the search may use at most half of what is left of the per-call budget
+        if self._bab is not None and self._worth("search"):
+            # the search may use at most half of what is left of the per-call budget, and (adaptive)
+            # no more than an exact call costs on average
             left = None if time_limit is None else 0.5 * (time_limit - (time.perf_counter() - start))
-            decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=left)
+            with self._timed("search") as hit:
+                decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=self._capped(left))
+                hit.value = decided.verdict is not Verdict.UNKNOWN
             if decided.verdict is Verdict.ENTAILED:
                 return Check(Verdict.ENTAILED, fixed, core=fixed, backend="search")
             if decided.verdict is Verdict.NOT_ENTAILED:
@@ -201,9 +244,37 @@ class LayeredOracle(EntailmentOracle):
             self._cache.add(answer.witness)
         return Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
 
+    # ------------------------------------------------------------------ scheduling
+
+    def _worth(self, path: str) -> bool:
+        """Should ``path`` be tried on this question? (adaptive mode; never changes a verdict)
+
+        A fast path pays when its expected saving exceeds its cost: with ``p`` its success rate
+        (Laplace-smoothed) and ``cost`` its mean time per try, it is tried while
+        ``p * mean_exact_seconds >= cost``. Until both are measured (5 tries, 3 exact calls) it
+        is always tried, and a skipped path is still tried on every 16th question so that its
+        estimates follow the questions as they get harder."""
+        if not self.adaptive_attack or self._exact_calls < 3:
+            return True
+        record = self.path_stats.setdefault(path, _PathRecord())
+        if record.tries < 5:
+            return True
+        mean_exact = self._exact_seconds / self._exact_calls
+        p = (record.hits + 1) / (record.tries + 2)
+        if p * mean_exact >= record.seconds / record.tries:
+            return True
+        record.skipped += 1
+        return record.skipped % 16 == 0
+
+    def _timed(self, path: str) -> "_Timing":
+        return _Timing(self.path_stats.setdefault(path, _PathRecord()))
+
     def _attack_time(self, time_limit: float | None) -> float | None:
         """Attack budget: a quarter of the per-call budget, capped by the exact oracle's mean call time."""
-        budget = None if time_limit is None else 0.25 * time_limit
+        return self._capped(None if time_limit is None else 0.25 * time_limit)
+
+    def _capped(self, budget: float | None) -> float | None:
+        """``budget`` capped (adaptive mode, after 3 exact calls) by the exact oracle's mean call time."""
         if self.adaptive_attack and self._exact_calls >= 3:
             mean = max(self.min_attack_seconds, self._exact_seconds / self._exact_calls)
             budget = mean if budget is None else min(budget, mean)

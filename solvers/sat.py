@@ -13,7 +13,8 @@ one solver keeps it (and its learnt clauses) for every question. Fixing a featur
 Time limits: solvers with ``interrupt()`` (MiniSat, Glucose, Minicard, Gluecard, Maple...)
 are stopped by a ``threading.Timer`` during ``solve_limited(expect_interrupt=True)``;
 CaDiCaL has no interrupt in python-sat, so it runs ``solve_limited`` under growing
-conflict budgets until the time is spent (it may overshoot by one budget slice).
+conflict budgets (slices of about a quarter of the limit, sized from the measured conflict
+rate) until the time is spent; it may overshoot by one slice.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ class SATOracle(EntailmentOracle):
             raise ValueError(f"{self.solver_name} supports neither interrupts nor conflict budgets; "
                              "use it without a time limit")
         deadline = time.perf_counter() + time_limit
-        budget = 2000
+        budget = 100                                            # conflicts in the first slice
         while True:
             started = time.perf_counter()
             solver.conf_budget(budget)
@@ -134,7 +135,8 @@ class SATOracle(EntailmentOracle):
             if now >= deadline:
                 return None
             rate = budget / max(now - started, 1e-3)            # conflicts per second, last slice
-            budget = int(max(1000, min(2 * budget, rate * (deadline - now))))
+            slice_seconds = min(deadline - now, max(0.05, 0.25 * time_limit))
+            budget = max(10, min(4 * budget, int(rate * slice_seconds)))
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solver is None:
