@@ -5,7 +5,8 @@ For each model (the shipped ``xsnn/models/*.npz``; else ``--models`` files; else
 first image of the shipped MNIST sample (target = its prediction), for every CNF
 encoding and both z3 variants:
 
-- formula size (variables, clauses, native AtMost constraints) and build time;
+- formula size (variables, clauses, native AtMost constraints; z3: assertions) and build time
+  (the encoder's own time; the formula is built once and loaded into each solver, ``load s``);
 - the time of one entailment check with ALL features fixed and with NONE fixed, per
   solver (CaDiCaL 1.9.5 and Glucose 4 for clausal encodings; Minicard and Gluecard 4 for
   the native one; z3 for SMT), each with a time limit (``--time-limit``);
@@ -16,10 +17,12 @@ encoding and both z3 variants:
   within ``--query-limit`` seconds: total time, verdict counts, worst call.
 
 Each (model, encoding) runs in a subprocess with a wall-clock limit (``--build-limit`` plus the
-checks); unary encodings whose size, scaled linearly in H from a smaller model, exceeds
-``--max-clauses`` are skipped (reported with the reason). Only ``--trace-encodings`` answer the
-deletion workload (the unary encodings are millions of clauses at H = 32 already). The machine is shared: times are
-wall-clock and noisy; compare rows of the same run.
+checks) and an address-space cap (``--max-memory-gb``); a worker that times out or fails still
+reports what it had measured (sizes, build time, finished checks). A unary encoding (``UNARY``)
+whose size, estimated from the counters of a few sampled neurons (:func:`estimate_clauses`),
+exceeds ``--max-clauses`` is skipped (reported with the estimate). Only ``--trace-encodings``
+answer the deletion workload. The machine is shared: times are wall-clock and noisy; compare
+rows of the same run.
 
     python benchmarks/encode.py                   # writes benchmarks/results/encode.json and .txt
     python benchmarks/encode.py --models a.npz b.npz --time-limit 30
@@ -72,47 +75,144 @@ def deletion_trace(model, x: np.ndarray, steps: int, limit: float) -> list[list[
     return trace
 
 
+def _limit_memory(gigabytes: float) -> None:
+    """Cap the worker's address space so an oversized encoding fails (MemoryError) instead of
+    exhausting the shared machine."""
+    if gigabytes <= 0:
+        return
+    try:
+        import resource
+
+        limit = int(gigabytes * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):   # pragma: no cover - platform without RLIMIT_AS
+        pass
+
+
+def _partial(result: dict) -> None:
+    """Report what is known so far on stderr (the parent reads it back if the worker times out)."""
+    print(json.dumps({"partial": result}), file=sys.stderr, flush=True)
+
+
 def worker(spec: dict) -> dict:
-    """Build one encoding for one model and time the checks (runs in a subprocess)."""
+    """Build one encoding for one model and time the checks (runs in a subprocess).
+
+    The formula is built ONCE (``build_seconds`` is the encoder's own time) and loaded into each
+    solver (``load_seconds[solver]``: oracle construction with the prebuilt formula).
+    """
+    from xsnn.encoders.cnf import encode_cnf
     from xsnn.model import forward, load_model_file
+    import xsnn.solvers.sat as sat_module
     from xsnn.solvers.sat import SATOracle
     from xsnn.solvers.smt import SMTOracle
 
+    _limit_memory(spec.get("max_memory_gb", 0))
     model = load_model_file(spec["model"])
     x = _instance(model, spec["image"])
     trace = json.loads(Path(spec["trace"]).read_text())
     target = int(forward(model, x).prediction[0])
     encoding = spec["encoding"]
-    result: dict = {"target": target, "checks": {}}
+    result: dict = {"target": target, "load_seconds": {}, "checks": {}}
+    built: dict = {}
+
+    def cached_encode(*args, **kwargs):                 # one build shared by the solvers
+        if "cnf" not in built:
+            built["cnf"] = encode_cnf(*args, **kwargs)
+        return built["cnf"]
+
+    sat_module.encode_cnf = cached_encode
     for solver in _solvers(encoding):
         start = time.perf_counter()
         if encoding in ("lia", "pb"):
             oracle = SMTOracle(model, x, variant=encoding)
         else:
             oracle = SATOracle(model, x, solver=solver, encoding=encoding)
-        build = time.perf_counter() - start
+        setup = time.perf_counter() - start
         with oracle:
+            enc = oracle.encoding
             if "build_seconds" not in result:
-                result["build_seconds"] = round(build, 3)
-                enc = oracle.encoding
+                result["build_seconds"] = round(enc.build_seconds, 3)
                 if encoding in ("lia", "pb"):
                     result.update(assertions=len(enc.assertions))
                 else:
                     result.update(vars=enc.n_vars, clauses=enc.n_clauses, atmosts=enc.n_atmosts)
+                load = setup - enc.build_seconds
+            else:
+                load = setup
+            result["load_seconds"][solver] = round(max(load, 0.0), 3)
+            _partial(result)
             checks = {}
+            result["checks"][solver] = checks
             for name, fixed in (("all", range(model.n_inputs)), ("none", [])):
                 check = oracle.check(fixed, time_limit=spec["time_limit"])
                 checks[name] = {"verdict": check.verdict.value, "seconds": round(check.seconds, 3)}
+                _partial(result)
             verdicts, seconds = [], []
             for fixed in (trace if spec["with_trace"] else []):
                 check = oracle.check(fixed, time_limit=spec["query_limit"])
                 verdicts.append(check.verdict.value)
                 seconds.append(round(check.seconds, 3))
-            if spec["with_trace"]:
+            if spec["with_trace"] and trace:
                 checks["trace"] = {"verdicts": verdicts, "seconds": seconds}
-            result["checks"][solver] = checks
         print(json.dumps({"progress": f"{encoding}/{solver} done"}), file=sys.stderr, flush=True)
     return result
+
+
+def estimate_clauses(model, x: np.ndarray, encoding: str, samples: int = 2) -> int:
+    """Estimated clauses of ``encoding`` for ``model``, from the counters of a few sampled neurons.
+
+    Builds, with the real backend, the counter(s) of ``samples`` neurons per layer (first layer
+    under a static coding: one counter with the neuron's breakpoints, as the encoder does; other
+    layers: one bound per step) and of ``samples`` rival classes' goal counters, and scales them by
+    the number of neurons / rivals. Cheap compared with building the whole formula.
+    """
+    from xsnn.causal import CausalModel
+    from xsnn.encoders.cardinality import ClauseSink, make_backend
+    from xsnn.encoders.cnf import _fold
+    from xsnn.encoders.common import drive_table
+    from xsnn.model import forward
+
+    causal = CausalModel(model)
+    n_steps = model.n_steps
+    total = 0.0
+    fan_in = model.n_inputs
+    for layer, size in enumerate(model.layer_sizes):
+        picks = sorted({int(j) for j in np.linspace(0, size - 1, min(samples, size))})
+        built = []
+        for j in picks:
+            dyn = causal.neuron(layer, j)
+            sink = ClauseSink(native=(encoding == "native"))
+            backend = make_backend(encoding, sink)
+            folded, offset = _fold(sink, dyn.weights, np.array([sink.var() for _ in range(fan_in)]))
+            if not folded:
+                built.append(0)
+                continue
+            count = backend.count(folded)
+            if layer == 0 and model.coding.name == "static":
+                breaks, _ = drive_table(dyn, len(folded), offset, n_steps)
+                if breaks:
+                    backend.reify(count, breaks)
+            else:
+                for _ in range(n_steps):
+                    backend.reify(count, [max(1, dyn.threshold - offset)])
+            built.append(len(sink.clauses))
+        total += float(np.mean(built)) * size
+        fan_in = size
+    readout = np.asarray(model.readout, dtype=np.int64)
+    target = int(forward(model, x).prediction[0])
+    rivals = [c for c in range(readout.shape[0]) if c != target]
+    built = []
+    for c in rivals[:samples]:
+        sink = ClauseSink(native=(encoding == "native"))
+        backend = make_backend(encoding, sink)
+        weights = np.tile(readout[c] - readout[target], n_steps)
+        folded, _ = _fold(sink, weights, np.array([sink.var() for _ in range(len(weights))]))
+        if folded:
+            backend.require_geq(backend.count(folded), max(1, len(folded) // 2), guard=sink.var())
+        built.append(len(sink.clauses))
+    if built:
+        total += float(np.mean(built)) * len(rivals)
+    return int(total)
 
 
 def _random_models(hidden: list[int], steps: int, folder: Path) -> list[Path]:
@@ -132,6 +232,33 @@ def _random_models(hidden: list[int], steps: int, folder: Path) -> list[Path]:
     return paths
 
 
+def _load_average() -> list[float] | None:
+    try:
+        import os
+
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):   # pragma: no cover - platform without getloadavg
+        return None
+
+
+def _versions() -> dict:
+    import pysat
+    import z3
+
+    return {"python-sat": getattr(pysat, "__version__", "?"), "z3": z3.get_version_string()}
+
+
+def _last_partial(stderr: str) -> dict:
+    """The last partial result a worker reported on stderr (sizes, build time, finished checks)."""
+    for line in reversed(stderr.strip().splitlines()):
+        if line.startswith('{"partial"'):
+            try:
+                return json.loads(line)["partial"]
+            except (ValueError, KeyError):
+                return {}
+    return {}
+
+
 def _fmt_check(check: dict | None) -> str:
     if check is None:
         return "-"
@@ -148,17 +275,21 @@ def _fmt_trace(trace: dict | None) -> list[str]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["model", "encoding", "solver", "vars", "clauses", "atmost", "build s", "all fixed", "none fixed",
+    head = ["model", "encoding", "solver", "vars", "clauses", "atmost", "build s", "load s", "all fixed", "none fixed",
             "trace s", "E/N/timeout", "worst s", "status"]
     lines = [head]
     for r in rows:
         size = [str(r.get("vars", r.get("assertions", "-"))), str(r.get("clauses", "-")), str(r.get("atmosts", "-"))]
         if r.get("encoding") in ("lia", "pb"):
             size = [f"{r.get('assertions', '-')} asserts", "-", "-"]
-        checks = r.get("checks") or {None: {}}
-        for solver, c in checks.items():
+        checks = dict(r.get("checks") or {})
+        if not r.get("status", "ok").startswith("skipped"):
+            for solver in _solvers(r["encoding"]):
+                checks.setdefault(solver, {})         # a solver the worker did not reach
+        for solver, c in (checks or {None: {}}).items():
             lines.append([r["model"], r["encoding"], solver or "-", *size,
                           f"{r['build_seconds']:.2f}" if "build_seconds" in r else "-",
+                          f"{r['load_seconds'][solver]:.2f}" if solver in r.get("load_seconds", {}) else "-",
                           _fmt_check(c.get("all")), _fmt_check(c.get("none")), *_fmt_trace(c.get("trace")),
                           r.get("status", "ok")])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
@@ -178,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-encodings", nargs="*", default=["native", "adder", "lia", "pb"],
                         help="encodings that also answer the deletion workload (the others: all/none only)")
     parser.add_argument("--build-limit", type=float, default=240.0, help="seconds to build one encoding")
-    parser.add_argument("--max-clauses", type=float, default=2e7)
+    parser.add_argument("--max-clauses", type=float, default=2e7,
+                        help="skip a unary encoding whose estimated size is larger (clauses)")
+    parser.add_argument("--max-memory-gb", type=float, default=8.0,
+                        help="address-space cap of each worker (0: none); an encoding over it fails")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encode"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -189,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     from xsnn.encoders.cnf import ENCODINGS
     from xsnn.model import load_model_file, shipped_model_dir
 
+    run_start, load_start = time.perf_counter(), _load_average()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.models:
@@ -197,14 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         paths = sorted(shipped_model_dir().glob("*.npz"))
         if not paths:
             paths = _random_models(args.hidden, args.steps, Path(tempfile.mkdtemp(prefix="xsnn-encode-")))
-    models = sorted(((load_model_file(p), p) for p in paths), key=lambda mp: sum(mp[0].layer_sizes))
+    models = [(load_model_file(p), p) for p in paths]
     encodings = args.encodings or [*ENCODINGS, "lia", "pb"]
     rows: list[dict] = []
-    clauses_per_neuron: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="xsnn-encode-trace-"))
     for model, path in models:
         name = model.info.get("name", path.stem)
-        neurons = sum(model.layer_sizes)
         start = time.perf_counter()
         trace = deletion_trace(model, _instance(model, args.image), args.trace_steps, args.query_limit)
         trace_file = work / f"{path.stem}.json"
@@ -213,35 +346,40 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         for encoding in encodings:
             row = {"model": name, "model_file": str(path), "describe": model.describe(), "encoding": encoding}
-            estimate = clauses_per_neuron.get(encoding, 0.0) * neurons
-            if encoding in UNARY and estimate > args.max_clauses:
-                row["status"] = f"skipped: ~{estimate / 1e6:.0f}M clauses (scaled from a smaller model)"
-                rows.append(row)
-                print(row["model"], encoding, row["status"], flush=True)
-                continue
+            if encoding in UNARY:
+                row["estimated_clauses"] = estimate = estimate_clauses(model, _instance(model, args.image), encoding)
+                if estimate > args.max_clauses:
+                    row["status"] = (f"skipped: ~{estimate / 1e6:.0f}M clauses estimated (> --max-clauses "
+                                     f"{args.max_clauses / 1e6:g}M)")
+                    rows.append(row)
+                    print(row["model"], encoding, row["status"], flush=True)
+                    continue
             spec = {"model": str(path), "image": args.image, "encoding": encoding, "time_limit": args.time_limit,
-                    "query_limit": args.query_limit, "trace": str(trace_file),
+                    "query_limit": args.query_limit, "trace": str(trace_file), "max_memory_gb": args.max_memory_gb,
                     "with_trace": encoding in args.trace_encodings}
             n_checks = 2 * (2 * args.time_limit + spec["with_trace"] * len(trace) * args.query_limit) * 1.5
+            wall = args.build_limit + n_checks + 60
             try:
                 proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                      text=True, timeout=args.build_limit + n_checks + 60, cwd=ROOT)
+                                      text=True, timeout=wall, cwd=ROOT)
                 if proc.returncode != 0:
-                    row["status"] = f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+                    lines = proc.stderr.strip().splitlines()
+                    row.update(_last_partial(proc.stderr))
+                    row["status"] = f"failed: {lines[-1] if lines else proc.returncode}"
                 else:
                     row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-            except subprocess.TimeoutExpired:
-                row["status"] = f"timeout (build + checks > {args.build_limit + n_checks + 60:.0f}s)"
-            if "clauses" in row:
-                clauses_per_neuron[encoding] = max(clauses_per_neuron.get(encoding, 0.0), row["clauses"] / neurons)
-            elif encoding in UNARY and "timeout" in row.get("status", ""):
-                clauses_per_neuron[encoding] = float("inf")
+            except subprocess.TimeoutExpired as exc:
+                err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+                row.update(_last_partial(err))
+                row["status"] = f"timeout (build + checks > {wall:.0f}s)"
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {"command": " ".join([Path(sys.executable).name, "benchmarks/encode.py", *(argv or sys.argv[1:])]),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "python": platform.python_version(),
             "time_limit": args.time_limit, "query_limit": args.query_limit, "trace_steps": args.trace_steps,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+            "date": time.strftime("%Y-%m-%d %H:%M"), "max_clauses": args.max_clauses,
+            "wall_seconds": round(time.perf_counter() - run_start, 1), "load_average_start": load_start,
+            "load_average_end": _load_average(), "versions": _versions()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     text = table(rows)
     out.with_suffix(".txt").write_text(f"# {meta['command']}  ({meta['date']})\n{text}\n")

@@ -147,6 +147,7 @@ class LayeredOracle(EntailmentOracle):
             mean time per call so far (at least ``min_attack_seconds``; no cap before ``3`` exact calls).
             When exact calls are cheap (sparse nets) a failing attack must not cost more than
             asking the solver; when they are expensive (dense nets) the attack gets more room.
+            Before 3 exact calls have been measured the cap is ``initial_fast_seconds``.
             Only which path answers changes, never the verdict.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
@@ -159,7 +160,8 @@ class LayeredOracle(EntailmentOracle):
                  exhaustive_limit: int = 1 << 12, search_nodes: int = 500, witness_cache: bool = True,
                  attack_evaluations: int = 20_000, attack_restarts: int = 2,
                  attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4,
-                 adaptive_attack: bool = True, min_attack_seconds: float = 0.002) -> None:
+                 adaptive_attack: bool = True, min_attack_seconds: float = 0.002,
+                 initial_fast_seconds: float = 0.25) -> None:
         if not isinstance(exact, EntailmentOracle):
             raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
@@ -167,6 +169,7 @@ class LayeredOracle(EntailmentOracle):
         self.attack_starts = int(attack_starts)
         self.adaptive_attack = bool(adaptive_attack)
         self.min_attack_seconds = float(min_attack_seconds)
+        self.initial_fast_seconds = float(initial_fast_seconds)
         self._exact_calls = 0
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
@@ -274,11 +277,15 @@ class LayeredOracle(EntailmentOracle):
         return self._capped(None if time_limit is None else 0.25 * time_limit)
 
     def _capped(self, budget: float | None) -> float | None:
-        """``budget`` capped (adaptive mode, after 3 exact calls) by the exact oracle's mean call time."""
-        if self.adaptive_attack and self._exact_calls >= 3:
-            mean = max(self.min_attack_seconds, self._exact_seconds / self._exact_calls)
-            budget = mean if budget is None else min(budget, mean)
-        return budget
+        """``budget`` capped (adaptive mode) by the exact oracle's mean call time (``initial_fast_seconds``
+        until 3 exact calls have been measured)."""
+        if not self.adaptive_attack:
+            return budget
+        if self._exact_calls >= 3:
+            cap = max(self.min_attack_seconds, self._exact_seconds / self._exact_calls)
+        else:  # not calibrated yet: a short fixed cap, so that the exact oracle gets measured soon
+            cap = self.initial_fast_seconds
+        return cap if budget is None else min(budget, cap)
 
     def close(self) -> None:
         self.exact.close()
