@@ -5,6 +5,13 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
 1. ``"cache"`` — a witness found earlier for a fixed set ``A``: it agrees with the instance on
    ``A``, so it is a witness for every ``S`` whose pixels it also leaves at the instance
    values (in particular every ``S ⊆ A``) -> NOT_ENTAILED;
+1b. ``"lookahead"`` — every earlier witness, projected onto the current free features (pixels
+   of ``S`` reset to the instance: still admissible), with each *new* free feature (free now,
+   not free in the last ENTAILED question) moved to each other train of its domain, evaluated
+   in one batch by the bit-packed kernel -> NOT_ENTAILED. In deletion the new feature is the
+   one being asked about, and a witness that refuted an earlier question is often one flip
+   away from refuting this one: the greedy attack rarely needs to start from scratch;
+1c. ``"cores"`` — an earlier exact ENTAILED answer's core ``C``: every ``S ⊇ C`` is ENTAILED;
 2. ``"bounds"`` — :class:`~xsnn.solvers.bounds.BoundPropagator` proves the prediction cannot
    change -> ENTAILED;
 3. ``"exhaustive"`` — when the free pixels have at most ``exhaustive_limit`` completions, all
@@ -98,6 +105,64 @@ class WitnessCache:
         return [entry[0] for entry in (entries if count is None else entries[:count])]
 
 
+class _Lookahead:
+    """Earlier witnesses, re-used one feature move away (see the module docstring, path 1b).
+
+    A witness ``x`` is admissible for a fixed set ``S`` once the pixels of ``S`` are reset to the
+    instance (free pixels keep trains of the free domain). The *new* features of a question are
+    its free features that were fixed in the last ENTAILED question (in deletion: the feature
+    asked about); each is moved to every train of its free domain in every projected witness.
+    """
+
+    def __init__(self, oracle: EntailmentOracle, capacity: int, max_new: int) -> None:
+        from xsnn.kernel import PackedNetwork
+
+        self.capacity = capacity
+        self.max_new = max_new
+        self._net = PackedNetwork(oracle.model)
+        self._instance = oracle.instance
+        self._target = oracle.target
+        self._groups = [np.asarray(g, dtype=np.int64) for g in oracle.features.groups]
+        self._pixel_owner = oracle.features.feature_of_pixel()
+        self._trains = oracle.model.coding.free_trains(oracle.model.n_steps).astype(np.uint8)  # (k, T)
+        self._pool: deque[np.ndarray] = deque(maxlen=capacity)
+        self._stack: np.ndarray | None = None
+        self._known_free = np.zeros(len(self._groups), bool)
+
+    def add(self, witness: np.ndarray) -> None:
+        self._pool.appendleft(np.asarray(witness, dtype=np.uint8))
+        self._stack = None
+
+    def known_free(self, free: np.ndarray) -> None:
+        self._known_free = free
+
+    def find(self, fixed: frozenset[int]) -> np.ndarray | None:
+        if not self._pool:
+            return None
+        free = np.ones(len(self._groups), bool)
+        if fixed:
+            free[np.fromiter(fixed, np.int64, len(fixed))] = False
+        if np.any(self._known_free & ~free):
+            return None  # not an extension of the last ENTAILED question
+        new = np.flatnonzero(free & ~self._known_free)
+        if not 0 < len(new) <= self.max_new:
+            return None
+        if self._stack is None:
+            self._stack = np.stack(list(self._pool))  # (B, T, n)
+        fixed_pixels = ~np.where(self._pixel_owner >= 0, free[np.maximum(self._pixel_owner, 0)], True)
+        base = np.where(fixed_pixels[None, None, :], self._instance[None], self._stack)
+        candidates = []
+        for g in new:
+            pixels = self._groups[g]
+            for train in self._trains:
+                x = base.copy()
+                x[:, :, pixels] = train[None, :, None]
+                candidates.append(x)
+        batch = np.concatenate(candidates)
+        flips = np.flatnonzero(self._net.predict(batch) != self._target)
+        return batch[flips[0]] if len(flips) else None
+
+
 @dataclass
 class _PathRecord:
     """Tries, successes and seconds of one fast path (for the adaptive scheduler)."""
@@ -148,6 +213,11 @@ class LayeredOracle(EntailmentOracle):
             When exact calls are cheap (sparse nets) a failing attack must not cost more than
             asking the solver; when they are expensive (dense nets) the attack gets more room.
             Before 3 exact calls have been measured the cap is ``initial_fast_seconds``.
+        lookahead: try earlier witnesses plus one move of each new free feature (not used with a
+            distance bound).
+        core_cache: answer ENTAILED when the fixed set contains an earlier exact core.
+        lookahead_pool: witnesses kept for the look-ahead.
+        lookahead_new: the look-ahead is skipped when more features than this are new.
             Only which path answers changes, never the verdict.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
@@ -161,7 +231,8 @@ class LayeredOracle(EntailmentOracle):
                  attack_evaluations: int = 20_000, attack_restarts: int = 2,
                  attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4,
                  adaptive_attack: bool = True, min_attack_seconds: float = 0.002,
-                 initial_fast_seconds: float = 0.25) -> None:
+                 initial_fast_seconds: float = 0.25, lookahead: bool = True, core_cache: bool = True,
+                 lookahead_pool: int = 2048, lookahead_new: int = 8) -> None:
         if not isinstance(exact, EntailmentOracle):
             raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
@@ -170,6 +241,12 @@ class LayeredOracle(EntailmentOracle):
         self.adaptive_attack = bool(adaptive_attack)
         self.min_attack_seconds = float(min_attack_seconds)
         self.initial_fast_seconds = float(initial_fast_seconds)
+        if lookahead_pool < 1 or lookahead_new < 1:
+            raise ValueError("lookahead_pool and lookahead_new must be >= 1")
+        self._lookahead = (_Lookahead(self, lookahead_pool, lookahead_new)
+                           if lookahead and self.max_distance is None else None)
+        self._cores: list[np.ndarray] | None = [] if core_cache else None
+        self._n_features = len(self.features)
         self._exact_calls = 0
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
@@ -201,28 +278,37 @@ class LayeredOracle(EntailmentOracle):
             witness = self._cache.find(fixed)
             if witness is not None:
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="cache")
+        if self._lookahead is not None and self._worth("lookahead"):
+            with self._timed("lookahead") as hit:
+                witness = hit.value = self._lookahead.find(fixed)
+            if witness is not None:
+                self._remember(witness)
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="lookahead")
+        if self._cores:
+            mask = self._mask(fixed)
+            for core in self._cores:
+                if not np.any(core & ~mask):
+                    return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="cores"))
         if self._bounds is not None and self._worth("bounds"):
             with self._timed("bounds") as hit:
                 hit.value = self._bounds.entailed(fixed)
             if hit.value:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds")
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds"))
         if self.exhaustive_limit and self._worth("exhaustive"):
             with self._timed("exhaustive") as hit:
                 done = hit.value = self._search.exhaust(fixed, self.exhaustive_limit)
             if done is not None:
                 if done.found:
-                    if self._cache is not None:
-                        self._cache.add(done.witness)
+                    self._remember(done.witness)
                     return Check(Verdict.NOT_ENTAILED, fixed, witness=done.witness, backend="exhaustive")
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive")
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive"))
         if self._attack is not None and self._worth("attack"):
             starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
             with self._timed("attack") as hit:
                 found = self._attack.search(fixed, starts=starts, time_limit=self._attack_time(time_limit))
                 hit.value = found.found
             if found.found:
-                if self._cache is not None:
-                    self._cache.add(found.witness)
+                self._remember(found.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
         if self._bab is not None and self._worth("search"):
             # the search may use at most half of what is left of the per-call budget, and (adaptive)
@@ -232,10 +318,9 @@ class LayeredOracle(EntailmentOracle):
                 decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=self._capped(left))
                 hit.value = decided.verdict is not Verdict.UNKNOWN
             if decided.verdict is Verdict.ENTAILED:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend="search")
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="search"))
             if decided.verdict is Verdict.NOT_ENTAILED:
-                if self._cache is not None:
-                    self._cache.add(decided.witness)
+                self._remember(decided.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="search")
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
         if remaining is not None and remaining <= 0:
@@ -243,9 +328,33 @@ class LayeredOracle(EntailmentOracle):
         answer = self.exact.check(fixed, time_limit=remaining)
         self._exact_calls += 1
         self._exact_seconds += answer.seconds
-        if answer.verdict is Verdict.NOT_ENTAILED and self._cache is not None:
-            self._cache.add(answer.witness)
-        return Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
+        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
+        if answer.verdict is Verdict.NOT_ENTAILED:
+            self._remember(answer.witness)
+        elif answer.verdict is Verdict.ENTAILED:
+            if self._cores is not None and answer.core is not None and len(answer.core) < len(fixed):
+                self._cores.append(self._mask(answer.core))
+            self._entailed(fixed, result)
+        return result
+
+    def _mask(self, fixed: frozenset[int]) -> np.ndarray:
+        mask = np.zeros(self._n_features, bool)
+        if fixed:
+            mask[np.fromiter(fixed, np.int64, len(fixed))] = True
+        return mask
+
+    def _remember(self, witness: np.ndarray) -> None:
+        """Keep a witness for the cache and the look-ahead."""
+        if self._cache is not None:
+            self._cache.add(witness)
+        if self._lookahead is not None:
+            self._lookahead.add(witness)
+
+    def _entailed(self, fixed: frozenset[int], check: Check) -> Check:
+        """Note an ENTAILED answer (its free features become the look-ahead's known free set)."""
+        if self._lookahead is not None:
+            self._lookahead.known_free(~self._mask(fixed))
+        return check
 
     # ------------------------------------------------------------------ scheduling
 

@@ -258,10 +258,31 @@ def test_identity_with_cores_when_bounds_are_off(seed):
         plain = algorithm(CoreBruteForce(model, instance, features, max_distance=k), order=order,
                           use_cores=True).compute()
         fast_oracle = LayeredOracle(CoreBruteForce(model, instance, features, max_distance=k), bounds=False,
-                                    exhaustive_limit=0, search_nodes=0, attack_evaluations=2000)
+                                    exhaustive_limit=0, search_nodes=0, core_cache=False, attack_evaluations=2000)
         fast = algorithm(fast_oracle, order=order, use_cores=True).compute()
         assert fast.features == plain.features
         assert ground_truth(model, instance, features, k).is_sufficient(fast.features)
+
+
+def test_lookahead_and_core_cache_keep_the_axp():
+    """The look-ahead (earlier witnesses one move away) and the core cache (ENTAILED when the fixed
+    set contains an earlier exact core) answer questions, and the AXp is still the plain one."""
+    answered = {"lookahead": 0, "cores": 0}
+    for seed in range(40):
+        model, instance, features, _, rng = make_case(seed, max_distance=None, groups=seed % 5 == 0)
+        if not has_axp(model, instance, features, None):
+            continue
+        order = random_order(rng, len(features))
+        plain = DeletionAXp(CoreBruteForce(model, instance, features), order=order).compute()
+        # no bounds, attack or search: the look-ahead and the cores face every question first
+        layered = LayeredOracle(CoreBruteForce(model, instance, features), bounds=False, attack=False,
+                                exhaustive_limit=0, search_nodes=0)
+        fast = DeletionAXp(layered, order=order).compute()
+        assert fast.features == plain.features, seed
+        assert ground_truth(model, instance, features, None).is_sufficient(fast.features)
+        for path in answered:
+            answered[path] += layered.stats.calls.get(path, 0)
+    assert answered["lookahead"] > 0 and answered["cores"] > 0, answered
 
 
 def test_fast_paths_answer_most_questions():

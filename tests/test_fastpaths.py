@@ -218,7 +218,7 @@ def test_layered_verdicts_equal_exact(seed):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
         assert got.verdict is reference.check(fixed).verdict
-        assert got.backend in {"cache", "bounds", "attack", "bruteforce"}
+        assert got.backend in {"cache", "lookahead", "cores", "bounds", "attack", "bruteforce"}
     assert sum(layered.stats.calls.values()) == 6
 
 
@@ -229,7 +229,8 @@ def test_exhaustive_path_is_exact(seed):
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     search = CounterexampleSearch(model, instance, features, target, k)
     layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=1 << 16)
+                            bounds=False, attack=False, witness_cache=False, lookahead=False, core_cache=False,
+                            exhaustive_limit=1 << 16)
     for _ in range(4):
         fixed = random_fixed(rng, len(features))
         truth = reference.check(fixed).verdict
@@ -253,7 +254,7 @@ def test_branch_and_bound_is_exact(seed, leaf_limit):
         if got.witness is not None:
             verify_witness(model, instance, features, fixed, reference.target, got.witness, k)
     layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            attack=False, exhaustive_limit=0, search_nodes=100_000)
+                            attack=False, lookahead=False, exhaustive_limit=0, search_nodes=100_000)
     for _ in range(3):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -290,7 +291,8 @@ def test_layered_records_paths_and_reuses_witnesses():
 def test_layered_without_fast_paths_is_the_exact_oracle():
     model, instance, features, k, target, rng = make_case(5)
     layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False, exhaustive_limit=0, search_nodes=0)
+                            bounds=False, attack=False, witness_cache=False, lookahead=False, core_cache=False,
+                            exhaustive_limit=0, search_nodes=0)
     for _ in range(5):
         layered.check(random_fixed(rng, len(features)))
     assert set(layered.stats.calls) == {"bruteforce"}
@@ -307,7 +309,7 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
             got = layered.check(fixed)
             if got.verdict is not Verdict.UNKNOWN:
                 assert got.verdict is reference.check(fixed).verdict
-                assert got.backend in {"cache", "bounds", "attack"}
+                assert got.backend in {"cache", "lookahead", "bounds", "attack"}
             else:
                 assert got.backend == "always-unknown"
 
