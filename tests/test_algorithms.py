@@ -285,6 +285,35 @@ def test_lookahead_and_core_cache_keep_the_axp():
     assert answered["lookahead"] > 0 and answered["cores"] > 0, answered
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS)
+def test_deletion_blocks_give_the_one_by_one_axp(seed):
+    """Freeing blocks of features after ENTAILED answers changes the questions, never the AXp."""
+    model, instance, features, k, rng = make_case(seed, groups=seed % 4 == 0)
+    if not has_axp(model, instance, features, k):
+        return
+    order = random_order(rng, len(features))
+    one_by_one = DeletionAXp(BruteForceOracle(model, instance, features, max_distance=k), order=order, max_block=1)
+    blocks = DeletionAXp(BruteForceOracle(model, instance, features, max_distance=k), order=order, max_block=4)
+    a, b = one_by_one.compute(), blocks.compute()
+    assert a.features == b.features
+    assert a.stats["oracle_calls"] >= 1 and b.stats["oracle_calls"] >= 1
+
+
+def test_deletion_blocks_save_questions_on_a_run_of_free_features():
+    """Not vacuous: where several features in a row can go, blocks ask fewer questions."""
+    saved = []
+    for seed in range(30):
+        model, instance, features, _, rng = make_case(seed, max_distance=None)
+        if not has_axp(model, instance, features, None):
+            continue
+        one = DeletionAXp(BruteForceOracle(model, instance, features), max_block=1).compute()
+        many = DeletionAXp(BruteForceOracle(model, instance, features), max_block=8).compute()
+        assert one.features == many.features
+        saved.append(one.stats["oracle_calls"] - many.stats["oracle_calls"])
+    assert max(saved) > 0, saved
+
+
 def test_fast_paths_answer_most_questions():
     """Not vacuous: the identity above is exercised with fast paths actually answering."""
     fast = total = 0
