@@ -177,6 +177,19 @@ class OracleAlgorithm:
             run.undecided = True
         return check
 
+    def _ask_fast(self, fixed) -> Check:
+        """A speculative question for the oracle's fast paths only (UNKNOWN marks nothing undecided)."""
+        check = self.oracle.check_fast(fixed)
+        run = self._run
+        key = "block:" + check.backend
+        run.calls[key] = run.calls.get(key, 0) + 1
+        run.seconds[key] = run.seconds.get(key, 0.0) + check.seconds
+        self.stats["calls"][key] = self.stats["calls"].get(key, 0) + 1
+        self.stats["seconds"][key] = self.stats["seconds"].get(key, 0.0) + check.seconds
+        if check.verdict is Verdict.NOT_ENTAILED:
+            self._store.add(check.witness)
+        return check
+
     def _run_stats(self) -> dict:
         run = self._run
         return {"calls": dict(run.calls), "seconds": {k: round(v, 6) for k, v in run.seconds.items()},
@@ -212,9 +225,12 @@ class OracleAlgorithm:
         Returns ``(S, sufficiency check, witnesses, unproven)``. Features in ``known`` are
         already proven necessary (their witness is given) and are not asked about again.
 
-        With ``max_block > 1``, after an ENTAILED answer the next question frees a *block* of
-        the next undecided features in order (size doubling up to ``max_block``, back to 1 after
-        a block that is not ENTAILED). An ENTAILED block frees all its features at once, which is
+        With ``max_block > 1`` and an oracle with fast paths (``check_fast``, e.g.
+        :class:`~xsnn.solvers.layered.LayeredOracle`), after an ENTAILED answer the next
+        question frees a *block* of the next undecided features in order (size doubling up to
+        ``max_block``, back to 1 after a block that is not proven ENTAILED). Block questions are
+        asked of the fast paths only: with more features free they can be much harder for the
+        exact solver, so an undecided block costs no exact call. An ENTAILED block frees all its features at once, which is
         exactly what one-by-one deletion would do: each of its one-feature questions fixes a
         superset of ``S \ block``, and sufficiency is monotone. So the AXp is the same.
         """
@@ -233,10 +249,10 @@ class OracleAlgorithm:
             if self._expired():
                 self._run.timed_out = True
                 break
-            if block_size > 1:
+            if block_size > 1 and hasattr(self.oracle, "check_fast"):
                 block = [j for j in order[pos:] if j in s and j not in witnesses and j not in unproven][:block_size]
                 if len(block) > 1:
-                    check = self._ask(s - set(block))
+                    check = self._ask_fast(s - set(block))
                     if check.verdict is Verdict.ENTAILED:
                         new = _justified(check, use_cores)
                         if not new <= s - set(block) or (s - new) & set(witnesses):
@@ -339,8 +355,9 @@ class DeletionAXp(_OrderedAXp):
         order: removal order (see :func:`feature_order`).
         image: raw intensities for ``"brightest"`` / ``"darkest"``.
         use_cores: replace the set by an ENTAILED answer's core.
-        max_block: after an ENTAILED answer, try freeing the next 2, 4, ... (at most this many)
-            undecided features at once; the AXp is the same as one by one (1 disables it).
+        max_block: after an ENTAILED answer, ask the oracle's fast paths (if it has them) to free
+            the next 2, 4, ... (at most this many) undecided features at once; the AXp is the
+            same as one by one (1 disables it).
         time_limit, call_time_limit: budgets (see :class:`OracleAlgorithm`).
     """
 

@@ -250,6 +250,7 @@ class LayeredOracle(EntailmentOracle):
         self._exact_calls = 0
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
+        self._fast_only = False
         if exhaustive_limit < 0:
             raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
         self.exhaustive_limit = int(exhaustive_limit)
@@ -271,6 +272,16 @@ class LayeredOracle(EntailmentOracle):
     @property
     def exact_name(self) -> str:
         return self.exact.name
+
+    def check_fast(self, fixed, time_limit: float | None = None) -> Check:
+        """Like :meth:`check`, but never asks the exact oracle: UNKNOWN (backend ``"fast-paths"``)
+        when no fast path decides. For speculative questions (e.g. deletion blocks) that are
+        only worth asking when they are cheap."""
+        self._fast_only = True
+        try:
+            return self.check(fixed, time_limit=time_limit)
+        finally:
+            self._fast_only = False
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         start = time.perf_counter()
@@ -322,6 +333,8 @@ class LayeredOracle(EntailmentOracle):
             if decided.verdict is Verdict.NOT_ENTAILED:
                 self._remember(decided.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="search")
+        if self._fast_only:
+            return Check(Verdict.UNKNOWN, fixed, backend="fast-paths")
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
         if remaining is not None and remaining <= 0:
             return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)
