@@ -232,7 +232,7 @@ class OracleAlgorithm:
         asked of the fast paths only: with more features free they can be much harder for the
         exact solver, so an undecided block costs no exact call. An ENTAILED block frees all its features at once, which is
         exactly what one-by-one deletion would do: each of its one-feature questions fixes a
-        superset of ``S \ block``, and sufficiency is monotone. So the AXp is the same.
+        superset of ``S`` minus the block, and sufficiency is monotone. So the AXp is the same.
         """
         s = set(_justified(start, use_cores))
         sufficiency = start
