@@ -128,6 +128,10 @@ class _Lookahead:
         self._pool: deque[np.ndarray] = deque(maxlen=capacity)
         self._stack: np.ndarray | None = None
         self._known_free = np.zeros(len(self._groups), bool)
+        # a witness keeps instance values on pixels it did not move: admissible only if every
+        # instance train lies in the free domain (always so for encoded images)
+        inst = self._instance.T  # (n, T)
+        self._usable = bool(np.all(np.any(np.all(inst[:, None, :] == self._trains[None, :, :], axis=2), axis=1)))
 
     def add(self, witness: np.ndarray) -> None:
         self._pool.appendleft(np.asarray(witness, dtype=np.uint8))
@@ -137,7 +141,7 @@ class _Lookahead:
         self._known_free = free
 
     def find(self, fixed: frozenset[int]) -> np.ndarray | None:
-        if not self._pool:
+        if not self._pool or not self._usable:
             return None
         free = np.ones(len(self._groups), bool)
         if fixed:
