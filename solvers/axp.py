@@ -167,28 +167,26 @@ class OracleAlgorithm:
             left = max(run.deadline - time.perf_counter(), 1e-3)
             limit = left if limit is None else min(limit, left)
         check = self.oracle.check(fixed, time_limit=limit)
-        run.calls[check.backend] = run.calls.get(check.backend, 0) + 1
-        run.seconds[check.backend] = run.seconds.get(check.backend, 0.0) + check.seconds
-        self.stats["calls"][check.backend] = self.stats["calls"].get(check.backend, 0) + 1
-        self.stats["seconds"][check.backend] = self.stats["seconds"].get(check.backend, 0.0) + check.seconds
-        if check.verdict is Verdict.NOT_ENTAILED:
-            self._store.add(check.witness)
-        elif check.verdict is Verdict.UNKNOWN:
+        self._record(check, check.backend)
+        if check.verdict is Verdict.UNKNOWN:
             run.undecided = True
         return check
 
     def _ask_fast(self, fixed) -> Check:
         """A speculative question for the oracle's fast paths only (UNKNOWN marks nothing undecided)."""
         check = self.oracle.check_fast(fixed)
+        self._record(check, "block:" + check.backend)
+        return check
+
+    def _record(self, check: Check, key: str) -> None:
+        """Count one answer under ``key`` (per run and in total) and keep its witness."""
         run = self._run
-        key = "block:" + check.backend
         run.calls[key] = run.calls.get(key, 0) + 1
         run.seconds[key] = run.seconds.get(key, 0.0) + check.seconds
         self.stats["calls"][key] = self.stats["calls"].get(key, 0) + 1
         self.stats["seconds"][key] = self.stats["seconds"].get(key, 0.0) + check.seconds
         if check.verdict is Verdict.NOT_ENTAILED:
             self._store.add(check.witness)
-        return check
 
     def _run_stats(self) -> dict:
         run = self._run

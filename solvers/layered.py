@@ -249,7 +249,8 @@ class LayeredOracle(EntailmentOracle):
             raise ValueError("lookahead_pool and lookahead_new must be >= 1")
         self._lookahead = (_Lookahead(self, lookahead_pool, lookahead_new)
                            if lookahead and self.max_distance is None else None)
-        self._cores: list[np.ndarray] | None = [] if core_cache else None
+        # exact cores as rows of a (n_cores, n_features) bool matrix, or None when off
+        self._cores: np.ndarray | None = np.zeros((0, len(self.features)), bool) if core_cache else None
         self._n_features = len(self.features)
         self._exact_calls = 0
         self._exact_seconds = 0.0
@@ -299,11 +300,10 @@ class LayeredOracle(EntailmentOracle):
             if witness is not None:
                 self._remember(witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="lookahead")
-        if self._cores:
-            mask = self._mask(fixed)
-            for core in self._cores:
-                if not np.any(core & ~mask):
-                    return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="cores"))
+        if self._cores is not None and len(self._cores):
+            # a core C proves S when C ⊆ S: no core feature outside S
+            if not np.all(np.any(self._cores & ~self._mask(fixed)[None, :], axis=1)):
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="cores"))
         if self._bounds is not None and self._worth("bounds"):
             with self._timed("bounds") as hit:
                 hit.value = self._bounds.entailed(fixed)
@@ -350,7 +350,7 @@ class LayeredOracle(EntailmentOracle):
             self._remember(answer.witness)
         elif answer.verdict is Verdict.ENTAILED:
             if self._cores is not None and answer.core is not None and len(answer.core) < len(fixed):
-                self._cores.append(self._mask(answer.core))
+                self._cores = np.vstack([self._cores, self._mask(answer.core)[None, :]])
             self._entailed(fixed, result)
         return result
 
