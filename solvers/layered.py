@@ -70,6 +70,7 @@ class WitnessCache:
         self._owner = oracle.features.feature_of_pixel()
         self._trains = oracle.model.coding.free_trains(oracle.model.n_steps)
         self._entries: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=capacity)
+        self._stacked: tuple[np.ndarray, np.ndarray] | None = None  # (disagree, must_fix) rows, newest first
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -87,17 +88,19 @@ class WitnessCache:
         must_fix = np.zeros(n_feat, bool)
         must_fix[owner[~in_domain]] = True
         self._entries.appendleft((x, agree, must_fix))
+        self._stacked = None
 
     def find(self, fixed: frozenset[int]) -> np.ndarray | None:
-        """A cached witness that refutes ``fixed``, or ``None``."""
+        """The newest cached witness that refutes ``fixed``, or ``None`` (one vectorised test of all)."""
         if not self._entries:
             return None
+        if self._stacked is None:
+            self._stacked = (~np.array([e[1] for e in self._entries]), np.array([e[2] for e in self._entries]))
+        disagree, must_fix = self._stacked
         mask = np.zeros(len(self._features), bool)
         mask[list(fixed)] = True
-        for x, agree, must_fix in self._entries:
-            if not np.any(mask & ~agree) and not np.any(must_fix & ~mask):
-                return x
-        return None
+        hits = np.flatnonzero(~disagree[:, mask].any(axis=1) & ~must_fix[:, ~mask].any(axis=1))
+        return self._entries[int(hits[0])][0] if len(hits) else None
 
     def recent(self, count: int | None = None) -> list[np.ndarray]:
         """The ``count`` newest witnesses (all when ``None``), newest first."""

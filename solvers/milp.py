@@ -61,7 +61,7 @@ from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation",
-           "build_formulation", "big_m_rows", "disconnected_features", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
+           "build_formulation", "distance_rows", "big_m_rows", "disconnected_features", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,43 @@ def _step_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, consts
     return v
 
 
+def distance_rows(b: _Builder, rows: list, features: FeatureSet, fixed: frozenset[int], free_idx: np.ndarray,
+                  selectors: np.ndarray, u: np.ndarray, max_distance: int) -> None:
+    """Append the rows of "at most ``max_distance`` free features differ from the instance".
+
+    A single-pixel feature differs iff its pixel's selectors leave the instance's train; a
+    multi-pixel feature gets a binary ``d_k >= differs_i`` for each of its pixels.
+    """
+    k = u.shape[1]
+    terms_cols, terms_coefs, offset = [], [], 0
+    where = {int(i): p for p, i in enumerate(free_idx)}
+    for f, group in enumerate(features.groups):
+        if f in fixed:
+            continue
+        differs = []  # per pixel: (cols, coefs, const) with differs_i = const + coefs @ cols
+        for i in group:
+            p = where[int(i)]
+            if selectors[i] < 0:
+                differs.append((u[p], np.ones(k, np.int64), 0))
+            else:
+                differs.append((u[p, selectors[i]:selectors[i] + 1], np.array([-1]), 1))
+        if len(differs) == 1:
+            cols, coefs, const = differs[0]
+            terms_cols.append(cols)
+            terms_coefs.append(coefs)
+            offset += const
+        else:
+            dk = int(b.add_cols(np.zeros(1, np.int64), 1, boolean=True)[0])
+            for cols, coefs, const in differs:  # d_k >= differs_i
+                rows.append((np.concatenate([[dk], cols]), np.concatenate([[1], -coefs]), const, None))
+            terms_cols.append(np.array([dk]))
+            terms_coefs.append(np.array([1]))
+    if terms_cols:
+        rows.append((np.concatenate(terms_cols), np.concatenate(terms_coefs), None, int(max_distance) - offset))
+    elif offset > max_distance:  # cannot happen (offset counts nothing without free features)
+        raise AssertionError("distance bound violated by constants")
+
+
 def disconnected_features(model: BSNN, features: FeatureSet) -> frozenset[int]:
     """Features whose pixels all have zero weight into every first-layer neuron.
 
@@ -505,36 +542,8 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
         g_cols = np.array(list(rivals.values()), dtype=np.int64)
         pending_rows.append((g_cols, np.ones(len(g_cols), np.int64), 1, len(g_cols)))
 
-    # distance bound: number of free features whose pixels differ from the instance
     if max_distance is not None and k:
-        terms_cols, terms_coefs, offset = [], [], 0
-        where = {int(i): p for p, i in enumerate(free_idx)}
-        for f, group in enumerate(features.groups):
-            if f in fixed:
-                continue
-            differs = []  # per pixel: (cols, coefs, const) with differs_i = const + coefs @ cols
-            for i in group:
-                p = where[int(i)]
-                if selectors[i] < 0:
-                    differs.append((u[p], np.ones(k, np.int64), 0))
-                else:
-                    differs.append((u[p, selectors[i]:selectors[i] + 1], np.array([-1]), 1))
-            if len(differs) == 1:
-                cols, coefs, const = differs[0]
-                terms_cols.append(cols)
-                terms_coefs.append(coefs)
-                offset += const
-            else:
-                dk = int(b.add_cols(np.zeros(1, np.int64), 1, boolean=True)[0])
-                for cols, coefs, const in differs:  # d_k >= differs_i
-                    pending_rows.append((np.concatenate([[dk], cols]), np.concatenate([[1], -coefs]), const, None))
-                terms_cols.append(np.array([dk]))
-                terms_coefs.append(np.array([1]))
-        if terms_cols:
-            pending_rows.append((np.concatenate(terms_cols), np.concatenate(terms_coefs), None,
-                                 int(max_distance) - offset))
-        elif offset > max_distance:  # cannot happen (offset counts nothing without free features)
-            raise AssertionError("distance bound violated by constants")
+        distance_rows(b, pending_rows, features, fixed, free_idx, selectors, u, max_distance)
 
     lower, upper = b.bounds()
     rows = [b.row(cols, coefs, lo_, hi_, lower, upper) for cols, coefs, lo_, hi_ in pending_rows]

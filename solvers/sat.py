@@ -31,10 +31,11 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
-__all__ = ["SATOracle", "solver_name", "new_solver", "default_pair", "SOLVERS_WITHOUT_INTERRUPT"]
+__all__ = ["SATOracle", "solver_name", "new_solver", "solve_limited", "default_pair", "SOLVERS_WITHOUT_INTERRUPT"]
 
 log = logging.getLogger(__name__)
 
+QUICK_CONFLICTS = 200  # conflicts tried before a timer thread is started (see solve_limited)
 SOLVERS_WITHOUT_INTERRUPT = ("cadical103", "cadical153", "cadical195", "cadical300", "lingeling", "cryptosat")
 _UNSUPPORTED = {"kissat404": "it has no assumptions or cores in python-sat"}
 
@@ -63,6 +64,47 @@ def new_solver(formula, name: str = "cadical195") -> Solver:
     for lits, bound in atmosts:
         solver.add_atmost(lits, bound)
     return solver
+
+
+def solve_limited(solver: Solver, name: str, assumptions: list[int], time_limit: float | None) -> bool | None:
+    """``solver.solve(assumptions)`` within ``time_limit`` seconds: True (SAT), False (UNSAT) or
+    None (budget spent). ``name`` is the canonical solver name (see the module docstring for
+    how each solver is stopped)."""
+    if time_limit is None:
+        return solver.solve(assumptions=assumptions)
+    if time_limit <= 0:
+        return None
+    if name not in SOLVERS_WITHOUT_INTERRUPT:
+        # Most incremental calls end within a few hundred conflicts: try that first, without
+        # the cost of starting a timer thread (about 0.5 ms, more than many whole calls).
+        solver.conf_budget(QUICK_CONFLICTS)
+        status = solver.solve_limited(assumptions=assumptions)
+        solver.conf_budget(-1)  # budget off
+        if status is not None:
+            return status
+        timer = threading.Timer(time_limit, solver.interrupt)
+        timer.start()
+        try:
+            return solver.solve_limited(assumptions=assumptions, expect_interrupt=True)
+        finally:
+            timer.cancel()
+            solver.clear_interrupt()
+    if name in ("lingeling", "cryptosat"):
+        raise ValueError(f"{name} supports neither interrupts nor conflict budgets; use it without a time limit")
+    deadline = time.perf_counter() + time_limit
+    budget = 100                                            # conflicts in the first slice
+    while True:
+        started = time.perf_counter()
+        solver.conf_budget(budget)
+        status = solver.solve_limited(assumptions=assumptions)
+        if status is not None:
+            return status
+        now = time.perf_counter()
+        if now >= deadline:
+            return None
+        rate = budget / max(now - started, 1e-3)            # conflicts per second, last slice
+        slice_seconds = min(deadline - now, max(0.05, 0.25 * time_limit))
+        budget = max(10, min(4 * budget, int(rate * slice_seconds)))
 
 
 def default_pair(solver: str | None, encoding: str | None) -> tuple[str, str]:
@@ -106,42 +148,10 @@ class SATOracle(EntailmentOracle):
         log.debug("%s: %d vars, %d clauses, %d atmosts", self.name, self.encoding.n_vars, self.encoding.n_clauses,
                   self.encoding.n_atmosts)
 
-    def _solve(self, assumptions: list[int], time_limit: float | None) -> bool | None:
-        solver = self._solver
-        if time_limit is None:
-            return solver.solve(assumptions=assumptions)
-        if time_limit <= 0:
-            return None
-        if self.solver_name not in SOLVERS_WITHOUT_INTERRUPT:
-            timer = threading.Timer(time_limit, solver.interrupt)
-            timer.start()
-            try:
-                return solver.solve_limited(assumptions=assumptions, expect_interrupt=True)
-            finally:
-                timer.cancel()
-                solver.clear_interrupt()
-        if self.solver_name in ("lingeling", "cryptosat"):
-            raise ValueError(f"{self.solver_name} supports neither interrupts nor conflict budgets; "
-                             "use it without a time limit")
-        deadline = time.perf_counter() + time_limit
-        budget = 100                                            # conflicts in the first slice
-        while True:
-            started = time.perf_counter()
-            solver.conf_budget(budget)
-            status = solver.solve_limited(assumptions=assumptions)
-            if status is not None:
-                return status
-            now = time.perf_counter()
-            if now >= deadline:
-                return None
-            rate = budget / max(now - started, 1e-3)            # conflicts per second, last slice
-            slice_seconds = min(deadline - now, max(0.05, 0.25 * time_limit))
-            budget = max(10, min(4 * budget, int(rate * slice_seconds)))
-
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solver is None:
             raise ValueError("this SATOracle was closed")
-        status = self._solve(self.encoding.assumptions(fixed), time_limit)
+        status = solve_limited(self._solver, self.solver_name, self.encoding.assumptions(fixed), time_limit)
         if status is None:
             return Check(Verdict.UNKNOWN, fixed, backend=self.name)
         if status:

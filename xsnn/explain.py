@@ -58,12 +58,36 @@ def exact_oracle_factory(backend: str):
         from xsnn.solvers.cpsat import CPSATOracle
 
         return CPSATOracle
+    if kind == "sat-rivals":
+        from xsnn.solvers.rivalsat import RivalSATOracle
+
+        return lambda *a, **k: RivalSATOracle(*a, **k, **({"solver": option} if option else {}))
+    if kind == "portfolio" and not option:
+        return _portfolio
     if kind == "bruteforce" and not option:
         from xsnn.solvers.bruteforce import BruteForceOracle
 
         return BruteForceOracle
-    raise ValueError(f"unknown backend {backend!r}; use sat, sat:<python-sat solver>, smt, smt:pb, milp, cpsat "
-                     "or bruteforce")
+    raise ValueError(f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
+                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat or bruteforce")
+
+
+PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per question (docs/solvers.md)
+
+
+def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
+               max_distance: int | None = None) -> EntailmentOracle:
+    """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT; CP-SAT alone
+    where the rival SAT oracle does not apply (several layers, non-static codings)."""
+    from xsnn.solvers.cpsat import CPSATOracle
+    from xsnn.solvers.portfolio import PortfolioOracle
+    from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
+
+    cpsat = CPSATOracle(model, instance, features, target, max_distance)
+    if not rival_sat_applies(model, cpsat.instance):
+        return cpsat
+    sat = RivalSATOracle(model, instance, features, target, max_distance)
+    return PortfolioOracle([sat, cpsat], [PORTFOLIO_SAT_SECONDS])
 
 
 def _other_backend(backend: str) -> str:
