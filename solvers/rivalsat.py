@@ -145,6 +145,8 @@ class RivalSATOracle(EntailmentOracle):
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solvers is None:
             raise ValueError("this RivalSATOracle was closed")
+        if not self._rivals:  # no rival can win whatever the input: the empty set is sufficient
+            return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         order = sorted(self._rivals, key=lambda r: -self._feasible.get(r, 0))  # stable: class order
         core: set[int] = set()

@@ -74,7 +74,7 @@ def test_verdicts_equal_bruteforce(seed, kind, reset, coding, n_steps, n_layers,
     args = dict(target=target, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
     oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, cores=True, **args),
-               CPSATOracle(model, instance, **args)]
+               CPSATOracle(model, instance, **args), CPSATOracle(model, instance, split_rivals=False, **args)]
     for _ in range(3):
         fixed = random_fixed(rng, model, truth.features)
         expected = truth.check(fixed).verdict

@@ -1,0 +1,177 @@
+"""The rival split (one-sided per-rival problems), the incremental per-rival SAT oracle and the
+sequential portfolio, against the reference forward and brute force on random networks."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xsnn.coding import LatencyCoding, StaticCoding
+from xsnn.explain import exact_oracle_factory, make_oracle
+from xsnn.features import FeatureSet
+from xsnn.model import forward, random_model
+from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.bruteforce import BruteForceOracle
+from xsnn.solvers.cpsat import CPSATOracle
+from xsnn.solvers.layered import LayeredOracle
+from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.portfolio import PortfolioOracle
+from xsnn.solvers.rivals import build_rival_problems, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
+from xsnn.solvers.sat import SATOracle
+
+
+def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
+    rng = np.random.default_rng(seed)
+    n_inputs = int(rng.integers(2, max_inputs + 1))
+    model = random_model(rng, [int(rng.integers(1, 7))], n_inputs, int(rng.integers(2, 5)), weight_kind=kind,
+                         reset=reset, n_steps=n_steps, coding=StaticCoding(int(rng.integers(1, 256))),
+                         max_threshold=int(rng.integers(1, 5)))
+    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
+    return model, instance, rng
+
+
+def random_features(rng: np.random.Generator, n_inputs: int) -> FeatureSet:
+    if rng.random() < 0.5:
+        return FeatureSet.pixels(n_inputs)
+    order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]  # maybe one pixel in no feature
+    cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
+    groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
+    return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+
+
+case_args = dict(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["binary", "ternary"]),
+                 reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 5))
+
+
+@settings(max_examples=30, deadline=None)
+@given(**case_args)
+def test_rival_terms_equal_the_score_difference_on_every_input(seed, kind, reset, n_steps):
+    """D_c' = B + sum e [I_j >= a] over the all-free ladders, for every input and every class pair."""
+    model, _, _ = one_layer_case(seed, kind, reset, n_steps, max_inputs=9)
+    w = model.weights[0].astype(np.int64)
+    ladders = neuron_ladders(model, np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1))
+    inputs = np.array(list(itertools.product([0, 1], repeat=model.n_inputs)), dtype=np.uint8)
+    spikes = np.repeat(inputs[:, None, :], model.n_steps, axis=1)
+    scores = forward(model, spikes).scores
+    drive = inputs.astype(np.int64) @ w.T  # (n, n_0)
+    for target, rival in itertools.permutations(range(model.n_classes), 2):
+        base, terms = rival_terms(model, ladders, target, rival)
+        d = np.full(len(inputs), base, np.int64)
+        for j, a, e in terms:
+            d += e * (drive[:, j] >= a)
+        assert np.array_equal(d, scores[:, rival] - scores[:, target]), (target, rival)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**case_args, distance=st.sampled_from([None, None, 0, 1, 2]), other_target=st.booleans())
+def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, other_target):
+    """Per-rival SAT, per-rival CP-SAT and the portfolio give brute force's verdict on nested
+    (deletion-like) and random fixed sets; ENTAILED cores are sufficient."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    features = random_features(rng, model.n_inputs)
+    target = int(rng.integers(0, model.n_classes)) if other_target else None
+    args = dict(target=target, max_distance=distance)
+    truth = BruteForceOracle(model, instance, features, **args)
+    assert rival_sat_applies(model, instance)
+    oracles = [RivalSATOracle(model, instance, features, **args),
+               RivalSATOracle(model, instance, features, solver="gluecard4", **args),
+               CPSATOracle(model, instance, features, **args),
+               exact_oracle_factory("portfolio")(model, instance, features, **args)]
+    assert oracles[2].split_rivals
+    n = len(features)
+    order = rng.permutation(n).tolist()
+    questions = [frozenset(order[k:]) for k in range(n + 1)]  # free one more feature each time
+    questions += [frozenset(np.flatnonzero(rng.random(n) < p).tolist()) for p in (0.3, 0.7)]
+    for fixed in questions:
+        expected = truth.check(fixed).verdict
+        for oracle in oracles:
+            check = oracle.check(fixed)  # a NOT_ENTAILED witness is verified by the base class
+            assert check.verdict is expected, (oracle.name, sorted(fixed))
+            if check.verdict is Verdict.ENTAILED:
+                assert check.core is not None and check.core <= fixed
+                assert truth.check(check.core).verdict is Verdict.ENTAILED, (oracle.name, "core not sufficient")
+    for oracle in oracles:
+        oracle.close()
+
+
+def test_one_sided_problems_drop_rivals_the_bounds_rule_out():
+    model, instance, rng = one_layer_case(7, "ternary", "zero", 2)
+    target = int(forward(model, instance).prediction[0])
+    features = FeatureSet.pixels(model.n_inputs)
+    everything = frozenset(range(model.n_inputs))
+    assert build_rival_problems(model, instance, features, everything, target) == []
+    problems = build_rival_problems(model, instance, features, frozenset(), target)
+    assert all(p.rival != target and p.upper >= p.need for p in problems)
+    assert [p.need - p.upper for p in problems] == sorted(p.need - p.upper for p in problems)
+
+
+def test_incremental_sat_cores_free_many_features_on_a_sparse_net():
+    """Real cores: on a sparse 60-input net the per-rival SAT cores are often smaller than the fixed set."""
+    rng = np.random.default_rng(11)
+    model = random_model(rng, [12], 60, 3, weight_kind="ternary", n_steps=2, max_threshold=3)
+    sparse = tuple((w * (rng.random(w.shape) < 0.15)).astype(w.dtype) for w in model.weights)
+    model = dataclasses.replace(model, weights=sparse)
+    instance = model.encode(rng.integers(0, 256, size=(1, 60)))[0]
+    with RivalSATOracle(model, instance) as oracle:
+        check = oracle.check(range(60))
+        assert check.verdict is Verdict.ENTAILED
+        assert len(check.core) < 60
+
+
+def test_rival_oracle_errors_are_clear():
+    rng = np.random.default_rng(0)
+    latency = random_model(rng, [3], 5, 3, n_steps=2, coding=LatencyCoding())
+    x = latency.encode(rng.integers(0, 256, size=(1, 5)))[0]
+    assert not rival_sat_applies(latency, x) and not rival_split_applies(latency, x)
+    with pytest.raises(ValueError, match="static coding"):
+        RivalSATOracle(latency, x)
+    static = random_model(rng, [3], 5, 3, n_steps=2)
+    y = static.encode(rng.integers(0, 256, size=(1, 5)))[0]
+    with pytest.raises(ValueError, match="native AtMost"):
+        RivalSATOracle(static, y, solver="cadical195")
+    two_layers = random_model(rng, [3, 2], 5, 3, n_steps=2)
+    assert not rival_sat_applies(two_layers, y)
+    # where the rival SAT oracle does not apply the portfolio is CP-SAT alone
+    assert isinstance(exact_oracle_factory("portfolio")(latency, x), CPSATOracle)
+    sat, cp = RivalSATOracle(static, y), CPSATOracle(static, y)
+    with pytest.raises(ValueError, match="budgets"):
+        PortfolioOracle([sat, cp], [])
+    with pytest.raises(ValueError, match="positive"):
+        PortfolioOracle([sat, cp], [0.0])
+    with pytest.raises(ValueError, match="same question"):
+        PortfolioOracle([sat, CPSATOracle(static, y, target=(cp.target + 1) % 3)], [0.1])
+
+
+def test_portfolio_budget_runs_out_to_the_next_stage():
+    """A first stage that cannot answer within its budget hands the question to the next."""
+    model, instance, _ = one_layer_case(5, "ternary", "zero", 2)
+    truth = BruteForceOracle(model, instance)
+    portfolio = PortfolioOracle([RivalSATOracle(model, instance), CPSATOracle(model, instance)], [1e-9])
+    assert portfolio.name == "sat-rivals:minicard+cpsat"
+    for fixed in ([], range(model.n_inputs), range(0, model.n_inputs, 2)):
+        check = portfolio.check(fixed)
+        assert check.verdict is truth.check(fixed).verdict
+    assert portfolio.check([], time_limit=0).verdict is Verdict.UNKNOWN
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deletion_with_the_portfolio_and_fast_paths_equals_plain_sat(seed):
+    """The default exact backend behind the fast paths gives plain SAT deletion's AXp."""
+    rng = np.random.default_rng(100 + seed)
+    n_inputs = 24
+    model = random_model(rng, [8], n_inputs, 3, weight_kind="ternary", n_steps=2, max_threshold=4)
+    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
+    order = rng.permutation(n_inputs).tolist()
+    with DeletionAXp(SATOracle(model, instance), order=order) as algorithm:
+        plain = algorithm.compute()
+    with DeletionAXp(make_oracle(model, instance, backend="portfolio"), order=order) as algorithm:
+        fast = algorithm.compute()
+    with DeletionAXp(LayeredOracle(RivalSATOracle(model, instance)), order=order) as algorithm:
+        layered_sat = algorithm.compute()
+    assert fast.features == plain.features == layered_sat.features
+    assert fast.status.value == "complete"
