@@ -348,7 +348,8 @@ class LayeredOracle(EntailmentOracle):
         answer = self.exact.check(fixed, time_limit=remaining)
         self._exact_calls += 1
         self._exact_seconds += answer.seconds
-        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend)
+        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend,
+                       witness_verified=answer.witness_verified)  # the exact oracle asked the same question
         if answer.verdict is Verdict.NOT_ENTAILED:
             self._remember(answer.witness)
         elif answer.verdict is Verdict.ENTAILED:

@@ -50,6 +50,10 @@ class Check:
         core: for ENTAILED, a subset of S that is itself sufficient (S if none smaller known).
         backend: which answer path decided (``"bounds"``, ``"attack"``, ``"sat:cadical195"``, ``"z3"``...).
         seconds: wall time of the check.
+        witness_verified: set by :meth:`EntailmentOracle.check` once the witness has been re-run
+            through the reference forward for this question; an oracle that passes on an inner
+            oracle's check for the *same* question (a portfolio, the layered oracle) keeps it, so
+            the witness is not verified twice.
     """
 
     verdict: Verdict
@@ -58,6 +62,7 @@ class Check:
     core: frozenset[int] | None = None
     backend: str = ""
     seconds: float = 0.0
+    witness_verified: bool = False
 
 
 @dataclass
@@ -138,14 +143,15 @@ class EntailmentOracle(abc.ABC):
         if bad:
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
         start = time.perf_counter()
-        check = self._check(fixed_set, time_limit)
-        check = Check(check.verdict, fixed_set, check.witness, check.core, check.backend or self.name,
-                      time.perf_counter() - start)
-        if check.verdict is Verdict.NOT_ENTAILED:
-            if check.witness is None:
-                raise WitnessError(f"{check.backend} answered NOT_ENTAILED without a witness")
-            verify_witness(self.model, self.instance, self.features, fixed_set, self.target, check.witness,
+        answer = self._check(fixed_set, time_limit)
+        verified = answer.witness_verified and answer.fixed == fixed_set
+        if answer.verdict is Verdict.NOT_ENTAILED and not verified:
+            if answer.witness is None:
+                raise WitnessError(f"{answer.backend or self.name} answered NOT_ENTAILED without a witness")
+            verify_witness(self.model, self.instance, self.features, fixed_set, self.target, answer.witness,
                            self.max_distance)
+        check = Check(answer.verdict, fixed_set, answer.witness, answer.core, answer.backend or self.name,
+                      time.perf_counter() - start, answer.verdict is Verdict.NOT_ENTAILED)
         self.stats.record(check)
         return check
 

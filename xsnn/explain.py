@@ -76,18 +76,20 @@ PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per que
 
 
 def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
-               max_distance: int | None = None) -> EntailmentOracle:
-    """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT; CP-SAT alone
+               max_distance: int | None = None, *, fast_paths: bool = False) -> EntailmentOracle:
+    """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT (behind the
+    fast paths if asked: they pay in front of the slow stage only, docs/solvers.md); CP-SAT alone
     where the rival SAT oracle does not apply (several layers, non-static codings)."""
     from xsnn.solvers.cpsat import CPSATOracle
     from xsnn.solvers.portfolio import PortfolioOracle
     from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
 
     cpsat = CPSATOracle(model, instance, features, target, max_distance)
+    slow = LayeredOracle(cpsat) if fast_paths else cpsat
     if not rival_sat_applies(model, cpsat.instance):
-        return cpsat
+        return slow
     sat = RivalSATOracle(model, instance, features, target, max_distance)
-    return PortfolioOracle([sat, cpsat], [PORTFOLIO_SAT_SECONDS])
+    return PortfolioOracle([sat, slow], [PORTFOLIO_SAT_SECONDS])
 
 
 def _other_backend(backend: str) -> str:
@@ -100,7 +102,10 @@ def _other_backend(backend: str) -> str:
 def make_oracle(model: BSNN, spikes: np.ndarray, *, backend: str = DEFAULT_BACKEND, fast_paths: bool = True,
                 features: FeatureSet | None = None, target: int | None = None,
                 max_distance: int | None = None) -> EntailmentOracle:
-    """An entailment oracle for one instance: the exact ``backend``, behind the fast paths if asked."""
+    """An entailment oracle for one instance: the exact ``backend``, behind the fast paths if asked
+    (for ``portfolio``: in front of its CP-SAT stage)."""
+    if backend == "portfolio":  # the fast paths go in front of its slow stage only
+        return _portfolio(model, spikes, features, target, max_distance, fast_paths=fast_paths)
     exact = exact_oracle_factory(backend)(model, spikes, features=features, target=target, max_distance=max_distance)
     return LayeredOracle(exact) if fast_paths else exact
 
