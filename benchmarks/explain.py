@@ -17,10 +17,11 @@ run only on the first ``--plain-images`` of a model's images, with the per-AXp l
 lower bound (``>=``), and every ratio that uses it is a lower bound too.
 
 Configurations (``--configs``): ``<backend>-<fast|plain>[-cores]``, where ``backend`` is any
-backend name of :func:`xsnn.explain.exact_oracle_factory` (``sat``, ``sat:glucose4``,
-``smt``, ``smt:pb``, ``milp``, ``cpsat``), ``fast`` puts the sound fast paths (witness cache,
-bounds, exhaustive enumeration, attack) in front of it, ``plain`` asks the exact oracle
-alone, and ``-cores`` lets ENTAILED cores drop several features at once.
+backend name of :func:`xsnn.explain.exact_oracle_factory` (``portfolio``, ``sat``,
+``sat:glucose4``, ``sat-rivals``, ``smt``, ``smt:pb``, ``milp``, ``cpsat``), ``fast`` puts the
+sound fast paths (witness cache, bounds, look-ahead, attack, search, core cache) in front of
+it (for ``portfolio``: in front of its CP-SAT stage), ``plain`` asks the exact oracle alone,
+and ``-cores`` lets ENTAILED cores drop several features at once.
 
 Per AXp the script records wall time of the whole ``explain`` call (oracle construction
 included), process CPU time (``time.process_time``), the load average before and after (the
@@ -68,7 +69,7 @@ import numpy as np  # noqa: E402 -- after the thread settings above
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 DEFAULT_CONFIGS = ("sat-fast", "sat-plain", "smt-plain")
-FAST_PATHS = ("cache", "bounds", "exhaustive", "attack")
+FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "search", "lookahead", "cores", "fast-paths")
 PRELOAD = ["numpy", "pysat.solvers", "pysat.card", "z3", "xsnn.explain", "xsnn.solvers.sat", "xsnn.solvers.smt"]
 
 
@@ -90,17 +91,17 @@ class Config:
 
 
 def parse_config(name: str) -> Config:
-    """``sat-fast`` / ``smt-plain`` / ``sat:glucose4-fast-cores`` -> :class:`Config`."""
-    parts = name.strip().split("-")
-    use_cores = parts[-1] == "cores"
-    if use_cores:
-        parts = parts[:-1]
-    if len(parts) != 2 or parts[1] not in ("fast", "plain") or not parts[0]:
+    """``sat-fast`` / ``smt-plain`` / ``sat:glucose4-fast-cores`` / ``sat-rivals-plain`` -> :class:`Config`."""
+    name = name.strip()
+    use_cores = name.endswith("-cores")
+    base = name[: -len("-cores")] if use_cores else name
+    backend, _, mode = base.rpartition("-")
+    if mode not in ("fast", "plain") or not backend:
         raise ValueError(f"configuration {name!r} is not <backend>-<fast|plain>[-cores] (e.g. sat-fast, smt-plain)")
     from xsnn.explain import exact_oracle_factory
 
-    exact_oracle_factory(parts[0])  # raises ValueError for an unknown backend
-    return Config(name.strip(), parts[0], parts[1] == "fast", use_cores)
+    exact_oracle_factory(backend)  # raises ValueError for an unknown backend
+    return Config(name, backend, mode == "fast", use_cores)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -590,7 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(tasks)} tasks over {len(models)} model(s): {', '.join(models)}", file=sys.stderr)
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    # OR-Tools is imported once in the server (not in every AXp's time) unless a MILP
+    # configuration needs HiGHS, whose native library clashes with it in one process
+    preload = PRELOAD + ([] if any(c.backend.startswith("milp") for c in configs) else ["ortools.sat.python.cp_model"])
+    context.set_forkserver_preload(preload)
     start = time.perf_counter()
     records: list[dict] = []
     pending = list(tasks)

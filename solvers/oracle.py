@@ -99,10 +99,12 @@ def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixe
     mask = features.pixel_mask(list(fixed))
     if np.any(x[:, mask] != v[:, mask]):
         raise WitnessError("witness changes a fixed feature")
-    allowed = {tuple(row) for row in model.coding.free_trains(model.n_steps).tolist()}
-    for i in np.flatnonzero(~mask):
-        if tuple(x[:, i].tolist()) not in allowed:
-            raise WitnessError(f"witness gives pixel {i} a spike train outside the coding's free domain")
+    trains = model.coding.free_trains(model.n_steps).astype(x.dtype)  # (k, T)
+    free = np.flatnonzero(~mask)
+    in_domain = np.all(x[:, free][None, :, :] == trains[:, :, None], axis=1).any(axis=0)  # (n_free,)
+    if not in_domain.all():
+        i = int(free[np.argmin(in_domain)])
+        raise WitnessError(f"witness gives pixel {i} a spike train outside the coding's free domain")
     if max_distance is not None and feature_distance(features, x, v) > max_distance:
         raise WitnessError("witness is further from the instance than the distance bound")
     if int(forward(model, x).prediction[0]) == target:
@@ -137,10 +139,10 @@ class EntailmentOracle(abc.ABC):
 
     def check(self, fixed: Iterable[int], time_limit: float | None = None) -> Check:
         """Decide the question for fixed set ``fixed``; a witness is verified before it is returned."""
-        fixed_set = frozenset(int(k) for k in fixed)
+        fixed_set = frozenset(map(int, fixed))
         n_features = len(self.features)
-        bad = [k for k in fixed_set if not 0 <= k < n_features]
-        if bad:
+        if fixed_set and (min(fixed_set) < 0 or max(fixed_set) >= n_features):
+            bad = [k for k in fixed_set if not 0 <= k < n_features]
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
         start = time.perf_counter()
         answer = self._check(fixed_set, time_limit)

@@ -167,8 +167,8 @@ class RivalSATOracle(EntailmentOracle):
                 bits = truth[self._pixels].astype(np.uint8)
                 witness = np.broadcast_to(bits, self.instance.shape).copy()
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
-            feature_of = self._feature_of
-            core.update(feature_of[lit] for lit in solver.get_core() or [] if lit in feature_of)
+            core.update(map(self._feature_of.get, solver.get_core() or []))
+        core.discard(None)  # a core literal that is no selector (none expected: only selectors are assumed)
         return Check(Verdict.ENTAILED, fixed, core=frozenset(core), backend=self.name)
 
     def close(self) -> None:

@@ -89,3 +89,12 @@ def test_unknown_option_exits_2(capsys):
         main(["explain", "--frobnicate"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_api_defaults():
+    from xsnn import cli, explain, model
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["explain"])
+    assert args.backend == explain.DEFAULT_BACKEND == cli.DEFAULT_BACKEND
+    assert args.model == model.DEFAULT_MODEL == "mnist10-sparse"

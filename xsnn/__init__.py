@@ -3,7 +3,7 @@
 Quick start::
 
     import xsnn
-    model = xsnn.load_model("mnist10-binary")
+    model = xsnn.load_model("mnist10-sparse")
     images, labels = xsnn.data.load_sample()
     xsnn.predict(model, images[:5])
 """

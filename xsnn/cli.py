@@ -13,7 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from xsnn.model import DEFAULT_MODEL
+
 log = logging.getLogger("xsnn")
+
+DEFAULT_BACKEND = "portfolio"  # the same as xsnn.explain.DEFAULT_BACKEND (checked by the tests)
 
 EXIT_USAGE = 2
 
@@ -23,8 +27,8 @@ class CLIError(ValueError):
 
 
 def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", default="mnist10-binary",
-                        help="shipped model name or path to a .npz model file (default: mnist10-binary)")
+    parser.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                        help=f"shipped model name or path to a .npz model file (default: {DEFAULT_MODEL})")
     parser.add_argument("--index", "-i", type=int, default=0,
                         help="index of the image: in the shipped 200-image test sample, or in the "
                              "MNIST split when --data-dir is given (default: 0)")
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="describe a model (architecture, hash, card)")
-    info.add_argument("model", nargs="?", default="mnist10-binary", help="shipped model name or .npz path")
+    info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="shipped model name or .npz path")
     info.set_defaults(func=_cmd_info)
 
     predict = sub.add_parser("predict", help="predict the class of one image")
@@ -140,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--algorithm", choices=("deletion", "quickxplain", "progression"), default="deletion")
     explain.add_argument("--order", default="index",
                          help="feature order: index, bright-first, dark-first (default: index)")
-    explain.add_argument("--backend", default="cpsat",
-                         help="exact oracle: cpsat (default), sat, sat:<pysat solver>, smt, smt:pb, milp")
+    explain.add_argument("--backend", default=DEFAULT_BACKEND,
+                         help="exact oracle: portfolio (default: incremental per-rival SAT, then CP-SAT), "
+                              "cpsat, sat, sat:<pysat solver>, sat-rivals, smt, smt:pb, milp")
     explain.add_argument("--no-fast-paths", action="store_true", help="ask the exact oracle only (slow baseline)")
     explain.add_argument("--time-limit", type=float, default=120.0,
                          help="seconds (default 120); a timed-out AXp is still sufficient, status 'timeout'")

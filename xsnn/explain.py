@@ -30,7 +30,7 @@ __all__ = ["Explanation", "explain", "make_oracle", "exact_oracle_factory", "ALG
 log = logging.getLogger(__name__)
 
 ALGORITHMS = {"deletion": DeletionAXp, "quickxplain": QuickXplainAXp, "progression": ProgressionAXp}
-DEFAULT_BACKEND = "cpsat"  # measured fastest exact backend on the shipped models (docs/oracles.md)
+DEFAULT_BACKEND = "portfolio"  # measured fastest on the shipped models (docs/solvers.md, docs/benchmark-explain.md)
 _ORDER_ALIASES = {"bright-first": "darkest", "dark-first": "brightest"}
 
 

@@ -359,11 +359,11 @@ def shipped_model_names() -> list[str]:
     return sorted(p.stem for p in shipped_model_dir().glob("*.npz"))
 
 
-DEFAULT_MODEL = "mnist10-binary"
+DEFAULT_MODEL = "mnist10-sparse"  # the solver-friendly 10-class model (docs/benchmark-explain.md)
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> BSNN:
-    """Load a shipped model by name (e.g. ``"mnist10-binary"``) or a model file by path."""
+    """Load a shipped model by name (e.g. ``"mnist10-sparse"``, the default) or a model file by path."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".npz" or candidate.exists() or os.sep in str(name_or_path):
         return load_model_file(candidate)
