@@ -15,8 +15,9 @@ hundreds of nearly identical questions):
 - goal: ``B + sum e y >= need`` as one cardinality constraint over a multiset of ``y`` /
   ``~y`` literals (a literal repeated ``|e|`` times).
 
-Cardinality constraints are python-sat native AtMost constraints (Minicard / Gluecard; see
-:mod:`xsnn.encoders.cardinality`). A question is NOT_ENTAILED at the first rival whose solver
+Cardinality constraints are python-sat native AtMost constraints (Minicard / Gluecard count a
+repeated literal as often as it occurs): ``guard -> sum(L) >= b`` is
+``sum(~L) + b [guard] <= |L|``. A question is NOT_ENTAILED at the first rival whose solver
 is SAT (the witness is read from its model) and ENTAILED when every rival is UNSAT; the union
 of the rivals' cores (selectors in ``get_core()``) is then a core of the whole question:
 fixing it rules out every rival.
@@ -29,14 +30,13 @@ import time
 import numpy as np
 from pysat.solvers import Solver
 
-from xsnn.encoders.cardinality import ClauseSink, NativeBackend
 from xsnn.encoders.cnf import NATIVE_SOLVERS
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .milp import input_domain
 from .oracle import Check, EntailmentOracle, Verdict
 from .rivals import neuron_ladders, rival_split_applies, rival_terms
-from .sat import new_solver, solve_limited, solver_name
+from .sat import solve_limited, solver_name
 
 __all__ = ["RivalSATOracle", "rival_sat_applies"]
 
@@ -81,12 +81,22 @@ class RivalSATOracle(EntailmentOracle):
         self._rivals = self._build()
 
     def _build(self) -> list[int]:
+        """One solver per rival that can win. Variables, the same in every solver: pixel ``i`` is
+        ``i + 1``, the selector of feature ``k`` is ``n + 1 + k``, then the ``y`` of the terms
+        (and the distance indicators)."""
         model = self.model
+        n = model.n_inputs
         w = model.weights[0].astype(np.int64)
-        i_lo = np.minimum(w, 0).sum(axis=1)  # every pixel free
-        i_hi = np.maximum(w, 0).sum(axis=1)
-        ladders = neuron_ladders(model, i_lo, i_hi)
+        ladders = neuron_ladders(model, np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1))  # all free
         value = np.asarray(self.instance[0], dtype=bool)
+        x = np.arange(1, n + 1, dtype=np.int64)
+        selectors = np.arange(n + 1, n + 1 + len(self.features), dtype=np.int64)
+        fixing = [[-int(selectors[k]), int(x[i]) if value[i] else -int(x[i])]
+                  for k, group in enumerate(self.features.groups) for i in group]
+        # per neuron: the literals L_j (x_i where W_ji = +1, ~x_i where W_ji = -1) and n_j^-
+        literals = [np.concatenate([x[w[j] > 0], -x[w[j] < 0]]).tolist() for j in range(len(w))]
+        n_neg = (w < 0).sum(axis=1).tolist()
+        differs = [[-int(x[i]) if value[i] else int(x[i]) for i in group] for group in self.features.groups]
         rivals = []
         for rival in range(model.n_classes):
             if rival == self.target:
@@ -95,50 +105,50 @@ class RivalSATOracle(EntailmentOracle):
             base, terms = rival_terms(model, ladders, self.target, rival)
             if base + sum(e for _, _, e in terms if e > 0) < need:
                 continue  # this rival cannot win whatever the input
-            sink = ClauseSink(native=True)
-            card = NativeBackend(sink)
-            x = [sink.var(("x", i)) for i in range(model.n_inputs)]
-            selectors = []
-            for k, group in enumerate(self.features.groups):
-                s = sink.var(("s", k))
-                selectors.append(s)
-                for i in group:
-                    sink.clause([-s, x[i] if value[i] else -x[i]])
-            goal = []
+            top = n + len(self.features)
+            clauses, atmosts, goal = list(fixing), [], []
+
+            def at_least(lits: list[int], bound: int, guard: int | None) -> None:
+                """``guard -> sum(lits) >= bound`` as ``sum(~lits) + bound * [guard] <= |lits|``."""
+                if bound <= 0:
+                    return
+                if bound > len(lits):
+                    clauses.append([] if guard is None else [-guard])
+                elif guard is None:
+                    atmosts.append(([-l for l in lits], len(lits) - bound))
+                else:
+                    atmosts.append(([-l for l in lits] + [guard] * bound, len(lits)))
+
             for j, a, e in terms:
-                pos, neg = np.flatnonzero(w[j] > 0), np.flatnonzero(w[j] < 0)
-                lits = [x[i] for i in pos] + [-x[i] for i in neg]
-                y = sink.var()
+                top += 1
+                y = top
                 if e > 0:  # y -> C_j >= a + n^-
-                    card.require_geq(card.count(lits), a + len(neg), guard=y)
+                    at_least(literals[j], a + n_neg[j], y)
                     goal.extend([y] * e)
-                else:  # ~y -> C_j <= a - 1 + n^-, i.e. the complements count >= |L| - a + 1 - n^-
-                    card.require_geq(card.count([-l for l in lits]), len(lits) - (a - 1 + len(neg)), guard=-y)
+                else:  # ~y -> C_j <= a - 1 + n^-: the complements count >= |L_j| - (a - 1 + n^-)
+                    at_least([-l for l in literals[j]], len(literals[j]) - (a - 1 + n_neg[j]), -y)
                     goal.extend([-y] * -e)
             # B + sum e y >= need  <=>  sum_{e>0} e y + sum_{e<0} |e| ~y >= need - B + sum_{e<0} |e|
-            bound = need - base + sum(-e for _, _, e in terms if e < 0)
-            if goal:
-                card.require_geq(card.count(goal), bound)
-            elif bound > 0:
-                sink.clause([])
+            at_least(goal, need - base + sum(-e for _, _, e in terms if e < 0), None)
             if self.max_distance is not None:
-                differs = []
-                for k, group in enumerate(self.features.groups):
-                    lits = [-x[i] if value[i] else x[i] for i in group]
+                indicators = []
+                for lits in differs:
                     if len(lits) == 1:
-                        differs.append(lits[0])
+                        indicators.append(lits[0])
                     else:  # d_k >= each pixel's "differs"
-                        d = sink.var()
-                        sink.clauses.extend([-l, d] for l in lits)
-                        differs.append(d)
-                sink.atmost(differs, int(self.max_distance))
-            self._solvers[rival] = new_solver(sink.formula(), self.solver_name)
-            if not rivals:
-                self._selectors, self._pixels = np.asarray(selectors, np.int64), np.asarray(x, np.int64)
-                self._feature_of = {int(lit): k for k, lit in enumerate(selectors)}
-            elif not (np.array_equal(selectors, self._selectors) and np.array_equal(x, self._pixels)):
-                raise AssertionError("rival solvers must number pixels and selectors alike")
+                        top += 1
+                        clauses.extend([-l, top] for l in lits)
+                        indicators.append(top)
+                if self.max_distance < len(indicators):
+                    atmosts.append((indicators, int(self.max_distance)))
+            solver = Solver(name=self.solver_name)
+            solver.append_formula(clauses)
+            for lits, bound in atmosts:
+                solver.add_atmost(lits, bound)
+            self._solvers[rival] = solver
             rivals.append(rival)
+        self._selectors, self._pixels = selectors, x
+        self._feature_of = {int(lit): k for k, lit in enumerate(selectors)}
         log.debug("%s: %d rival solvers", self.name, len(rivals))
         return rivals
 
