@@ -76,7 +76,6 @@ class RivalSATOracle(EntailmentOracle):
         self._solvers: dict[int, Solver] = {}
         self._selectors = np.zeros(0, np.int64)  # selector literal of each feature (same in every solver)
         self._pixels = np.zeros(0, np.int64)  # variable of each pixel (same in every solver)
-        self._feature_of: dict[int, int] = {}  # selector literal -> feature
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
         self._rivals = self._build()
 
@@ -148,7 +147,6 @@ class RivalSATOracle(EntailmentOracle):
             self._solvers[rival] = solver
             rivals.append(rival)
         self._selectors, self._pixels = selectors, x
-        self._feature_of = {int(lit): k for k, lit in enumerate(selectors)}
         log.debug("%s: %d rival solvers", self.name, len(rivals))
         return rivals
 
@@ -159,7 +157,7 @@ class RivalSATOracle(EntailmentOracle):
             return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         order = sorted(self._rivals, key=lambda r: -self._feasible.get(r, 0))  # stable: class order
-        core: set[int] = set()
+        in_core = np.zeros(len(self.features) + 1, bool)  # last slot: literals that are no selector
         assumptions = self._selectors[np.fromiter(fixed, np.int64, len(fixed))].tolist()
         for rival in order:
             remaining = None if deadline is None else deadline - time.perf_counter()
@@ -177,9 +175,11 @@ class RivalSATOracle(EntailmentOracle):
                 bits = truth[self._pixels].astype(np.uint8)
                 witness = np.broadcast_to(bits, self.instance.shape).copy()
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
-            core.update(map(self._feature_of.get, solver.get_core() or []))
-        core.discard(None)  # a core literal that is no selector (none expected: only selectors are assumed)
-        return Check(Verdict.ENTAILED, fixed, core=frozenset(core), backend=self.name)
+            # only selectors are assumed, so the core holds selectors n + 1 + k (feature k)
+            k = np.asarray(solver.get_core() or [], np.int64) - self._selectors[0] if len(self._selectors) else []
+            in_core[np.where((k >= 0) & (k < len(self.features)), k, len(self.features))] = True
+        return Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core[:-1]).tolist()),
+                     backend=self.name)
 
     def close(self) -> None:
         for solver in (self._solvers or {}).values():

@@ -213,6 +213,7 @@ def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
     layer_in = x
     all_spikes, all_potentials = [], []
     for w, theta in zip(model.weights, model.thresholds):
+        w_float = w.T.astype(np.float64)  # for the input sums only, see below
         w = w.astype(np.int64)
         v = np.zeros((n, w.shape[0]), np.int64)
         s_prev = np.zeros((n, w.shape[0]), np.int64)
@@ -223,7 +224,9 @@ def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
                 v = v * (1 - s_prev)
             else:
                 v = v - theta * s_prev
-            v = v + layer_in[:, t, :] @ w.T
+            # sum_i W_ji s_i(t): 0/1 spikes times weights in {-1, 0, 1}, so every partial sum is an
+            # integer of magnitude <= n_in < 2**53 and the float64 product (BLAS) is exact
+            v = v + (layer_in[:, t, :].astype(np.float64) @ w_float).astype(np.int64)
             s_prev = (v >= theta).astype(np.int64)
             out_v[:, t] = v
             out_s[:, t] = s_prev
