@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Mapping
 
 import numpy as np
 
@@ -76,6 +77,7 @@ class CPSATOracle(EntailmentOracle):
         split_rivals: in rebuild mode, decide one rival class at a time with the one-sided
             formulation where it applies (see the module docstring).
         probe_seconds: with ``split_rivals``, the first round's budget per rival.
+        parameters: further CP-SAT parameters by name (e.g. ``{"linearization_level": 0}``).
     """
 
     name = "cpsat"
@@ -83,7 +85,7 @@ class CPSATOracle(EntailmentOracle):
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None, *, cores: bool = False,
                  num_workers: int = 1, seed: int = 0, split_rivals: bool = True,
-                 probe_seconds: float = 0.05) -> None:
+                 probe_seconds: float = 0.05, parameters: Mapping[str, object] | None = None) -> None:
         super().__init__(model, instance, features, target, max_distance)
         from ortools.sat.python import cp_model
 
@@ -97,6 +99,11 @@ class CPSATOracle(EntailmentOracle):
         if probe_seconds < 0:
             raise ValueError(f"probe_seconds must be >= 0, got {probe_seconds}")
         self.probe_seconds = float(probe_seconds)
+        self.parameters = dict(parameters or {})
+        probe = self._cp_model.CpSolver().parameters
+        for key in self.parameters:
+            if not hasattr(probe, key):
+                raise ValueError(f"unknown CP-SAT parameter {key!r}")
         self._feasible_rivals: dict[int, int] = {}  # rival -> how often its part had a counterexample
         self._model = None
         self._base: Formulation | None = None
@@ -126,6 +133,8 @@ class CPSATOracle(EntailmentOracle):
         solver = self._cp_model.CpSolver()
         solver.parameters.num_workers = self.num_workers
         solver.parameters.random_seed = self.seed
+        for key, value in self.parameters.items():
+            setattr(solver.parameters, key, value)
         if time_limit is not None:
             solver.parameters.max_time_in_seconds = max(float(time_limit), 0.0)
         return solver

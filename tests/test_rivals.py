@@ -81,6 +81,7 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
     oracles = [RivalSATOracle(model, instance, features, **args),
                RivalSATOracle(model, instance, features, solver="gluecard4", **args),
                CPSATOracle(model, instance, features, **args),
+               CPSATOracle(model, instance, features, probe_seconds=0, parameters={"linearization_level": 0}, **args),
                exact_oracle_factory("portfolio")(model, instance, features, **args)]
     assert oracles[2].split_rivals
     n = len(features)
@@ -134,6 +135,10 @@ def test_rival_oracle_errors_are_clear():
     y = static.encode(rng.integers(0, 256, size=(1, 5)))[0]
     with pytest.raises(ValueError, match="native AtMost"):
         RivalSATOracle(static, y, solver="cadical195")
+    with pytest.raises(ValueError, match="unknown CP-SAT parameter"):
+        CPSATOracle(static, y, parameters={"no_such_parameter": 1})
+    with pytest.raises(ValueError, match="probe_seconds"):
+        CPSATOracle(static, y, probe_seconds=-1)
     two_layers = random_model(rng, [3, 2], 5, 3, n_steps=2)
     assert not rival_sat_applies(two_layers, y)
     # where the rival SAT oracle does not apply the portfolio is CP-SAT alone
