@@ -157,7 +157,7 @@ class RivalSATOracle(EntailmentOracle):
             return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         order = sorted(self._rivals, key=lambda r: -self._feasible.get(r, 0))  # stable: class order
-        in_core = np.zeros(len(self.features) + 1, bool)  # last slot: literals that are no selector
+        core_literals: set[int] = set()
         assumptions = self._selectors[np.fromiter(fixed, np.int64, len(fixed))].tolist()
         for rival in order:
             remaining = None if deadline is None else deadline - time.perf_counter()
@@ -169,17 +169,15 @@ class RivalSATOracle(EntailmentOracle):
                 return Check(Verdict.UNKNOWN, fixed, backend=self.name)
             if status:
                 self._feasible[rival] = self._feasible.get(rival, 0) + 1
-                model = solver.get_model()
-                truth = np.zeros(len(model) + 1, bool)
-                truth[np.abs(model)] = np.asarray(model) > 0
-                bits = truth[self._pixels].astype(np.uint8)
+                # the model lists variables 1, 2, ... in order; pixel i is variable i + 1
+                bits = (np.asarray(solver.get_model()[: self.model.n_inputs]) > 0).astype(np.uint8)
                 witness = np.broadcast_to(bits, self.instance.shape).copy()
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
-            # only selectors are assumed, so the core holds selectors n + 1 + k (feature k)
-            k = np.asarray(solver.get_core() or [], np.int64) - self._selectors[0] if len(self._selectors) else []
-            in_core[np.where((k >= 0) & (k < len(self.features)), k, len(self.features))] = True
-        return Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core[:-1]).tolist()),
-                     backend=self.name)
+            core_literals.update(solver.get_core() or ())
+        # only selectors are assumed, so a core holds selectors n + 1 + k (feature k)
+        k = np.fromiter(core_literals, np.int64, len(core_literals)) - (self.model.n_inputs + 1)
+        core = frozenset(k[(k >= 0) & (k < len(self.features))].tolist())
+        return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
 
     def close(self) -> None:
         for solver in (self._solvers or {}).values():

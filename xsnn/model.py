@@ -204,7 +204,8 @@ def check_spikes(model: BSNN, spikes: np.ndarray) -> np.ndarray:
 
 
 def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
-    """Reference forward pass: the contract's equations, step by step, in int64.
+    """Reference forward pass: the contract's equations, step by step, in int64 (the input sums
+    are exact float64 products, see the comment in the loop).
 
     ``spikes``: ``(n, T, n_inputs)`` (or ``(T, n_inputs)``) array of 0/1 input spikes.
     """
@@ -213,12 +214,12 @@ def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
     layer_in = x
     all_spikes, all_potentials = [], []
     for w, theta in zip(model.weights, model.thresholds):
+        n_out = w.shape[0]
         w_float = w.T.astype(np.float64)  # for the input sums only, see below
-        w = w.astype(np.int64)
-        v = np.zeros((n, w.shape[0]), np.int64)
-        s_prev = np.zeros((n, w.shape[0]), np.int64)
-        out_s = np.zeros((n, model.n_steps, w.shape[0]), np.uint8)
-        out_v = np.zeros((n, model.n_steps, w.shape[0]), np.int64)
+        v = np.zeros((n, n_out), np.int64)
+        s_prev = np.zeros((n, n_out), np.int64)
+        out_s = np.zeros((n, model.n_steps, n_out), np.uint8)
+        out_v = np.zeros((n, model.n_steps, n_out), np.int64)
         for t in range(model.n_steps):
             if model.reset == "zero":
                 v = v * (1 - s_prev)
