@@ -159,7 +159,10 @@ class EntailmentOracle(abc.ABC):
 
     @abc.abstractmethod
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
-        """Backend-specific decision; ``fixed`` is validated. Return a Check (timing is filled in)."""
+        """Backend-specific decision; ``fixed`` is validated. Return a Check (timing is filled in).
+
+        Leave ``witness_verified`` False: only :meth:`check` sets it, and a wrapper may pass on
+        the Check that an inner oracle's :meth:`check` returned for the same question."""
 
     def close(self) -> None:
         """Free solver resources (default: nothing to free)."""

@@ -143,3 +143,26 @@ def test_native_encoding_cannot_be_written_as_plain_dimacs(tmp_path):
         export_instance(model, x, 0, "dimacs", "some", tmp_path / "q.cnf")
     with pytest.raises(ValueError, match="format"):
         export_instance(model, x, 0, "opb", "all", tmp_path / "q.cnf")
+
+
+def test_a_false_witness_is_caught_directly_and_through_a_portfolio():
+    """Every NOT_ENTAILED witness is re-run through the reference forward: an oracle that
+    answers with the instance itself (which keeps the prediction) raises WitnessError, also
+    when a portfolio passes its answer on."""
+    from xsnn.solvers.oracle import Check, WitnessError
+    from xsnn.solvers.portfolio import PortfolioOracle
+
+    class WrongWitness(BruteForceOracle):
+        name = "wrong-witness"
+
+        def _check(self, fixed, time_limit):
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=self.instance.copy(), backend=self.name)
+
+    rng = np.random.default_rng(4)
+    model = random_model(rng, [3], 6, 3, n_steps=2, max_threshold=2)
+    x = model.encode(rng.integers(0, 256, size=(1, 6)).astype(np.uint8))[0]
+    with pytest.raises(WitnessError, match="does not change the prediction"):
+        WrongWitness(model, x).check([0, 1])
+    portfolio = PortfolioOracle([WrongWitness(model, x), BruteForceOracle(model, x)], [1.0])
+    with pytest.raises(WitnessError):
+        portfolio.check([0, 1])
