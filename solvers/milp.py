@@ -61,7 +61,7 @@ from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation",
-           "build_formulation", "distance_rows", "big_m_rows", "disconnected_features", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
+           "build_formulation", "input_columns", "distance_rows", "big_m_rows", "disconnected_features", "input_domain", "instance_selectors", "MILPOracle", "ENGINES"]
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,22 @@ def _step_layer(b: _Builder, rows: list, indicators: list, s: np.ndarray, consts
     return v
 
 
+def input_columns(b: _Builder, n_inputs: int, free_idx: np.ndarray, k: int,
+                  silent_ok: bool) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """The input selector binaries ``u[p, r]`` (free pixel ``free_idx[p]`` takes non-silent train
+    ``r``): ``(u, input_cols, rows)`` with ``input_cols`` ``(n_inputs, k)`` (``-1`` for fixed
+    pixels) and the pending rows ``sum_r u[p, r] <= 1`` (``= 1`` without a silent train)."""
+    input_cols = np.full((n_inputs, max(k, 1)), -1, dtype=np.int64)
+    u = b.add_cols(np.zeros((len(free_idx), k), np.int64), 1, boolean=True)
+    if k:
+        input_cols[free_idx] = u
+    rows: list[tuple] = []
+    if k > 1 or not silent_ok:
+        for p in range(len(free_idx)):
+            rows.append((u[p], np.ones(k, np.int64), 0 if silent_ok else 1, 1))
+    return u, input_cols, rows
+
+
 def distance_rows(b: _Builder, rows: list, features: FeatureSet, fixed: frozenset[int], free_idx: np.ndarray,
                   selectors: np.ndarray, u: np.ndarray, max_distance: int) -> None:
     """Append the rows of "at most ``max_distance`` free features differ from the instance".
@@ -485,15 +501,8 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
     bounds = potential_bounds(model, x, free)
     b = _Builder()
 
-    # inputs
-    input_cols = np.full((model.n_inputs, max(k, 1)), -1, dtype=np.int64)
-    u = b.add_cols(np.zeros((len(free_idx), k), np.int64), 1, boolean=True)
-    if k:
-        input_cols[free_idx] = u
-    pending_rows: list[tuple] = []  # rows are built once every column exists (their ranges need bounds)
-    if k > 1 or not silent_ok:
-        for p in range(len(free_idx)):
-            pending_rows.append((u[p], np.ones(k, np.int64), 0 if silent_ok else 1, 1))
+    # inputs; rows are built once every column exists (their ranges need bounds)
+    u, input_cols, pending_rows = input_columns(b, model.n_inputs, free_idx, k, silent_ok)
 
     # spiking layers
     spike_cols, potential_cols = [], []

@@ -42,7 +42,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .milp import (Formulation, Indicator, _Builder, distance_rows, input_domain, input_ladders,
+from .milp import (Formulation, Indicator, _Builder, distance_rows, input_columns, input_domain, input_ladders,
                    instance_selectors, potential_bounds)
 
 __all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "rival_terms", "RivalProblem", "build_rival_problems"]
@@ -154,14 +154,7 @@ def _one_sided(terms: list[tuple[int, int, int]], base: int, need: int, const: n
                features: FeatureSet, fixed: frozenset[int], selectors: np.ndarray,
                max_distance: int | None) -> Formulation:
     b = _Builder()
-    u = b.add_cols(np.zeros((len(free_idx), k), np.int64), 1, boolean=True)
-    input_cols = np.full((n_inputs, max(k, 1)), -1, dtype=np.int64)
-    if k:
-        input_cols[free_idx] = u
-    pending_rows: list[tuple] = []
-    if k > 1 or not silent_ok:
-        for p in range(len(free_idx)):
-            pending_rows.append((u[p], np.ones(k, np.int64), 0 if silent_ok else 1, 1))
+    u, input_cols, pending_rows = input_columns(b, n_inputs, free_idx, k, silent_ok)
     flat_u = u.ravel()
     y = b.add_cols(np.zeros(len(terms), np.int64), 1, boolean=True)
     pending_ind = []
