@@ -31,7 +31,7 @@ counterexample is a solution; conversely in any solution ``y_jm <= z_jm`` where 
 and ``y_jm >= z_jm`` where ``e_jm < 0``, so ``D_c'(x) >= B + sum e_jm y_jm >= need``: the
 solution's input ``x`` is a counterexample. Half of the if-then rows and every ordering row
 of the two-sided ladder disappear, neurons with ``d_j = 0`` drop out, and the solver gets a
-monotone problem. Measured on the default model (``docs/solvers.md``): the same hard ENTAILED
+monotone problem. Measured on ``mnist10-ternary`` (``docs/solvers.md``): the same hard ENTAILED
 questions are decided an order of magnitude faster than with the combined formulation.
 """
 from __future__ import annotations
