@@ -316,6 +316,17 @@ class _Builder:
         empty = np.zeros(0, np.int64)
         return np.concatenate(self.lower or [empty]), np.concatenate(self.upper or [empty])
 
+    def formulation(self, pending_rows: list[tuple], pending_ind: list[tuple], **fields) -> "Formulation":
+        """The :class:`Formulation` of every column so far, with ``pending_rows`` ``(cols, coefs,
+        lower, upper)`` and ``pending_ind`` ``(col, value, cols, coefs, lower, upper)`` made into
+        rows (a missing side filled from the column bounds); ``fields`` are the remaining ones."""
+        lower, upper = self.bounds()
+        rows = [self.row(cols, coefs, lo, hi, lower, upper) for cols, coefs, lo, hi in pending_rows]
+        indicators = [Indicator(int(col), int(val), self.row(cols, coefs, lo, hi, lower, upper))
+                      for col, val, cols, coefs, lo, hi in pending_ind]
+        return Formulation(lower=lower, upper=upper, boolean=np.concatenate(self.boolean or [np.zeros(0, bool)]),
+                           rows=rows, indicators=indicators, **fields)
+
     def row(self, cols, coefs, lower: int | None, upper: int | None, lo_b: np.ndarray,
             hi_b: np.ndarray) -> LinearRow:
         """A row; a missing side is filled with the expression's extreme over the column bounds."""
@@ -554,13 +565,8 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
     if max_distance is not None and k:
         distance_rows(b, pending_rows, features, fixed, free_idx, selectors, u, max_distance)
 
-    lower, upper = b.bounds()
-    rows = [b.row(cols, coefs, lo_, hi_, lower, upper) for cols, coefs, lo_, hi_ in pending_rows]
-    indicators = [Indicator(int(col), int(val), b.row(cols, coefs, lo_, hi_, lower, upper))
-                  for col, val, cols, coefs, lo_, hi_ in pending_ind]
-    return Formulation(lower=lower, upper=upper, boolean=np.concatenate(b.boolean or [np.zeros(0, bool)]),
-                       rows=rows, indicators=indicators, input_cols=input_cols, trains=trains,
-                       rivals=rivals, no_rival=not rivals, spike_cols=spike_cols, potential_cols=potential_cols)
+    return b.formulation(pending_rows, pending_ind, input_cols=input_cols, trains=trains, rivals=rivals,
+                         no_rival=not rivals, spike_cols=spike_cols, potential_cols=potential_cols)
 
 
 def big_m_rows(form: Formulation) -> list[LinearRow]:

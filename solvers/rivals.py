@@ -42,8 +42,8 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .milp import (Formulation, Indicator, _Builder, distance_rows, input_columns, input_domain, input_ladders,
-                   instance_selectors, potential_bounds)
+from .milp import (Formulation, _Builder, _is_static_like, distance_rows, input_columns, input_domain,
+                   input_ladders, instance_selectors, potential_bounds)
 
 __all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "rival_terms", "RivalProblem", "build_rival_problems"]
 
@@ -51,13 +51,10 @@ __all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "rival_terms", "R
 def rival_split_applies(model: BSNN, instance: np.ndarray) -> bool:
     """True when the one-sided rival split is exact for this model and instance: one spiking
     layer, and a static-like coding (every free train and the instance constant over time)."""
-    if len(model.layer_sizes) != 1:
-        return False
-    trains = model.coding.free_trains(model.n_steps)
-    x = np.asarray(instance)
-    return bool(np.all(trains == trains[:, :1]) and np.all(x == x[:1]))
+    return len(model.layer_sizes) == 1 and _is_static_like(model.coding.free_trains(model.n_steps), instance)
 
 
+@dataclass(frozen=True)
 class RivalProblem:
     """One rival's part of the question: feasible iff some completion makes ``rival`` win.
 
@@ -65,17 +62,15 @@ class RivalProblem:
         rival: the rival class ``c'``.
         upper: the largest ``D_c'`` the interval bounds allow (``>= need``, else the rival is
             not built); rivals are tried in decreasing ``upper - need``.
+        need: the least ``D_c'`` with which ``c'`` wins (1 if ``c' > c``, else 0: ties go to the lowest index).
         formulation: the one-sided problem (:class:`~xsnn.solvers.milp.Formulation`; its
             ``rivals`` is empty, the goal is a plain row).
     """
 
-    __slots__ = ("rival", "upper", "need", "formulation")
-
-    def __init__(self, rival: int, upper: int, need: int, formulation: Formulation) -> None:
-        self.rival = rival
-        self.upper = upper
-        self.need = need
-        self.formulation = formulation
+    rival: int
+    upper: int
+    need: int
+    formulation: Formulation
 
 
 @dataclass(frozen=True)
@@ -168,9 +163,4 @@ def _one_sided(terms: list[tuple[int, int, int]], base: int, need: int, const: n
     pending_rows.append((y, gains, need - base, None))
     if max_distance is not None and k:
         distance_rows(b, pending_rows, features, fixed, free_idx, selectors, u, max_distance)
-    lower, upper = b.bounds()
-    rows = [b.row(cols, cf, lo, hi, lower, upper) for cols, cf, lo, hi in pending_rows]
-    indicators = [Indicator(int(col), int(val), b.row(cols, cf, lo, hi, lower, upper))
-                  for col, val, cols, cf, lo, hi in pending_ind]
-    return Formulation(lower=lower, upper=upper, boolean=np.ones(len(lower), bool), rows=rows,
-                       indicators=indicators, input_cols=input_cols, trains=trains, rivals={}, no_rival=False)
+    return b.formulation(pending_rows, pending_ind, input_cols=input_cols, trains=trains, rivals={}, no_rival=False)

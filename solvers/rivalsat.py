@@ -75,7 +75,6 @@ class RivalSATOracle(EntailmentOracle):
         self.name = f"sat-rivals:{self.solver_name}"
         self._solvers: dict[int, Solver] = {}
         self._selectors = np.zeros(0, np.int64)  # selector literal of each feature (same in every solver)
-        self._pixels = np.zeros(0, np.int64)  # variable of each pixel (same in every solver)
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
         self._rivals = self._build()
 
@@ -146,7 +145,7 @@ class RivalSATOracle(EntailmentOracle):
                 solver.add_atmost(lits, bound)
             self._solvers[rival] = solver
             rivals.append(rival)
-        self._selectors, self._pixels = selectors, x
+        self._selectors = selectors
         log.debug("%s: %d rival solvers", self.name, len(rivals))
         return rivals
 
