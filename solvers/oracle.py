@@ -97,18 +97,30 @@ def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixe
     x = check_spikes(model, witness)[0]
     v = check_spikes(model, instance)[0]
     mask = features.pixel_mask(list(fixed))
-    if np.any(x[:, mask] != v[:, mask]):
+    if np.any(np.any(x != v, axis=0) & mask):
         raise WitnessError("witness changes a fixed feature")
-    trains = model.coding.free_trains(model.n_steps).astype(x.dtype)  # (k, T)
-    free = np.flatnonzero(~mask)
-    in_domain = np.all(x[:, free][None, :, :] == trains[:, :, None], axis=1).any(axis=0)  # (n_free,)
-    if not in_domain.all():
-        i = int(free[np.argmin(in_domain)])
-        raise WitnessError(f"witness gives pixel {i} a spike train outside the coding's free domain")
+    # a train as the integer sum_t s(t) 2^t (T <= 64 steps: exact in uint64)
+    powers = np.left_shift(np.uint64(1), np.arange(model.n_steps, dtype=np.uint64))
+    codes = powers @ x.astype(np.uint64)  # (n,)
+    in_domain = np.zeros(len(codes), bool)
+    for code in powers @ model.coding.free_trains(model.n_steps).T.astype(np.uint64):
+        in_domain |= codes == code
+    outside = np.flatnonzero(~in_domain & ~mask)
+    if len(outside):
+        raise WitnessError(f"witness gives pixel {int(outside[0])} a spike train outside the coding's free domain")
     if max_distance is not None and feature_distance(features, x, v) > max_distance:
         raise WitnessError("witness is further from the instance than the distance bound")
     if int(forward(model, x).prediction[0]) == target:
         raise WitnessError("witness does not change the prediction under the reference forward")
+
+
+class _CheckedFixedSet(frozenset):
+    """A fixed set that :meth:`EntailmentOracle.check` has validated: ints in ``0..n_features - 1``.
+
+    A wrapper oracle (portfolio, layered) passes it on to its inner oracles, which then skip
+    the validation (it costs about as much as a fast answer)."""
+
+    n_features: int = -1
 
 
 class EntailmentOracle(abc.ABC):
@@ -139,11 +151,18 @@ class EntailmentOracle(abc.ABC):
 
     def check(self, fixed: Iterable[int], time_limit: float | None = None) -> Check:
         """Decide the question for fixed set ``fixed``; a witness is verified before it is returned."""
-        fixed_set = frozenset(map(int, fixed))
         n_features = len(self.features)
-        if fixed_set and (min(fixed_set) < 0 or max(fixed_set) >= n_features):
-            bad = [k for k in fixed_set if not 0 <= k < n_features]
-            raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
+        if isinstance(fixed, _CheckedFixedSet) and fixed.n_features == n_features:
+            fixed_set = fixed  # validated by an outer oracle's check for the same features
+        else:
+            fixed_set = _CheckedFixedSet(fixed)
+            if not set(map(type, fixed_set)) <= {int}:  # numpy integers and the like
+                fixed_set = _CheckedFixedSet(map(int, fixed_set))
+            ordered = sorted(fixed_set)  # fast on a set of small ints
+            if ordered and (ordered[0] < 0 or ordered[-1] >= n_features):
+                bad = [k for k in fixed_set if not 0 <= k < n_features]
+                raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
+            fixed_set.n_features = n_features
         start = time.perf_counter()
         answer = self._check(fixed_set, time_limit)
         verified = answer.witness_verified and answer.fixed == fixed_set

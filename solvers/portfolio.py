@@ -10,9 +10,11 @@ Every stage is exact, so the verdict never depends on which stage answered.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 from .oracle import Check, EntailmentOracle, Verdict
+
+Stage = Union[EntailmentOracle, Callable[[], EntailmentOracle]]
 
 __all__ = ["PortfolioOracle"]
 
@@ -22,43 +24,65 @@ class PortfolioOracle(EntailmentOracle):
 
     Args:
         stages: exact oracles for the same model, instance, features, target and distance bound.
+            Every stage but the first may also be a function that builds one: it is called
+            when the stage is first needed (most explanations never reach a slow last stage,
+            so they do not pay for building it).
         budgets: seconds per question for each stage but the last (``len(stages) - 1`` values).
     """
 
     name = "portfolio"
 
-    def __init__(self, stages: Sequence[EntailmentOracle], budgets: Sequence[float]) -> None:
+    def __init__(self, stages: Sequence[Stage], budgets: Sequence[float]) -> None:
         stages = list(stages)
         if not stages:
             raise ValueError("a portfolio needs at least one oracle")
+        if not isinstance(stages[0], EntailmentOracle):
+            raise TypeError(f"the first stage must be an EntailmentOracle, got {type(stages[0]).__name__}")
         if len(budgets) != len(stages) - 1:
             raise ValueError(f"{len(stages)} stages need {len(stages) - 1} budgets, got {len(budgets)}")
         if any(b <= 0 for b in budgets):
             raise ValueError(f"budgets must be positive, got {list(budgets)}")
         first = stages[0]
-        for other in stages[1:]:
-            if (other.model is not first.model or other.target != first.target
-                    or other.max_distance != first.max_distance
-                    or other.features.groups != first.features.groups
-                    or not (other.instance == first.instance).all()):
-                raise ValueError("every stage of a portfolio must answer the same question")
         super().__init__(first.model, first.instance, first.features, first.target, first.max_distance)
-        self.stages = stages
+        self.stages: list[Stage] = stages
+        for stage in stages[1:]:
+            if isinstance(stage, EntailmentOracle):
+                self._check_same_question(stage)
+            elif not callable(stage):
+                raise TypeError(f"a stage must be an EntailmentOracle or a function building one, got {stage!r}")
         self.budgets = [float(b) for b in budgets]
-        self.name = "+".join(s.name for s in stages)
+
+    def _check_same_question(self, other: EntailmentOracle) -> None:
+        if (other.model is not self.model or other.target != self.target
+                or other.max_distance != self.max_distance
+                or other.features.groups != self.features.groups
+                or not (other.instance == self.instance).all()):
+            raise ValueError("every stage of a portfolio must answer the same question")
+
+    def _stage(self, index: int) -> EntailmentOracle:
+        """Stage ``index``, built now if it was given as a function."""
+        stage = self.stages[index]
+        if not isinstance(stage, EntailmentOracle):
+            stage = stage()
+            if not isinstance(stage, EntailmentOracle):
+                raise TypeError(f"portfolio stage {index} built {type(stage).__name__}, not an EntailmentOracle")
+            self._check_same_question(stage)
+            self.stages[index] = stage
+        return stage
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
-        for stage, budget in zip(self.stages, self.budgets + [None]):
+        for index, budget in enumerate(self.budgets + [None]):
             remaining = None if deadline is None else deadline - time.perf_counter()
             if remaining is not None and remaining <= 0:
                 break
             limit = budget if remaining is None else remaining if budget is None else min(budget, remaining)
-            check = stage.check(fixed, time_limit=limit)
+            check = self._stage(index).check(fixed, time_limit=limit)
             if check.verdict is not Verdict.UNKNOWN:
                 return check
         return Check(Verdict.UNKNOWN, fixed, backend=self.name)
 
     def close(self) -> None:
         for stage in self.stages:
-            stage.close()
+            if isinstance(stage, EntailmentOracle):
+                stage.close()

@@ -333,6 +333,35 @@ def test_witness_cache_semantics():
         WitnessCache(oracle, capacity=0)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_witness_cache_finds_the_newest_refuting_witness(seed):
+    """Interleaved adds and finds (masks computed in batches, oldest dropped) agree with the
+    definition: the newest kept witness equal to the instance on the fixed pixels whose free
+    pixels all carry trains of the free domain."""
+    model, instance, features, _, _, rng = make_case(seed, groups=bool(seed % 2))
+    oracle = BruteForceOracle(model, instance, features)
+    trains = model.coding.free_trains(model.n_steps)
+    cache, kept = WitnessCache(oracle, capacity=5), []
+    for step in range(40):
+        if rng.random() < 0.6:
+            w = instance.copy()
+            for i in np.flatnonzero(rng.random(model.n_inputs) < 0.3):
+                w[:, i] = trains[rng.integers(len(trains))]
+            if rng.random() < 0.2:  # a train outside the free domain
+                w[:, int(rng.integers(model.n_inputs))] = 1
+            cache.add(w)
+            kept = [w] + kept[:4]
+        fixed = frozenset(np.flatnonzero(rng.random(len(features)) < 0.5).tolist())
+        mask = features.pixel_mask(sorted(fixed))
+        expected = next((w for w in kept if np.array_equal(w[:, mask], instance[:, mask])
+                         and all(any(np.array_equal(w[:, i], t) for t in trains) for i in np.flatnonzero(~mask))),
+                        None)
+        found = cache.find(fixed)
+        assert (found is None) == (expected is None), step
+        if found is not None:
+            assert found is expected or np.array_equal(found, expected)
+
+
 def test_layered_over_sat_matches_sat():
     sat = pytest.importorskip("xsnn.solvers.sat")
     for seed in range(6):

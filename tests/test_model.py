@@ -1,4 +1,5 @@
 """Frozen model: validation, reference forward semantics, safe file format."""
+import dataclasses
 import json
 import pickle
 import zipfile
@@ -39,7 +40,7 @@ def test_forward_by_hand_subtract_reset_accumulates():
     assert result.potentials[0][0, :, 0].tolist() == [1, 2, 1, 2]
     assert result.scores[0].tolist() == [2, -2]
     # Zero reset: V = 1, 2 (spike), 1 (reset to 0, +1), 2 (spike) -> same spikes, different history.
-    zero = BSNN(**{**model.__dict__, "reset": "zero"})
+    zero = dataclasses.replace(model, reset="zero")
     assert forward(zero, np.ones((4, 1), np.uint8)).layer_spikes[0][0, :, 0].tolist() == [0, 1, 0, 1]
 
 

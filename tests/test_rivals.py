@@ -79,11 +79,12 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
     truth = BruteForceOracle(model, instance, features, **args)
     assert rival_sat_applies(model, instance)
     oracles = [RivalSATOracle(model, instance, features, **args),
+               RivalSATOracle(model, instance, features, bound_pruning=False, core_cache=False, **args),
                RivalSATOracle(model, instance, features, solver="gluecard4", **args),
                CPSATOracle(model, instance, features, **args),
                CPSATOracle(model, instance, features, probe_seconds=0, parameters={"linearization_level": 0}, **args),
                exact_oracle_factory("portfolio")(model, instance, features, **args)]
-    assert oracles[2].split_rivals
+    assert oracles[3].split_rivals
     n = len(features)
     order = rng.permutation(n).tolist()
     questions = [frozenset(order[k:]) for k in range(n + 1)]  # free one more feature each time
@@ -98,6 +99,35 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
                 assert truth.check(check.core).verdict is Verdict.ENTAILED, (oracle.name, "core not sufficient")
     for oracle in oracles:
         oracle.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(**case_args)
+def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_steps):
+    """The rival SAT oracle's interval bound of each rival's D (kept up to date question by
+    question) equals the bound computed afresh and is >= D on every completion of the fixed set."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    features = random_features(rng, model.n_inputs)
+    oracle = RivalSATOracle(model, instance, features)
+    rivals, bounds = oracle._rivals, oracle._bound
+    n, n_features = model.n_inputs, len(features)
+    all_inputs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)  # every input
+    scores = forward(model, np.repeat(all_inputs[:, None, :], model.n_steps, axis=1)).scores
+    value = instance[0].astype(np.uint8)
+    order = rng.permutation(n_features).tolist()
+    questions = [frozenset(order[k:]) for k in range(n_features + 1)]
+    questions += [frozenset(np.flatnonzero(rng.random(n_features) < 0.5).tolist()) for _ in range(4)]
+    for fixed in questions:
+        slack = bounds.slack(fixed)
+        fresh = RivalSATOracle(model, instance, features)._bound.slack(fixed)
+        assert np.array_equal(slack, fresh)
+        pixels = features.pixel_mask(sorted(fixed))
+        agree = np.all(all_inputs[:, pixels] == value[pixels], axis=1)
+        for r, rival in enumerate(rivals):
+            d = scores[agree, rival] - scores[agree, oracle.target]
+            need = 1 if rival > oracle.target else 0
+            assert d.max() - need <= slack[r], (rival, sorted(fixed))
+    oracle.close()
 
 
 def test_one_sided_problems_drop_rivals_the_bounds_rule_out():
@@ -156,12 +186,28 @@ def test_portfolio_budget_runs_out_to_the_next_stage():
     """A first stage that cannot answer within its budget hands the question to the next."""
     model, instance, _ = one_layer_case(5, "ternary", "zero", 2)
     truth = BruteForceOracle(model, instance)
-    portfolio = PortfolioOracle([RivalSATOracle(model, instance), CPSATOracle(model, instance)], [1e-9])
-    assert portfolio.name == "sat-rivals:minicard+cpsat"
+    built = []
+
+    def cpsat_stage():
+        built.append(True)
+        return CPSATOracle(model, instance)
+
+    portfolio = PortfolioOracle([RivalSATOracle(model, instance), cpsat_stage], [1e-9])
+    assert not built  # a stage given as a function is built when first needed
     for fixed in ([], range(model.n_inputs), range(0, model.n_inputs, 2)):
         check = portfolio.check(fixed)
         assert check.verdict is truth.check(fixed).verdict
+    assert built == [True]
     assert portfolio.check([], time_limit=0).verdict is Verdict.UNKNOWN
+    other_target = (truth.target + 1) % model.n_classes
+    wrong = PortfolioOracle([RivalSATOracle(model, instance), lambda: CPSATOracle(model, instance, target=other_target)],
+                            [1e-9])
+    with pytest.raises(ValueError, match="same question"):
+        wrong.check([])
+    with pytest.raises(TypeError, match="not an EntailmentOracle"):
+        PortfolioOracle([RivalSATOracle(model, instance), lambda: "cpsat"], [1e-9]).check([])
+    with pytest.raises(TypeError, match="first stage"):
+        PortfolioOracle([lambda: CPSATOracle(model, instance)], [])
 
 
 @pytest.mark.parametrize("seed", range(6))

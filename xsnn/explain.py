@@ -84,12 +84,14 @@ def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = 
     from xsnn.solvers.portfolio import PortfolioOracle
     from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
 
-    cpsat = CPSATOracle(model, instance, features, target, max_distance)
-    slow = LayeredOracle(cpsat) if fast_paths else cpsat
-    if not rival_sat_applies(model, cpsat.instance):
-        return slow
+    def slow_stage() -> EntailmentOracle:
+        cpsat = CPSATOracle(model, instance, features, target, max_distance)
+        return LayeredOracle(cpsat) if fast_paths else cpsat
+
+    if not rival_sat_applies(model, check_spikes(model, instance)[0]):
+        return slow_stage()
     sat = RivalSATOracle(model, instance, features, target, max_distance)
-    return PortfolioOracle([sat, slow], [PORTFOLIO_SAT_SECONDS])
+    return PortfolioOracle([sat, slow_stage], [PORTFOLIO_SAT_SECONDS])  # CP-SAT built when first needed
 
 
 def _other_backend(backend: str) -> str:
