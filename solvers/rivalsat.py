@@ -45,15 +45,13 @@ from xsnn.encoders.cnf import NATIVE_SOLVERS
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .milp import input_domain
-from .oracle import Check, EntailmentOracle, Verdict
+from .oracle import Check, CoreCache, EntailmentOracle, Verdict
 from .rivals import neuron_ladders, rival_split_applies, rival_terms
 from .sat import solve_limited, solver_name
 
 __all__ = ["RivalSATOracle", "rival_sat_applies"]
 
 log = logging.getLogger(__name__)
-
-CORE_CACHE_SIZE = 8  # cores kept by the core cache (in deletion only the newest ones can still apply)
 
 
 def rival_sat_applies(model: BSNN, instance: np.ndarray) -> bool:
@@ -75,10 +73,10 @@ class RivalSATOracle(EntailmentOracle):
             ``gluecard4``).
         bound_pruning: skip the solver of a rival whose interval bound rules it out (module
             docstring); the verdict is the same either way, only the time and the core differ.
-        core_cache: answer ENTAILED at once when the fixed set contains one of the last
-            ``CORE_CACHE_SIZE`` cores (sufficiency is monotone: a superset of a sufficient set is
-            sufficient); in deletion every feature asked about outside the current core is
-            settled this way, with the answer that the solvers would give.
+        core_cache: answer ENTAILED at once when the fixed set contains one of the newest cores
+            (:class:`~xsnn.solvers.oracle.CoreCache`: sufficiency is monotone); in deletion
+            every feature asked about outside the current core is settled this way, with the
+            answer that the solvers would give.
 
     ``stats`` counts answers by path: the solver name, or ``cores`` for the core cache.
     """
@@ -99,8 +97,7 @@ class RivalSATOracle(EntailmentOracle):
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
         self.bound_pruning = bound_pruning
         self.pruned = 0  # rival solves saved by the interval bound
-        self.core_cache = core_cache
-        self._cores: list[frozenset[int]] = []  # the newest first
+        self._cores = CoreCache() if core_cache else None
         self._last_sat = -1
         self._rivals = self._build()
 
@@ -181,9 +178,9 @@ class RivalSATOracle(EntailmentOracle):
             raise ValueError("this RivalSATOracle was closed")
         if not self._rivals:  # no rival can win whatever the input: the empty set is sufficient
             return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
-        for core in self._cores:
-            if core <= fixed:
-                return Check(Verdict.ENTAILED, fixed, core=core, backend="cores")
+        core = None if self._cores is None else self._cores.find(fixed)
+        if core is not None:
+            return Check(Verdict.ENTAILED, fixed, core=core, backend="cores")
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         rivals, pruned = self._rivals, []
         if self.bound_pruning:
@@ -221,10 +218,10 @@ class RivalSATOracle(EntailmentOracle):
         if len(pruned):  # the fixed features wired to the pruned rivals' neurons
             fixed_idx = np.fromiter(fixed, np.int64, len(fixed))
             in_core[fixed_idx[self._bound.wired[pruned][:, fixed_idx].any(axis=0)]] = True
-        core = frozenset(np.flatnonzero(in_core).tolist())
-        if self.core_cache and len(core) < len(fixed):
-            self._cores = [core] + self._cores[: CORE_CACHE_SIZE - 1]
-        return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
+        check = Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core).tolist()), backend=self.name)
+        if self._cores is not None:
+            self._cores.add(check)
+        return check
 
     def close(self) -> None:
         for solver in (self._solvers or {}).values():

@@ -18,7 +18,7 @@ from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
-from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.oracle import Check, CoreCache, Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
 from xsnn.solvers.rivals import build_rival_problems, neuron_ladders, rival_split_applies, rival_terms
 from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
@@ -128,6 +128,21 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
             need = 1 if rival > oracle.target else 0
             assert d.max() - need <= slack[r], (rival, sorted(fixed))
     oracle.close()
+
+
+def test_core_cache_answers_supersets_of_recent_cores_only():
+    cache = CoreCache(size=2)
+    cache.add(Check(Verdict.ENTAILED, frozenset({1, 2, 3}), core=frozenset({1, 2})))
+    cache.add(Check(Verdict.ENTAILED, frozenset({4, 5}), core=frozenset({4, 5})))  # no smaller core: not kept
+    cache.add(Check(Verdict.NOT_ENTAILED, frozenset({7}), witness=np.zeros((1, 1), np.uint8)))
+    assert cache.find(frozenset({1, 2, 9})) == frozenset({1, 2})
+    assert cache.find(frozenset({1, 3})) is None and cache.find(frozenset({4, 5})) is None
+    cache.add(Check(Verdict.ENTAILED, frozenset({5, 6, 7}), core=frozenset({6})))
+    cache.add(Check(Verdict.ENTAILED, frozenset({5, 7, 8}), core=frozenset({8})))
+    assert cache.find(frozenset({1, 2, 6})) == frozenset({6})  # {1, 2} was dropped: only the newest 2 kept
+    assert cache.find(frozenset({1, 2})) is None
+    with pytest.raises(ValueError, match="size"):
+        CoreCache(size=0)
 
 
 def test_one_sided_problems_drop_rivals_the_bounds_rule_out():
