@@ -237,8 +237,10 @@ class _RivalBounds:
         lo_j = sum_i min(0, W_ji) + sum_{i in F} (W_ji v_i - min(0, W_ji)),
         hi_j = sum_i max(0, W_ji) + sum_{i in F} (W_ji v_i - max(0, W_ji)),
 
-    one matrix-vector product for both (small integers: exact in float64). A term ``(j, a, e)``
-    adds ``e`` to the bound when ``hi_j >= a`` (``e > 0``) or ``lo_j >= a`` (``e < 0``).
+    kept from question to question: a matrix-vector product for both when many features changed,
+    else the changed features' columns added or taken away (small integers: exact in float64).
+    A term ``(j, a, e)`` adds ``e`` to the bound when ``hi_j >= a`` (``e > 0``) or ``lo_j >= a``
+    (``e < 0``).
     """
 
     def __init__(self, w: np.ndarray, value: np.ndarray, features: FeatureSet,
