@@ -149,6 +149,9 @@ class _CheckedFixedSet(frozenset):
 
     n_features: int = -1
 
+    def __repr__(self) -> str:  # shown as the frozenset it is
+        return f"frozenset({sorted(self)!r})" if self else "frozenset()"
+
 
 class EntailmentOracle(abc.ABC):
     """Answers "is prediction != target satisfiable with the features in S fixed?".
