@@ -58,7 +58,7 @@ class WitnessCache:
     of ``x`` alone and held when it was found). Per witness we keep the feature mask
     ``agree[g] = x equals the instance on all pixels of g`` and the features that hold a pixel
     outside the free domain; ``x`` refutes ``S`` iff ``S ⊆ agree`` and those features ⊆ ``S``
-    (an unowned pixel outside the free domain refutes every ``S``'s free domain: never a match).
+    (a witness with an unowned pixel outside the free domain lies outside every ``S``'s domain: never a match).
     The masks of new witnesses are computed in one batch when the cache is next searched.
     The newest witnesses are tried first; the oldest are dropped beyond ``capacity``.
     """
