@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402 -- after the thread settings above
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 DEFAULT_CONFIGS = ("sat-fast", "sat-plain", "smt-plain")
-FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "search", "lookahead", "cores", "fast-paths")
+FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "search", "lookahead", "cores", "repair", "fast-paths")
 PRELOAD = ["numpy", "pysat.solvers", "pysat.card", "z3", "xsnn.explain", "xsnn.solvers.sat", "xsnn.solvers.smt"]
 
 

@@ -4,18 +4,20 @@ For each of the first ``--images`` MNIST test images, one deletion AXp (index or
 option set of :class:`~xsnn.solvers.rivalsat.RivalSATOracle`, alone (no fast paths, no
 portfolio), one after the other in this process:
 
-- ``none``: ``bound_pruning=False, core_cache=False`` (every rival's solver is asked);
+- ``none``: ``bound_pruning=False, core_cache=False, witness_repair=False`` (every question goes
+  to the solvers, every rival's solver is asked);
 - ``bounds``: interval bounds skip the rivals that cannot win;
-- ``cores``: the core cache answers supersets of recent cores;
-- ``both``: the default.
+- ``cores``: each rival's kept UNSAT cores skip it on supersets;
+- ``repair``: repaired recent witnesses answer NOT_ENTAILED questions before the solvers;
+- ``all``: the default.
 
 Reported per option set: wall seconds per AXp (median, p95, total), SAT solver calls, rival
-solves skipped by the bounds, questions answered by the core cache, and the ratio of the total
-time to ``none`` on the same images. Every option set must give the same AXp as ``none`` (a
-mismatch is reported and makes the exit status 1). The order of option sets is rotated from
-image to image so that drifts of the machine's speed do not favour one of them.
+solves skipped by the bounds and by kept cores, questions answered by repair, and the ratio of
+the total time to ``none`` on the same images. Every option set must give the same AXp as
+``none`` (a mismatch is reported and makes the exit status 1). The order of option sets is
+rotated from image to image so that drifts of the machine's speed do not favour one of them.
 
-    python benchmarks/rival_sat_options.py --images 50
+    python benchmarks/rival_sat_options.py --images 30
 """
 from __future__ import annotations
 
@@ -30,10 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = {
-    "none": dict(bound_pruning=False, core_cache=False),
-    "bounds": dict(bound_pruning=True, core_cache=False),
-    "cores": dict(bound_pruning=False, core_cache=True),
-    "both": dict(bound_pruning=True, core_cache=True),
+    "none": dict(bound_pruning=False, core_cache=False, witness_repair=False),
+    "bounds": dict(bound_pruning=True, core_cache=False, witness_repair=False),
+    "cores": dict(bound_pruning=False, core_cache=True, witness_repair=False),
+    "repair": dict(bound_pruning=False, core_cache=False, witness_repair=True),
+    "all": dict(bound_pruning=True, core_cache=True, witness_repair=True),
 }
 
 
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             with DeletionAXp(oracle) as algorithm:
                 result = algorithm.compute()
             row[name] = {"seconds": round(time.perf_counter() - t0, 4), "sat_calls": calls["n"],
-                         "pruned": oracle.pruned, "core_cache": result.stats["calls"].get("cores", 0),
+                         "pruned": oracle.pruned, "skipped_by_cores": oracle.skipped_by_cores,
+                         "repaired": result.stats["calls"].get("repair", 0),
                          "status": result.status.value, "size": len(result.features),
                          "features": list(result.features)}
         for name in names:
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             "total_s": round(sum(seconds), 3),
             "sat_calls_per_axp": round(statistics.mean(r[name]["sat_calls"] for r in rows), 1),
             "pruned_per_axp": round(statistics.mean(r[name]["pruned"] for r in rows), 1),
-            "core_cache_per_axp": round(statistics.mean(r[name]["core_cache"] for r in rows), 1),
+            "skipped_by_cores_per_axp": round(statistics.mean(r[name]["skipped_by_cores"] for r in rows), 1),
+            "repaired_per_axp": round(statistics.mean(r[name]["repaired"] for r in rows), 1),
             "speedup_total_vs_none": round(total_none / sum(seconds), 3),
             "speedup_median_vs_none": round(statistics.median(r["none"]["seconds"] / r[name]["seconds"]
                                                               for r in rows), 3),
@@ -110,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
               "summary": summary, "rows": rows}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"{'options':8} {'median s':>9} {'p95 s':>7} {'total s':>8} {'x none':>7} {'SAT calls':>10} "
-             f"{'pruned':>7} {'core cache':>11}"]
+             f"{'pruned':>7} {'by cores':>9} {'repaired':>9}"]
     for name in names:
         s = summary[name]
         lines.append(f"{name:8} {s['median_s']:9.3f} {s['p95_s']:7.3f} {s['total_s']:8.2f} "
                      f"{s['speedup_total_vs_none']:7.2f} {s['sat_calls_per_axp']:10.1f} {s['pruned_per_axp']:7.1f} "
-                     f"{s['core_cache_per_axp']:11.1f}")
+                     f"{s['skipped_by_cores_per_axp']:9.1f} {s['repaired_per_axp']:9.1f}")
     lines.append(f"identity: {mismatches} mismatches over {len(rows)} images x {len(names) - 1} option sets")
     text = "\n".join([report["command"], f"started {started}, load at start {load_start}", *lines])
     Path(args.out).with_suffix(".txt").write_text(text + "\n")

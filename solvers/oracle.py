@@ -24,7 +24,7 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 
 __all__ = ["Verdict", "Check", "CoreCache", "EntailmentOracle", "OracleStats", "WitnessError",
-           "feature_distance", "verify_witness"]
+           "WitnessVerifier", "feature_distance", "verify_witness"]
 
 
 class Verdict(str, enum.Enum):
@@ -113,32 +113,57 @@ def feature_distance(features: FeatureSet, a: np.ndarray, b: np.ndarray) -> int:
     return sum(bool(differs[list(g)].any()) for g in features.groups)
 
 
+class WitnessVerifier:
+    """Checks counterexamples for one question family (model, instance, features, target, distance).
+
+    A witness ``x`` for fixed set ``S`` is genuine when: it agrees with the instance on every
+    pixel of a feature in ``S``; every other pixel's train lies in the coding's free domain; at
+    most ``max_distance`` features differ from the instance (if given); and the reference
+    forward predicts a class other than ``target``. Only pixels where ``x`` differs from the
+    instance can break the first three conditions (an unchanged free pixel keeps the instance's
+    train, whose domain membership is computed once here), so a check costs the differing
+    pixels plus one reference forward.
+    """
+
+    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int,
+                 max_distance: int | None = None) -> None:
+        self.model, self.features, self.target, self.max_distance = model, features, int(target), max_distance
+        self.instance = check_spikes(model, instance)[0]
+        self._owner = features.feature_of_pixel()  # -1: pixel of no feature
+        # a train as the integer sum_t s(t) 2^t (T <= 64 steps: exact in uint64)
+        self._powers = np.left_shift(np.uint64(1), np.arange(model.n_steps, dtype=np.uint64))
+        self._domain = self._powers @ model.coding.free_trains(model.n_steps).T.astype(np.uint64)
+        codes = self._powers @ self.instance.astype(np.uint64)
+        outside = ~(codes[:, None] == self._domain[None, :]).any(axis=1)
+        self._instance_outside = np.flatnonzero(outside)  # pixels whose own train is not a free train
+
+    def __call__(self, fixed: Iterable[int], witness: np.ndarray) -> None:
+        """Raise :class:`WitnessError` unless ``witness`` is a genuine counterexample for ``fixed``."""
+        fixed = fixed if isinstance(fixed, frozenset) else frozenset(fixed)
+        x = check_spikes(self.model, witness)[0]
+        differing = np.flatnonzero((x != self.instance).any(axis=0))
+        owners = self._owner[differing]
+        if not fixed.isdisjoint(owners.tolist()):
+            raise WitnessError("witness changes a fixed feature")
+        codes = self._powers @ x[:, differing].astype(np.uint64)
+        in_domain = (codes[:, None] == self._domain[None, :]).any(axis=1)
+        outside = differing[~in_domain].tolist()
+        if len(self._instance_outside):  # unchanged free pixels whose own train is outside the domain
+            unchanged = np.setdiff1d(self._instance_outside, differing, assume_unique=True)
+            outside += [p for p in unchanged.tolist() if self._owner[p] not in fixed]
+        if outside:
+            raise WitnessError(f"witness gives pixel {min(outside)} a spike train outside the coding's free domain")
+        if self.max_distance is not None and len(np.unique(owners[owners >= 0])) > self.max_distance:
+            raise WitnessError("witness is further from the instance than the distance bound")
+        if int(forward(self.model, x).prediction[0]) == self.target:
+            raise WitnessError("witness does not change the prediction under the reference forward")
+
+
 def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: Iterable[int],
                    target: int, witness: np.ndarray, max_distance: int | None = None) -> None:
-    """Raise :class:`WitnessError` unless ``witness`` is a genuine counterexample.
-
-    Checks: agrees with the instance on every fixed feature's pixels; every free pixel's train
-    lies in the coding's free domain; the distance bound holds; the reference forward
-    predicts a class other than ``target``.
-    """
-    x = check_spikes(model, witness)[0]
-    v = check_spikes(model, instance)[0]
-    mask = features.pixel_mask(list(fixed))
-    if np.any(np.any(x != v, axis=0) & mask):
-        raise WitnessError("witness changes a fixed feature")
-    # a train as the integer sum_t s(t) 2^t (T <= 64 steps: exact in uint64)
-    powers = np.left_shift(np.uint64(1), np.arange(model.n_steps, dtype=np.uint64))
-    codes = powers @ x.astype(np.uint64)  # (n,)
-    in_domain = np.zeros(len(codes), bool)
-    for code in powers @ model.coding.free_trains(model.n_steps).T.astype(np.uint64):
-        in_domain |= codes == code
-    outside = np.flatnonzero(~in_domain & ~mask)
-    if len(outside):
-        raise WitnessError(f"witness gives pixel {int(outside[0])} a spike train outside the coding's free domain")
-    if max_distance is not None and feature_distance(features, x, v) > max_distance:
-        raise WitnessError("witness is further from the instance than the distance bound")
-    if int(forward(model, x).prediction[0]) == target:
-        raise WitnessError("witness does not change the prediction under the reference forward")
+    """Raise :class:`WitnessError` unless ``witness`` is a genuine counterexample (see
+    :class:`WitnessVerifier`, which also serves repeated checks for one instance)."""
+    WitnessVerifier(model, instance, features, target, max_distance)(fixed, witness)
 
 
 class _CheckedFixedSet(frozenset):
@@ -178,6 +203,7 @@ class EntailmentOracle(abc.ABC):
             raise ValueError(f"max_distance must be >= 0, got {max_distance}")
         self.max_distance = max_distance
         self.stats = OracleStats()
+        self._witness_verifier: WitnessVerifier | None = None  # built on the first witness
 
     def check(self, fixed: Iterable[int], time_limit: float | None = None) -> Check:
         """Decide the question for fixed set ``fixed``; a witness is verified before it is returned."""
@@ -199,8 +225,10 @@ class EntailmentOracle(abc.ABC):
         if answer.verdict is Verdict.NOT_ENTAILED and not verified:
             if answer.witness is None:
                 raise WitnessError(f"{answer.backend or self.name} answered NOT_ENTAILED without a witness")
-            verify_witness(self.model, self.instance, self.features, fixed_set, self.target, answer.witness,
-                           self.max_distance)
+            if self._witness_verifier is None:
+                self._witness_verifier = WitnessVerifier(self.model, self.instance, self.features, self.target,
+                                                         self.max_distance)
+            self._witness_verifier(fixed_set, answer.witness)
         check = Check(answer.verdict, fixed_set, answer.witness, answer.core, answer.backend or self.name,
                       time.perf_counter() - start, answer.verdict is Verdict.NOT_ENTAILED)
         self.stats.record(check)

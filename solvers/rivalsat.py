@@ -32,6 +32,21 @@ a rival whose bound is below ``need`` cannot win and its solver is not asked (it
 fixed features wired to a neuron of its terms: freeing any other feature leaves every ``I_j``
 of its terms, hence the bound, unchanged). In deletion most rivals of an ENTAILED question are
 ruled out this way (measured in docs/solvers.md).
+
+Each rival's question is itself monotone: if fixing ``C`` leaves rival ``c'`` no way to win,
+neither does fixing any ``S ⊇ C``. So every UNSAT core of a rival's solver is kept (the newest
+few per rival), and a rival with a kept core inside the fixed set is not asked either. Both
+skips give the verdict the solver would give; only the time and the returned core differ.
+Solvers are built when their rival is first asked.
+
+Most questions of a deletion are NOT_ENTAILED, and a recent witness usually shows how to flip
+the prediction again: **witness repair** takes each of the newest witnesses, resets the pixels
+now fixed to the instance's values and flips the features it had to keep but that are free now
+(all together, and each alone). Each candidate's scores come exactly from the terms above,
+``D_c'(I) = B + sum e [I_j >= a]``, with ``I`` updated from the witness's by the few changed
+pixels; the first candidate that lets a rival win is returned (and, like every witness,
+re-run through the reference forward by :meth:`EntailmentOracle.check`). When no candidate
+wins the solvers decide, so the verdict is always the exact one.
 """
 from __future__ import annotations
 
@@ -45,7 +60,7 @@ from xsnn.encoders.cnf import NATIVE_SOLVERS
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .milp import input_domain
-from .oracle import Check, CoreCache, EntailmentOracle, Verdict
+from .oracle import Check, EntailmentOracle, Verdict
 from .rivals import neuron_ladders, rival_split_applies, rival_terms
 from .sat import solve_limited, solver_name
 
@@ -73,17 +88,25 @@ class RivalSATOracle(EntailmentOracle):
             ``gluecard4``).
         bound_pruning: skip the solver of a rival whose interval bound rules it out (module
             docstring); the verdict is the same either way, only the time and the core differ.
-        core_cache: answer ENTAILED at once when the fixed set contains one of the newest cores
-            (:class:`~xsnn.solvers.oracle.CoreCache`: sufficiency is monotone); in deletion
-            every feature asked about outside the current core is settled this way, with the
-            answer that the solvers would give.
+        core_cache: keep each rival's newest UNSAT cores and skip a rival whose kept core lies
+            inside the fixed set (:class:`_RivalCores`: each rival's question is monotone); in
+            deletion most features asked about outside the current cores are settled this way,
+            with the answer that the solvers would give.
 
-    ``stats`` counts answers by path: the solver name, or ``cores`` for the core cache.
+        witness_repair: before the solvers, try the repaired recent witnesses (module
+            docstring); only NOT_ENTAILED answers come this way, each with a witness that
+            :meth:`check` verifies. Off under a distance bound.
+
+    ``stats`` counts answers by path: the solver name, ``repair`` for a repaired witness, or
+    ``bounds`` / ``cores`` for an ENTAILED answer that needed no solver (every rival ruled out
+    by its bound or a kept core; ``cores`` if at least one kept core was used).
     """
+
+    recent_witnesses = 4  # witnesses kept for repair, the newest first
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None, solver: str = "minicard",
-                 bound_pruning: bool = True, core_cache: bool = True) -> None:
+                 bound_pruning: bool = True, core_cache: bool = True, witness_repair: bool = True) -> None:
         super().__init__(model, instance, features, target, max_distance)
         self.solver_name = solver_name(solver)
         if self.solver_name not in NATIVE_SOLVERS:
@@ -93,18 +116,28 @@ class RivalSATOracle(EntailmentOracle):
             raise ValueError("the rival SAT oracle needs one spiking layer and the static coding "
                              "(one Boolean per pixel); use the 'sat' or 'cpsat' backend")
         self.name = f"sat-rivals:{self.solver_name}"
-        self._solvers: dict[int, Solver] = {}
+        self._solvers: dict[int, Solver] = {}  # built when the rival is first asked
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
         self.bound_pruning = bound_pruning
+        self.core_cache = core_cache
         self.pruned = 0  # rival solves saved by the interval bound
-        self._cores = CoreCache() if core_cache else None
+        self.skipped_by_cores = 0  # rival solves saved by a kept core
         self._last_sat = -1
-        self._rivals = self._build()
+        self._rivals, self._problems = self._rival_problems()
+        self._cores = _RivalCores(len(self._rivals), len(self.features))
+        self.witness_repair = witness_repair and max_distance is None
+        self._repair = _WitnessRepair(self.model, self.instance, self.features, self._problems,
+                                      keep=self.recent_witnesses)
+        # the fixed set the bounds and the kept cores' counts refer to (:meth:`_advance`)
+        self._fixed: frozenset[int] = frozenset()
+        self._fixed_mask = np.zeros(len(self.features), bool)
 
-    def _build(self) -> list[int]:
-        """One solver per rival that can win. Variables, the same in every solver: pixel ``i`` is
-        ``i + 1``, the selector of feature ``k`` is ``n + 1 + k``, then the ``y`` of the terms
-        (and the distance indicators)."""
+    def _rival_problems(self) -> tuple[list[int], list[tuple[int, int, list[tuple[int, int, int]]]]]:
+        """The rivals that can win, each with ``(B, need, terms)`` of its one-sided problem, and
+        the parts every rival's formula shares (built once here; a rival's solver in
+        :meth:`_solver`). Variables, the same in every solver: pixel ``i`` is ``i + 1``, the
+        selector of feature ``k`` is ``n + 1 + k``, then the ``y`` of the terms (and the
+        distance indicators)."""
         model = self.model
         n = model.n_inputs
         w = model.weights[0].astype(np.int64)
@@ -112,13 +145,13 @@ class RivalSATOracle(EntailmentOracle):
         value = np.asarray(self.instance[0], dtype=bool)
         x = np.arange(1, n + 1, dtype=np.int64)
         selectors = np.arange(n + 1, n + 1 + len(self.features), dtype=np.int64)
-        fixing = [[-int(selectors[k]), int(x[i]) if value[i] else -int(x[i])]
-                  for k, group in enumerate(self.features.groups) for i in group]
+        self._fixing = [[-int(selectors[k]), int(x[i]) if value[i] else -int(x[i])]
+                        for k, group in enumerate(self.features.groups) for i in group]
         # per neuron: the literals L_j (x_i where W_ji = +1, ~x_i where W_ji = -1) and n_j^-
-        literals = [np.concatenate([x[w[j] > 0], -x[w[j] < 0]]).tolist() for j in range(len(w))]
-        n_neg = (w < 0).sum(axis=1).tolist()
-        differs = [[-int(x[i]) if value[i] else int(x[i]) for i in group] for group in self.features.groups]
-        rivals, bound_terms = [], []
+        self._literals = [np.concatenate([x[w[j] > 0], -x[w[j] < 0]]).tolist() for j in range(len(w))]
+        self._n_neg = (w < 0).sum(axis=1).tolist()
+        self._differs = [[-int(x[i]) if value[i] else int(x[i]) for i in group] for group in self.features.groups]
+        rivals, problems = [], []
         for rival in range(model.n_classes):
             if rival == self.target:
                 continue
@@ -126,102 +159,137 @@ class RivalSATOracle(EntailmentOracle):
             base, terms = rival_terms(model, ladders, self.target, rival)
             if base + sum(e for _, _, e in terms if e > 0) < need:
                 continue  # this rival cannot win whatever the input
-            bound_terms.append((base, need, terms))
-            top = n + len(self.features)
-            clauses, atmosts, goal = list(fixing), [], []
-
-            def at_least(lits: list[int], bound: int, guard: int | None) -> None:
-                """``guard -> sum(lits) >= bound`` as ``sum(~lits) + bound * [guard] <= |lits|``."""
-                if bound <= 0:
-                    return
-                if bound > len(lits):
-                    clauses.append([] if guard is None else [-guard])
-                elif guard is None:
-                    atmosts.append(([-l for l in lits], len(lits) - bound))
-                else:
-                    atmosts.append(([-l for l in lits] + [guard] * bound, len(lits)))
-
-            for j, a, e in terms:
-                top += 1
-                y = top
-                if e > 0:  # y -> C_j >= a + n^-
-                    at_least(literals[j], a + n_neg[j], y)
-                    goal.extend([y] * e)
-                else:  # ~y -> C_j <= a - 1 + n^-: the complements count >= |L_j| - (a - 1 + n^-)
-                    at_least([-l for l in literals[j]], len(literals[j]) - (a - 1 + n_neg[j]), -y)
-                    goal.extend([-y] * -e)
-            # B + sum e y >= need  <=>  sum_{e>0} e y + sum_{e<0} |e| ~y >= need - B + sum_{e<0} |e|
-            at_least(goal, need - base + sum(-e for _, _, e in terms if e < 0), None)
-            if self.max_distance is not None:
-                indicators = []
-                for lits in differs:
-                    if len(lits) == 1:
-                        indicators.append(lits[0])
-                    else:  # d_k >= each pixel's "differs"
-                        top += 1
-                        clauses.extend([-l, top] for l in lits)
-                        indicators.append(top)
-                if self.max_distance < len(indicators):
-                    atmosts.append((indicators, int(self.max_distance)))
-            solver = Solver(name=self.solver_name)
-            solver.append_formula(clauses)
-            for lits, bound in atmosts:
-                solver.add_atmost(lits, bound)
-            self._solvers[rival] = solver
             rivals.append(rival)
-        self._bound = _RivalBounds(w, value, self.features, bound_terms)
-        log.debug("%s: %d rival solvers", self.name, len(rivals))
-        return rivals
+            problems.append((base, need, terms))
+        self._bound = _RivalBounds(w, value, self.features, problems)
+        log.debug("%s: %d rivals can win", self.name, len(rivals))
+        return rivals, problems
+
+    def _solver(self, r: int) -> Solver:
+        """The solver of the ``r``-th rival that can win, built on first use (module docstring)."""
+        solver = self._solvers.get(r)
+        if solver is not None:
+            return solver
+        base, need, terms = self._problems[r]
+        n = self.model.n_inputs
+        literals, n_neg = self._literals, self._n_neg
+        top = n + len(self.features)
+        clauses, atmosts, goal = list(self._fixing), [], []
+
+        def at_least(lits: list[int], bound: int, guard: int | None) -> None:
+            """``guard -> sum(lits) >= bound`` as ``sum(~lits) + bound * [guard] <= |lits|``."""
+            if bound <= 0:
+                return
+            if bound > len(lits):
+                clauses.append([] if guard is None else [-guard])
+            elif guard is None:
+                atmosts.append(([-l for l in lits], len(lits) - bound))
+            else:
+                atmosts.append(([-l for l in lits] + [guard] * bound, len(lits)))
+
+        for j, a, e in terms:
+            top += 1
+            y = top
+            if e > 0:  # y -> C_j >= a + n^-
+                at_least(literals[j], a + n_neg[j], y)
+                goal.extend([y] * e)
+            else:  # ~y -> C_j <= a - 1 + n^-: the complements count >= |L_j| - (a - 1 + n^-)
+                at_least([-l for l in literals[j]], len(literals[j]) - (a - 1 + n_neg[j]), -y)
+                goal.extend([-y] * -e)
+        # B + sum e y >= need  <=>  sum_{e>0} e y + sum_{e<0} |e| ~y >= need - B + sum_{e<0} |e|
+        at_least(goal, need - base + sum(-e for _, _, e in terms if e < 0), None)
+        if self.max_distance is not None:
+            indicators = []
+            for lits in self._differs:
+                if len(lits) == 1:
+                    indicators.append(lits[0])
+                else:  # d_k >= each pixel's "differs"
+                    top += 1
+                    clauses.extend([-l, top] for l in lits)
+                    indicators.append(top)
+            if self.max_distance < len(indicators):
+                atmosts.append((indicators, int(self.max_distance)))
+        solver = Solver(name=self.solver_name)
+        solver.append_formula(clauses)
+        for lits, bound in atmosts:
+            solver.add_atmost(lits, bound)
+        self._solvers[r] = solver
+        return solver
+
+    def _advance(self, fixed: frozenset[int]) -> None:
+        """Bring the fixed-feature mask, the rival bounds and the kept cores' counts from the
+        previous question's fixed set to ``fixed``: successive questions differ in a few
+        features, whose contributions are added or taken away (many changes: recomputed)."""
+        changed = fixed.symmetric_difference(self._fixed)
+        if len(changed) > 32:
+            mask = np.zeros(len(self.features), bool)
+            mask[np.fromiter(fixed, np.int64, len(fixed))] = True
+            self._fixed_mask = mask
+            self._bound.reset(mask)
+            self._cores.reset(mask)
+        else:
+            for k in changed:
+                now_fixed = k in fixed
+                self._fixed_mask[k] = now_fixed
+                self._bound.toggle(k, now_fixed)
+                self._cores.toggle(k, now_fixed)
+        self._fixed = fixed
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solvers is None:
             raise ValueError("this RivalSATOracle was closed")
         if not self._rivals:  # no rival can win whatever the input: the empty set is sufficient
             return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
-        core = None if self._cores is None else self._cores.find(fixed)
-        if core is not None:
-            return Check(Verdict.ENTAILED, fixed, core=core, backend="cores")
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
-        rivals, pruned = self._rivals, []
-        if self.bound_pruning:
-            open_ = self._bound.slack(fixed) >= 0
-            if not open_.all():
-                pruned = np.flatnonzero(~open_)
-                rivals = [r for r, keep in zip(rivals, open_.tolist()) if keep]
-                self.pruned += len(pruned)
+        self._advance(fixed)
+        n_rivals = len(self._rivals)
+        pruned = (self._bound.slack() < 0).tolist() if self.bound_pruning else [False] * n_rivals
+        covered = self._cores.covered().tolist() if self.core_cache else [False] * n_rivals
+        covered = [c and not p for c, p in zip(covered, pruned)]
+        self.pruned += sum(pruned)
+        self.skipped_by_cores += sum(covered)
         # the rival that gave the last witness first (successive questions tend to fall to the
         # same rival), then the rivals by how often they were feasible (measured in docs/solvers.md)
-        order = sorted(rivals, key=lambda r: (r != self._last_sat, -self._feasible.get(r, 0)))
-        core_literals: list[int] = []
+        order = sorted((r for r in range(n_rivals) if not (pruned[r] or covered[r])),
+                       key=lambda r: (r != self._last_sat, -self._feasible.get(r, 0)))
+        n_features = len(self.features)
         offset = self.model.n_inputs + 1  # the selector of feature k is k + offset
-        assumptions = [k + offset for k in fixed]
-        for rival in order:
+        if order and self.witness_repair:
+            witness = self._repair.find(self._fixed_mask)
+            if witness is not None:
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="repair")
+        assumptions = list(map(offset.__add__, fixed)) if order else []
+        in_core = np.zeros(n_features, bool)
+        for r in order:
             remaining = None if deadline is None else deadline - time.perf_counter()
             if remaining is not None and remaining <= 0:
                 return Check(Verdict.UNKNOWN, fixed, backend=self.name)
-            solver = self._solvers[rival]
+            solver = self._solver(r)
             status = solve_limited(solver, self.solver_name, assumptions, remaining)
             if status is None:
                 return Check(Verdict.UNKNOWN, fixed, backend=self.name)
             if status:
-                self._feasible[rival] = self._feasible.get(rival, 0) + 1
-                self._last_sat = rival
+                self._feasible[r] = self._feasible.get(r, 0) + 1
+                self._last_sat = r
                 # the model lists variables 1, 2, ... in order; pixel i is variable i + 1
-                bits = (np.asarray(solver.get_model()[: self.model.n_inputs]) > 0).astype(np.uint8)
-                witness = np.broadcast_to(bits, self.instance.shape).copy()
+                bits = np.array(solver.get_model()[: self.model.n_inputs], np.int64) > 0
+                witness = np.empty(self.instance.shape, np.uint8)
+                witness[:] = bits
+                if self.witness_repair:
+                    self._repair.add(bits, self._fixed_mask)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
-            core_literals.extend(solver.get_core() or ())
-        # only selectors are assumed, so a core holds selectors n + 1 + k (feature k)
-        in_core = np.zeros(len(self.features), bool)
-        k = np.asarray(core_literals, np.int64) - offset
-        in_core[k[(k >= 0) & (k < len(self.features))]] = True
-        if len(pruned):  # the fixed features wired to the pruned rivals' neurons
-            fixed_idx = np.fromiter(fixed, np.int64, len(fixed))
-            in_core[fixed_idx[self._bound.wired[pruned][:, fixed_idx].any(axis=0)]] = True
-        check = Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core).tolist()), backend=self.name)
-        if self._cores is not None:
-            self._cores.add(check)
-        return check
+            # only selectors are assumed, so the core holds selectors n + 1 + k (feature k in S)
+            k = np.array(solver.get_core() or (), np.int64) - offset
+            k = k[(k >= 0) & (k < n_features)]
+            in_core[k] = True
+            if self.core_cache and len(k) < len(fixed):
+                self._cores.add(r, k)
+        if any(pruned):  # the fixed features wired to the pruned rivals' neurons
+            in_core |= self._bound.wired[pruned].any(axis=0) & self._fixed_mask
+        if any(covered):
+            in_core |= self._cores.union(np.array(covered))
+        backend = self.name if order else "cores" if any(covered) else "bounds"
+        return Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core).tolist()), backend=backend)
 
     def close(self) -> None:
         for solver in (self._solvers or {}).values():
@@ -237,8 +305,9 @@ class _RivalBounds:
         lo_j = sum_i min(0, W_ji) + sum_{i in F} (W_ji v_i - min(0, W_ji)),
         hi_j = sum_i max(0, W_ji) + sum_{i in F} (W_ji v_i - max(0, W_ji)),
 
-    kept from question to question: a matrix-vector product for both when many features changed,
-    else the changed features' columns added or taken away (small integers: exact in float64).
+    kept from question to question: the changed features' columns added or taken away
+    (:meth:`toggle`), or a matrix-vector product when many changed (:meth:`reset`); small
+    integers, so the float64 sums are exact.
     A term ``(j, a, e)`` adds ``e`` to the bound when ``hi_j >= a`` (``e > 0``) or ``lo_j >= a``
     (``e < 0``).
     """
@@ -248,8 +317,7 @@ class _RivalBounds:
         n_neurons = len(w)
         wv = w * value[None, :].astype(np.int64)
         self._start = np.concatenate([np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1)]).astype(np.float64)
-        self._step = np.concatenate([wv - np.minimum(w, 0), wv - np.maximum(w, 0)]).astype(np.float64)  # (2n_0, n)
-        self._features = features
+        step = np.concatenate([wv - np.minimum(w, 0), wv - np.maximum(w, 0)]).astype(np.float64)  # (2n_0, n)
         self.base = np.array([b for b, _, _ in rivals], np.int64)
         self.need = np.array([need for _, need, _ in rivals], np.int64)
         self._rival = np.concatenate([np.full(len(t), r, np.int64) for r, (_, _, t) in enumerate(rivals)] or
@@ -269,27 +337,144 @@ class _RivalBounds:
             np.logical_or.at(wired[r], owner, pixel_wired[r])
         self.wired = wired[:, :-1]
         # the change of (lo, hi) when feature k goes from free to fixed: row k
-        feature_step = np.zeros((len(features) + 1, len(self._step)))  # last row: unowned pixels
-        np.add.at(feature_step, owner, self._step.T)
+        feature_step = np.zeros((len(features) + 1, len(step)))  # last row: unowned pixels
+        np.add.at(feature_step, owner, step.T)
         self._feature_columns = feature_step[:-1]
-        self._last_fixed: frozenset[int] = frozenset()  # nothing fixed: the bounds are the start
-        self._bounds = self._start.copy()
+        self._bounds = self._start.copy()  # nothing fixed
 
-    def slack(self, fixed: frozenset[int]) -> np.ndarray:
-        """Per rival: its interval upper bound of ``D_c'`` minus ``need``; the solver must decide
-        the rivals with slack ``>= 0``, the others cannot win.
+    def reset(self, fixed_mask: np.ndarray) -> None:
+        """Compute ``(lo, hi)`` afresh for the fixed features ``fixed_mask`` (bool per feature)."""
+        self._bounds = self._start + fixed_mask.astype(np.float64) @ self._feature_columns
 
-        Successive questions of one explanation differ in a few features, so the bounds of the
-        previous question are updated by the columns of the pixels whose status changed."""
-        changed = fixed.symmetric_difference(self._last_fixed)
-        if len(changed) > 32:
-            pixels = self._features.pixel_mask(sorted(fixed)).astype(np.float64)
-            self._bounds = self._start + self._step @ pixels
-        elif changed:  # integers of small magnitude: the float64 sums are exact
-            for k in changed:
-                column = self._feature_columns[k]
-                self._bounds = self._bounds + column if k in fixed else self._bounds - column
-        self._last_fixed = fixed
+    def toggle(self, feature: int, fixed: bool) -> None:
+        """Feature ``feature`` became fixed (``fixed``) or free: add or take away its column
+        (integers of small magnitude: the float64 sums are exact)."""
+        if fixed:
+            self._bounds += self._feature_columns[feature]
+        else:
+            self._bounds -= self._feature_columns[feature]
+
+    def slack(self) -> np.ndarray:
+        """Per rival: its interval upper bound of ``D_c'`` minus ``need`` for the current fixed
+        set; the solver must decide the rivals with slack ``>= 0``, the others cannot win."""
         reached = self._bounds[self._row] >= self._a
         upper = self.base + np.bincount(self._rival, weights=self._e * reached, minlength=len(self.base))
         return upper - self.need
+
+
+class _RivalCores:
+    """The newest UNSAT cores of each rival's solver, ``size`` per rival (module docstring).
+
+    Rival ``r`` cannot win when the fixed set contains one of its kept cores: its one-sided
+    question is monotone in the fixed set. To tell that quickly, each kept core's count of
+    features that are *not* fixed (``missing``) is kept up to date as features are fixed and
+    freed (:meth:`toggle`); a core lies inside the fixed set iff its count is 0. An empty slot
+    counts ``n_features + 1``.
+    """
+
+    def __init__(self, n_rivals: int, n_features: int, size: int = 8) -> None:
+        self._members = np.zeros((n_features, n_rivals, size), bool)  # [k, r, slot]: feature k in the core
+        self._occupied = np.zeros((n_rivals, size), bool)
+        self._missing = np.full((n_rivals, size), n_features + 1, np.int64)
+
+    def reset(self, fixed_mask: np.ndarray) -> None:
+        """Count every kept core's free features afresh for ``fixed_mask`` (bool per feature)."""
+        counts = np.count_nonzero(self._members & ~fixed_mask[:, None, None], axis=0)
+        self._missing = np.where(self._occupied, counts, len(self._members) + 1)
+
+    def toggle(self, feature: int, fixed: bool) -> None:
+        """Feature ``feature`` became fixed (``fixed``) or free."""
+        if fixed:
+            self._missing -= self._members[feature]
+        else:
+            self._missing += self._members[feature]
+
+    def covered(self) -> np.ndarray:
+        """Per rival: True when one of its kept cores lies inside the fixed set (bool ``(n_rivals,)``)."""
+        return (self._missing == 0).any(axis=1)
+
+    def add(self, rival: int, core: np.ndarray) -> None:
+        """Keep ``core`` (feature indices, all fixed now) as rival ``rival``'s newest core,
+        dropping its oldest."""
+        self._members[:, rival, 1:] = self._members[:, rival, :-1]
+        self._occupied[rival, 1:] = self._occupied[rival, :-1]
+        self._missing[rival, 1:] = self._missing[rival, :-1]
+        self._members[:, rival, 0] = False
+        self._members[core, rival, 0] = True
+        self._occupied[rival, 0] = True
+        self._missing[rival, 0] = 0
+
+    def union(self, rivals: np.ndarray) -> np.ndarray:
+        """The union (bool ``(n_features,)``) of one kept core inside the fixed set per rival in
+        the mask ``rivals`` (each must be :meth:`covered`)."""
+        chosen = np.flatnonzero(rivals)
+        slots = np.argmax(self._missing[chosen] == 0, axis=1)
+        return self._members[:, chosen, slots].any(axis=1)
+
+
+class _WitnessRepair:
+    """Counterexamples made from recent witnesses (module docstring), scored exactly by the terms.
+
+    A witness is kept as its pixel values ``x`` (bool ``(n,)``), its inputs ``I = W x`` and the
+    fixed pixels of its question. For a new question with fixed pixels ``P``, its candidate is
+
+        x'_i = v_i       for i in P,
+        x'_i = not v_i   for i fixed for x but free now (x agreed with the instance there),
+        x'_i = x_i       otherwise,
+
+    whose inputs are ``I + sum_{i: x'_i != x_i} (x'_i - x_i) W_{:,i}`` (a few pixels in
+    deletion), and ``x'`` is a counterexample iff some rival ``c'`` reaches
+    ``D_c'(I') = B + sum e [I'_j >= a] >= need``. All sums are of small integers in float32
+    (``|I_j| <= n <= 2**24``): exact.
+    """
+
+    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet,
+                 problems: list[tuple[int, int, list[tuple[int, int, int]]]], keep: int = 4) -> None:
+        n = model.n_inputs
+        self._w = np.ascontiguousarray(model.weights[0], dtype=np.float32)  # (n_0, n)
+        self._w_t = np.ascontiguousarray(self._w.T)                         # (n, n_0): row i is W_{:,i}
+        self._value = np.asarray(instance[0], bool)
+        self._shape = instance.shape
+        self._owner = features.feature_of_pixel()  # -1: a pixel of no feature, never fixed
+        terms = np.array([(r, j, a, e) for r, (_, _, t) in enumerate(problems) for j, a, e in t],
+                         np.int64).reshape(-1, 4)
+        self._term_neuron, self._term_a = terms[:, 1], terms[:, 2]
+        self._term_gain = np.zeros((len(terms), len(problems)), np.float32)  # e in its rival's column
+        self._term_gain[np.arange(len(terms)), terms[:, 0]] = terms[:, 3]
+        self._base = np.array([b for b, _, _ in problems], np.float32)
+        self._need = np.array([need for _, need, _ in problems], np.float32)
+        self._x = np.zeros((keep, n), bool)                   # the kept witnesses, the newest first
+        self._inputs = np.zeros((keep, len(self._w)), np.float32)  # their I = W x
+        self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
+        self._kept = 0
+
+    def add(self, x: np.ndarray, fixed_mask: np.ndarray, inputs: np.ndarray | None = None) -> None:
+        """Keep witness pixels ``x`` (bool ``(n,)``) found for the fixed-feature mask ``fixed_mask``
+        (``inputs``: ``W x`` if known)."""
+        self._x[1:], self._inputs[1:], self._fixed_pixels[1:] = self._x[:-1], self._inputs[:-1], self._fixed_pixels[:-1]
+        self._x[0] = x
+        self._inputs[0] = self._w @ x.astype(np.float32) if inputs is None else inputs
+        self._fixed_pixels[0] = np.append(fixed_mask, False)[self._owner]
+        self._kept = min(self._kept + 1, len(self._x))
+
+    def find(self, fixed_mask: np.ndarray) -> np.ndarray | None:
+        """A counterexample ``(T, n)`` for the fixed-feature mask ``fixed_mask``, or ``None``."""
+        if not self._kept:
+            return None
+        fixed_pixels = np.append(fixed_mask, False)[self._owner]
+        x, was_fixed = self._x[: self._kept], self._fixed_pixels[: self._kept]
+        candidates = np.where(fixed_pixels, self._value, np.where(was_fixed, ~self._value, x))
+        inputs = self._inputs[: self._kept].copy()
+        for k, (new, old) in enumerate(zip(candidates, x)):
+            changed = np.flatnonzero(new != old)
+            if len(changed):
+                inputs[k] += (new[changed].astype(np.float32) - old[changed]) @ self._w_t[changed]
+        reached = (inputs[:, self._term_neuron] >= self._term_a).astype(np.float32)  # (m, n_terms)
+        wins = (self._base + reached @ self._term_gain >= self._need).any(axis=1)
+        if not wins.any():
+            return None
+        best = int(np.argmax(wins))
+        self.add(candidates[best], fixed_mask, inputs[best])
+        witness = np.empty(self._shape, np.uint8)
+        witness[:] = candidates[best]
+        return witness

@@ -166,3 +166,45 @@ def test_a_false_witness_is_caught_directly_and_through_a_portfolio():
     portfolio = PortfolioOracle([WrongWitness(model, x), BruteForceOracle(model, x)], [1.0])
     with pytest.raises(WitnessError):
         portfolio.check([0, 1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), latency=st.booleans(), distance=st.sampled_from([None, 0, 1, 3]))
+def test_witness_verifier_accepts_exactly_the_genuine_counterexamples(seed, latency, distance):
+    """WitnessVerifier (which looks only at the pixels a witness changes) against the definition
+    checked pixel by pixel: fixed features unchanged, every free pixel's train a free train of
+    the coding, within the distance bound, prediction changed. Instances are sometimes raw
+    spike trains outside the coding's domain, and some pixels belong to no feature."""
+    from xsnn.solvers.oracle import WitnessError, WitnessVerifier, feature_distance
+
+    rng = np.random.default_rng(seed)
+    coding = LatencyCoding() if latency else StaticCoding()
+    n_steps, n_inputs = int(rng.integers(1, 4)), int(rng.integers(2, 9))
+    model = random_model(rng, [int(rng.integers(1, 4))], n_inputs, 3, n_steps=n_steps, coding=coding,
+                         max_threshold=2)
+    if rng.random() < 0.3:  # raw spikes, maybe outside the coding's domain
+        instance = rng.integers(0, 2, size=(n_steps, n_inputs)).astype(np.uint8)
+    else:
+        instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
+    pixels = rng.permutation(n_inputs)[: n_inputs - int(rng.integers(0, 2))]
+    groups = [tuple(int(i) for i in g) for g in np.array_split(pixels, int(rng.integers(1, len(pixels) + 1)))]
+    features = FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+    target = int(rng.integers(0, 3))
+    verifier = WitnessVerifier(model, instance, features, target, distance)
+    free_trains = {tuple(t) for t in coding.free_trains(n_steps).tolist()}
+    for _ in range(25):
+        fixed = frozenset(np.flatnonzero(rng.random(len(groups)) < 0.5).tolist())
+        x = instance.copy()
+        for i in np.flatnonzero(rng.random(n_inputs) < 0.4):
+            x[:, i] = rng.integers(0, 2, size=n_steps)
+        mask = features.pixel_mask(sorted(fixed))
+        genuine = (not (x != instance)[:, mask].any()
+                   and all(tuple(x[:, i].tolist()) in free_trains for i in np.flatnonzero(~mask))
+                   and (distance is None or feature_distance(features, x, instance) <= distance)
+                   and int(forward(model, x).prediction[0]) != target)
+        try:
+            verifier(fixed, x)
+            accepted = True
+        except WitnessError:
+            accepted = False
+        assert accepted == genuine, (sorted(fixed), x.tolist(), instance.tolist())

@@ -21,7 +21,7 @@ from xsnn.solvers.layered import LayeredOracle
 from xsnn.solvers.oracle import Check, CoreCache, Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
 from xsnn.solvers.rivals import build_rival_problems, neuron_ladders, rival_split_applies, rival_terms
-from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
+from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
 from xsnn.solvers.sat import SATOracle
 
 
@@ -79,7 +79,8 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
     truth = BruteForceOracle(model, instance, features, **args)
     assert rival_sat_applies(model, instance)
     oracles = [RivalSATOracle(model, instance, features, **args),
-               RivalSATOracle(model, instance, features, bound_pruning=False, core_cache=False, **args),
+               RivalSATOracle(model, instance, features, bound_pruning=False, core_cache=False, witness_repair=False,
+                              **args),
                RivalSATOracle(model, instance, features, solver="gluecard4", **args),
                CPSATOracle(model, instance, features, **args),
                CPSATOracle(model, instance, features, probe_seconds=0, parameters={"linearization_level": 0}, **args),
@@ -118,8 +119,11 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
     questions = [frozenset(order[k:]) for k in range(n_features + 1)]
     questions += [frozenset(np.flatnonzero(rng.random(n_features) < 0.5).tolist()) for _ in range(4)]
     for fixed in questions:
-        slack = bounds.slack(fixed)
-        fresh = RivalSATOracle(model, instance, features)._bound.slack(fixed)
+        oracle._advance(fixed)
+        slack = bounds.slack()
+        fresh_oracle = RivalSATOracle(model, instance, features)
+        fresh_oracle._advance(fixed)
+        fresh = fresh_oracle._bound.slack()
         assert np.array_equal(slack, fresh)
         pixels = features.pixel_mask(sorted(fixed))
         agree = np.all(all_inputs[:, pixels] == value[pixels], axis=1)
@@ -143,6 +147,66 @@ def test_core_cache_answers_supersets_of_recent_cores_only():
     assert cache.find(frozenset({1, 2})) is None
     with pytest.raises(ValueError, match="size"):
         CoreCache(size=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_rival_core_counts_follow_the_fixed_set(seed):
+    """_RivalCores, kept up to date feature by feature or reset, says a rival is covered exactly
+    when one of its newest ``size`` cores lies inside the fixed set."""
+    rng = np.random.default_rng(seed)
+    n_rivals, n_features, size = int(rng.integers(1, 4)), int(rng.integers(1, 12)), int(rng.integers(1, 4))
+    cores = _RivalCores(n_rivals, n_features, size)
+    kept = [[] for _ in range(n_rivals)]  # newest first
+    mask = np.zeros(n_features, bool)
+    for _ in range(60):
+        move = rng.random()
+        if move < 0.5:  # fix or free one feature
+            k = int(rng.integers(0, n_features))
+            mask[k] = not mask[k]
+            cores.toggle(k, bool(mask[k]))
+        elif move < 0.6:  # jump to another set
+            mask = rng.random(n_features) < 0.5
+            cores.reset(mask)
+        elif mask.any():  # a new core inside the fixed set
+            r = int(rng.integers(0, n_rivals))
+            core = np.flatnonzero(mask & (rng.random(n_features) < 0.6))
+            cores.add(r, core)
+            kept[r] = [set(core.tolist())] + kept[r][: size - 1]
+        fixed = set(np.flatnonzero(mask).tolist())
+        expected = [any(c <= fixed for c in kept[r]) for r in range(n_rivals)]
+        covered = cores.covered()
+        assert covered.tolist() == expected
+        if covered.any():
+            union = set(np.flatnonzero(cores.union(covered)).tolist())
+            assert union <= fixed
+            assert all(any(c <= union for c in kept[r]) for r in np.flatnonzero(covered))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_witness_repair_gives_genuine_witnesses_and_the_same_axp(seed):
+    """Repaired witnesses are counterexamples (check() re-runs each through the reference
+    forward), verdicts equal brute force, and deletion gives the AXp of the oracle without any
+    of its options, in several orders; repair answers many questions."""
+    rng = np.random.default_rng(300 + seed)
+    n_inputs = 12
+    model = random_model(rng, [10], n_inputs, 4, weight_kind="ternary", n_steps=2, max_threshold=3)
+    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
+    truth = BruteForceOracle(model, instance)
+    repaired = 0
+    for _ in range(3):
+        order = rng.permutation(n_inputs).tolist()
+        fast = RivalSATOracle(model, instance)
+        plain = RivalSATOracle(model, instance, bound_pruning=False, core_cache=False, witness_repair=False)
+        with DeletionAXp(fast, order=order) as a, DeletionAXp(plain, order=order) as b:
+            assert a.compute().features == b.compute().features
+        repaired += fast.stats.calls.get("repair", 0)
+        checker = RivalSATOracle(model, instance)
+        for k in range(n_inputs + 1):  # deletion-like questions, compared with brute force
+            fixed = frozenset(order[k:])
+            assert checker.check(fixed).verdict is truth.check(fixed).verdict
+        repaired += checker.stats.calls.get("repair", 0)
+    assert repaired > 0
 
 
 def test_one_sided_problems_drop_rivals_the_bounds_rule_out():

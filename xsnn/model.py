@@ -203,7 +203,7 @@ def check_spikes(model: BSNN, spikes: np.ndarray) -> np.ndarray:
     if x.dtype != np.uint8 and x.dtype != bool:
         if not np.issubdtype(x.dtype, np.integer):
             raise ValueError(f"input spikes must be 0/1 integers, got dtype {x.dtype}")
-    if x.size and (x.min() < 0 or x.max() > 1):
+    if x.size and ((x.dtype != np.uint8 and x.min() < 0) or x.max() > 1):  # uint8 and bool are >= 0
         raise ValueError("input spikes must be 0 or 1")
     return x.astype(np.uint8)
 
