@@ -23,7 +23,7 @@ import numpy as np
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 
-__all__ = ["Verdict", "Check", "CoreCache", "EntailmentOracle", "OracleStats", "WitnessError",
+__all__ = ["Verdict", "Check", "EntailmentOracle", "OracleStats", "WitnessError",
            "WitnessVerifier", "feature_distance", "verify_witness"]
 
 
@@ -63,33 +63,6 @@ class Check:
     backend: str = ""
     seconds: float = 0.0
     witness_verified: bool = False
-
-
-class CoreCache:
-    """The cores of the newest ENTAILED answers: a fixed set containing one of them is ENTAILED.
-
-    Sufficiency is monotone: if fixing ``C`` entails the target, so does fixing any ``S ⊇ C``,
-    so the answer is the one an exact oracle would give. In deletion the fixed set only
-    shrinks, so a core that stops fitting never fits again: only the newest few matter.
-    """
-
-    def __init__(self, size: int = 8) -> None:
-        if size < 1:
-            raise ValueError(f"core cache size must be >= 1, got {size}")
-        self.size = size
-        self._cores: list[frozenset[int]] = []  # the newest first
-
-    def add(self, check: Check) -> None:
-        """Keep the core of an ENTAILED answer (if it is smaller than the fixed set)."""
-        if check.verdict is Verdict.ENTAILED and check.core is not None and len(check.core) < len(check.fixed):
-            self._cores = [check.core] + self._cores[: self.size - 1]
-
-    def find(self, fixed: frozenset[int]) -> frozenset[int] | None:
-        """The newest kept core inside ``fixed``, or ``None``."""
-        for core in self._cores:
-            if core <= fixed:
-                return core
-        return None
 
 
 @dataclass

@@ -42,7 +42,8 @@ Solvers are built when their rival is first asked.
 Most questions of a deletion are NOT_ENTAILED, and a recent witness usually shows how to flip
 the prediction again: **witness repair** takes each of the newest witnesses, resets the pixels
 now fixed to the instance's values and flips the features it had to keep but that are free now
-(all together, and each alone). Each candidate's scores come exactly from the terms above,
+(in deletion: the feature asked about, plus any freed since; the move of the layered oracle's
+look-ahead, here scored without the kernel). Each candidate's scores come exactly from the terms above,
 ``D_c'(I) = B + sum e [I_j >= a]``, with ``I`` updated from the witness's by the few changed
 pixels; the first candidate that lets a rival win is returned (and, like every witness,
 re-run through the reference forward by :meth:`EntailmentOracle.check`). When no candidate
@@ -61,7 +62,7 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .milp import input_domain
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import neuron_ladders, rival_split_applies, rival_terms
+from .rivals import Ladders, neuron_ladders, rival_split_applies, rival_terms
 from .sat import solve_limited, solver_name
 
 __all__ = ["RivalSATOracle", "rival_sat_applies"]
@@ -92,7 +93,6 @@ class RivalSATOracle(EntailmentOracle):
             inside the fixed set (:class:`_RivalCores`: each rival's question is monotone); in
             deletion most features asked about outside the current cores are settled this way,
             with the answer that the solvers would give.
-
         witness_repair: before the solvers, try the repaired recent witnesses (module
             docstring); only NOT_ENTAILED answers come this way, each with a witness that
             :meth:`check` verifies. Off under a distance bound.
@@ -126,11 +126,13 @@ class RivalSATOracle(EntailmentOracle):
         self._rivals, self._problems = self._rival_problems()
         self._cores = _RivalCores(len(self._rivals), len(self.features))
         self.witness_repair = witness_repair and max_distance is None
-        self._repair = _WitnessRepair(self.model, self.instance, self.features, self._problems,
-                                      keep=self.recent_witnesses)
+        self._repair = _WitnessRepair(self.model, self.instance, self._ladders, self.target, keep=self.recent_witnesses)
         # the fixed set the bounds and the kept cores' counts refer to (:meth:`_advance`)
         self._fixed: frozenset[int] = frozenset()
         self._fixed_mask = np.zeros(len(self.features), bool)
+        self._fixed_pixels = np.zeros(self.model.n_inputs, bool)  # the pixels of the fixed features
+        self._owner = self.features.feature_of_pixel()  # -1: a pixel of no feature, never fixed
+        self._group_pixels = [np.asarray(g, np.int64) for g in self.features.groups]
 
     def _rival_problems(self) -> tuple[list[int], list[tuple[int, int, list[tuple[int, int, int]]]]]:
         """The rivals that can win, each with ``(B, need, terms)`` of its one-sided problem, and
@@ -162,6 +164,7 @@ class RivalSATOracle(EntailmentOracle):
             rivals.append(rival)
             problems.append((base, need, terms))
         self._bound = _RivalBounds(w, value, self.features, problems)
+        self._ladders = ladders
         log.debug("%s: %d rivals can win", self.name, len(rivals))
         return rivals, problems
 
@@ -225,12 +228,14 @@ class RivalSATOracle(EntailmentOracle):
             mask = np.zeros(len(self.features), bool)
             mask[np.fromiter(fixed, np.int64, len(fixed))] = True
             self._fixed_mask = mask
+            self._fixed_pixels = np.append(mask, False)[self._owner]
             self._bound.reset(mask)
             self._cores.reset(mask)
         else:
             for k in changed:
                 now_fixed = k in fixed
                 self._fixed_mask[k] = now_fixed
+                self._fixed_pixels[self._group_pixels[k]] = now_fixed
                 self._bound.toggle(k, now_fixed)
                 self._cores.toggle(k, now_fixed)
         self._fixed = fixed
@@ -255,7 +260,7 @@ class RivalSATOracle(EntailmentOracle):
         n_features = len(self.features)
         offset = self.model.n_inputs + 1  # the selector of feature k is k + offset
         if order and self.witness_repair:
-            witness = self._repair.find(self._fixed_mask)
+            witness = self._repair.find(self._fixed_pixels)
             if witness is not None:
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="repair")
         assumptions = list(map(offset.__add__, fixed)) if order else []
@@ -276,7 +281,7 @@ class RivalSATOracle(EntailmentOracle):
                 witness = np.empty(self.instance.shape, np.uint8)
                 witness[:] = bits
                 if self.witness_repair:
-                    self._repair.add(bits, self._fixed_mask)
+                    self._repair.add(bits, self._fixed_pixels)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
             # only selectors are assumed, so the core holds selectors n + 1 + k (feature k in S)
             k = np.array(solver.get_core() or (), np.int64) - offset
@@ -413,7 +418,7 @@ class _RivalCores:
 
 
 class _WitnessRepair:
-    """Counterexamples made from recent witnesses (module docstring), scored exactly by the terms.
+    """Counterexamples made from recent witnesses (module docstring), scored exactly.
 
     A witness is kept as its pixel values ``x`` (bool ``(n,)``), its inputs ``I = W x`` and the
     fixed pixels of its question. For a new question with fixed pixels ``P``, its candidate is
@@ -422,59 +427,70 @@ class _WitnessRepair:
         x'_i = not v_i   for i fixed for x but free now (x agreed with the instance there),
         x'_i = x_i       otherwise,
 
-    whose inputs are ``I + sum_{i: x'_i != x_i} (x'_i - x_i) W_{:,i}`` (a few pixels in
-    deletion), and ``x'`` is a counterexample iff some rival ``c'`` reaches
-    ``D_c'(I') = B + sum e [I'_j >= a] >= need``. All sums are of small integers in float32
+    whose inputs are ``I' = I + sum_{i: x'_i != x_i} (x'_i - x_i) W_{:,i}`` (a few pixels in
+    deletion). With static coding a neuron's spike count is its ladder over the all-free input
+    range, ``count_j(I'_j) = base_j + sum_m delta_jm [I'_j >= a_jm]``, and ``x'`` is a
+    counterexample iff some class ``c'`` reaches ``(R_c' - R_c) . count >= need`` (1 above the
+    target, 0 below: ties go to the lowest index). All sums are of small integers in float32
     (``|I_j| <= n <= 2**24``): exact.
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet,
-                 problems: list[tuple[int, int, list[tuple[int, int, int]]]], keep: int = 4) -> None:
+    def __init__(self, model: BSNN, instance: np.ndarray, ladders: Ladders, target: int, keep: int = 4) -> None:
         n = model.n_inputs
         self._w = np.ascontiguousarray(model.weights[0], dtype=np.float32)  # (n_0, n)
         self._w_t = np.ascontiguousarray(self._w.T)                         # (n, n_0): row i is W_{:,i}
         self._value = np.asarray(instance[0], bool)
         self._shape = instance.shape
-        self._owner = features.feature_of_pixel()  # -1: a pixel of no feature, never fixed
-        terms = np.array([(r, j, a, e) for r, (_, _, t) in enumerate(problems) for j, a, e in t],
-                         np.int64).reshape(-1, 4)
-        self._term_neuron, self._term_a = terms[:, 1], terms[:, 2]
-        self._term_gain = np.zeros((len(terms), len(problems)), np.float32)  # e in its rival's column
-        self._term_gain[np.arange(len(terms)), terms[:, 0]] = terms[:, 3]
-        self._base = np.array([b for b, _, _ in problems], np.float32)
-        self._need = np.array([need for _, need, _ in problems], np.float32)
+        n_0 = len(ladders.base_counts)
+        width = max((len(a) for a in ladders.breaks), default=0)
+        self._breaks = np.full((width, n_0), np.inf, np.float32)  # row m: each neuron's m-th break
+        self._deltas = np.zeros((width, n_0), np.float32)
+        for j, (a, delta) in enumerate(zip(ladders.breaks, ladders.deltas)):
+            self._breaks[: len(a), j], self._deltas[: len(delta), j] = a, delta
+        self._base_counts = ladders.base_counts.astype(np.float32)
+        others = [c for c in range(model.n_classes) if c != target]
+        readout = model.readout.astype(np.float32)
+        self._score_gap = (readout[others] - readout[target]).T               # (n_0, classes - 1)
+        self._need = np.array([1.0 if c > target else 0.0 for c in others], np.float32)
         self._x = np.zeros((keep, n), bool)                   # the kept witnesses, the newest first
-        self._inputs = np.zeros((keep, len(self._w)), np.float32)  # their I = W x
+        self._inputs = np.zeros((keep, n_0), np.float32)      # their I = W x
         self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
         self._kept = 0
 
-    def add(self, x: np.ndarray, fixed_mask: np.ndarray, inputs: np.ndarray | None = None) -> None:
-        """Keep witness pixels ``x`` (bool ``(n,)``) found for the fixed-feature mask ``fixed_mask``
+    def add(self, x: np.ndarray, fixed_pixels: np.ndarray, inputs: np.ndarray | None = None) -> None:
+        """Keep witness pixels ``x`` (bool ``(n,)``) found with the pixels ``fixed_pixels`` fixed
         (``inputs``: ``W x`` if known)."""
         self._x[1:], self._inputs[1:], self._fixed_pixels[1:] = self._x[:-1], self._inputs[:-1], self._fixed_pixels[:-1]
         self._x[0] = x
         self._inputs[0] = self._w @ x.astype(np.float32) if inputs is None else inputs
-        self._fixed_pixels[0] = np.append(fixed_mask, False)[self._owner]
+        self._fixed_pixels[0] = fixed_pixels
         self._kept = min(self._kept + 1, len(self._x))
 
-    def find(self, fixed_mask: np.ndarray) -> np.ndarray | None:
-        """A counterexample ``(T, n)`` for the fixed-feature mask ``fixed_mask``, or ``None``."""
-        if not self._kept:
+    def changes_prediction(self, inputs: np.ndarray) -> np.ndarray:
+        """Per row of first-layer inputs ``I`` (``(m, n_0)``, as ``W x``): does the prediction
+        move away from the target? (bool ``(m,)``; class docstring)"""
+        counts = np.empty(inputs.shape, np.float32)
+        counts[:] = self._base_counts
+        for a, delta in zip(self._breaks, self._deltas):
+            counts += delta * (inputs >= a)
+        return (counts @ self._score_gap >= self._need).any(axis=1)
+
+    def find(self, fixed_pixels: np.ndarray) -> np.ndarray | None:
+        """A counterexample ``(T, n)`` with the pixels ``fixed_pixels`` fixed, or ``None``."""
+        kept = self._kept
+        if not kept:
             return None
-        fixed_pixels = np.append(fixed_mask, False)[self._owner]
-        x, was_fixed = self._x[: self._kept], self._fixed_pixels[: self._kept]
+        x, was_fixed = self._x[:kept], self._fixed_pixels[:kept]
         candidates = np.where(fixed_pixels, self._value, np.where(was_fixed, ~self._value, x))
-        inputs = self._inputs[: self._kept].copy()
-        for k, (new, old) in enumerate(zip(candidates, x)):
-            changed = np.flatnonzero(new != old)
-            if len(changed):
-                inputs[k] += (new[changed].astype(np.float32) - old[changed]) @ self._w_t[changed]
-        reached = (inputs[:, self._term_neuron] >= self._term_a).astype(np.float32)  # (m, n_terms)
-        wins = (self._base + reached @ self._term_gain >= self._need).any(axis=1)
+        rows, pixels = np.nonzero(candidates != x)  # the changed pixels, candidate by candidate
+        steps = np.zeros((kept, len(pixels)), np.float32)  # +1: a pixel turned on, -1: off
+        steps[rows, np.arange(len(pixels))] = np.where(candidates[rows, pixels], 1.0, -1.0)
+        inputs = self._inputs[:kept] + steps @ self._w_t[pixels]
+        wins = self.changes_prediction(inputs)
         if not wins.any():
             return None
         best = int(np.argmax(wins))
-        self.add(candidates[best], fixed_mask, inputs[best])
+        self.add(candidates[best], fixed_pixels, inputs[best])
         witness = np.empty(self._shape, np.uint8)
         witness[:] = candidates[best]
         return witness

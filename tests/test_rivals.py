@@ -18,7 +18,7 @@ from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
-from xsnn.solvers.oracle import Check, CoreCache, Verdict
+from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
 from xsnn.solvers.rivals import build_rival_problems, neuron_ladders, rival_split_applies, rival_terms
 from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
@@ -134,21 +134,6 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
     oracle.close()
 
 
-def test_core_cache_answers_supersets_of_recent_cores_only():
-    cache = CoreCache(size=2)
-    cache.add(Check(Verdict.ENTAILED, frozenset({1, 2, 3}), core=frozenset({1, 2})))
-    cache.add(Check(Verdict.ENTAILED, frozenset({4, 5}), core=frozenset({4, 5})))  # no smaller core: not kept
-    cache.add(Check(Verdict.NOT_ENTAILED, frozenset({7}), witness=np.zeros((1, 1), np.uint8)))
-    assert cache.find(frozenset({1, 2, 9})) == frozenset({1, 2})
-    assert cache.find(frozenset({1, 3})) is None and cache.find(frozenset({4, 5})) is None
-    cache.add(Check(Verdict.ENTAILED, frozenset({5, 6, 7}), core=frozenset({6})))
-    cache.add(Check(Verdict.ENTAILED, frozenset({5, 7, 8}), core=frozenset({8})))
-    assert cache.find(frozenset({1, 2, 6})) == frozenset({6})  # {1, 2} was dropped: only the newest 2 kept
-    assert cache.find(frozenset({1, 2})) is None
-    with pytest.raises(ValueError, match="size"):
-        CoreCache(size=0)
-
-
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_rival_core_counts_follow_the_fixed_set(seed):
@@ -181,6 +166,20 @@ def test_rival_core_counts_follow_the_fixed_set(seed):
             union = set(np.flatnonzero(cores.union(covered)).tolist())
             assert union <= fixed
             assert all(any(c <= union for c in kept[r]) for r in np.flatnonzero(covered))
+
+
+@settings(max_examples=30, deadline=None)
+@given(**case_args)
+def test_witness_repair_scores_equal_the_reference_forward(seed, kind, reset, n_steps):
+    """The repair's exact scoring (neuron ladders, readout differences) says "prediction moves
+    away from the target" exactly when the reference forward does, for every input."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps, max_inputs=9)
+    inputs = ((np.arange(2 ** model.n_inputs)[:, None] >> np.arange(model.n_inputs)) & 1).astype(np.uint8)
+    prediction = forward(model, np.repeat(inputs[:, None, :], model.n_steps, axis=1)).prediction
+    for target in range(model.n_classes):
+        repair = RivalSATOracle(model, instance, target=target)._repair
+        moved = repair.changes_prediction(inputs.astype(np.float32) @ model.weights[0].T.astype(np.float32))
+        assert np.array_equal(moved, prediction != target), target
 
 
 @pytest.mark.parametrize("seed", range(8))
