@@ -1,0 +1,130 @@
+"""Default explanation time of two commits, measured side by side on this machine.
+
+The speed of a shared machine drifts (runs of the same command on different days differ by
+tens of percent), so a speed-up is measured here against a baseline *in the same run*: each
+commit is installed into its own temporary folder (``pip install --no-deps --target``, which
+also builds its C kernel), and then, round after round, one process per commit explains the
+same sample images one after the other (default ``explain``: deletion AXp in index order; one
+warm-up AXp first, not timed; one BLAS thread). The order of the two commits alternates from
+round to round, and each image's time is the minimum over the rounds.
+
+    python benchmarks/compare_commits.py --base 40c6cea --images 40 --rounds 2
+
+Reports per commit the median and total AXp time, the ratio base / head of the totals and the
+median of the per-image ratios, and whether every AXp is the same (the exit status is 1 if
+not).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNNER = """
+import json, sys, time
+import xsnn
+from xsnn import data
+from xsnn.explain import explain
+model = xsnn.load_model(sys.argv[1])
+images, _ = data.load_sample()
+explain(model, images[int(sys.argv[2])])  # warm-up, not timed
+out = {}
+for index in map(int, sys.argv[3].split(",")):
+    start = time.perf_counter()
+    result = explain(model, images[index])
+    out[index] = {"seconds": time.perf_counter() - start, "features": list(result.features), "status": result.status}
+print(json.dumps(out))
+"""
+
+
+def _install(rev: str, folder: Path) -> Path:
+    """Install commit ``rev`` (no dependencies) into ``folder / "site"``; return that path."""
+    tree, site = folder / "tree", folder / "site"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), rev],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--target", str(site), str(tree)], check=True, capture_output=True,
+                       env={**os.environ, "XSNN_REQUIRE_C_KERNEL": "1"})
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    return site
+
+
+def _run(site: Path, model: str, warmup: int, indices: list[int]) -> dict[int, dict]:
+    env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", RUNNER, model, str(warmup), ",".join(map(str, indices))],
+                          check=True, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    return {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="baseline commit (any git revision)")
+    parser.add_argument("--head", default="HEAD", help="commit to compare with the baseline (default HEAD)")
+    parser.add_argument("--model", default="mnist10-sparse", help="shipped model name")
+    parser.add_argument("--images", type=int, default=40, help="first N sample images")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each commit; per image the minimum counts")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare-commits.json"))
+    args = parser.parse_args(argv)
+    if args.images < 2 or args.rounds < 1:
+        parser.error("need --images >= 2 and --rounds >= 1")
+
+    revs = {}
+    for name in ("base", "head"):
+        done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", getattr(args, name) + "^{commit}"],
+                              capture_output=True, text=True)
+        if done.returncode:
+            parser.error(f"--{name} {getattr(args, name)!r} is not a commit of this repository")
+        revs[name] = done.stdout.strip()
+    indices = list(range(1, args.images + 1))  # image 0 is the warm-up
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="xsnn-compare-") as tmp:
+        sites = {name: _install(rev, Path(tmp) / name) for name, rev in revs.items()}
+        runs: dict[str, list[dict[int, dict]]] = {"base": [], "head": []}
+        for round_ in range(args.rounds):
+            for name in (("base", "head") if round_ % 2 == 0 else ("head", "base")):
+                runs[name].append(_run(sites[name], args.model, 0, indices))
+                print(f"round {round_ + 1}: {name} done", file=sys.stderr, flush=True)
+    best = {name: {i: min(r[i]["seconds"] for r in rs) for i in indices} for name, rs in runs.items()}
+    same = [i for i in indices if runs["base"][0][i]["features"] == runs["head"][0][i]["features"]]
+    ratios = [best["base"][i] / best["head"][i] for i in indices]
+    summary = {name: {"median_s": round(statistics.median(best[name].values()), 4),
+                      "total_s": round(sum(best[name].values()), 3)} for name in best}
+    report = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpu_count": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()},
+        "model": args.model, "images": indices, "rounds": args.rounds, "commits": revs, "summary": summary,
+        "ratio_of_totals": round(summary["base"]["total_s"] / summary["head"]["total_s"], 3),
+        "median_of_ratios": round(statistics.median(ratios), 3),
+        "same_axps": len(same), "per_image": {i: {"base_s": round(best["base"][i], 4), "head_s": round(best["head"][i], 4)}
+                                              for i in indices},
+    }
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    text = "\n".join([
+        report["command"], f"started {started}, load at start {load_start}",
+        f"base {revs['base'][:10]}: median {summary['base']['median_s']:.3f} s, total {summary['base']['total_s']:.2f} s",
+        f"head {revs['head'][:10]}: median {summary['head']['median_s']:.3f} s, total {summary['head']['total_s']:.2f} s",
+        f"base / head: {report['ratio_of_totals']:.3f} (totals), {report['median_of_ratios']:.3f} (median of per-image ratios)",
+        f"identical AXps: {len(same)} of {len(indices)}",
+    ])
+    Path(args.out).with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    return 0 if len(same) == len(indices) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
