@@ -43,9 +43,10 @@ Most questions of a deletion are NOT_ENTAILED, and a recent witness usually show
 the prediction again: **witness repair** takes each of the newest witnesses, resets the pixels
 now fixed to the instance's values and flips the features it had to keep but that are free now
 (in deletion: the feature asked about, plus any freed since; the move of the layered oracle's
-look-ahead, here scored without the kernel). Each candidate's scores come exactly from the terms above,
-``D_c'(I) = B + sum e [I_j >= a]``, with ``I`` updated from the witness's by the few changed
-pixels; the first candidate that lets a rival win is returned (and, like every witness,
+look-ahead, here scored without the kernel). Each candidate is scored exactly: its inputs ``I``
+are updated from the witness's by the few changed pixels, each neuron's spike count is read
+from its ladder and the score differences from the readout (:class:`_WitnessRepair`); the
+first candidate that lets a rival win is returned (and, like every witness,
 re-run through the reference forward by :meth:`EntailmentOracle.check`). When no candidate
 wins the solvers decide, so the verdict is always the exact one.
 """
@@ -123,7 +124,7 @@ class RivalSATOracle(EntailmentOracle):
         self.pruned = 0  # rival solves saved by the interval bound
         self.skipped_by_cores = 0  # rival solves saved by a kept core
         self._last_sat = -1
-        self._rivals, self._problems = self._rival_problems()
+        self._prepare_rivals()
         self._cores = _RivalCores(len(self._rivals), len(self.features))
         self.witness_repair = witness_repair and max_distance is None
         self._repair = _WitnessRepair(self.model, self.instance, self._ladders, self.target, keep=self.recent_witnesses)
@@ -134,10 +135,10 @@ class RivalSATOracle(EntailmentOracle):
         self._owner = self.features.feature_of_pixel()  # -1: a pixel of no feature, never fixed
         self._group_pixels = [np.asarray(g, np.int64) for g in self.features.groups]
 
-    def _rival_problems(self) -> tuple[list[int], list[tuple[int, int, list[tuple[int, int, int]]]]]:
-        """The rivals that can win, each with ``(B, need, terms)`` of its one-sided problem, and
-        the parts every rival's formula shares (built once here; a rival's solver in
-        :meth:`_solver`). Variables, the same in every solver: pixel ``i`` is ``i + 1``, the
+    def _prepare_rivals(self) -> None:
+        """Set ``_rivals`` (the rivals that can win), ``_problems`` (each one's ``(B, need,
+        terms)``), their bounds, the all-free neuron ladders, and the parts every rival's formula
+        shares (a rival's solver is built in :meth:`_solver`). Variables, the same in every solver: pixel ``i`` is ``i + 1``, the
         selector of feature ``k`` is ``n + 1 + k``, then the ``y`` of the terms (and the
         distance indicators)."""
         model = self.model
@@ -165,8 +166,8 @@ class RivalSATOracle(EntailmentOracle):
             problems.append((base, need, terms))
         self._bound = _RivalBounds(w, value, self.features, problems)
         self._ladders = ladders
+        self._rivals, self._problems = rivals, problems
         log.debug("%s: %d rivals can win", self.name, len(rivals))
-        return rivals, problems
 
     def _solver(self, r: int) -> Solver:
         """The solver of the ``r``-th rival that can win, built on first use (module docstring)."""
