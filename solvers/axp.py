@@ -265,7 +265,12 @@ class OracleAlgorithm:
                     self._run.timed_out = True
                     break
             check = self._ask(s - {i})
-            if check.verdict is Verdict.ENTAILED:
+            if check.verdict is Verdict.ENTAILED and not (use_cores and check.core is not None):
+                block_size = min(2, max_block)
+                s.discard(i)  # the fixed set asked about: s - {i}, in place (no copy of s)
+                sufficiency = check
+                unproven.discard(i)
+            elif check.verdict is Verdict.ENTAILED:
                 block_size = min(2, max_block)
                 new = _justified(check, use_cores)
                 if not new <= s - {i}:

@@ -382,6 +382,7 @@ class _RivalCores:
         self._members = np.zeros((n_features, n_rivals, size), bool)  # [k, r, slot]: feature k in the core
         self._occupied = np.zeros((n_rivals, size), bool)
         self._missing = np.full((n_rivals, size), n_features + 1, np.int64)
+        self._oldest = np.zeros(n_rivals, np.int64)  # per rival: the slot the next core replaces
 
     def reset(self, fixed_mask: np.ndarray) -> None:
         """Count every kept core's free features afresh for ``fixed_mask`` (bool per feature)."""
@@ -400,15 +401,14 @@ class _RivalCores:
         return (self._missing == 0).any(axis=1)
 
     def add(self, rival: int, core: np.ndarray) -> None:
-        """Keep ``core`` (feature indices, all fixed now) as rival ``rival``'s newest core,
-        dropping its oldest."""
-        self._members[:, rival, 1:] = self._members[:, rival, :-1]
-        self._occupied[rival, 1:] = self._occupied[rival, :-1]
-        self._missing[rival, 1:] = self._missing[rival, :-1]
-        self._members[:, rival, 0] = False
-        self._members[core, rival, 0] = True
-        self._occupied[rival, 0] = True
-        self._missing[rival, 0] = 0
+        """Keep ``core`` (feature indices, all fixed now) in the place of rival ``rival``'s oldest
+        kept core (the slots are used in turn)."""
+        slot = self._oldest[rival]
+        self._oldest[rival] = (slot + 1) % self._missing.shape[1]
+        self._members[:, rival, slot] = False
+        self._members[core, rival, slot] = True
+        self._occupied[rival, slot] = True
+        self._missing[rival, slot] = 0
 
     def union(self, rivals: np.ndarray) -> np.ndarray:
         """The union (bool ``(n_features,)``) of one kept core inside the fixed set per rival in
@@ -454,6 +454,7 @@ class _WitnessRepair:
         self._score_gap = (readout[others] - readout[target]).T               # (n_0, classes - 1)
         self._need = np.array([1.0 if c > target else 0.0 for c in others], np.float32)
         self._x = np.zeros((keep, n), bool)                   # the kept witnesses, the newest first
+        self._differs = np.zeros((keep, n), bool)             # x != v
         self._inputs = np.zeros((keep, n_0), np.float32)      # their I = W x
         self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
         self._kept = 0
@@ -461,8 +462,10 @@ class _WitnessRepair:
     def add(self, x: np.ndarray, fixed_pixels: np.ndarray, inputs: np.ndarray | None = None) -> None:
         """Keep witness pixels ``x`` (bool ``(n,)``) found with the pixels ``fixed_pixels`` fixed
         (``inputs``: ``W x`` if known)."""
-        self._x[1:], self._inputs[1:], self._fixed_pixels[1:] = self._x[:-1], self._inputs[:-1], self._fixed_pixels[:-1]
+        for kept in (self._x, self._differs, self._inputs, self._fixed_pixels):
+            kept[1:] = kept[:-1]
         self._x[0] = x
+        np.not_equal(x, self._value, out=self._differs[0])
         self._inputs[0] = self._w @ x.astype(np.float32) if inputs is None else inputs
         self._fixed_pixels[0] = fixed_pixels
         self._kept = min(self._kept + 1, len(self._x))
@@ -481,17 +484,20 @@ class _WitnessRepair:
         kept = self._kept
         if not kept:
             return None
-        x, was_fixed = self._x[:kept], self._fixed_pixels[:kept]
-        candidates = np.where(fixed_pixels, self._value, np.where(was_fixed, ~self._value, x))
-        rows, pixels = np.nonzero(candidates != x)  # the changed pixels, candidate by candidate
+        x, differs = self._x[:kept], self._differs[:kept]
+        # x'_i != x_i: a fixed pixel where x differs from v (reset), or a free pixel that was
+        # fixed for x and where x = v (flipped); a changed pixel flips: x'_i = not x_i
+        changed = np.where(fixed_pixels, differs, self._fixed_pixels[:kept] & ~differs)
+        rows, pixels = np.nonzero(changed)  # the changed pixels, candidate by candidate
         steps = np.zeros((kept, len(pixels)), np.float32)  # +1: a pixel turned on, -1: off
-        steps[rows, np.arange(len(pixels))] = np.where(candidates[rows, pixels], 1.0, -1.0)
+        steps[rows, np.arange(len(pixels))] = 1.0 - 2.0 * x[rows, pixels]
         inputs = self._inputs[:kept] + steps @ self._w_t[pixels]
         wins = self.changes_prediction(inputs)
         if not wins.any():
             return None
         best = int(np.argmax(wins))
-        self.add(candidates[best], fixed_pixels, inputs[best])
+        candidate = x[best] ^ changed[best]
+        self.add(candidate, fixed_pixels, inputs[best])
         witness = np.empty(self._shape, np.uint8)
-        witness[:] = candidates[best]
+        witness[:] = candidate
         return witness

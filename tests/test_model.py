@@ -179,3 +179,17 @@ def test_bad_spikes_are_refused():
 def test_ties_go_to_the_lowest_index():
     model = tiny(readout=np.array([[1, 1], [1, 1]]))
     assert forward(model, np.ones((3, 3), np.uint8)).prediction.tolist() == [0]
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 8, 9, 40])
+def test_input_sums_equal_the_integer_product(n_rows):
+    """The reference forward's input sums (few rows: matrix-vector products, a repeated row
+    reusing the sums before it; many rows: one matrix product) equal ``W s`` in int64."""
+    from xsnn.model import _input_sums
+
+    rng = np.random.default_rng(n_rows)
+    w = rng.integers(-1, 2, size=(37, 101))
+    spikes = (rng.random((n_rows, 101)) < 0.5).astype(np.uint8)
+    spikes[1::3] = spikes[0::3][: len(spikes[1::3])]  # repeats, as static coding gives, beside changes
+    expected = spikes.astype(np.int64) @ w.T
+    assert np.array_equal(_input_sums(spikes, np.ascontiguousarray(w, np.float32)), expected)

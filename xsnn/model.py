@@ -214,12 +214,17 @@ def _input_sums(spikes: np.ndarray, w_float: np.ndarray) -> np.ndarray:
     0/1 spikes times weights in ``{-1, 0, 1}``: every partial sum is an integer of magnitude
     ``<= n_in <= 2**24`` (checked at load), which float32 holds exactly, so the BLAS product is
     exact whatever its summation order. A few rows go through matrix-vector products (measured
-    about 4x faster than a small matrix product here), many through one matrix product.
+    about 4x faster than a small matrix product here), a row equal to the one before it reuses
+    its sums (static coding repeats one row over the T steps); many rows go through one matrix
+    product.
     """
     out = np.empty((len(spikes), len(w_float)), np.int64)
     if len(spikes) <= 8:
         for r, row in enumerate(spikes):
-            out[r] = w_float @ row.astype(np.float32)
+            if r and np.array_equal(row, spikes[r - 1]):
+                out[r] = out[r - 1]
+            else:
+                out[r] = w_float @ row.astype(np.float32)
         return out
     for start in range(0, len(spikes), 4096):  # bounded float32 temporaries
         out[start:start + 4096] = spikes[start:start + 4096].astype(np.float32) @ w_float.T
