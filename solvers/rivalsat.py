@@ -249,14 +249,15 @@ class RivalSATOracle(EntailmentOracle):
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         self._advance(fixed)
         n_rivals = len(self._rivals)
-        pruned = (self._bound.slack() < 0).tolist() if self.bound_pruning else [False] * n_rivals
-        covered = self._cores.covered().tolist() if self.core_cache else [False] * n_rivals
-        covered = [c and not p for c, p in zip(covered, pruned)]
-        self.pruned += sum(pruned)
-        self.skipped_by_cores += sum(covered)
+        pruned = self._bound.slack() < 0 if self.bound_pruning else np.zeros(n_rivals, bool)
+        covered = self._cores.covered() & ~pruned if self.core_cache else np.zeros(n_rivals, bool)
+        skipped = (pruned | covered).tolist()
+        n_pruned, n_covered = int(pruned.sum()), int(covered.sum())
+        self.pruned += n_pruned
+        self.skipped_by_cores += n_covered
         # the rival that gave the last witness first (successive questions tend to fall to the
         # same rival), then the rivals by how often they were feasible (measured in docs/solvers.md)
-        order = sorted((r for r in range(n_rivals) if not (pruned[r] or covered[r])),
+        order = sorted((r for r in range(n_rivals) if not skipped[r]),
                        key=lambda r: (r != self._last_sat, -self._feasible.get(r, 0)))
         n_features = len(self.features)
         offset = self.model.n_inputs + 1  # the selector of feature k is k + offset
@@ -290,12 +291,15 @@ class RivalSATOracle(EntailmentOracle):
             in_core[k] = True
             if self.core_cache and len(k) < len(fixed):
                 self._cores.add(r, k)
-        if any(pruned):  # the fixed features wired to the pruned rivals' neurons
+        if n_pruned:  # the fixed features wired to the pruned rivals' neurons
             in_core |= self._bound.wired[pruned].any(axis=0) & self._fixed_mask
-        if any(covered):
-            in_core |= self._cores.union(np.array(covered))
-        backend = self.name if order else "cores" if any(covered) else "bounds"
-        return Check(Verdict.ENTAILED, fixed, core=frozenset(np.flatnonzero(in_core).tolist()), backend=backend)
+        if n_covered:
+            in_core |= self._cores.union(covered)
+        backend = self.name if order else "cores" if n_covered else "bounds"
+        # the core is a subset of the fixed set, most of it: built as the fixed set minus the rest
+        # (copying a set is much cheaper than making a new one from hundreds of ints)
+        outside = np.flatnonzero(self._fixed_mask & ~in_core).tolist()
+        return Check(Verdict.ENTAILED, fixed, core=fixed.difference(outside), backend=backend)
 
     def close(self) -> None:
         for solver in (self._solvers or {}).values():
@@ -329,9 +333,13 @@ class _RivalBounds:
         self._rival = np.concatenate([np.full(len(t), r, np.int64) for r, (_, _, t) in enumerate(rivals)] or
                                      [np.zeros(0, np.int64)])
         terms = np.array([term for _, _, t in rivals for term in t], np.int64).reshape(-1, 3)
-        j, self._a, self._e = terms[:, 0], terms[:, 1], terms[:, 2]
+        j, a, e = terms[:, 0], terms[:, 1], terms[:, 2]
+        self._a = a.astype(np.float64)  # compared with the float64 bounds (small integers: exact)
         # a gain is read from hi_j (row n_0 + j), a loss from lo_j (row j)
-        self._row = np.where(self._e > 0, n_neurons + j, j)
+        self._row = np.where(e > 0, n_neurons + j, j)
+        # gains[r, t]: the gain e of term t if it belongs to rival r, else 0 (upper = base + gains @ reached)
+        self._gains = np.zeros((len(rivals), len(terms)))
+        self._gains[self._rival, np.arange(len(terms))] = e
         # wired[r, k]: feature k has a pixel with a nonzero weight into a neuron of rival r's terms
         pixel_wired = np.zeros((len(rivals), w.shape[1]), bool)
         for r, (_, _, t) in enumerate(rivals):
@@ -363,9 +371,8 @@ class _RivalBounds:
     def slack(self) -> np.ndarray:
         """Per rival: its interval upper bound of ``D_c'`` minus ``need`` for the current fixed
         set; the solver must decide the rivals with slack ``>= 0``, the others cannot win."""
-        reached = self._bounds[self._row] >= self._a
-        upper = self.base + np.bincount(self._rival, weights=self._e * reached, minlength=len(self.base))
-        return upper - self.need
+        reached = (self._bounds[self._row] >= self._a).astype(np.float64)
+        return (self.base - self.need) + self._gains @ reached
 
 
 class _RivalCores:
