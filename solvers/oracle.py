@@ -143,7 +143,7 @@ def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixe
 def _feature_index(k) -> int:
     """``k`` as a Python int, or TypeError for a value that is not integral (3.5, "3")."""
     try:
-        return operator.index(k)
+        return int(operator.index(k))  # int(): a bool becomes 0 or 1
     except TypeError:
         raise TypeError(f"feature indices must be integers, got {k!r}") from None
 
@@ -194,9 +194,17 @@ class EntailmentOracle(abc.ABC):
             fixed_set = fixed  # validated by an outer oracle's check for the same features
         else:
             fixed_set = _CheckedFixedSet(fixed)
-            # Python ints (or bools) only: their sum is an int, while a numpy integer, float or
-            # fraction anywhere turns it into its own type (about 3x cheaper than asking each type)
-            if type(sum(fixed_set)) is not int:
+            # Python ints only. Without 0 and 1 in the set (the values a bool can equal), the sum
+            # tells: it is an int for ints, while a numpy integer, float or fraction anywhere turns
+            # it into its own type (about 3x cheaper than asking each element's type)
+            try:
+                if 0 in fixed_set or 1 in fixed_set:
+                    only_ints = set(map(type, fixed_set)) == {int}
+                else:
+                    only_ints = type(sum(fixed_set)) is int
+            except TypeError:  # a string or the like: _feature_index names it
+                only_ints = False
+            if not only_ints:
                 fixed_set = _CheckedFixedSet(map(_feature_index, fixed_set))
             ordered = sorted(fixed_set)  # fast on a set of small ints
             if ordered and (ordered[0] < 0 or ordered[-1] >= n_features):

@@ -109,6 +109,30 @@ def test_oracle_argument_errors():
         oracle.check([])
 
 
+def test_fixed_sets_are_checked_and_numpy_integers_accepted():
+    """check() answers for numpy integer indices as for ints (and passes Python ints on), and
+    names a fractional, non-numeric or out-of-range index."""
+    rng = np.random.default_rng(3)
+    model = random_model(rng, [3], 5, 2, n_steps=2)
+    x = model.encode(rng.integers(0, 256, size=(1, 5)).astype(np.uint8))[0]
+    with SATOracle(model, x) as oracle, BruteForceOracle(model, x) as truth:
+        for fixed in ([], [0, 2], [1, 3, 4], range(5)):
+            as_numpy = oracle.check(np.array(list(fixed), np.int64))
+            assert as_numpy.verdict is truth.check(list(fixed)).verdict
+            assert all(type(k) is int for k in as_numpy.fixed)
+        for mixed in ([np.int32(1), 2, np.uint8(3)], [True, 2, 3], [1, 2, np.int64(3)]):
+            asked = oracle.check(mixed).fixed
+            assert asked == {1, 2, 3} and all(type(k) is int for k in asked)
+        with pytest.raises(TypeError, match="must be integers, got 1.5"):
+            oracle.check([0, 1.5])
+        with pytest.raises(TypeError, match="must be integers"):
+            oracle.check(["2"])
+        with pytest.raises(ValueError, match="unknown feature index"):
+            oracle.check([0, 5])
+        with pytest.raises(ValueError, match="unknown feature index"):
+            oracle.check([-1])
+
+
 @pytest.mark.parametrize("coding", [StaticCoding(), LatencyCoding()])
 def test_dimacs_round_trip(tmp_path, coding):
     rng = np.random.default_rng(11)
