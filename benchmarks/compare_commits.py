@@ -1,12 +1,14 @@
 """Default explanation time of two commits, measured side by side on this machine.
 
 The speed of a shared machine drifts (runs of the same command on different days differ by
-tens of percent), so a speed-up is measured here against a baseline *in the same run*: each
-commit is installed into its own temporary folder (``pip install --no-deps --target``, which
-also builds its C kernel), and then, round after round, one process per commit explains the
-same sample images one after the other (default ``explain``: deletion AXp in index order; one
-warm-up AXp first, not timed; one BLAS thread). The order of the two commits alternates from
-round to round, and each image's time is the minimum over the rounds.
+tens of percent, and within minutes by 10-20%), so a speed-up is measured here against a
+baseline *in the same run, image by image*: each commit is installed into its own temporary
+folder (``pip install --no-deps --target``, which also builds its C kernel) and loaded into
+its own worker process (one BLAS thread; one warm-up AXp, not timed). The driver then hands
+the same image to both workers in turn, one after the other (never at once), alternating
+which goes first from image to image and from round to round, so that a drift of the
+machine's speed falls on both alike. Each image's time (default ``explain``: deletion AXp
+in index order) is the minimum over the rounds.
 
     python benchmarks/compare_commits.py --base 40c6cea --images 40 --rounds 2
 
@@ -29,20 +31,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RUNNER = """
+WORKER = """
 import json, sys, time
 import xsnn
 from xsnn import data
 from xsnn.explain import explain
 model = xsnn.load_model(sys.argv[1])
 images, _ = data.load_sample()
-explain(model, images[int(sys.argv[2])])  # warm-up, not timed
-out = {}
-for index in map(int, sys.argv[3].split(",")):
+explain(model, images[0])  # warm-up, not timed
+print("ready", flush=True)
+for line in sys.stdin:  # one image index per line, one JSON answer per line
+    index = int(line)
     start = time.perf_counter()
     result = explain(model, images[index])
-    out[index] = {"seconds": time.perf_counter() - start, "features": list(result.features), "status": result.status}
-print(json.dumps(out))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "features": list(result.features), "status": result.status}), flush=True)
 """
 
 
@@ -60,12 +63,33 @@ def _install(rev: str, folder: Path) -> Path:
     return site
 
 
-def _run(site: Path, model: str, warmup: int, indices: list[int]) -> dict[int, dict]:
-    env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", RUNNER, model, str(warmup), ",".join(map(str, indices))],
-                          check=True, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
-    return {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+class _Worker:
+    """One commit's worker process: explains the image index it is sent, answers in JSON."""
+
+    def __init__(self, site: Path, model: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER, model], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
+        self._expect("ready")
+
+    def _expect(self, what: str, start: str = "ready") -> str:
+        """The worker's next answer line (one that begins with ``start``; other output is skipped)."""
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"worker exited (status {self.process.wait()}) while {what}")
+            if line.startswith(start):
+                return line
+
+    def explain(self, index: int) -> dict:
+        self.process.stdin.write(f"{index}\n")
+        self.process.stdin.flush()
+        return json.loads(self._expect(f"explaining image {index}", start="{"))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,11 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="xsnn-compare-") as tmp:
         sites = {name: _install(rev, Path(tmp) / name) for name, rev in revs.items()}
+        workers = {name: _Worker(site, args.model) for name, site in sites.items()}
         runs: dict[str, list[dict[int, dict]]] = {"base": [], "head": []}
-        for round_ in range(args.rounds):
-            for name in (("base", "head") if round_ % 2 == 0 else ("head", "base")):
-                runs[name].append(_run(sites[name], args.model, 0, indices))
-                print(f"round {round_ + 1}: {name} done", file=sys.stderr, flush=True)
+        try:
+            for round_ in range(args.rounds):
+                for name in runs:
+                    runs[name].append({})
+                for i in indices:  # the same image on both, one after the other; who goes first alternates
+                    for name in (("base", "head") if (i + round_) % 2 == 0 else ("head", "base")):
+                        runs[name][-1][i] = workers[name].explain(i)
+                print(f"round {round_ + 1} done", file=sys.stderr, flush=True)
+        finally:
+            for worker in workers.values():
+                worker.close()
     best = {name: {i: min(r[i]["seconds"] for r in rs) for i in indices} for name, rs in runs.items()}
     same = [i for i in indices if runs["base"][0][i]["features"] == runs["head"][0][i]["features"]]
     ratios = [best["base"][i] / best["head"][i] for i in indices]
