@@ -13,8 +13,8 @@ and a feature set ``F``, the question is, for a set ``S`` of fixed features::
 from __future__ import annotations
 
 import abc
-import operator
 import enum
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
