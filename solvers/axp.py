@@ -265,14 +265,14 @@ class OracleAlgorithm:
                     self._run.timed_out = True
                     break
             check = self._ask(s - {i})
-            if check.verdict is Verdict.ENTAILED and not (use_cores and check.core is not None):
+            if check.verdict is Verdict.ENTAILED:
                 block_size = min(2, max_block)
-                s.discard(i)  # the fixed set asked about: s - {i}, in place (no copy of s)
                 sufficiency = check
-                unproven.discard(i)
-            elif check.verdict is Verdict.ENTAILED:
-                block_size = min(2, max_block)
-                new = _justified(check, use_cores)
+                if not (use_cores and check.core is not None):
+                    s.discard(i)  # the fixed set asked about: s - {i}, in place (no copy of s)
+                    unproven.discard(i)
+                    continue
+                new = check.core
                 if not new <= s - {i}:
                     raise RuntimeError(f"{check.backend} returned a core that is not inside the fixed set")
                 lost = (s - new) & set(witnesses)
@@ -280,7 +280,6 @@ class OracleAlgorithm:
                     raise RuntimeError(f"{check.backend} returned a core without feature(s) {sorted(lost)[:5]} "
                                        "that a verified witness proved necessary: the oracle is inconsistent")
                 s = set(new)
-                sufficiency = check
                 unproven &= s
             elif check.verdict is Verdict.NOT_ENTAILED:
                 witnesses[i] = check.witness
