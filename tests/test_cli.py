@@ -97,4 +97,4 @@ def test_cli_defaults_are_the_api_defaults():
     parser = cli.build_parser()
     args = parser.parse_args(["explain"])
     assert args.backend == explain.DEFAULT_BACKEND == cli.DEFAULT_BACKEND
-    assert args.model == model.DEFAULT_MODEL == "mnist10-sparse"
+    assert args.model == model.DEFAULT_MODEL == "mnist10-sparse192"

@@ -13,13 +13,14 @@ from xsnn.data import filter_classes, load_mnist, load_sample
 from xsnn.model import forward, load_model, model_card, predict_indices, shipped_model_dir, shipped_model_names
 
 EXPECTED = {"mnist159-binary": ("binary", (1, 5, 9), 0.99),
+            "mnist10-sparse192": ("ternary", tuple(range(10)), 0.97),
             "mnist10-sparse": ("ternary", tuple(range(10)), 0.97),
             "mnist10-ternary": ("ternary", tuple(range(10)), 0.97),
             "mnist10-binary": ("binary", tuple(range(10)), 0.95)}
 MNIST = os.environ.get("XSNN_DATA") or ("/work/shared/data/mnist" if Path("/work/shared/data/mnist").is_dir() else None)
 
 
-def test_the_four_models_ship():
+def test_the_five_models_ship():
     assert set(EXPECTED) <= set(shipped_model_names())
 
 

@@ -389,7 +389,7 @@ def shipped_model_names() -> list[str]:
     return sorted(p.stem for p in shipped_model_dir().glob("*.npz"))
 
 
-DEFAULT_MODEL = "mnist10-sparse"  # the solver-friendly 10-class model (docs/benchmark-explain.md)
+DEFAULT_MODEL = "mnist10-sparse192"  # the solver-friendly 10-class model (docs/benchmark-explain.md)
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> BSNN:
