@@ -60,6 +60,7 @@ from pysat.solvers import Solver
 
 from xsnn.encoders.cnf import NATIVE_SOLVERS
 from xsnn.features import FeatureSet
+from xsnn.kernel.c_backend import load_extension
 from xsnn.model import BSNN
 from .milp import input_domain
 from .oracle import Check, EntailmentOracle, Verdict
@@ -465,6 +466,21 @@ class _WitnessRepair:
         self._inputs = np.zeros((keep, n_0), np.float32)      # their I = W x
         self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
         self._kept = 0
+        # the same search in the C kernel (:meth:`find`): int32 ladders (absent breaks never
+        # reached), score gaps and needs, and W by columns (pixel i: its neurons, weight signs)
+        self._ext = load_extension()
+        self.in_c = self._ext is not None and hasattr(self._ext, "repair_search")
+        self._c_breaks = np.full(self._breaks.shape, np.iinfo(np.int32).max, np.int32)
+        finite = np.isfinite(self._breaks)
+        self._c_breaks[finite] = self._breaks[finite]
+        self._c_deltas = self._deltas.astype(np.int32)
+        self._c_base = self._base_counts.astype(np.int32)
+        self._c_gap = np.ascontiguousarray(self._score_gap, dtype=np.int32)
+        self._c_need = self._need.astype(np.int32)
+        pixel, neuron = np.nonzero(self._w_t)  # by pixel, then neuron
+        self._c_col_ptr = np.searchsorted(pixel, np.arange(n + 1)).astype(np.int64)
+        self._c_col_neuron = neuron.astype(np.int32)
+        self._c_col_sign = self._w_t[pixel, neuron].astype(np.int8)
 
     def add(self, x: np.ndarray, fixed_pixels: np.ndarray, inputs: np.ndarray | None = None) -> None:
         """Keep witness pixels ``x`` (bool ``(n,)``) found with the pixels ``fixed_pixels`` fixed
@@ -487,7 +503,25 @@ class _WitnessRepair:
         return (counts @ self._score_gap >= self._need).any(axis=1)
 
     def find(self, fixed_pixels: np.ndarray) -> np.ndarray | None:
-        """A counterexample ``(T, n)`` with the pixels ``fixed_pixels`` fixed, or ``None``."""
+        """A counterexample ``(T, n)`` with the pixels ``fixed_pixels`` fixed, or ``None``: the
+        first kept witness (newest first) whose candidate wins (class docstring), which is then
+        kept as the newest witness."""
+        found = self.search_c(fixed_pixels) if self.in_c else self.search_reference(fixed_pixels)
+        if found is None:
+            return None
+        best, inputs = found
+        # the candidate: v on the fixed pixels, x flipped where it was fixed and agreed with v
+        candidate = np.where(fixed_pixels, self._value,
+                             self._x[best] ^ (self._fixed_pixels[best] & ~self._differs[best]))
+        self.add(candidate, fixed_pixels, inputs)
+        witness = np.empty(self._shape, np.uint8)
+        witness[:] = candidate
+        return witness
+
+    def search_reference(self, fixed_pixels: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """The search of :meth:`find` in numpy: ``(b, I')`` for the first kept witness ``b``
+        (newest first) whose candidate wins, with the candidate's inputs ``I' = W x'``
+        (float32 ``(n_0,)``), or ``None``."""
         kept = self._kept
         if not kept:
             return None
@@ -503,8 +537,19 @@ class _WitnessRepair:
         if not wins.any():
             return None
         best = int(np.argmax(wins))
-        candidate = x[best] ^ changed[best]
-        self.add(candidate, fixed_pixels, inputs[best])
-        witness = np.empty(self._shape, np.uint8)
-        witness[:] = candidate
-        return witness
+        return best, inputs[best]
+
+    def search_c(self, fixed_pixels: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """:meth:`search_reference` in the C kernel (``repair_search``, the same integers:
+        sparse columns of ``W``, int32 ladders); needs :attr:`in_c`."""
+        kept = self._kept
+        if not kept:
+            return None
+        inputs = np.empty(len(self._c_base), np.int32)
+        best = self._ext.repair_search(
+            kept, len(inputs), len(fixed_pixels), len(self._c_breaks), len(self._c_need),
+            self._x[:kept].view(np.uint8), self._differs[:kept].view(np.uint8),
+            self._inputs[:kept].astype(np.int32), self._fixed_pixels[:kept].view(np.uint8),
+            np.ascontiguousarray(fixed_pixels, dtype=bool).view(np.uint8), self._c_breaks, self._c_deltas,
+            self._c_base, self._c_gap, self._c_need, self._c_col_ptr, self._c_col_neuron, self._c_col_sign, inputs)
+        return None if best < 0 else (best, inputs.astype(np.float32))

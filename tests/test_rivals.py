@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -180,6 +181,34 @@ def test_witness_repair_scores_equal_the_reference_forward(seed, kind, reset, n_
         repair = RivalSATOracle(model, instance, target=target)._repair
         moved = repair.changes_prediction(inputs.astype(np.float32) @ model.weights[0].T.astype(np.float32))
         assert np.array_equal(moved, prediction != target), target
+
+
+@settings(max_examples=60, deadline=None)
+@given(**case_args)
+def test_witness_repair_search_in_c_equals_the_numpy_reference(seed, kind, reset, n_steps):
+    """The C kernel's repair search returns the candidate and inputs of the numpy reference
+    (and both name a genuine counterexample), for random kept witnesses and fixed pixels."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    target = int(forward(model, instance).prediction[0])
+    repair = RivalSATOracle(model, instance, target=target)._repair
+    if not repair.in_c:
+        if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() not in ("", "0", "false", "no"):
+            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the kernel has no repair_search")
+        pytest.skip("C kernel not built")
+    n = model.n_inputs
+    for _ in range(int(rng.integers(1, 7))):  # more than `keep`: the oldest drop out
+        repair.add(rng.random(n) < 0.5, rng.random(n) < rng.random())
+    for _ in range(20):
+        fixed = rng.random(n) < rng.random()
+        expected, got = repair.search_reference(fixed), repair.search_c(fixed)
+        assert (expected is None) == (got is None)
+        if got is not None:
+            assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+            witness = repair.find(fixed)
+            assert np.array_equal(witness[0][fixed], instance[0][fixed])
+            assert forward(model, witness).prediction[0] != target
+            assert np.array_equal(witness[0].astype(np.float32) @ model.weights[0].T.astype(np.float32),
+                                  repair._inputs[0])
 
 
 @pytest.mark.parametrize("seed", range(8))

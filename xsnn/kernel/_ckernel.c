@@ -864,6 +864,109 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ witness repair (rival SAT oracle)
+ *
+ * repair_search(k, n0, n, width, R, x, differs, inputs, kept_fixed, fixed, breaks, deltas, base,
+ *               gap, need, col_ptr, col_neuron, col_sign, inputs_out) -> b, or -1
+ *
+ * The C twin of solvers/rivalsat.py's _WitnessRepair.find_reference (read its docstring for the
+ * maths; the tests compare the two on random networks, witnesses and fixed sets). For each kept
+ * witness b (newest first: x, differs = x != v, uint8 (k, n); inputs = W x, int32 (k, n0); the
+ * fixed pixels of its question, kept_fixed uint8 (k, n)) and the fixed pixels `fixed` (uint8 (n))
+ * of the new question, the candidate flips pixel i iff
+ *     fixed[i] ? differs[b, i] : kept_fixed[b, i] && !differs[b, i],
+ * its inputs are I = inputs[b] + sum over flipped i of (1 - 2 x[b, i]) W[:, i] (W by columns:
+ * col_ptr int64 (n + 1), col_neuron int32, col_sign int8), its spike counts
+ *     count_j = base_j + sum_m deltas[m, j] [I_j >= breaks[m, j]]
+ * (int32 (width, n0); absent breaks are INT32_MAX), and it wins iff some rival r reaches
+ * sum_j gap[j, r] count_j >= need[r] (gap int32 (n0, R), need int32 (R)). Returns the first
+ * winning b with its inputs in inputs_out (int32 (n0)), or -1.
+ */
+static int64_t repair_search_impl(int k, int n0, int n, int width, int R, const uint8_t *x, const uint8_t *differs,
+                                  const int32_t *inputs, const uint8_t *kept_fixed, const uint8_t *fixed,
+                                  const int32_t *breaks, const int32_t *deltas, const int32_t *base,
+                                  const int32_t *gap, const int32_t *need, const int64_t *col_ptr,
+                                  const int32_t *col_neuron, const int8_t *col_sign, int32_t *I, int64_t *score) {
+    for (int b = 0; b < k; b++) {
+        const uint8_t *xb = x + (int64_t)b * n, *db = differs + (int64_t)b * n, *fb = kept_fixed + (int64_t)b * n;
+        memcpy(I, inputs + (int64_t)b * n0, sizeof(int32_t) * (size_t)n0);
+        for (int i = 0; i < n; i++) {
+            int flips = fixed[i] ? db[i] : (fb[i] && !db[i]);
+            if (!flips) continue;
+            int32_t s = xb[i] ? -1 : 1;
+            for (int64_t e = col_ptr[i]; e < col_ptr[i + 1]; e++) I[col_neuron[e]] += s * col_sign[e];
+        }
+        for (int r = 0; r < R; r++) score[r] = 0;
+        for (int j = 0; j < n0; j++) {
+            int32_t c = base[j];
+            for (int m = 0; m < width; m++)
+                if (I[j] >= breaks[(int64_t)m * n0 + j]) c += deltas[(int64_t)m * n0 + j];
+            if (c)
+                for (int r = 0; r < R; r++) score[r] += (int64_t)c * gap[(int64_t)j * R + r];
+        }
+        for (int r = 0; r < R; r++)
+            if (score[r] >= need[r]) return b;
+    }
+    return -1;
+}
+
+static int buffer_is(Py_buffer *buf, int64_t items, int64_t item_size, const char *name) {
+    if (buf->len != items * item_size) {
+        PyErr_Format(PyExc_ValueError, "repair_search: %s has %lld bytes, expected %lld", name, (long long)buf->len,
+                     (long long)(items * item_size));
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *py_repair_search(PyObject *self, PyObject *args) {
+    int k, n0, n, width, R;
+    Py_buffer xb = {0}, db = {0}, in = {0}, kf = {0}, fx = {0}, br = {0}, de = {0}, ba = {0}, ga = {0}, ne = {0},
+              cp = {0}, cn = {0}, cs = {0}, out = {0};
+    PyObject *result = NULL;
+    int64_t *score = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiiiiy*y*y*y*y*y*y*y*y*y*y*y*y*w*", &k, &n0, &n, &width, &R, &xb, &db, &in, &kf,
+                          &fx, &br, &de, &ba, &ga, &ne, &cp, &cn, &cs, &out))
+        return NULL;
+    if (k < 0 || n0 < 0 || n < 0 || width < 0 || R < 0) {
+        PyErr_SetString(PyExc_ValueError, "repair_search: negative dimension");
+        goto done;
+    }
+    if (!buffer_is(&xb, (int64_t)k * n, 1, "x") || !buffer_is(&db, (int64_t)k * n, 1, "differs") ||
+        !buffer_is(&in, (int64_t)k * n0, 4, "inputs") || !buffer_is(&kf, (int64_t)k * n, 1, "kept_fixed") ||
+        !buffer_is(&fx, n, 1, "fixed") || !buffer_is(&br, (int64_t)width * n0, 4, "breaks") ||
+        !buffer_is(&de, (int64_t)width * n0, 4, "deltas") || !buffer_is(&ba, n0, 4, "base") ||
+        !buffer_is(&ga, (int64_t)n0 * R, 4, "gap") || !buffer_is(&ne, R, 4, "need") ||
+        !buffer_is(&cp, (int64_t)n + 1, 8, "col_ptr") || !buffer_is(&out, n0, 4, "inputs_out"))
+        goto done;
+    const int64_t *col_ptr = (const int64_t *)cp.buf;
+    int64_t nnz = col_ptr[n];
+    if (col_ptr[0] != 0) { PyErr_SetString(PyExc_ValueError, "repair_search: col_ptr must start at 0"); goto done; }
+    if (!buffer_is(&cn, nnz, 4, "col_neuron") || !buffer_is(&cs, nnz, 1, "col_sign")) goto done;
+    for (int i = 0; i < n; i++)
+        if (col_ptr[i + 1] < col_ptr[i]) { PyErr_SetString(PyExc_ValueError, "repair_search: col_ptr decreases"); goto done; }
+    for (int64_t e = 0; e < nnz; e++) {
+        int32_t j = ((const int32_t *)cn.buf)[e];
+        if (j < 0 || j >= n0) { PyErr_SetString(PyExc_ValueError, "repair_search: col_neuron out of range"); goto done; }
+    }
+    score = malloc(sizeof(int64_t) * (size_t)(R + 1));
+    if (!score) { PyErr_NoMemory(); goto done; }
+    int64_t found;
+    Py_BEGIN_ALLOW_THREADS
+    found = repair_search_impl(k, n0, n, width, R, xb.buf, db.buf, in.buf, kf.buf, fx.buf, br.buf, de.buf, ba.buf,
+                               ga.buf, ne.buf, col_ptr, cn.buf, cs.buf, out.buf, score);
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong((long long)found);
+done:
+    free(score);
+    PyBuffer_Release(&xb); PyBuffer_Release(&db); PyBuffer_Release(&in); PyBuffer_Release(&kf);
+    PyBuffer_Release(&fx); PyBuffer_Release(&br); PyBuffer_Release(&de); PyBuffer_Release(&ba);
+    PyBuffer_Release(&ga); PyBuffer_Release(&ne); PyBuffer_Release(&cp); PyBuffer_Release(&cn);
+    PyBuffer_Release(&cs); PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *py_isa(PyObject *self, PyObject *args) {
     (void)self; (void)args;
     return PyUnicode_FromString(cpu_has_avx2() ? "avx2" : "generic");
@@ -872,6 +975,10 @@ static PyObject *py_isa(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"forward", py_forward, METH_VARARGS,
      "forward(header, blob, x, packed, scores_out, spikes_out_or_None, algo, isa): run the network on a batch."},
+    {"repair_search", py_repair_search, METH_VARARGS,
+     "repair_search(k, n0, n, width, R, x, differs, inputs, kept_fixed, fixed, breaks, deltas, base, gap, need, "
+     "col_ptr, col_neuron, col_sign, inputs_out) -> the first kept witness whose repair wins, or -1 "
+     "(see the comment above it)."},
     {"isa", py_isa, METH_NOARGS, "isa() -> 'avx2' or 'generic': the instruction set the kernel uses here."},
     {NULL, NULL, 0, NULL},
 };
