@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mnist10-sparse"])
+    parser.add_argument("--models", nargs="+", default=None, help="shipped model names or .npz paths (default: the default model)")
     parser.add_argument("--images", type=int, default=100, help="first N sample images of each model's classes")
     parser.add_argument("--backend", default="portfolio", help="backend that finds the AXps")
     parser.add_argument("--verifier", default="smt", help="backend that re-checks them (must differ)")
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from xsnn.explain import exact_oracle_factory, explain
     from xsnn.solvers.certificate import verify
 
+    if args.models is None:
+        from xsnn.model import DEFAULT_MODEL
+
+        args.models = [DEFAULT_MODEL]
     images, labels = data.load_sample()
     verifier = exact_oracle_factory(args.verifier)
     started = time.time()
