@@ -135,6 +135,21 @@ class RivalSATOracle(EntailmentOracle):
         self._fixed_pixels = np.zeros(self.model.n_inputs, bool)  # the pixels of the fixed features
         self._owner = self.features.feature_of_pixel()  # -1: a pixel of no feature, never fixed
         self._group_pixels = [np.asarray(g, np.int64) for g in self.features.groups]
+        # the same groups as one flat list (CSR), and the kernel, for the bookkeeping in C (:meth:`_advance`)
+        self._group_ptr = np.cumsum([0] + [len(g) for g in self._group_pixels]).astype(np.int64)
+        self._group_pixel_list = np.concatenate(self._group_pixels + [np.zeros(0, np.int64)]).astype(np.int64)
+        self._ext = load_extension()
+        self.gate_in_c = self._ext is not None and hasattr(self._ext, "rival_gate")
+        self._ruled_out, self._has_core = np.zeros(len(self._rivals), bool), np.zeros(len(self._rivals), bool)
+        self._gate = None
+        if self.gate_in_c:  # holds these arrays: they are only ever updated in place
+            bound, cores = self._bound, self._cores
+            self._gate = self._ext.make_rival_gate(
+                len(self.features), len(bound.bounds), len(self._rivals), cores.missing.shape[1],
+                len(bound.term_row), self._fixed_mask.view(np.uint8), self._fixed_pixels.view(np.uint8),
+                self._group_ptr, self._group_pixel_list, bound.feature_columns, bound.bounds,
+                cores.members.view(np.uint8), cores.missing, bound.term_row, bound.term_a, bound.term_e,
+                bound.term_rival, bound.slack_base, self._ruled_out.view(np.uint8), self._has_core.view(np.uint8))
 
     def _prepare_rivals(self) -> None:
         """Set ``_rivals`` (the rivals that can win), ``_problems`` (each one's ``(B, need,
@@ -221,16 +236,28 @@ class RivalSATOracle(EntailmentOracle):
         self._solvers[r] = solver
         return solver
 
-    def _advance(self, fixed: frozenset[int]) -> None:
+    def _advance(self, fixed: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
         """Bring the fixed-feature mask, the rival bounds and the kept cores' counts from the
         previous question's fixed set to ``fixed``: successive questions differ in a few
-        features, whose contributions are added or taken away (many changes: recomputed)."""
+        features, whose contributions are added or taken away (many changes: recomputed).
+        Returns per rival whether its bound rules it out and whether a kept core covers it
+        (bool ``(n_rivals,)`` each, before the options are applied). In the C kernel
+        (``rival_gate``) when it is built, else in numpy (:meth:`_advance_reference`)."""
         changed = fixed.symmetric_difference(self._fixed)
-        if len(changed) > 32:
+        if self.gate_in_c and len(changed) <= 32:
+            self._fixed = fixed
+            self._ext.rival_gate(self._gate, changed)  # each changed feature flips between fixed and free
+            return self._ruled_out, self._has_core
+        self._advance_reference(fixed, changed)
+        return self._bound.slack() < 0, self._cores.covered()
+
+    def _advance_reference(self, fixed: frozenset[int], changed: frozenset[int]) -> None:
+        """:meth:`_advance`'s bookkeeping in numpy, for the features ``changed`` since the last call."""
+        if len(changed) > 32:  # in place: the C kernel's gate holds these arrays
             mask = np.zeros(len(self.features), bool)
             mask[np.fromiter(fixed, np.int64, len(fixed))] = True
-            self._fixed_mask = mask
-            self._fixed_pixels = np.append(mask, False)[self._owner]
+            self._fixed_mask[:] = mask
+            self._fixed_pixels[:] = np.append(mask, False)[self._owner]
             self._bound.reset(mask)
             self._cores.reset(mask)
         else:
@@ -248,10 +275,10 @@ class RivalSATOracle(EntailmentOracle):
         if not self._rivals:  # no rival can win whatever the input: the empty set is sufficient
             return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
-        self._advance(fixed)
+        ruled_out, has_core = self._advance(fixed)
         n_rivals = len(self._rivals)
-        pruned = self._bound.slack() < 0 if self.bound_pruning else np.zeros(n_rivals, bool)
-        covered = self._cores.covered() & ~pruned if self.core_cache else np.zeros(n_rivals, bool)
+        pruned = ruled_out if self.bound_pruning else np.zeros(n_rivals, bool)
+        covered = has_core & ~pruned if self.core_cache else np.zeros(n_rivals, bool)
         skipped = (pruned | covered).tolist()
         n_pruned, n_covered = int(pruned.sum()), int(covered.sum())
         self.pruned += n_pruned
@@ -355,25 +382,29 @@ class _RivalBounds:
         # the change of (lo, hi) when feature k goes from free to fixed: row k
         feature_step = np.zeros((len(features) + 1, len(step)))  # last row: unowned pixels
         np.add.at(feature_step, owner, step.T)
-        self._feature_columns = feature_step[:-1]
-        self._bounds = self._start.copy()  # nothing fixed
+        self.feature_columns = np.ascontiguousarray(feature_step[:-1])
+        self.bounds = self._start.copy()  # nothing fixed
+        # the terms one by one, for the kernel's rival_gate: row of (lo, hi), break, gain, rival
+        self.term_row, self.term_a = self._row.astype(np.int64), self._a
+        self.term_e, self.term_rival = e.astype(np.int64), self._rival.astype(np.int64)
+        self.slack_base = (self.base - self.need).astype(np.int64)
 
     def reset(self, fixed_mask: np.ndarray) -> None:
         """Compute ``(lo, hi)`` afresh for the fixed features ``fixed_mask`` (bool per feature)."""
-        self._bounds = self._start + fixed_mask.astype(np.float64) @ self._feature_columns
+        self.bounds[:] = self._start + fixed_mask.astype(np.float64) @ self.feature_columns
 
     def toggle(self, feature: int, fixed: bool) -> None:
         """Feature ``feature`` became fixed (``fixed``) or free: add or take away its column
         (integers of small magnitude: the float64 sums are exact)."""
         if fixed:
-            self._bounds += self._feature_columns[feature]
+            self.bounds += self.feature_columns[feature]
         else:
-            self._bounds -= self._feature_columns[feature]
+            self.bounds -= self.feature_columns[feature]
 
     def slack(self) -> np.ndarray:
         """Per rival: its interval upper bound of ``D_c'`` minus ``need`` for the current fixed
         set; the solver must decide the rivals with slack ``>= 0``, the others cannot win."""
-        reached = (self._bounds[self._row] >= self._a).astype(np.float64)
+        reached = (self.bounds[self._row] >= self._a).astype(np.float64)
         return (self.base - self.need) + self._gains @ reached
 
 
@@ -388,43 +419,43 @@ class _RivalCores:
     """
 
     def __init__(self, n_rivals: int, n_features: int, size: int = 8) -> None:
-        self._members = np.zeros((n_features, n_rivals, size), bool)  # [k, r, slot]: feature k in the core
+        self.members = np.zeros((n_features, n_rivals, size), bool)  # [k, r, slot]: feature k in the core
         self._occupied = np.zeros((n_rivals, size), bool)
-        self._missing = np.full((n_rivals, size), n_features + 1, np.int64)
+        self.missing = np.full((n_rivals, size), n_features + 1, np.int64)
         self._oldest = np.zeros(n_rivals, np.int64)  # per rival: the slot the next core replaces
 
     def reset(self, fixed_mask: np.ndarray) -> None:
         """Count every kept core's free features afresh for ``fixed_mask`` (bool per feature)."""
-        counts = np.count_nonzero(self._members & ~fixed_mask[:, None, None], axis=0)
-        self._missing = np.where(self._occupied, counts, len(self._members) + 1)
+        counts = np.count_nonzero(self.members & ~fixed_mask[:, None, None], axis=0)
+        self.missing[:] = np.where(self._occupied, counts, len(self.members) + 1)
 
     def toggle(self, feature: int, fixed: bool) -> None:
         """Feature ``feature`` became fixed (``fixed``) or free."""
         if fixed:
-            self._missing -= self._members[feature]
+            self.missing -= self.members[feature]
         else:
-            self._missing += self._members[feature]
+            self.missing += self.members[feature]
 
     def covered(self) -> np.ndarray:
         """Per rival: True when one of its kept cores lies inside the fixed set (bool ``(n_rivals,)``)."""
-        return (self._missing == 0).any(axis=1)
+        return (self.missing == 0).any(axis=1)
 
     def add(self, rival: int, core: np.ndarray) -> None:
         """Keep ``core`` (feature indices, all fixed now) in the place of rival ``rival``'s oldest
         kept core (the slots are used in turn)."""
         slot = self._oldest[rival]
-        self._oldest[rival] = (slot + 1) % self._missing.shape[1]
-        self._members[:, rival, slot] = False
-        self._members[core, rival, slot] = True
+        self._oldest[rival] = (slot + 1) % self.missing.shape[1]
+        self.members[:, rival, slot] = False
+        self.members[core, rival, slot] = True
         self._occupied[rival, slot] = True
-        self._missing[rival, slot] = 0
+        self.missing[rival, slot] = 0
 
     def union(self, rivals: np.ndarray) -> np.ndarray:
         """The union (bool ``(n_features,)``) of one kept core inside the fixed set per rival in
         the mask ``rivals`` (each must be :meth:`covered`)."""
         chosen = np.flatnonzero(rivals)
-        slots = np.argmax(self._missing[chosen] == 0, axis=1)
-        return self._members[:, chosen, slots].any(axis=1)
+        slots = np.argmax(self.missing[chosen] == 0, axis=1)
+        return self.members[:, chosen, slots].any(axis=1)
 
 
 class _WitnessRepair:

@@ -211,6 +211,42 @@ def test_witness_repair_search_in_c_equals_the_numpy_reference(seed, kind, reset
                                   repair._inputs[0])
 
 
+@settings(max_examples=40, deadline=None)
+@given(**case_args)
+def test_rival_gate_in_c_equals_the_numpy_bookkeeping(seed, kind, reset, n_steps):
+    """The C kernel's per-question bookkeeping (fixed masks, rival bounds, kept cores' counts,
+    then "ruled out by its bound" and "covered by a kept core" per rival) equals the numpy
+    reference over random sequences of fixed sets, feature groupings and kept cores."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    features = random_features(rng, model.n_inputs)
+    in_c, numpy = RivalSATOracle(model, instance, features), RivalSATOracle(model, instance, features)
+    if not in_c.gate_in_c:
+        if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() not in ("", "0", "false", "no"):
+            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the kernel has no rival_gate")
+        pytest.skip("C kernel not built")
+    numpy.gate_in_c = False
+    n_features, n_rivals = len(features), len(in_c._rivals)
+    fixed = set(range(n_features))
+    for step in range(30):
+        if rng.random() < 0.1:  # a jump: many features change at once
+            fixed = set(np.flatnonzero(rng.random(n_features) < 0.5).tolist())
+        else:
+            for k in rng.choice(n_features, size=int(rng.integers(1, 4))).tolist():
+                fixed ^= {k}
+        frozen = frozenset(fixed)
+        got, expected = in_c._advance(frozen), numpy._advance(frozen)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]), step
+        assert np.array_equal(in_c._fixed_mask, numpy._fixed_mask)
+        assert np.array_equal(in_c._fixed_pixels, numpy._fixed_pixels)
+        assert np.array_equal(in_c._bound.bounds, numpy._bound.bounds)
+        assert np.array_equal(in_c._cores.missing, numpy._cores.missing)
+        if n_rivals and fixed and rng.random() < 0.5:  # keep a core (a subset of the fixed set) in both
+            r = int(rng.integers(n_rivals))
+            core = rng.choice(sorted(fixed), size=int(rng.integers(1, len(fixed) + 1)), replace=False)
+            in_c._cores.add(r, core)
+            numpy._cores.add(r, core)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_witness_repair_gives_genuine_witnesses_and_the_same_axp(seed):
     """Repaired witnesses are counterexamples (check() re-runs each through the reference

@@ -967,6 +967,149 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ rival gate (rival SAT oracle)
+ *
+ * make_rival_gate(n_features, m, R, S, n_terms, fixed_mask, fixed_pixels, group_ptr, group_pixels,
+ *                 columns, bounds, members, missing, term_row, term_a, term_e, term_rival,
+ *                 slack_base, pruned_out, covered_out) -> gate (a capsule holding the arrays)
+ * rival_gate(gate, changed) -> None
+ *
+ * The C twin of solvers/rivalsat.py's per-question bookkeeping in numpy (RivalSATOracle.
+ * _advance_reference with _RivalBounds.toggle/slack and _RivalCores.toggle/covered; read their
+ * docstrings for the maths; the tests compare the two on random networks and random sequences of
+ * fixed sets). The gate keeps the arrays (buffers held until it is freed; the caller updates
+ * them only in place). rival_gate: for each feature k in `changed` (an iterable of ints: the
+ * features whose state flips), now fixed iff it was free (fixed_mask[k] == 0):
+ *   fixed_mask[k] (uint8 (n_features)) and the pixels of group k (group_ptr int64
+ *   (n_features + 1), group_pixels int64) in fixed_pixels (uint8) are set to the new state;
+ *   bounds (float64 (m) = (lo, hi) of every neuron) += or -= columns[k] (float64
+ *   (n_features, m)); missing (int64 (R, S): the free features of each kept core) -= or +=
+ *   members[k] (uint8 (n_features, R, S)).
+ * Then per rival r: slack_r = slack_base[r] + sum over terms t of rival r of term_e[t]
+ * [bounds[term_row[t]] >= term_a[t]]; pruned_out[r] = slack_r < 0, covered_out[r] = some
+ * missing[r, s] == 0 (uint8 (R) each).
+ */
+enum { G_FIXED_MASK, G_FIXED_PIXELS, G_GROUP_PTR, G_GROUP_PIXELS, G_COLUMNS, G_BOUNDS, G_MEMBERS, G_MISSING,
+       G_TERM_ROW, G_TERM_A, G_TERM_E, G_TERM_RIVAL, G_SLACK_BASE, G_PRUNED, G_COVERED, G_N };
+
+typedef struct {
+    Py_buffer buf[G_N];
+    int held;                 /* buffers acquired so far */
+    int n_features, m, R, S, n_terms;
+    int64_t *slack;
+} RivalGate;
+
+static void free_gate(RivalGate *g) {
+    for (int i = 0; i < g->held; i++) PyBuffer_Release(&g->buf[i]);
+    free(g->slack);
+    free(g);
+}
+
+static void gate_capsule_destructor(PyObject *capsule) {
+    RivalGate *g = PyCapsule_GetPointer(capsule, "xsnn.rival_gate");
+    if (g) free_gate(g);
+}
+
+static PyObject *py_make_rival_gate(PyObject *self, PyObject *args) {
+    static const int writable[G_N] = {1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1};
+    static const char *names[G_N] = {"fixed_mask", "fixed_pixels", "group_ptr", "group_pixels", "columns", "bounds",
+                                     "members", "missing", "term_row", "term_a", "term_e", "term_rival",
+                                     "slack_base", "pruned_out", "covered_out"};
+    PyObject *obj[G_N];
+    RivalGate *g = calloc(1, sizeof(RivalGate));
+    (void)self;
+    if (!g) return PyErr_NoMemory();
+    if (!PyArg_ParseTuple(args, "iiiiiOOOOOOOOOOOOOOO", &g->n_features, &g->m, &g->R, &g->S, &g->n_terms, &obj[0],
+                          &obj[1], &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7], &obj[8], &obj[9], &obj[10],
+                          &obj[11], &obj[12], &obj[13], &obj[14]))
+        goto fail;
+    for (int i = 0; i < G_N; i++) {
+        if (PyObject_GetBuffer(obj[i], &g->buf[i], writable[i] ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) goto fail;
+        g->held++;
+    }
+    int nf = g->n_features, m = g->m, R = g->R, S = g->S, nt = g->n_terms;
+    if (nf < 0 || m < 0 || R < 0 || S < 0 || nt < 0) { PyErr_SetString(PyExc_ValueError, "make_rival_gate: negative dimension"); goto fail; }
+    const Py_ssize_t expected[G_N] = {nf, -1, ((Py_ssize_t)nf + 1) * 8, -1, (Py_ssize_t)nf * m * 8, (Py_ssize_t)m * 8,
+                                      (Py_ssize_t)nf * R * S, (Py_ssize_t)R * S * 8, (Py_ssize_t)nt * 8,
+                                      (Py_ssize_t)nt * 8, (Py_ssize_t)nt * 8, (Py_ssize_t)nt * 8, (Py_ssize_t)R * 8, R, R};
+    for (int i = 0; i < G_N; i++)
+        if (expected[i] >= 0 && g->buf[i].len != expected[i]) {
+            PyErr_Format(PyExc_ValueError, "make_rival_gate: %s has %lld bytes, expected %lld", names[i],
+                         (long long)g->buf[i].len, (long long)expected[i]);
+            goto fail;
+        }
+    const int64_t *group_ptr = g->buf[G_GROUP_PTR].buf, *group_pixels = g->buf[G_GROUP_PIXELS].buf;
+    const int64_t *term_row = g->buf[G_TERM_ROW].buf, *term_rival = g->buf[G_TERM_RIVAL].buf;
+    int64_t n_pixels = g->buf[G_FIXED_PIXELS].len, n_group_pixels = g->buf[G_GROUP_PIXELS].len / 8;
+    const char *bad = NULL;
+    if (g->buf[G_GROUP_PIXELS].len % 8 || group_ptr[0] != 0 || group_ptr[nf] != n_group_pixels) bad = "group_ptr";
+    for (int k = 0; !bad && k < nf; k++)
+        if (group_ptr[k + 1] < group_ptr[k]) bad = "group_ptr";
+    for (int64_t e = 0; !bad && e < n_group_pixels; e++)
+        if (group_pixels[e] < 0 || group_pixels[e] >= n_pixels) bad = "group_pixels";
+    for (int t = 0; !bad && t < nt; t++)
+        if (term_row[t] < 0 || term_row[t] >= m || term_rival[t] < 0 || term_rival[t] >= R) bad = "term arrays";
+    if (bad) { PyErr_Format(PyExc_ValueError, "make_rival_gate: %s out of range", bad); goto fail; }
+    g->slack = malloc(sizeof(int64_t) * (size_t)(R + 1));
+    if (!g->slack) { PyErr_NoMemory(); goto fail; }
+    PyObject *capsule = PyCapsule_New(g, "xsnn.rival_gate", gate_capsule_destructor);
+    if (!capsule) goto fail;
+    return capsule;
+fail:
+    free_gate(g);
+    return NULL;
+}
+
+static PyObject *py_rival_gate(PyObject *self, PyObject *args) {
+    PyObject *capsule, *changed, *iter, *item;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &capsule, &changed)) return NULL;
+    RivalGate *g = PyCapsule_GetPointer(capsule, "xsnn.rival_gate");
+    if (!g) return NULL;
+    int nf = g->n_features, m = g->m, R = g->R, S = g->S, nt = g->n_terms;
+    uint8_t *fixed_mask = g->buf[G_FIXED_MASK].buf, *fixed_pixels = g->buf[G_FIXED_PIXELS].buf;
+    const int64_t *group_ptr = g->buf[G_GROUP_PTR].buf, *group_pixels = g->buf[G_GROUP_PIXELS].buf;
+    const double *columns = g->buf[G_COLUMNS].buf, *term_a = g->buf[G_TERM_A].buf;
+    double *bounds = g->buf[G_BOUNDS].buf;
+    const uint8_t *members = g->buf[G_MEMBERS].buf;
+    int64_t *missing = g->buf[G_MISSING].buf, *slack = g->slack;
+    const int64_t *term_row = g->buf[G_TERM_ROW].buf, *term_e = g->buf[G_TERM_E].buf,
+                  *term_rival = g->buf[G_TERM_RIVAL].buf, *slack_base = g->buf[G_SLACK_BASE].buf;
+    uint8_t *pruned = g->buf[G_PRUNED].buf, *covered = g->buf[G_COVERED].buf;
+    iter = PyObject_GetIter(changed);
+    if (!iter) return NULL;
+    while ((item = PyIter_Next(iter))) {
+        long long k = PyLong_AsLongLong(item);
+        Py_DECREF(item);
+        if (k == -1 && PyErr_Occurred()) { Py_DECREF(iter); return NULL; }
+        if (k < 0 || k >= nf) {
+            Py_DECREF(iter);
+            PyErr_SetString(PyExc_ValueError, "rival_gate: changed feature out of range");
+            return NULL;
+        }
+        int fix = !fixed_mask[k];
+        fixed_mask[k] = (uint8_t)fix;
+        for (int64_t e = group_ptr[k]; e < group_ptr[k + 1]; e++) fixed_pixels[group_pixels[e]] = (uint8_t)fix;
+        const double *col = columns + k * (int64_t)m;
+        if (fix) for (int i = 0; i < m; i++) bounds[i] += col[i];
+        else     for (int i = 0; i < m; i++) bounds[i] -= col[i];
+        const uint8_t *mem = members + k * (int64_t)R * S;
+        if (fix) for (int i = 0; i < R * S; i++) missing[i] -= mem[i];
+        else     for (int i = 0; i < R * S; i++) missing[i] += mem[i];
+    }
+    Py_DECREF(iter);
+    if (PyErr_Occurred()) return NULL;
+    for (int r = 0; r < R; r++) slack[r] = slack_base[r];
+    for (int t = 0; t < nt; t++)
+        if (bounds[term_row[t]] >= term_a[t]) slack[term_rival[t]] += term_e[t];
+    for (int r = 0; r < R; r++) {
+        pruned[r] = slack[r] < 0;
+        covered[r] = 0;
+        for (int j = 0; j < S; j++) if (missing[(int64_t)r * S + j] == 0) covered[r] = 1;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_isa(PyObject *self, PyObject *args) {
     (void)self; (void)args;
     return PyUnicode_FromString(cpu_has_avx2() ? "avx2" : "generic");
@@ -979,6 +1122,12 @@ static PyMethodDef methods[] = {
      "repair_search(k, n0, n, width, R, x, differs, inputs, kept_fixed, fixed, breaks, deltas, base, gap, need, "
      "col_ptr, col_neuron, col_sign, inputs_out) -> the first kept witness whose repair wins, or -1 "
      "(see the comment above it)."},
+    {"make_rival_gate", py_make_rival_gate, METH_VARARGS,
+     "make_rival_gate(n_features, m, R, S, n_terms, fixed_mask, fixed_pixels, group_ptr, group_pixels, columns, "
+     "bounds, members, missing, term_row, term_a, term_e, term_rival, slack_base, pruned_out, covered_out) -> gate "
+     "(see the comment above rival_gate)."},
+    {"rival_gate", py_rival_gate, METH_VARARGS,
+     "rival_gate(gate, changed): per-question bookkeeping of the rival SAT oracle (see the comment above it)."},
     {"isa", py_isa, METH_NOARGS, "isa() -> 'avx2' or 'generic': the instruction set the kernel uses here."},
     {NULL, NULL, 0, NULL},
 };
