@@ -22,7 +22,7 @@ is SAT (the witness is read from its model) and ENTAILED when every rival is UNS
 of the rivals' cores (selectors in ``get_core()``) is then a core of the whole question:
 fixing it rules out every rival.
 
-Before a rival's solver is called, its interval bound is checked (exact arithmetic, numpy):
+Before a rival's solver is called, its interval bound is checked (exact arithmetic):
 with the fixed pixels' contribution and the free pixels' extremes, ``I_j`` lies in
 ``[lo_j, hi_j]``, so
 
@@ -43,12 +43,18 @@ Most questions of a deletion are NOT_ENTAILED, and a recent witness usually show
 the prediction again: **witness repair** takes each of the newest witnesses, resets the pixels
 now fixed to the instance's values and flips the features it had to keep but that are free now
 (in deletion: the feature asked about, plus any freed since; the move of the layered oracle's
-look-ahead, here scored without the kernel). Each candidate is scored exactly: its inputs ``I``
+look-ahead, here scored without a forward pass). Each candidate is scored exactly: its inputs ``I``
 are updated from the witness's by the few changed pixels, each neuron's spike count is read
 from its ladder and the score differences from the readout (:class:`_WitnessRepair`); the
 first candidate that lets a rival win is returned (and, like every witness,
 re-run through the reference forward by :meth:`EntailmentOracle.check`). When no candidate
 wins the solvers decide, so the verdict is always the exact one.
+
+Two pieces of this per-question work run in the C kernel when it is built, each beside its numpy
+reference (used otherwise; the tests compare the two): the repair search
+(``_WitnessRepair.search_c`` / ``search_reference``) and the bookkeeping that brings the fixed
+masks, the rival bounds and the kept cores' counts to the new fixed set and tells which rivals
+they rule out (``RivalSATOracle._advance`` / ``_advance_reference``).
 """
 from __future__ import annotations
 
