@@ -247,6 +247,27 @@ def test_rival_gate_in_c_equals_the_numpy_bookkeeping(seed, kind, reset, n_steps
             numpy._cores.add(r, core)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_oracle_without_the_c_helpers_takes_the_same_paths(seed):
+    """With the C repair search and rival gate switched off (their numpy references, as on an
+    install without the kernel), deletion asks the same questions, answers each by the same path
+    and returns the same AXp."""
+    rng = np.random.default_rng(500 + seed)
+    n_inputs = 14
+    model = random_model(rng, [12], n_inputs, 5, weight_kind="ternary", n_steps=2, max_threshold=3)
+    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
+    order = rng.permutation(n_inputs).tolist()
+    runs = []
+    for in_c in (True, False):
+        oracle = RivalSATOracle(model, instance)
+        oracle.gate_in_c = oracle.gate_in_c and in_c
+        oracle._repair.in_c = oracle._repair.in_c and in_c
+        with DeletionAXp(oracle, order=order) as algorithm:
+            result = algorithm.compute()
+        runs.append((result.features, dict(result.stats["calls"]), oracle.pruned, oracle.skipped_by_cores))
+    assert runs[0] == runs[1]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_witness_repair_gives_genuine_witnesses_and_the_same_axp(seed):
     """Repaired witnesses are counterexamples (check() re-runs each through the reference
