@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import ModuleType
 
 import numpy as np
 from pysat.solvers import Solver
@@ -134,7 +135,9 @@ class RivalSATOracle(EntailmentOracle):
         self._prepare_rivals()
         self._cores = _RivalCores(len(self._rivals), len(self.features))
         self.witness_repair = witness_repair and max_distance is None
-        self._repair = _WitnessRepair(self.model, self.instance, self._ladders, self.target, keep=self.recent_witnesses)
+        self._ext = load_extension()  # the C kernel, or None: then the numpy references serve
+        self._repair = _WitnessRepair(self.model, self.instance, self._ladders, self.target, self._ext,
+                                      keep=self.recent_witnesses)
         # the fixed set the bounds and the kept cores' counts refer to (:meth:`_advance`)
         self._fixed: frozenset[int] = frozenset()
         self._fixed_mask = np.zeros(len(self.features), bool)
@@ -144,7 +147,6 @@ class RivalSATOracle(EntailmentOracle):
         # the same groups as one flat list (CSR), and the kernel, for the bookkeeping in C (:meth:`_advance`)
         self._group_ptr = np.cumsum([0] + [len(g) for g in self._group_pixels]).astype(np.int64)
         self._group_pixel_list = np.concatenate(self._group_pixels + [np.zeros(0, np.int64)]).astype(np.int64)
-        self._ext = load_extension()
         self.gate_in_c = self._ext is not None and hasattr(self._ext, "rival_gate")
         self._ruled_out, self._has_core = np.zeros(len(self._rivals), bool), np.zeros(len(self._rivals), bool)
         self._gate = None
@@ -482,7 +484,8 @@ class _WitnessRepair:
     (``|I_j| <= n <= 2**24``): exact.
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, ladders: Ladders, target: int, keep: int = 4) -> None:
+    def __init__(self, model: BSNN, instance: np.ndarray, ladders: Ladders, target: int,
+                 extension: ModuleType | None = None, keep: int = 4) -> None:
         n = model.n_inputs
         self._w = np.ascontiguousarray(model.weights[0], dtype=np.float32)  # (n_0, n)
         self._w_t = np.ascontiguousarray(self._w.T)                         # (n, n_0): row i is W_{:,i}
@@ -504,21 +507,21 @@ class _WitnessRepair:
         self._inputs = np.zeros((keep, n_0), np.float32)      # their I = W x
         self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
         self._kept = 0
-        # the same search in the C kernel (:meth:`find`): int32 ladders (absent breaks never
-        # reached), score gaps and needs, and W by columns (pixel i: its neurons, weight signs)
-        self._ext = load_extension()
-        self.in_c = self._ext is not None and hasattr(self._ext, "repair_search")
-        self._c_breaks = np.full(self._breaks.shape, np.iinfo(np.int32).max, np.int32)
-        finite = np.isfinite(self._breaks)
-        self._c_breaks[finite] = self._breaks[finite]
-        self._c_deltas = self._deltas.astype(np.int32)
-        self._c_base = self._base_counts.astype(np.int32)
-        self._c_gap = np.ascontiguousarray(self._score_gap, dtype=np.int32)
-        self._c_need = self._need.astype(np.int32)
-        pixel, neuron = np.nonzero(self._w_t)  # by pixel, then neuron
-        self._c_col_ptr = np.searchsorted(pixel, np.arange(n + 1)).astype(np.int64)
-        self._c_col_neuron = neuron.astype(np.int32)
-        self._c_col_sign = self._w_t[pixel, neuron].astype(np.int8)
+        # the same search in the C kernel (``extension``, :meth:`search_c`), built once: int32
+        # ladders (absent breaks never reached), score gaps and needs, W by columns (pixel i: its
+        # neurons and weight signs)
+        self.in_c = extension is not None and hasattr(extension, "make_repair_search")
+        self._ext, self._c_search = extension, None
+        if self.in_c:
+            breaks = np.full(self._breaks.shape, np.iinfo(np.int32).max, np.int32)
+            finite = np.isfinite(self._breaks)
+            breaks[finite] = self._breaks[finite]
+            pixel, neuron = np.nonzero(self._w_t)  # by pixel, then neuron
+            self._c_search = extension.make_repair_search(
+                n_0, n, width, len(others), breaks, self._deltas.astype(np.int32),
+                self._base_counts.astype(np.int32), np.ascontiguousarray(self._score_gap, dtype=np.int32),
+                self._need.astype(np.int32), np.searchsorted(pixel, np.arange(n + 1)).astype(np.int64),
+                neuron.astype(np.int32), self._w_t[pixel, neuron].astype(np.int8))
 
     def add(self, x: np.ndarray, fixed_pixels: np.ndarray, inputs: np.ndarray | None = None) -> None:
         """Keep witness pixels ``x`` (bool ``(n,)``) found with the pixels ``fixed_pixels`` fixed
@@ -583,11 +586,9 @@ class _WitnessRepair:
         kept = self._kept
         if not kept:
             return None
-        inputs = np.empty(len(self._c_base), np.int32)
+        inputs = np.empty(self._inputs.shape[1], np.int32)
         best = self._ext.repair_search(
-            kept, len(inputs), len(fixed_pixels), len(self._c_breaks), len(self._c_need),
-            self._x[:kept].view(np.uint8), self._differs[:kept].view(np.uint8),
+            self._c_search, kept, self._x[:kept].view(np.uint8), self._differs[:kept].view(np.uint8),
             self._inputs[:kept].astype(np.int32), self._fixed_pixels[:kept].view(np.uint8),
-            np.ascontiguousarray(fixed_pixels, dtype=bool).view(np.uint8), self._c_breaks, self._c_deltas,
-            self._c_base, self._c_gap, self._c_need, self._c_col_ptr, self._c_col_neuron, self._c_col_sign, inputs)
+            np.ascontiguousarray(fixed_pixels, dtype=bool).view(np.uint8), inputs)
         return None if best < 0 else (best, inputs.astype(np.float32))

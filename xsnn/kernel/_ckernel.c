@@ -866,14 +866,15 @@ done:
 
 /* ------------------------------------------------------------------ witness repair (rival SAT oracle)
  *
- * repair_search(k, n0, n, width, R, x, differs, inputs, kept_fixed, fixed, breaks, deltas, base,
- *               gap, need, col_ptr, col_neuron, col_sign, inputs_out) -> b, or -1
+ * make_repair_search(n0, n, width, R, breaks, deltas, base, gap, need, col_ptr, col_neuron,
+ *                    col_sign) -> search (a capsule holding the network's arrays, checked once)
+ * repair_search(search, k, x, differs, inputs, kept_fixed, fixed, inputs_out) -> b, or -1
  *
- * The C twin of solvers/rivalsat.py's _WitnessRepair.find_reference (read its docstring for the
- * maths; the tests compare the two on random networks, witnesses and fixed sets). For each kept
- * witness b (newest first: x, differs = x != v, uint8 (k, n); inputs = W x, int32 (k, n0); the
- * fixed pixels of its question, kept_fixed uint8 (k, n)) and the fixed pixels `fixed` (uint8 (n))
- * of the new question, the candidate flips pixel i iff
+ * The C twin of solvers/rivalsat.py's _WitnessRepair.search_reference (read its docstring for
+ * the maths; the tests compare the two on random networks, witnesses and fixed sets). For each
+ * kept witness b (newest first: x, differs = x != v, uint8 (k, n); inputs = W x, int32 (k, n0);
+ * the fixed pixels of its question, kept_fixed uint8 (k, n)) and the fixed pixels `fixed`
+ * (uint8 (n)) of the new question, the candidate flips pixel i iff
  *     fixed[i] ? differs[b, i] : kept_fixed[b, i] && !differs[b, i],
  * its inputs are I = inputs[b] + sum over flipped i of (1 - 2 x[b, i]) W[:, i] (W by columns:
  * col_ptr int64 (n + 1), col_neuron int32, col_sign int8), its spike counts
@@ -882,6 +883,50 @@ done:
  * sum_j gap[j, r] count_j >= need[r] (gap int32 (n0, R), need int32 (R)). Returns the first
  * winning b with its inputs in inputs_out (int32 (n0)), or -1.
  */
+
+/* Buffers a capsule holds until it is freed (shared by the repair search and the rival gate). */
+typedef struct {
+    Py_buffer buf[16];
+    int held;
+} Held;
+
+static void release_held(Held *h) {
+    for (int i = 0; i < h->held; i++) PyBuffer_Release(&h->buf[i]);
+    h->held = 0;
+}
+
+/* Acquire obj's buffer as the next held one (writable if asked) and check its size in bytes. */
+static int hold(Held *h, PyObject *obj, int writable, Py_ssize_t bytes, const char *who, const char *name) {
+    if (h->held >= (int)(sizeof h->buf / sizeof h->buf[0])) {
+        PyErr_Format(PyExc_RuntimeError, "%s: too many buffers", who);
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, &h->buf[h->held], writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) return -1;
+    h->held++;
+    if (bytes >= 0 && h->buf[h->held - 1].len != bytes) {
+        PyErr_Format(PyExc_ValueError, "%s: %s has %lld bytes, expected %lld", who, name,
+                     (long long)h->buf[h->held - 1].len, (long long)bytes);
+        return -1;
+    }
+    return 0;
+}
+
+enum { R_BREAKS, R_DELTAS, R_BASE, R_GAP, R_NEED, R_COL_PTR, R_COL_NEURON, R_COL_SIGN, R_N };
+
+typedef struct {
+    Held h;
+    int n0, n, width, R;
+    int64_t *score;
+} RepairSearch;
+
+static void repair_capsule_destructor(PyObject *capsule) {
+    RepairSearch *rs = PyCapsule_GetPointer(capsule, "xsnn.repair_search");
+    if (!rs) return;
+    release_held(&rs->h);
+    free(rs->score);
+    free(rs);
+}
+
 static int64_t repair_search_impl(int k, int n0, int n, int width, int R, const uint8_t *x, const uint8_t *differs,
                                   const int32_t *inputs, const uint8_t *kept_fixed, const uint8_t *fixed,
                                   const int32_t *breaks, const int32_t *deltas, const int32_t *base,
@@ -910,60 +955,78 @@ static int64_t repair_search_impl(int k, int n0, int n, int width, int R, const 
     return -1;
 }
 
-static int buffer_is(Py_buffer *buf, int64_t items, int64_t item_size, const char *name) {
-    if (buf->len != items * item_size) {
-        PyErr_Format(PyExc_ValueError, "repair_search: %s has %lld bytes, expected %lld", name, (long long)buf->len,
-                     (long long)(items * item_size));
-        return 0;
-    }
-    return 1;
+static PyObject *py_make_repair_search(PyObject *self, PyObject *args) {
+    static const char *who = "make_repair_search";
+    PyObject *obj[R_N];
+    RepairSearch *rs = calloc(1, sizeof(RepairSearch));
+    (void)self;
+    if (!rs) return PyErr_NoMemory();
+    if (!PyArg_ParseTuple(args, "iiiiOOOOOOOO", &rs->n0, &rs->n, &rs->width, &rs->R, &obj[0], &obj[1], &obj[2],
+                          &obj[3], &obj[4], &obj[5], &obj[6], &obj[7]))
+        goto fail;
+    int n0 = rs->n0, n = rs->n, width = rs->width, R = rs->R;
+    if (n0 < 0 || n < 0 || width < 0 || R < 0) { PyErr_Format(PyExc_ValueError, "%s: negative dimension", who); goto fail; }
+    if (hold(&rs->h, obj[R_BREAKS], 0, (Py_ssize_t)width * n0 * 4, who, "breaks") < 0 ||
+        hold(&rs->h, obj[R_DELTAS], 0, (Py_ssize_t)width * n0 * 4, who, "deltas") < 0 ||
+        hold(&rs->h, obj[R_BASE], 0, (Py_ssize_t)n0 * 4, who, "base") < 0 ||
+        hold(&rs->h, obj[R_GAP], 0, (Py_ssize_t)n0 * R * 4, who, "gap") < 0 ||
+        hold(&rs->h, obj[R_NEED], 0, (Py_ssize_t)R * 4, who, "need") < 0 ||
+        hold(&rs->h, obj[R_COL_PTR], 0, ((Py_ssize_t)n + 1) * 8, who, "col_ptr") < 0)
+        goto fail;
+    const int64_t *col_ptr = rs->h.buf[R_COL_PTR].buf;
+    int64_t nnz = col_ptr[n];
+    if (col_ptr[0] != 0 || nnz < 0) { PyErr_Format(PyExc_ValueError, "%s: col_ptr must start at 0", who); goto fail; }
+    if (hold(&rs->h, obj[R_COL_NEURON], 0, (Py_ssize_t)nnz * 4, who, "col_neuron") < 0 ||
+        hold(&rs->h, obj[R_COL_SIGN], 0, (Py_ssize_t)nnz, who, "col_sign") < 0)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if (col_ptr[i + 1] < col_ptr[i]) { PyErr_Format(PyExc_ValueError, "%s: col_ptr decreases", who); goto fail; }
+    const int32_t *col_neuron = rs->h.buf[R_COL_NEURON].buf;
+    for (int64_t e = 0; e < nnz; e++)
+        if (col_neuron[e] < 0 || col_neuron[e] >= n0) {
+            PyErr_Format(PyExc_ValueError, "%s: col_neuron out of range", who);
+            goto fail;
+        }
+    rs->score = malloc(sizeof(int64_t) * (size_t)(R + 1));
+    if (!rs->score) { PyErr_NoMemory(); goto fail; }
+    PyObject *capsule = PyCapsule_New(rs, "xsnn.repair_search", repair_capsule_destructor);
+    if (capsule) return capsule;
+fail:
+    release_held(&rs->h);
+    free(rs->score);
+    free(rs);
+    return NULL;
 }
 
 static PyObject *py_repair_search(PyObject *self, PyObject *args) {
-    int k, n0, n, width, R;
-    Py_buffer xb = {0}, db = {0}, in = {0}, kf = {0}, fx = {0}, br = {0}, de = {0}, ba = {0}, ga = {0}, ne = {0},
-              cp = {0}, cn = {0}, cs = {0}, out = {0};
+    static const char *who = "repair_search";
+    PyObject *capsule, *obj[6];
+    int k;
+    Held h = {0};
     PyObject *result = NULL;
-    int64_t *score = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iiiiiy*y*y*y*y*y*y*y*y*y*y*y*y*w*", &k, &n0, &n, &width, &R, &xb, &db, &in, &kf,
-                          &fx, &br, &de, &ba, &ga, &ne, &cp, &cn, &cs, &out))
+    if (!PyArg_ParseTuple(args, "OiOOOOOO", &capsule, &k, &obj[0], &obj[1], &obj[2], &obj[3], &obj[4], &obj[5]))
         return NULL;
-    if (k < 0 || n0 < 0 || n < 0 || width < 0 || R < 0) {
-        PyErr_SetString(PyExc_ValueError, "repair_search: negative dimension");
+    RepairSearch *rs = PyCapsule_GetPointer(capsule, "xsnn.repair_search");
+    if (!rs) return NULL;
+    int n0 = rs->n0, n = rs->n;
+    if (k < 0) { PyErr_Format(PyExc_ValueError, "%s: negative k", who); return NULL; }
+    if (hold(&h, obj[0], 0, (Py_ssize_t)k * n, who, "x") < 0 || hold(&h, obj[1], 0, (Py_ssize_t)k * n, who, "differs") < 0 ||
+        hold(&h, obj[2], 0, (Py_ssize_t)k * n0 * 4, who, "inputs") < 0 ||
+        hold(&h, obj[3], 0, (Py_ssize_t)k * n, who, "kept_fixed") < 0 || hold(&h, obj[4], 0, n, who, "fixed") < 0 ||
+        hold(&h, obj[5], 1, (Py_ssize_t)n0 * 4, who, "inputs_out") < 0)
         goto done;
-    }
-    if (!buffer_is(&xb, (int64_t)k * n, 1, "x") || !buffer_is(&db, (int64_t)k * n, 1, "differs") ||
-        !buffer_is(&in, (int64_t)k * n0, 4, "inputs") || !buffer_is(&kf, (int64_t)k * n, 1, "kept_fixed") ||
-        !buffer_is(&fx, n, 1, "fixed") || !buffer_is(&br, (int64_t)width * n0, 4, "breaks") ||
-        !buffer_is(&de, (int64_t)width * n0, 4, "deltas") || !buffer_is(&ba, n0, 4, "base") ||
-        !buffer_is(&ga, (int64_t)n0 * R, 4, "gap") || !buffer_is(&ne, R, 4, "need") ||
-        !buffer_is(&cp, (int64_t)n + 1, 8, "col_ptr") || !buffer_is(&out, n0, 4, "inputs_out"))
-        goto done;
-    const int64_t *col_ptr = (const int64_t *)cp.buf;
-    int64_t nnz = col_ptr[n];
-    if (col_ptr[0] != 0) { PyErr_SetString(PyExc_ValueError, "repair_search: col_ptr must start at 0"); goto done; }
-    if (!buffer_is(&cn, nnz, 4, "col_neuron") || !buffer_is(&cs, nnz, 1, "col_sign")) goto done;
-    for (int i = 0; i < n; i++)
-        if (col_ptr[i + 1] < col_ptr[i]) { PyErr_SetString(PyExc_ValueError, "repair_search: col_ptr decreases"); goto done; }
-    for (int64_t e = 0; e < nnz; e++) {
-        int32_t j = ((const int32_t *)cn.buf)[e];
-        if (j < 0 || j >= n0) { PyErr_SetString(PyExc_ValueError, "repair_search: col_neuron out of range"); goto done; }
-    }
-    score = malloc(sizeof(int64_t) * (size_t)(R + 1));
-    if (!score) { PyErr_NoMemory(); goto done; }
+    const Py_buffer *b = rs->h.buf;
     int64_t found;
     Py_BEGIN_ALLOW_THREADS
-    found = repair_search_impl(k, n0, n, width, R, xb.buf, db.buf, in.buf, kf.buf, fx.buf, br.buf, de.buf, ba.buf,
-                               ga.buf, ne.buf, col_ptr, cn.buf, cs.buf, out.buf, score);
+    found = repair_search_impl(k, n0, n, rs->width, rs->R, h.buf[0].buf, h.buf[1].buf, h.buf[2].buf, h.buf[3].buf,
+                               h.buf[4].buf, b[R_BREAKS].buf, b[R_DELTAS].buf, b[R_BASE].buf, b[R_GAP].buf,
+                               b[R_NEED].buf, b[R_COL_PTR].buf, b[R_COL_NEURON].buf, b[R_COL_SIGN].buf,
+                               h.buf[5].buf, rs->score);
     Py_END_ALLOW_THREADS
     result = PyLong_FromLongLong((long long)found);
 done:
-    free(score);
-    PyBuffer_Release(&xb); PyBuffer_Release(&db); PyBuffer_Release(&in); PyBuffer_Release(&kf);
-    PyBuffer_Release(&fx); PyBuffer_Release(&br); PyBuffer_Release(&de); PyBuffer_Release(&ba);
-    PyBuffer_Release(&ga); PyBuffer_Release(&ne); PyBuffer_Release(&cp); PyBuffer_Release(&cn);
-    PyBuffer_Release(&cs); PyBuffer_Release(&out);
+    release_held(&h);
     return result;
 }
 
@@ -993,14 +1056,13 @@ enum { G_FIXED_MASK, G_FIXED_PIXELS, G_GROUP_PTR, G_GROUP_PIXELS, G_COLUMNS, G_B
        G_TERM_ROW, G_TERM_A, G_TERM_E, G_TERM_RIVAL, G_SLACK_BASE, G_PRUNED, G_COVERED, G_N };
 
 typedef struct {
-    Py_buffer buf[G_N];
-    int held;                 /* buffers acquired so far */
+    Held h;                   /* the arrays, in the order of the enum above */
     int n_features, m, R, S, n_terms;
     int64_t *slack;
 } RivalGate;
 
 static void free_gate(RivalGate *g) {
-    for (int i = 0; i < g->held; i++) PyBuffer_Release(&g->buf[i]);
+    release_held(&g->h);
     free(g->slack);
     free(g);
 }
@@ -1023,26 +1085,18 @@ static PyObject *py_make_rival_gate(PyObject *self, PyObject *args) {
                           &obj[1], &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7], &obj[8], &obj[9], &obj[10],
                           &obj[11], &obj[12], &obj[13], &obj[14]))
         goto fail;
-    for (int i = 0; i < G_N; i++) {
-        if (PyObject_GetBuffer(obj[i], &g->buf[i], writable[i] ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) goto fail;
-        g->held++;
-    }
     int nf = g->n_features, m = g->m, R = g->R, S = g->S, nt = g->n_terms;
     if (nf < 0 || m < 0 || R < 0 || S < 0 || nt < 0) { PyErr_SetString(PyExc_ValueError, "make_rival_gate: negative dimension"); goto fail; }
     const Py_ssize_t expected[G_N] = {nf, -1, ((Py_ssize_t)nf + 1) * 8, -1, (Py_ssize_t)nf * m * 8, (Py_ssize_t)m * 8,
                                       (Py_ssize_t)nf * R * S, (Py_ssize_t)R * S * 8, (Py_ssize_t)nt * 8,
                                       (Py_ssize_t)nt * 8, (Py_ssize_t)nt * 8, (Py_ssize_t)nt * 8, (Py_ssize_t)R * 8, R, R};
     for (int i = 0; i < G_N; i++)
-        if (expected[i] >= 0 && g->buf[i].len != expected[i]) {
-            PyErr_Format(PyExc_ValueError, "make_rival_gate: %s has %lld bytes, expected %lld", names[i],
-                         (long long)g->buf[i].len, (long long)expected[i]);
-            goto fail;
-        }
-    const int64_t *group_ptr = g->buf[G_GROUP_PTR].buf, *group_pixels = g->buf[G_GROUP_PIXELS].buf;
-    const int64_t *term_row = g->buf[G_TERM_ROW].buf, *term_rival = g->buf[G_TERM_RIVAL].buf;
-    int64_t n_pixels = g->buf[G_FIXED_PIXELS].len, n_group_pixels = g->buf[G_GROUP_PIXELS].len / 8;
+        if (hold(&g->h, obj[i], writable[i], expected[i], "make_rival_gate", names[i]) < 0) goto fail;
+    const int64_t *group_ptr = g->h.buf[G_GROUP_PTR].buf, *group_pixels = g->h.buf[G_GROUP_PIXELS].buf;
+    const int64_t *term_row = g->h.buf[G_TERM_ROW].buf, *term_rival = g->h.buf[G_TERM_RIVAL].buf;
+    int64_t n_pixels = g->h.buf[G_FIXED_PIXELS].len, n_group_pixels = g->h.buf[G_GROUP_PIXELS].len / 8;
     const char *bad = NULL;
-    if (g->buf[G_GROUP_PIXELS].len % 8 || group_ptr[0] != 0 || group_ptr[nf] != n_group_pixels) bad = "group_ptr";
+    if (g->h.buf[G_GROUP_PIXELS].len % 8 || group_ptr[0] != 0 || group_ptr[nf] != n_group_pixels) bad = "group_ptr";
     for (int k = 0; !bad && k < nf; k++)
         if (group_ptr[k + 1] < group_ptr[k]) bad = "group_ptr";
     for (int64_t e = 0; !bad && e < n_group_pixels; e++)
@@ -1067,15 +1121,15 @@ static PyObject *py_rival_gate(PyObject *self, PyObject *args) {
     RivalGate *g = PyCapsule_GetPointer(capsule, "xsnn.rival_gate");
     if (!g) return NULL;
     int nf = g->n_features, m = g->m, R = g->R, S = g->S, nt = g->n_terms;
-    uint8_t *fixed_mask = g->buf[G_FIXED_MASK].buf, *fixed_pixels = g->buf[G_FIXED_PIXELS].buf;
-    const int64_t *group_ptr = g->buf[G_GROUP_PTR].buf, *group_pixels = g->buf[G_GROUP_PIXELS].buf;
-    const double *columns = g->buf[G_COLUMNS].buf, *term_a = g->buf[G_TERM_A].buf;
-    double *bounds = g->buf[G_BOUNDS].buf;
-    const uint8_t *members = g->buf[G_MEMBERS].buf;
-    int64_t *missing = g->buf[G_MISSING].buf, *slack = g->slack;
-    const int64_t *term_row = g->buf[G_TERM_ROW].buf, *term_e = g->buf[G_TERM_E].buf,
-                  *term_rival = g->buf[G_TERM_RIVAL].buf, *slack_base = g->buf[G_SLACK_BASE].buf;
-    uint8_t *pruned = g->buf[G_PRUNED].buf, *covered = g->buf[G_COVERED].buf;
+    uint8_t *fixed_mask = g->h.buf[G_FIXED_MASK].buf, *fixed_pixels = g->h.buf[G_FIXED_PIXELS].buf;
+    const int64_t *group_ptr = g->h.buf[G_GROUP_PTR].buf, *group_pixels = g->h.buf[G_GROUP_PIXELS].buf;
+    const double *columns = g->h.buf[G_COLUMNS].buf, *term_a = g->h.buf[G_TERM_A].buf;
+    double *bounds = g->h.buf[G_BOUNDS].buf;
+    const uint8_t *members = g->h.buf[G_MEMBERS].buf;
+    int64_t *missing = g->h.buf[G_MISSING].buf, *slack = g->slack;
+    const int64_t *term_row = g->h.buf[G_TERM_ROW].buf, *term_e = g->h.buf[G_TERM_E].buf,
+                  *term_rival = g->h.buf[G_TERM_RIVAL].buf, *slack_base = g->h.buf[G_SLACK_BASE].buf;
+    uint8_t *pruned = g->h.buf[G_PRUNED].buf, *covered = g->h.buf[G_COVERED].buf;
     iter = PyObject_GetIter(changed);
     if (!iter) return NULL;
     while ((item = PyIter_Next(iter))) {
@@ -1118,10 +1172,12 @@ static PyObject *py_isa(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"forward", py_forward, METH_VARARGS,
      "forward(header, blob, x, packed, scores_out, spikes_out_or_None, algo, isa): run the network on a batch."},
+    {"make_repair_search", py_make_repair_search, METH_VARARGS,
+     "make_repair_search(n0, n, width, R, breaks, deltas, base, gap, need, col_ptr, col_neuron, col_sign) -> search "
+     "(see the comment above repair_search)."},
     {"repair_search", py_repair_search, METH_VARARGS,
-     "repair_search(k, n0, n, width, R, x, differs, inputs, kept_fixed, fixed, breaks, deltas, base, gap, need, "
-     "col_ptr, col_neuron, col_sign, inputs_out) -> the first kept witness whose repair wins, or -1 "
-     "(see the comment above it)."},
+     "repair_search(search, k, x, differs, inputs, kept_fixed, fixed, inputs_out) -> the first kept witness whose "
+     "repair wins, or -1 (see the comment above it)."},
     {"make_rival_gate", py_make_rival_gate, METH_VARARGS,
      "make_rival_gate(n_features, m, R, S, n_terms, fixed_mask, fixed_pixels, group_ptr, group_pixels, columns, "
      "bounds, members, missing, term_row, term_a, term_e, term_rival, slack_base, pruned_out, covered_out) -> gate "
