@@ -45,7 +45,8 @@ from xsnn.model import BSNN
 from .milp import (Formulation, _Builder, _is_static_like, distance_rows, input_columns, input_domain,
                    input_ladders, instance_selectors, potential_bounds)
 
-__all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "rival_terms", "RivalProblem", "build_rival_problems"]
+__all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "distance_input_range", "rival_terms", "RivalProblem",
+           "build_rival_problems"]
 
 
 def rival_split_applies(model: BSNN, instance: np.ndarray) -> bool:
@@ -95,6 +96,59 @@ def neuron_ladders(model: BSNN, i_lo: np.ndarray, i_hi: np.ndarray) -> Ladders:
     return Ladders(tuple(breaks), tuple(deltas), base_counts)
 
 
+def distance_input_range(model: BSNN, instance: np.ndarray, features: FeatureSet, free_features: np.ndarray,
+                         max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Range ``[lo_j, hi_j]`` of every first-layer input ``I_j`` (static-like coding) over the
+    inputs that agree with ``instance`` on the fixed features, give the pixels of the free
+    features (``free_features``, bool per feature) and the pixels of no feature any value of the
+    free domain, and change at most ``max_distance`` features.
+
+    With ``v`` the instance's pixel values and ``D`` the free domain's values, changing pixel
+    ``i`` moves ``I_j`` by ``W_ji (x_i - v_i)``; a free feature ``f`` can raise ``I_j`` by at most
+    ``up_jf = sum_{i in f} max(0, max_{x in D} W_ji (x - v_i))`` (``down_jf`` alike), and with at
+    most ``k`` features changed
+
+        hi_j = I_j(v) + U_j + (sum of the k largest up_jf over the free features),
+        lo_j = I_j(v) - L_j - (sum of the k largest down_jf),
+
+    ``U_j``, ``L_j`` the same extremes over the pixels of no feature (free, never counted). The
+    interval is exact for one-pixel features (each extreme is reached by changing the ``k``
+    pixels that move ``I_j`` the most) and contains every reachable ``I_j`` otherwise; it lies
+    inside the interval without the distance bound. Ladders over it
+    (:func:`neuron_ladders`) hold every input of the distance ball, so the rival terms built
+    from them are exact there and drop the steps no such input reaches.
+    """
+    if max_distance < 0:
+        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+    trains, silent_ok = input_domain(model)
+    domain = np.unique(np.concatenate([trains[:, 0].astype(np.int64), [0] if silent_ok else []]).astype(np.int64))
+    v = np.asarray(instance, dtype=np.int64)[0]
+    w = model.weights[0].astype(np.int64)
+    moves = w[:, :, None] * (domain[None, None, :] - v[None, :, None])  # (n_0, n, |D|)
+    up_pixel = np.maximum(moves.max(axis=2), 0)  # (n_0, n)
+    down_pixel = np.maximum(-moves.min(axis=2), 0)
+    owner = features.feature_of_pixel()
+    n_features = len(features)
+    up = np.zeros((len(w), n_features + 1), np.int64)  # last column: the pixels of no feature
+    down = np.zeros((len(w), n_features + 1), np.int64)
+    column = np.where(owner >= 0, owner, n_features)
+    np.add.at(up.T, column, up_pixel.T)
+    np.add.at(down.T, column, down_pixel.T)
+    free = np.asarray(free_features, dtype=bool)
+    centre = w @ v
+    return (centre - down[:, -1] - _largest_sum(down[:, :-1][:, free], max_distance),
+            centre + up[:, -1] + _largest_sum(up[:, :-1][:, free], max_distance))
+
+
+def _largest_sum(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``values`` (non-negative), the sum of its ``k`` largest entries."""
+    if k >= values.shape[1]:
+        return values.sum(axis=1)
+    if k == 0:
+        return np.zeros(len(values), np.int64)
+    return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k:].sum(axis=1)
+
+
 def rival_terms(model: BSNN, ladders: Ladders, target: int, rival: int) -> tuple[int, list[tuple[int, int, int]]]:
     """``(B, terms)`` with ``D_rival = B + sum_{(j, a, e) in terms} e [I_j >= a]`` (module docstring)."""
     d = model.readout[rival].astype(np.int64) - model.readout[target].astype(np.int64)
@@ -127,6 +181,11 @@ def build_rival_problems(model: BSNN, instance: np.ndarray, features: FeatureSet
     values = trains[:, 0].astype(np.int64)  # x_i = sum_r values[r] u[i, r] (static-like trains)
     coefs = (w[:, free][:, :, None] * values[None, None, :]).reshape(len(w), -1)  # (n_0, n_free * k)
 
+    if max_distance is not None:  # only the inputs of the distance ball: fewer steps, often no rival at all
+        free_features = np.ones(len(features), bool)
+        free_features[list(fixed)] = False
+        d_lo, d_hi = distance_input_range(model, instance, features, free_features, max_distance)
+        i_lo, i_hi = np.maximum(i_lo, d_lo), np.minimum(i_hi, d_hi)
     ladder = neuron_ladders(model, i_lo, i_hi)
     problems = []
     for rival in range(model.n_classes):

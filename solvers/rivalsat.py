@@ -71,7 +71,7 @@ from xsnn.kernel.c_backend import load_extension
 from xsnn.model import BSNN
 from .milp import input_domain
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import Ladders, neuron_ladders, rival_split_applies, rival_terms
+from .rivals import Ladders, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 from .sat import solve_limited, solver_name
 
 __all__ = ["RivalSATOracle", "rival_sat_applies"]
@@ -169,6 +169,10 @@ class RivalSATOracle(EntailmentOracle):
         n = model.n_inputs
         w = model.weights[0].astype(np.int64)
         ladders = neuron_ladders(model, np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1))  # all free
+        ball = ladders  # the terms' ladders: over the inputs the distance bound lets I_j reach
+        if self.max_distance is not None:
+            ball = neuron_ladders(model, *distance_input_range(model, self.instance, self.features,
+                                                               np.ones(len(self.features), bool), self.max_distance))
         value = np.asarray(self.instance[0], dtype=bool)
         x = np.arange(1, n + 1, dtype=np.int64)
         selectors = np.arange(n + 1, n + 1 + len(self.features), dtype=np.int64)
@@ -183,7 +187,7 @@ class RivalSATOracle(EntailmentOracle):
             if rival == self.target:
                 continue
             need = 1 if rival > self.target else 0
-            base, terms = rival_terms(model, ladders, self.target, rival)
+            base, terms = rival_terms(model, ball, self.target, rival)
             if base + sum(e for _, _, e in terms if e > 0) < need:
                 continue  # this rival cannot win whatever the input
             rivals.append(rival)

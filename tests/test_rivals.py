@@ -21,7 +21,7 @@ from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
-from xsnn.solvers.rivals import build_rival_problems, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.solvers.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
 from xsnn.solvers.sat import SATOracle
 
@@ -132,6 +132,70 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
             d = scores[agree, rival] - scores[agree, oracle.target]
             need = 1 if rival > oracle.target else 0
             assert d.max() - need <= slack[r], (rival, sorted(fixed))
+    oracle.close()
+
+
+def ball_inputs(model, instance, features, fixed, max_distance):
+    """Every input (static coding, one bit per pixel) that agrees with ``instance`` on the pixels of
+    ``fixed`` and changes at most ``max_distance`` features (pixels of no feature change freely)."""
+    n = model.n_inputs
+    all_inputs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)
+    value = instance[0].astype(np.uint8)
+    pixels = features.pixel_mask(sorted(fixed))
+    differs = all_inputs != value[None, :]
+    changed = np.stack([differs[:, list(g)].any(axis=1) for g in features.groups], axis=1)
+    keep = ~differs[:, pixels].any(axis=1) & (changed.sum(axis=1) <= max_distance)
+    return all_inputs[keep]
+
+
+@settings(max_examples=40, deadline=None)
+@given(**case_args, max_distance=st.integers(0, 3))
+def test_distance_input_range_holds_the_ball_and_is_tight_for_pixels(seed, kind, reset, n_steps, max_distance):
+    """distance_input_range contains I_j of every input of the distance ball, lies inside the
+    range without the bound, and is reached at both ends when every feature is one pixel."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    features = random_features(rng, model.n_inputs)
+    free = rng.random(len(features)) < 0.6
+    fixed = frozenset(np.flatnonzero(~free).tolist())
+    lo, hi = distance_input_range(model, instance, features, free, max_distance)
+    drive = ball_inputs(model, instance, features, fixed, max_distance).astype(np.int64) @ model.weights[0].T.astype(np.int64)
+    assert np.all(drive >= lo[None, :]) and np.all(drive <= hi[None, :])
+    w = model.weights[0].astype(np.int64)
+    free_pixels = ~features.pixel_mask(sorted(fixed))
+    centre = w @ instance[0].astype(np.int64)
+    assert np.all(lo >= centre - np.maximum(w * (2 * instance[0].astype(np.int64) - 1), 0)[:, free_pixels].sum(axis=1))
+    assert np.all(hi <= centre + np.maximum(w * (1 - 2 * instance[0].astype(np.int64)), 0)[:, free_pixels].sum(axis=1))
+    if all(len(g) == 1 for g in features.groups):
+        assert np.array_equal(lo, drive.min(axis=0)) and np.array_equal(hi, drive.max(axis=0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(**case_args, max_distance=st.integers(0, 3))
+def test_rival_bounds_under_a_distance_bound_hold_on_the_ball(seed, kind, reset, n_steps, max_distance):
+    """With a distance bound, the rival SAT oracle's terms are built over the distance ball: each
+    rival's interval bound (kept up to date question by question) is still >= D on every input of
+    the ball, and a rival dropped as unable to win indeed never wins there."""
+    model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
+    features = random_features(rng, model.n_inputs)
+    oracle = RivalSATOracle(model, instance, features, max_distance=max_distance)
+    n_features = len(features)
+    order = rng.permutation(n_features).tolist()
+    questions = [frozenset(order[k:]) for k in range(n_features + 1)]
+    questions += [frozenset(np.flatnonzero(rng.random(n_features) < 0.5).tolist()) for _ in range(3)]
+    for fixed in questions:
+        oracle._advance(fixed)
+        slack = oracle._bound.slack()
+        inputs = ball_inputs(model, instance, features, fixed, max_distance)
+        scores = forward(model, np.repeat(inputs[:, None, :], model.n_steps, axis=1)).scores
+        for rival in range(model.n_classes):
+            if rival == oracle.target:
+                continue
+            d = scores[:, rival] - scores[:, oracle.target]
+            need = 1 if rival > oracle.target else 0
+            if rival in oracle._rivals:
+                assert d.max() - need <= slack[oracle._rivals.index(rival)], (rival, sorted(fixed))
+            else:
+                assert d.max() < need, (rival, "dropped but can win")
     oracle.close()
 
 
