@@ -12,9 +12,10 @@ in index order) is the minimum over the rounds.
 
     python benchmarks/compare_commits.py --base 40c6cea --images 40 --rounds 2
 
-Reports per commit the median and total AXp time, the ratio base / head of the totals and the
-median of the per-image ratios, and whether every AXp is the same (the exit status is 1 if
-not).
+Reports per commit the median and total AXp time and how many AXps completed, the ratio
+base / head of the totals and the median of the per-image ratios, and whether every AXp that
+both commits completed is the same (the exit status is 1 if not). ``--max-distance`` and
+``--time-limit`` pass on to ``explain`` (the same for both commits).
 """
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ import xsnn
 from xsnn import data
 from xsnn.explain import explain
 model = xsnn.load_model(sys.argv[1])
+options = json.loads(sys.argv[2])  # max_distance, time_limit (None: not given)
 images, _ = data.load_sample()
-explain(model, images[0])  # warm-up, not timed
+explain(model, images[0], **options)  # warm-up, not timed
 print("ready", flush=True)
 for line in sys.stdin:  # one image index per line, one JSON answer per line
     index = int(line)
     start = time.perf_counter()
-    result = explain(model, images[index])
+    result = explain(model, images[index], **options)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "features": list(result.features), "status": result.status}), flush=True)
 """
@@ -66,10 +68,10 @@ def _install(rev: str, folder: Path) -> Path:
 class _Worker:
     """One commit's worker process: explains the image index it is sent, answers in JSON."""
 
-    def __init__(self, site: Path, model: str) -> None:
+    def __init__(self, site: Path, model: str, options: dict) -> None:
         env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
-        self.process = subprocess.Popen([sys.executable, "-c", WORKER, model], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER, model, json.dumps(options)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
         self._expect("ready")
 
@@ -99,8 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mnist10-sparse", help="shipped model name")
     parser.add_argument("--images", type=int, default=40, help="first N sample images")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each commit; per image the minimum counts")
+    parser.add_argument("--max-distance", type=int, default=None,
+                        help="distance-restricted AXps (at most this many features changed)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds per AXp (a timed-out AXp counts with its time; AXps are compared "
+                             "where both commits completed)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare-commits.json"))
     args = parser.parse_args(argv)
+    options = {}
+    if args.max_distance is not None:
+        options["max_distance"] = args.max_distance
+    if args.time_limit is not None:
+        options["time_limit"] = args.time_limit
     if args.images < 2 or args.rounds < 1:
         parser.error("need --images >= 2 and --rounds >= 1")
 
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="xsnn-compare-") as tmp:
         sites = {name: _install(rev, Path(tmp) / name) for name, rev in revs.items()}
-        workers = {name: _Worker(site, args.model) for name, site in sites.items()}
+        workers = {name: _Worker(site, args.model, options) for name, site in sites.items()}
         runs: dict[str, list[dict[int, dict]]] = {"base": [], "head": []}
         try:
             for round_ in range(args.rounds):
@@ -130,32 +142,39 @@ def main(argv: list[str] | None = None) -> int:
             for worker in workers.values():
                 worker.close()
     best = {name: {i: min(r[i]["seconds"] for r in rs) for i in indices} for name, rs in runs.items()}
-    same = [i for i in indices if runs["base"][0][i]["features"] == runs["head"][0][i]["features"]]
+    complete = {name: [i for i in indices if all(r[i]["status"] == "complete" for r in rs)]
+                for name, rs in runs.items()}
+    both = [i for i in indices if i in complete["base"] and i in complete["head"]]
+    same = [i for i in both if runs["base"][0][i]["features"] == runs["head"][0][i]["features"]]
     ratios = [best["base"][i] / best["head"][i] for i in indices]
     summary = {name: {"median_s": round(statistics.median(best[name].values()), 4),
-                      "total_s": round(sum(best[name].values()), 3)} for name in best}
+                      "total_s": round(sum(best[name].values()), 3), "complete": len(complete[name])}
+               for name in best}
     report = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()},
-        "model": args.model, "images": indices, "rounds": args.rounds, "commits": revs, "summary": summary,
+        "model": args.model, "options": options, "images": indices, "rounds": args.rounds, "commits": revs, "summary": summary,
         "ratio_of_totals": round(summary["base"]["total_s"] / summary["head"]["total_s"], 3),
         "median_of_ratios": round(statistics.median(ratios), 3),
-        "same_axps": len(same), "per_image": {i: {"base_s": round(best["base"][i], 4), "head_s": round(best["head"][i], 4)}
-                                              for i in indices},
+        "both_complete": len(both), "same_axps": len(same),
+        "per_image": {i: {"base_s": round(best["base"][i], 4), "head_s": round(best["head"][i], 4),
+                          "base_status": runs["base"][0][i]["status"], "head_status": runs["head"][0][i]["status"]}
+                      for i in indices},
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     text = "\n".join([
         report["command"], f"started {started}, load at start {load_start}",
-        f"base {revs['base'][:10]}: median {summary['base']['median_s']:.3f} s, total {summary['base']['total_s']:.2f} s",
-        f"head {revs['head'][:10]}: median {summary['head']['median_s']:.3f} s, total {summary['head']['total_s']:.2f} s",
+        f"options {options or 'none'}",
+        *(f"{name} {revs[name][:10]}: median {summary[name]['median_s']:.3f} s, total {summary[name]['total_s']:.2f} s, "
+          f"{summary[name]['complete']} of {len(indices)} complete" for name in ("base", "head")),
         f"base / head: {report['ratio_of_totals']:.3f} (totals), {report['median_of_ratios']:.3f} (median of per-image ratios)",
-        f"identical AXps: {len(same)} of {len(indices)}",
+        f"identical AXps: {len(same)} of {len(both)} that both completed",
     ])
     Path(args.out).with_suffix(".txt").write_text(text + "\n")
     print(text)
-    return 0 if len(same) == len(indices) else 1
+    return 0 if len(same) == len(both) else 1
 
 
 if __name__ == "__main__":

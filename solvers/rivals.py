@@ -121,23 +121,35 @@ def distance_input_range(model: BSNN, instance: np.ndarray, features: FeatureSet
     if max_distance < 0:
         raise ValueError(f"max_distance must be >= 0, got {max_distance}")
     trains, silent_ok = input_domain(model)
-    domain = np.unique(np.concatenate([trains[:, 0].astype(np.int64), [0] if silent_ok else []]).astype(np.int64))
+    domain = np.concatenate([trains[:, 0].astype(np.int64), [0] if silent_ok else []]).astype(np.int64)
     v = np.asarray(instance, dtype=np.int64)[0]
     w = model.weights[0].astype(np.int64)
-    moves = w[:, :, None] * (domain[None, None, :] - v[None, :, None])  # (n_0, n, |D|)
-    up_pixel = np.maximum(moves.max(axis=2), 0)  # (n_0, n)
-    down_pixel = np.maximum(-moves.min(axis=2), 0)
+    # W_ji (x - v_i) is largest at the domain's largest x where W_ji > 0, at its smallest otherwise
+    to_max, to_min = domain.max() - v, domain.min() - v  # (n,)
+    positive = w > 0
+    up_pixel = np.maximum(np.where(positive, w * to_max, w * to_min), 0)  # (n_0, n)
+    down_pixel = np.maximum(-np.where(positive, w * to_min, w * to_max), 0)
     owner = features.feature_of_pixel()
     n_features = len(features)
-    up = np.zeros((len(w), n_features + 1), np.int64)  # last column: the pixels of no feature
-    down = np.zeros((len(w), n_features + 1), np.int64)
-    column = np.where(owner >= 0, owner, n_features)
-    np.add.at(up.T, column, up_pixel.T)
-    np.add.at(down.T, column, down_pixel.T)
+    up, down = _per_feature_sums(np.where(owner >= 0, owner, n_features), n_features + 1, up_pixel, down_pixel)
     free = np.asarray(free_features, dtype=bool)
     centre = w @ v
     return (centre - down[:, -1] - _largest_sum(down[:, :-1][:, free], max_distance),
             centre + up[:, -1] + _largest_sum(up[:, :-1][:, free], max_distance))
+
+
+def _per_feature_sums(column: np.ndarray, n_columns: int, *per_pixel: np.ndarray) -> list[np.ndarray]:
+    """For each ``(rows, n_pixels)`` array, the sums of its pixel columns by ``column`` (the column
+    of each pixel): ``(rows, n_columns)``, zero where no pixel goes."""
+    order = np.argsort(column, kind="stable")
+    ordered = column[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    out = []
+    for values in per_pixel:
+        sums = np.zeros((len(values), n_columns), np.int64)
+        sums[:, ordered[starts]] = np.add.reduceat(values[:, order], starts, axis=1)
+        out.append(sums)
+    return out
 
 
 def _largest_sum(values: np.ndarray, k: int) -> np.ndarray:
@@ -146,6 +158,8 @@ def _largest_sum(values: np.ndarray, k: int) -> np.ndarray:
         return values.sum(axis=1)
     if k == 0:
         return np.zeros(len(values), np.int64)
+    if values.max() <= 1:  # 0/1 entries (one-pixel features, weights in {-1, 0, 1}): k ones at most
+        return np.minimum(values.sum(axis=1), k)
     return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k:].sum(axis=1)
 
 
