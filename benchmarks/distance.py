@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         model = xsnn.load_model(name)
         chosen = np.flatnonzero(np.isin(labels, np.asarray(model.labels)))[: args.images].tolist()
-        explain(model, images[chosen[0]])  # warm-up (imports, kernel), not timed
+        explain(model, images[chosen[0]], max_distance=0, time_limit=args.time_limit)  # warm-up, not timed
         for k in args.distances:
             mine = []
             for index in chosen:

@@ -10,6 +10,9 @@ verified the same way.
 
     python benchmarks/verify_axps.py --images 100 --time-limit 60 --out benchmarks/results/verify.json
 
+With ``--max-distance k`` the AXps are distance-restricted (the certificate records ``k``, and
+the verifier re-decides each claim under the same bound).
+
 Reports per model: AXps, complete ones, certificates verified, undecided ones (the verifier ran
 out of time on a claim: neither confirmed nor refuted), failures (a refuted claim or an invalid
 witness), and the re-check time. The exit status is 1 when there is a failure or an undecided
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per AXp")
     parser.add_argument("--check-limit", type=float, default=300.0, help="seconds per re-decided claim")
     parser.add_argument("--budget", type=float, default=None, help="stop starting AXps after this many seconds")
+    parser.add_argument("--max-distance", type=int, default=None,
+                        help="distance-restricted AXps (valid within this many changed features)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "verify.json"))
     args = parser.parse_args(argv)
     if args.backend.split(":")[0] == args.verifier.split(":")[0]:
@@ -63,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         for index in chosen.tolist():
             if args.budget is not None and time.time() - started > args.budget:
                 break
-            e = explain(model, images[index], backend=args.backend, time_limit=args.time_limit)
+            e = explain(model, images[index], backend=args.backend, time_limit=args.time_limit,
+                        max_distance=args.max_distance)
             t = time.perf_counter()
             report = verify(e.proof, verifier, time_limit=args.check_limit)
-            row = {"model": name, "image": index, "status": e.status, "size": e.size,
+            row = {"model": name, "image": index, "max_distance": args.max_distance, "status": e.status, "size": e.size,
                    "axp_seconds": round(e.seconds, 3), "verify_seconds": round(time.perf_counter() - t, 3),
                    "ok": report.ok, "problems": list(report.problems)[:5],
                    "witnesses_checked": len(e.proof.witnesses)}
