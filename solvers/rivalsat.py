@@ -93,7 +93,9 @@ class RivalSATOracle(EntailmentOracle):
 
     Args:
         model, instance, features, target, max_distance: see :class:`EntailmentOracle`
-            (``max_distance`` becomes one AtMost constraint over "feature differs" literals).
+            (``max_distance`` becomes one AtMost constraint over "feature differs" literals, and
+            the rival terms are built over the inputs the distance ball can reach:
+            :func:`~xsnn.solvers.rivals.distance_input_range`).
         solver: a python-sat solver with native AtMost constraints (``minicard``, ``gluecard3``,
             ``gluecard4``).
         bound_pruning: skip the solver of a rival whose interval bound rules it out (module
@@ -161,7 +163,8 @@ class RivalSATOracle(EntailmentOracle):
 
     def _prepare_rivals(self) -> None:
         """Set ``_rivals`` (the rivals that can win), ``_problems`` (each one's ``(B, need,
-        terms)``), their bounds, the all-free neuron ladders, and the parts every rival's formula
+        terms)``; with a distance bound, from ladders over the ball's input range), their bounds,
+        the all-free neuron ladders (for the witness repair), and the parts every rival's formula
         shares (a rival's solver is built in :meth:`_solver`). Variables, the same in every solver: pixel ``i`` is ``i + 1``, the
         selector of feature ``k`` is ``n + 1 + k``, then the ``y`` of the terms (and the
         distance indicators)."""
