@@ -195,11 +195,10 @@ def build_rival_problems(model: BSNN, instance: np.ndarray, features: FeatureSet
     values = trains[:, 0].astype(np.int64)  # x_i = sum_r values[r] u[i, r] (static-like trains)
     coefs = (w[:, free][:, :, None] * values[None, None, :]).reshape(len(w), -1)  # (n_0, n_free * k)
 
-    if max_distance is not None:  # only the inputs of the distance ball: fewer steps, often no rival at all
+    if max_distance is not None:  # only the inputs of the distance ball (inside [i_lo, i_hi]): fewer steps
         free_features = np.ones(len(features), bool)
         free_features[list(fixed)] = False
-        d_lo, d_hi = distance_input_range(model, instance, features, free_features, max_distance)
-        i_lo, i_hi = np.maximum(i_lo, d_lo), np.minimum(i_hi, d_hi)
+        i_lo, i_hi = distance_input_range(model, instance, features, free_features, max_distance)
     ladder = neuron_ladders(model, i_lo, i_hi)
     problems = []
     for rival in range(model.n_classes):

@@ -19,6 +19,7 @@ from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
+from xsnn.solvers.milp import potential_bounds
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
 from xsnn.solvers.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
@@ -136,16 +137,9 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
 
 
 def ball_inputs(model, instance, features, fixed, max_distance):
-    """Every input (static coding, one bit per pixel) that agrees with ``instance`` on the pixels of
-    ``fixed`` and changes at most ``max_distance`` features (pixels of no feature change freely)."""
-    n = model.n_inputs
-    all_inputs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)
-    value = instance[0].astype(np.uint8)
-    pixels = features.pixel_mask(sorted(fixed))
-    differs = all_inputs != value[None, :]
-    changed = np.stack([differs[:, list(g)].any(axis=1) for g in features.groups], axis=1)
-    keep = ~differs[:, pixels].any(axis=1) & (changed.sum(axis=1) <= max_distance)
-    return all_inputs[keep]
+    """Every input ``(m, T, n)`` that agrees with ``instance`` on ``fixed`` and changes at most
+    ``max_distance`` features (brute force's enumeration of the distance ball)."""
+    return BruteForceOracle(model, instance, features, max_distance=max_distance).completions(fixed)
 
 
 @settings(max_examples=40, deadline=None)
@@ -158,13 +152,11 @@ def test_distance_input_range_holds_the_ball_and_is_tight_for_pixels(seed, kind,
     free = rng.random(len(features)) < 0.6
     fixed = frozenset(np.flatnonzero(~free).tolist())
     lo, hi = distance_input_range(model, instance, features, free, max_distance)
-    drive = ball_inputs(model, instance, features, fixed, max_distance).astype(np.int64) @ model.weights[0].T.astype(np.int64)
+    inputs = ball_inputs(model, instance, features, fixed, max_distance)[:, 0, :].astype(np.int64)
+    drive = inputs @ model.weights[0].T.astype(np.int64)
     assert np.all(drive >= lo[None, :]) and np.all(drive <= hi[None, :])
-    w = model.weights[0].astype(np.int64)
-    free_pixels = ~features.pixel_mask(sorted(fixed))
-    centre = w @ instance[0].astype(np.int64)
-    assert np.all(lo >= centre - np.maximum(w * (2 * instance[0].astype(np.int64) - 1), 0)[:, free_pixels].sum(axis=1))
-    assert np.all(hi <= centre + np.maximum(w * (1 - 2 * instance[0].astype(np.int64)), 0)[:, free_pixels].sum(axis=1))
+    unbounded = potential_bounds(model, instance, ~features.pixel_mask(sorted(fixed))).first_input
+    assert np.all(lo >= unbounded[0][0]) and np.all(hi <= unbounded[1][0])
     if all(len(g) == 1 for g in features.groups):
         assert np.array_equal(lo, drive.min(axis=0)) and np.array_equal(hi, drive.max(axis=0))
 
@@ -185,8 +177,7 @@ def test_rival_bounds_under_a_distance_bound_hold_on_the_ball(seed, kind, reset,
     for fixed in questions:
         oracle._advance(fixed)
         slack = oracle._bound.slack()
-        inputs = ball_inputs(model, instance, features, fixed, max_distance)
-        scores = forward(model, np.repeat(inputs[:, None, :], model.n_steps, axis=1)).scores
+        scores = forward(model, ball_inputs(model, instance, features, fixed, max_distance)).scores
         for rival in range(model.n_classes):
             if rival == oracle.target:
                 continue
