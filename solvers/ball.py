@@ -227,20 +227,24 @@ class BallChoice:
     Attributes:
         use: enumerate the ball (else: use the solvers).
         reason: one line for the result's stats.
-        size: inputs of the ball with the given features free (``0`` without a distance bound).
-        limit: the threshold it was compared with (:data:`BALL_INPUT_LIMIT`).
-        engine: the evaluation engine the oracle would use (``"currents"`` or ``"kernel"``).
+        size: inputs of the ball with the features outside ``fixed`` free (``0`` without a bound).
+        effective_size: inputs of the ball that change only features able to move the prediction
+            (what the oracle enumerates, see :meth:`BallOracle.effective_size`), or ``None`` when
+            ``size`` alone decided.
+        limit: the threshold compared with (:data:`BALL_INPUT_LIMIT`).
+        engine: the evaluation engine the oracle uses (``"currents"`` or ``"kernel"``).
     """
 
     use: bool
     reason: str
     size: int
+    effective_size: int | None
     limit: int
     engine: str | None
 
     def as_dict(self) -> dict:
-        return {"use": self.use, "reason": self.reason, "size": self.size, "limit": self.limit,
-                "engine": self.engine}
+        return {"use": self.use, "reason": self.reason, "size": self.size, "effective_size": self.effective_size,
+                "limit": self.limit, "engine": self.engine}
 
 
 def _engine_for(model: BSNN, instance: np.ndarray) -> str:
@@ -248,25 +252,38 @@ def _engine_for(model: BSNN, instance: np.ndarray) -> str:
 
 
 def ball_choice(model: BSNN, instance: np.ndarray, features: FeatureSet | None, max_distance: int | None,
-                fixed: frozenset[int] = frozenset(), limit: int = BALL_INPUT_LIMIT) -> BallChoice:
-    """Decide whether to answer a distance-restricted question by ball enumeration.
+                fixed: frozenset[int] = frozenset(), target: int | None = None,
+                limit: int = BALL_INPUT_LIMIT) -> BallChoice:
+    """Decide whether to answer a distance-restricted question (or a whole explanation, ``fixed``
+    empty) by ball enumeration.
 
-    The work of a whole deletion over the ball oracle is, by the incremental mode, about one
-    enumeration of ``B(F)`` for the final free set plus the refuted steps' partial rounds; the
-    size of ``B(F)`` with every feature outside ``fixed`` free bounds the first part and is the
-    measure compared with ``limit`` (:data:`BALL_INPUT_LIMIT`, measured in docs/distance.md).
-    Pure: depends only on its arguments.
+    By the incremental mode, the inputs a deletion evaluates on its ENTAILED steps are those of
+    ``B(F)`` for its final free set ``F`` (each once), and a refuted step stops at its first
+    witness, smallest change sets first; so the size of the ball with every feature outside
+    ``fixed`` free measures the work. When that size is above ``limit``, the oracle is built and
+    the size of the part it really enumerates is used instead: the inputs that change only
+    features able to move the prediction (:meth:`BallOracle.effective_size`; on a robust
+    prediction of a dense binary model that is the instance alone). ``limit`` is
+    :data:`BALL_INPUT_LIMIT`, measured in docs/distance.md. Pure: the result depends only on the
+    arguments.
     """
     if max_distance is None:
-        return BallChoice(False, "no distance bound: the ball is the whole input space", 0, limit, None)
+        return BallChoice(False, "no distance bound: the ball is the whole input space", 0, None, limit, None)
     x = check_spikes(model, instance)[0]
     size = ball_size(model, x, features, max_distance, fixed)
     engine = _engine_for(model, x)
     if size <= limit:
-        return BallChoice(True, f"ball of {size:,} inputs (k={max_distance}) <= limit {limit:,}: enumerate",
-                          size, limit, engine)
-    return BallChoice(False, f"ball of {size:,} inputs (k={max_distance}) > limit {limit:,}: solvers",
-                      size, limit, engine)
+        return BallChoice(True, f"ball of {size:,} inputs (k={max_distance}) <= {limit:,}: enumerate it", size, None,
+                          limit, engine)
+    try:
+        with BallOracle(model, x, features, target, max_distance) as oracle:
+            effective = oracle.effective_size(fixed)
+    except ValueError as exc:  # features with too many changed tuples
+        return BallChoice(False, f"ball of {size:,} inputs (k={max_distance}): {exc}", size, None, limit, engine)
+    use = effective <= limit
+    return BallChoice(use, f"ball of {size:,} inputs (k={max_distance}), {effective:,} of them changing only features "
+                           f"that can move the prediction: {'<=' if use else '>'} {limit:,}, "
+                           f"{'enumerate it' if use else 'use the solvers'}", size, effective, limit, engine)
 
 
 # --------------------------------------------------------------------------- moves
@@ -717,6 +734,13 @@ class BallOracle(EntailmentOracle):
         self._roots: dict[tuple[int, ...], tuple] = {}  # forced features -> root pixels, assignments, states
         self._n = n
 
+    def effective_size(self, fixed: frozenset[int] = frozenset()) -> int:
+        """The inputs of ``B(F)`` (``F`` the features outside ``fixed``) that change no null feature:
+        the most the oracle evaluates for this question (exact integer)."""
+        free = np.ones(self._n, bool)
+        free[list(fixed)] = False
+        return _count(self.domain, free & (self._candidate | self.domain.forced), self.k)
+
     # ------------------------------------------------------------------ answering
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
@@ -907,37 +931,51 @@ def _child_blocks(lo: np.ndarray, hi: np.ndarray, chunk: int) -> Iterator[tuple[
 # --------------------------------------------------------------------------- verification
 
 
-def enumeration_size(certified) -> int:
-    """The largest ball among the ENTAILED claims that :func:`verify_by_enumeration` re-decides."""
-    cert = _certificate_of(certified)
+def _claims(cert) -> list[frozenset[int]]:
+    """The fixed sets of the ENTAILED claims that verification re-decides."""
+    if isinstance(cert, AXpCertificate):
+        return [cert.features]
+    everything = frozenset(range(len(cert.question.features)))
+    return [(everything - cert.features) | {i} for i in sorted(cert.features - cert.unproven)]
+
+
+def _question_oracle(cert) -> BallOracle:
     q = cert.question
     if q.max_distance is None:
         raise ValueError("the certificate has no distance bound: its claims are not about a ball")
-    everything = frozenset(range(len(q.features)))
-    if isinstance(cert, AXpCertificate):
-        fixed_sets = [cert.features]
-    else:
-        fixed_sets = [(everything - cert.features) | {i} for i in sorted(cert.features - cert.unproven)]
-    return max((ball_size(q.model, q.instance, q.features, q.max_distance, s) for s in fixed_sets), default=0)
+    return BallOracle(q.model, q.instance, q.features, q.target, q.max_distance)
+
+
+def enumeration_size(certified) -> int:
+    """The most inputs :func:`verify_by_enumeration` evaluates for one ENTAILED claim (the largest
+    :meth:`BallOracle.effective_size` among them)."""
+    cert = _certificate_of(certified)
+    with _question_oracle(cert) as oracle:
+        return max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
 
 
 def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limit: float | None = None,
                           require_independent: bool = True) -> VerificationReport:
     """Re-check a distance-restricted certificate (AXp or CXp) by enumeration.
 
-    This is :func:`~xsnn.solvers.certificate.verify` with :class:`BallOracle` as the verifying
+    This is :func:`~xsnn.solvers.certificate.verify` with a :class:`BallOracle` as the verifying
     oracle: every ENTAILED claim (an AXp's sufficiency, a CXp's necessity steps) is re-decided by
-    evaluating every input of its ball through the packed forward, and every witness (an AXp's
-    minimality steps, a CXp's change) is re-run through the reference forward. Neither shares an
-    encoding with a solver. The report's ``verifier`` is ``("ball",)``; with
-    ``require_independent`` a claim that the ball oracle itself produced is reported.
+    evaluating the inputs of its ball, and every witness (an AXp's minimality steps, a CXp's
+    change) is re-run through the reference forward. Neither shares an encoding with a solver.
+    The report's ``verifier`` is ``("ball",)``; with ``require_independent`` a claim that a ball
+    oracle itself produced is reported as not independently checked.
 
     Raises:
-        ValueError: the certificate has no distance bound, or a ball holds more than ``limit``
-            inputs (:func:`enumeration_size`): verify with the solvers instead.
+        ValueError: the certificate has no distance bound, or a claim's ball holds more than
+            ``limit`` inputs that the oracle would evaluate (:func:`enumeration_size`): verify
+            with the solvers instead.
     """
-    size = enumeration_size(certified)
+    cert = _certificate_of(certified)
+    oracle = _question_oracle(cert)
+    size = max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
     if size > limit:
-        raise ValueError(f"the largest ball to enumerate holds {size:,} inputs, more than the limit {limit:,}; "
+        oracle.close()
+        raise ValueError(f"a claim's ball holds {size:,} inputs to enumerate, more than the limit {limit:,}; "
                          "verify with the solvers instead")
-    return verify(certified, BallOracle, require_independent=require_independent, time_limit=time_limit)
+    return verify(cert, lambda *args, **kwargs: oracle, require_independent=require_independent,
+                  time_limit=time_limit)

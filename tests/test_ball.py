@@ -89,12 +89,21 @@ def question_sequence(rng: np.random.Generator, n: int) -> list[frozenset[int]]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), k=st.integers(0, 3))
 def test_ball_size_counts_the_brute_force_ball(seed, k):
-    """ball_size equals the number of inputs brute force enumerates (unowned pixels, forced features)."""
+    """ball_size equals the number of inputs brute force enumerates (unowned pixels, forced
+    features); a fresh oracle without node bounds evaluates each input of the effective ball at
+    most once, all of them when the answer is ENTAILED."""
     model, instance, features, rng = random_case(seed)
     for _ in range(3):
         fixed = frozenset(np.flatnonzero(rng.random(len(features)) < 0.4).tolist())
         expected = len(BruteForceOracle(model, instance, features, max_distance=k).completions(fixed))
         assert ball_size(model, instance, features, k, fixed) == expected
+        oracle = BallOracle(model, instance, features, max_distance=k, bounds="never")
+        effective = oracle.effective_size(fixed)
+        assert effective <= expected
+        if oracle.check(fixed).verdict is Verdict.ENTAILED and oracle.ball_stats.null_skips == 0:
+            assert oracle.ball_stats.inputs == effective
+        else:
+            assert oracle.ball_stats.inputs <= effective
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -336,7 +345,7 @@ def test_verifier_refuses_balls_that_are_too_large_and_unbounded_certificates():
         seed += 1
     result = found[0]
     size = enumeration_size(result)
-    assert size == ball_size(found[1], found[2], found[3], 2, result.certificate.features)
+    assert 1 <= size <= ball_size(found[1], found[2], found[3], 2, result.certificate.features)
     with pytest.raises(ValueError, match="more than the limit"):
         verify_by_enumeration(result, limit=size - 1)
     unbounded = dataclasses.replace(result.certificate,
@@ -355,8 +364,11 @@ def test_ball_choice_is_pure_and_follows_the_limit():
     size = sum(math.comb(12, j) for j in range(3))
     small = ball_choice(model, instance, None, 2)
     assert small.use and small.size == size and small.engine == "currents" and str(size) in small.reason
-    assert small == ball_choice(model, instance, None, 2)
-    assert not ball_choice(model, instance, None, 2, limit=size - 1).use
+    assert small == ball_choice(model, instance, None, 2) and small.effective_size is None
+    over = ball_choice(model, instance, None, 2, limit=size - 1)  # then the part the oracle enumerates counts
+    effective = BallOracle(model, instance, max_distance=2).effective_size()
+    assert over.effective_size == effective and over.use == (effective <= size - 1)
+    assert not ball_choice(model, instance, None, 2, limit=0).use
     assert ball_choice(model, instance, None, 2, fixed=frozenset(range(6))).size == sum(math.comb(6, j) for j in range(3))
     assert small.as_dict()["limit"] == BALL_INPUT_LIMIT
 
