@@ -67,8 +67,10 @@ rival that can win.
   (:func:`~xsnn.solvers.rivals.rival_terms`). The prediction leaves the target iff
   ``D_c' >= need_c'`` for some rival (``need = 1`` above the target, 0 below: ties go to the
   lowest index). Rivals with ``B + sum max(e, 0) < need`` cannot win in the ball and are
-  dropped; only the neurons of the remaining terms are carried (typically 5-20% of the
-  layer). A node is then ``|terms|`` comparisons and a small matrix product.
+  dropped; only the neurons of the remaining terms are carried (on the shipped models 0-30%
+  of the layer at ``k <= 3``). A node holds those inputs and the rival scores; a child's scores
+  are its parent's, corrected at the terms whose indicator its move turns on or off (a move
+  touches a few terms on a sparse model): :class:`~xsnn.kernel.ballscan.BallScan`, in C.
 * ``"kernel"`` (every network the packed kernel runs: any number of layers, any coding):
   nodes are packed inputs (a move is an XOR of a few words), evaluated by
   :class:`~xsnn.kernel.PackedNetwork` (C kernel, numpy fallback).
@@ -91,7 +93,6 @@ on random networks (``tests/test_ball.py``).
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import time
 from collections import deque
@@ -107,32 +108,12 @@ from xsnn.kernel.ballscan import BallScan
 from xsnn.model import BSNN, check_spikes
 
 from .bounds import BoundPropagator
-from .certificate import (
-    AXpCertificate,
-    VerificationReport,
-    _certificate_of,
-    verify,
-)
+from .certificate import AXpCertificate, VerificationReport, _certificate_of, verify
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import (
-    distance_input_range,
-    neuron_ladders,
-    rival_split_applies,
-    rival_terms,
-)
+from .rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 
-__all__ = [
-    "BALL_INPUT_LIMIT",
-    "ENGINES",
-    "BallChoice",
-    "BallOracle",
-    "ball_choice",
-    "ball_size",
-    "enumeration_size",
-    "verify_by_enumeration",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["BALL_INPUT_LIMIT", "ENGINES", "BallChoice", "BallOracle", "BallStats", "ball_choice", "ball_size",
+           "enumeration_size", "verify_by_enumeration"]
 
 ENGINES = ("currents", "kernel")
 
@@ -228,9 +209,11 @@ class BallChoice:
         use: enumerate the ball (else: use the solvers).
         reason: one line for the result's stats.
         size: inputs of the ball with the features outside ``fixed`` free (``0`` without a bound).
-        effective_size: inputs of the ball that change only features able to move the prediction
-            (what the oracle enumerates, see :meth:`BallOracle.effective_size`), or ``None`` when
+        effective_size: the part of it the oracle may evaluate (inputs changing only features
+            that can move the prediction, :meth:`BallOracle.effective_size`), or ``None`` when
             ``size`` alone decided.
+        pruned_size: the estimate of what is left after the node bounds
+            (:meth:`BallOracle.pruned_size`), or ``None`` when an earlier measure decided.
         limit: the threshold compared with (:data:`BALL_INPUT_LIMIT`).
         engine: the evaluation engine the oracle uses (``"currents"`` or ``"kernel"``).
     """
@@ -239,12 +222,13 @@ class BallChoice:
     reason: str
     size: int
     effective_size: int | None
+    pruned_size: int | None
     limit: int
     engine: str | None
 
     def as_dict(self) -> dict:
         return {"use": self.use, "reason": self.reason, "size": self.size, "effective_size": self.effective_size,
-                "limit": self.limit, "engine": self.engine}
+                "pruned_size": self.pruned_size, "limit": self.limit, "engine": self.engine}
 
 
 def _engine_for(model: BSNN, instance: np.ndarray) -> str:
@@ -254,36 +238,46 @@ def _engine_for(model: BSNN, instance: np.ndarray) -> str:
 def ball_choice(model: BSNN, instance: np.ndarray, features: FeatureSet | None, max_distance: int | None,
                 fixed: frozenset[int] = frozenset(), target: int | None = None,
                 limit: int = BALL_INPUT_LIMIT) -> BallChoice:
-    """Decide whether to answer a distance-restricted question (or a whole explanation, ``fixed``
-    empty) by ball enumeration.
+    """Decide whether to answer a distance-restricted question (or a whole explanation: ``fixed``
+    empty) by ball enumeration, and say why.
 
     By the incremental mode, the inputs a deletion evaluates on its ENTAILED steps are those of
-    ``B(F)`` for its final free set ``F`` (each once), and a refuted step stops at its first
-    witness, smallest change sets first; so the size of the ball with every feature outside
-    ``fixed`` free measures the work. When that size is above ``limit``, the oracle is built and
-    the size of the part it really enumerates is used instead: the inputs that change only
-    features able to move the prediction (:meth:`BallOracle.effective_size`; on a robust
-    prediction of a dense binary model that is the instance alone). ``limit`` is
-    :data:`BALL_INPUT_LIMIT`, measured in docs/distance.md. Pure: the result depends only on the
-    arguments.
+    ``B(F)`` for its final free set (each once), and a refuted step stops at its first witness,
+    smallest change sets first; so the ball with every feature outside ``fixed`` free measures
+    the work. Three measures of it, cheapest first, each compared with ``limit``
+    (:data:`BALL_INPUT_LIMIT`, measured in docs/distance.md); the first at or below the limit
+    picks enumeration, else the solvers:
+
+    1. ``size``: every input of the ball (:func:`ball_size`);
+    2. ``effective_size``: the inputs changing only features that can move the prediction
+       (:meth:`BallOracle.effective_size`; the instance alone on a prediction the interval bounds
+       show robust);
+    3. ``pruned_size``: what the node bounds leave of them (:meth:`BallOracle.pruned_size`; tens
+       of milliseconds to a second on the shipped models).
+
+    Deterministic: the result depends only on the arguments.
     """
     if max_distance is None:
-        return BallChoice(False, "no distance bound: the ball is the whole input space", 0, None, limit, None)
+        return BallChoice(False, "no distance bound: the ball is the whole input space", 0, None, None, limit, None)
     x = check_spikes(model, instance)[0]
     size = ball_size(model, x, features, max_distance, fixed)
     engine = _engine_for(model, x)
+    head = f"ball of {size:,} inputs (k={max_distance})"
     if size <= limit:
-        return BallChoice(True, f"ball of {size:,} inputs (k={max_distance}) <= {limit:,}: enumerate it", size, None,
-                          limit, engine)
+        return BallChoice(True, f"{head} <= {limit:,}: enumerate it", size, None, None, limit, engine)
     try:
         with BallOracle(model, x, features, target, max_distance) as oracle:
             effective = oracle.effective_size(fixed)
+            pruned = oracle.pruned_size(fixed) if effective > limit else None
     except ValueError as exc:  # features with too many changed tuples
-        return BallChoice(False, f"ball of {size:,} inputs (k={max_distance}): {exc}", size, None, limit, engine)
-    use = effective <= limit
-    return BallChoice(use, f"ball of {size:,} inputs (k={max_distance}), {effective:,} of them changing only features "
-                           f"that can move the prediction: {'<=' if use else '>'} {limit:,}, "
-                           f"{'enumerate it' if use else 'use the solvers'}", size, effective, limit, engine)
+        return BallChoice(False, f"{head}: {exc}", size, None, None, limit, engine)
+    if pruned is None:
+        return BallChoice(True, f"{head}, {effective:,} changing only features that can move the prediction "
+                                f"<= {limit:,}: enumerate it", size, effective, None, limit, engine)
+    use = pruned <= limit
+    return BallChoice(use, f"{head}, {effective:,} changing only features that can move the prediction, about "
+                           f"{pruned:,} left by the node bounds: {'<=' if use else '>'} {limit:,}, "
+                           f"{'enumerate it' if use else 'use the solvers'}", size, effective, pruned, limit, engine)
 
 
 # --------------------------------------------------------------------------- moves
@@ -732,6 +726,9 @@ class BallOracle(EntailmentOracle):
         self._entailed: deque[np.ndarray] = deque(maxlen=_MEMO)  # free masks answered ENTAILED
         self._refuted: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=_MEMO)  # (free mask, witness)
         self._roots: dict[tuple[int, ...], tuple] = {}  # forced features -> root pixels, assignments, states
+        if len(self.domain.trains) ** len(self.domain.unowned) > _MAX_ROOTS:
+            raise ValueError(f"{len(self.domain.unowned)} pixels belong to no feature: their "
+                             f"{len(self.domain.trains) ** len(self.domain.unowned):,} assignments are too many to enumerate")
         self._n = n
 
     def effective_size(self, fixed: frozenset[int] = frozenset()) -> int:
@@ -740,6 +737,48 @@ class BallOracle(EntailmentOracle):
         free = np.ones(self._n, bool)
         free[list(fixed)] = False
         return _count(self.domain, free & (self._candidate | self.domain.forced), self.k)
+
+    def pruned_size(self, fixed: frozenset[int] = frozenset(), depth: int = 2) -> int:
+        """An estimate of the inputs of ``B(F)`` left after the node bounds: the nodes of the
+        enumeration tree down to ``depth`` (at most), each bounded with the whole remaining budget,
+        are counted exactly, and each surviving node at ``depth`` adds its whole subtree. The
+        currents engine only (a bound there costs about one leaf); other engines give
+        :meth:`effective_size`."""
+        if not isinstance(self.engine, _CurrentEngine):
+            return self.effective_size(fixed)
+        free = np.ones(self._n, bool)
+        free[list(fixed)] = False
+        q = self._question(free, None)
+        if q is None:
+            return 0
+        self.engine.begin(q)
+        per = q.moves_per_feature
+        total = len(q.root_assign)
+        level = [(q.root_state, np.zeros((len(q.root_assign), 0), np.int64))]
+        for d in range(min(depth, q.budget) + 1):
+            budget = q.budget - d
+            survivors = []
+            for state, path in level:
+                after = q.move_pos[path[:, -1]] + 1 if d else np.zeros(len(path), np.int64)
+                keep = self.engine.may_flip(q, state, after, budget) if budget else np.zeros(len(path), bool)
+                if d == min(depth, q.budget):  # whole subtrees below the last level counted
+                    remaining = (len(q.order) - after[keep]).tolist()
+                    total += sum(sum(math.comb(r, j) for j in range(1, budget + 1)) for r in remaining) * \
+                        max(1, round(per)) ** budget
+                    continue
+                rows = np.flatnonzero(keep)
+                survivors.append((self.engine.take(state, rows), path[rows]))
+            if d == min(depth, q.budget):
+                break
+            level = []
+            for state, path in survivors:
+                lo = q.pos_start[q.move_pos[path[:, -1]] + 1 if d else np.zeros(len(path), np.int64)]
+                hi = np.full(len(path), len(q.move_ids))
+                for parent, child in _child_blocks(lo, hi, _CHUNK):
+                    total += len(child)
+                    level.append((self.engine.expand(state, parent, q.move_ids[child]),
+                                  np.concatenate([path[parent], child[:, None]], axis=1)))
+        return int(total)
 
     # ------------------------------------------------------------------ answering
 

@@ -166,7 +166,7 @@ def test_one_layer_static_nets_prune_and_stay_exact(seed, k):
 def test_explanations_equal_brute_force_ones(seed, k):
     """Deletion and QuickXplain AXps and deletion CXps over the ball oracle equal those over brute
     force, and the deletion runs incrementally."""
-    model, instance, features, rng = random_case(seed, odd_instance=False)
+    model, instance, features, _ = random_case(seed, odd_instance=False)
     truth = BruteForceOracle(model, instance, features, max_distance=k)
     oracle = BallOracle(model, instance, features, max_distance=k)
     try:
@@ -300,7 +300,7 @@ def test_suffix_sums_are_the_largest_rises(seed, budget):
 
 
 def axp_certificate(seed: int, k: int):
-    model, instance, features, rng = random_case(seed, odd_instance=False)
+    model, instance, features, _ = random_case(seed, odd_instance=False)
     oracle = BruteForceOracle(model, instance, features, max_distance=k)
     try:
         return DeletionAXp(oracle, max_block=1).compute(), model, instance, features
@@ -366,8 +366,12 @@ def test_ball_choice_is_pure_and_follows_the_limit():
     assert small.use and small.size == size and small.engine == "currents" and str(size) in small.reason
     assert small == ball_choice(model, instance, None, 2) and small.effective_size is None
     over = ball_choice(model, instance, None, 2, limit=size - 1)  # then the part the oracle enumerates counts
-    effective = BallOracle(model, instance, max_distance=2).effective_size()
-    assert over.effective_size == effective and over.use == (effective <= size - 1)
+    oracle = BallOracle(model, instance, max_distance=2)
+    effective, pruned = oracle.effective_size(), oracle.pruned_size()
+    assert pruned <= effective <= size
+    assert over.effective_size == effective
+    assert over.use == (effective <= size - 1 or pruned <= size - 1)
+    assert over.pruned_size == (None if effective <= size - 1 else pruned)
     assert not ball_choice(model, instance, None, 2, limit=0).use
     assert ball_choice(model, instance, None, 2, fixed=frozenset(range(6))).size == sum(math.comb(6, j) for j in range(3))
     assert small.as_dict()["limit"] == BALL_INPUT_LIMIT
