@@ -127,6 +127,7 @@ _MEMO = 8                   # remembered ENTAILED free sets and witnesses
 _KERNEL_BOUND_SUBTREE = 1 << 13  # kernel engine: bound a node when its subtree holds at least this many inputs
 _MAX_MOVES = 1 << 22        # refuse features with more changed tuples than this in total
 _MAX_ROOTS = 1 << 16        # refuse more assignments of the unowned pixels and forced features than this
+_PRUNED_SIZE_NODES = 1 << 18  # pruned_size: deepest level it expands
 
 
 # --------------------------------------------------------------------------- domain and counting
@@ -740,10 +741,10 @@ class BallOracle(EntailmentOracle):
 
     def pruned_size(self, fixed: frozenset[int] = frozenset(), depth: int = 2) -> int:
         """An estimate of the inputs of ``B(F)`` left after the node bounds: the nodes of the
-        enumeration tree down to ``depth`` (at most), each bounded with the whole remaining budget,
-        are counted exactly, and each surviving node at ``depth`` adds its whole subtree. The
-        currents engine only (a bound there costs about one leaf); other engines give
-        :meth:`effective_size`."""
+        enumeration tree down to ``depth`` (fewer when a level would exceed 262,144 nodes), each
+        bounded with the whole remaining budget, are counted exactly, and each surviving node of
+        the last level adds its whole subtree. For the currents engine (where a bound costs about
+        one leaf); other engines give :meth:`effective_size`."""
         if not isinstance(self.engine, _CurrentEngine):
             return self.effective_size(fixed)
         free = np.ones(self._n, bool)
@@ -752,29 +753,27 @@ class BallOracle(EntailmentOracle):
         if q is None:
             return 0
         self.engine.begin(q)
-        per = q.moves_per_feature
+        per = max(1, round(q.moves_per_feature))
         total = len(q.root_assign)
         level = [(q.root_state, np.zeros((len(q.root_assign), 0), np.int64))]
-        for d in range(min(depth, q.budget) + 1):
+        for d in range(q.budget + 1):
             budget = q.budget - d
             survivors = []
             for state, path in level:
                 after = q.move_pos[path[:, -1]] + 1 if d else np.zeros(len(path), np.int64)
-                keep = self.engine.may_flip(q, state, after, budget) if budget else np.zeros(len(path), bool)
-                if d == min(depth, q.budget):  # whole subtrees below the last level counted
-                    remaining = (len(q.order) - after[keep]).tolist()
-                    total += sum(sum(math.comb(r, j) for j in range(1, budget + 1)) for r in remaining) * \
-                        max(1, round(per)) ** budget
-                    continue
-                rows = np.flatnonzero(keep)
-                survivors.append((self.engine.take(state, rows), path[rows]))
-            if d == min(depth, q.budget):
+                if budget:
+                    rows = np.flatnonzero(self.engine.may_flip(q, state, after, budget))
+                    survivors.append((self.engine.take(state, rows), path[rows], after[rows]))
+            n_children = sum(int((len(q.move_ids) - q.pos_start[a]).sum()) for _, _, a in survivors)
+            if d >= depth or n_children > _PRUNED_SIZE_NODES:  # count the survivors' subtrees whole
+                for _, _, after in survivors:
+                    total += sum(sum(math.comb(r, j) * per ** j for j in range(1, budget + 1))
+                                 for r in (len(q.order) - after).tolist())
                 break
             level = []
-            for state, path in survivors:
-                lo = q.pos_start[q.move_pos[path[:, -1]] + 1 if d else np.zeros(len(path), np.int64)]
-                hi = np.full(len(path), len(q.move_ids))
-                for parent, child in _child_blocks(lo, hi, _CHUNK):
+            for state, path, after in survivors:
+                lo = q.pos_start[after]
+                for parent, child in _child_blocks(lo, np.full(len(path), len(q.move_ids)), _CHUNK):
                     total += len(child)
                     level.append((self.engine.expand(state, parent, q.move_ids[child]),
                                   np.concatenate([path[parent], child[:, None]], axis=1)))

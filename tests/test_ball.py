@@ -154,6 +154,14 @@ def test_one_layer_static_nets_prune_and_stay_exact(seed, k):
     model, instance, features, rng = random_case(seed, static=True, layers=1, max_inputs=11, odd_instance=False)
     truth = BruteForceOracle(model, instance, features, max_distance=k)
     truth.max_completions = 1 << 20
+    fresh = BallOracle(model, instance, features, max_distance=k, bounds="always")
+    pruned, effective = fresh.pruned_size(), fresh.effective_size()
+    if all(len(g) == 1 for g in features.groups):  # one move per feature: the counts are exact
+        assert pruned <= effective
+        roots = len(fresh.domain.trains) ** len(fresh.domain.unowned)
+        assert roots <= fresh.pruned_size(depth=0) <= effective
+        if fresh.check(frozenset()).verdict is Verdict.ENTAILED:  # the full ball, bounded at least as tightly
+            assert fresh.ball_stats.inputs <= pruned
     ball = oracles(model, instance, features, max_distance=k)
     for fixed in question_sequence(rng, len(features))[: len(features) + 1] + question_sequence(rng, len(features))[-6:]:
         expected = truth.check(fixed).verdict
