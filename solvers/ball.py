@@ -117,9 +117,13 @@ __all__ = ["BALL_INPUT_LIMIT", "ENGINES", "BallChoice", "BallOracle", "BallStats
 
 ENGINES = ("currents", "kernel")
 
-# Largest ball (inputs of B(all features), see ball_size) for which ball enumeration is chosen
-# over the solvers. Measured by benchmarks/distance.py (docs/distance.md): TODO measured value.
-BALL_INPUT_LIMIT = 100_000_000
+# Largest ball (ball_size, effective_size or pruned_size) for which ball_choice picks enumeration.
+# Measured with benchmarks/distance.py (docs/distance.md, benchmarks/results/distance-threshold-*.txt):
+# a deletion dAXp took 3-6e-8 s per pruned input (0.5-2.5 s up to 3e7, 140-300 s at 2.6-5e9), so
+# 1e9 is where enumeration reaches the 60 s that the solvers were given; no solver dAXp above 3e5
+# inputs completed within 60 s except on predictions the interval bounds show robust, which
+# enumeration decides in under 0.5 s (effective size 1).
+BALL_INPUT_LIMIT = 1_000_000_000
 
 _CHUNK = 1 << 15            # nodes per expanded batch
 _LEAVES = 1 << 20           # leaves per evaluated batch (between two looks at the clock)
