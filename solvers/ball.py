@@ -129,7 +129,7 @@ _CHUNK = 1 << 15            # nodes per expanded batch
 _LEAVES = 1 << 20           # leaves per evaluated batch (between two looks at the clock)
 _MEMO = 8                   # remembered ENTAILED free sets and witnesses
 _KERNEL_BOUND_SUBTREE = 1 << 13  # kernel engine: bound a node when its subtree holds at least this many inputs
-_MAX_MOVES = 1 << 22        # refuse features with more changed tuples than this in total
+_MAX_MOVES = 1 << 18        # refuse features with more changed tuples than this in total
 _MAX_ROOTS = 1 << 16        # refuse more assignments of the unowned pixels and forced features than this
 _PRUNED_SIZE_NODES = 1 << 18  # pruned_size: deepest level it expands
 
@@ -161,8 +161,11 @@ class _Domain:
         x = np.asarray(instance, dtype=np.uint8)
         match = np.all(x.T[:, None, :] == trains[None, :, :], axis=2)  # (n, |D|)
         inst_index = np.where(match.any(axis=1), np.argmax(match, axis=1), -1)
-        forced = np.array([bool((inst_index[list(g)] < 0).any()) for g in features.groups], bool)
-        sizes = np.array([len(g) for g in features.groups], np.int64)
+        owner = features.feature_of_pixel()
+        forced = np.zeros(len(features), bool)
+        owned = owner >= 0
+        np.logical_or.at(forced, owner[owned], inst_index[owned] < 0)
+        sizes = np.bincount(owner[owned], minlength=len(features))
         moves = np.array([len(trains) ** int(s) - (0 if f else 1) for s, f in zip(sizes, forced)], dtype=object)
         unowned = np.flatnonzero(features.feature_of_pixel() < 0)
         return cls(trains, inst_index, moves, forced, unowned)
@@ -307,21 +310,23 @@ class _Moves:
         if total > _MAX_MOVES:
             raise ValueError(f"the features have {total:,} changed tuples in all, too many to enumerate "
                              f"(at most {_MAX_MOVES:,}); use smaller features or the solvers")
-        width = max(len(g) for g in features.groups)
-        feature = np.empty(total, np.int64)
-        option = np.full((total, width), -1, np.int64)
-        start = np.zeros(len(features) + 1, np.int64)
-        pos = 0
+        groups = _group_matrix(features)  # (n_features, width), -1 padded
+        width = groups.shape[1]
+        sizes = (groups >= 0).sum(axis=1)
         n_trains = len(domain.trains)
-        for f, group in enumerate(features.groups):
-            own = tuple(int(i) for i in domain.inst_index[list(group)])
-            tuples = np.array(list(itertools.product(range(n_trains), repeat=len(group))), np.int64)
-            if not domain.forced[f]:
-                tuples = tuples[~np.all(tuples == np.array(own)[None, :], axis=1)]
-            feature[pos:pos + len(tuples)] = f
-            option[pos:pos + len(tuples), :len(group)] = tuples
-            pos += len(tuples)
-            start[f + 1] = pos
+        counts = np.array([int(m) for m in domain.moves], np.int64)
+        start = np.concatenate([[0], np.cumsum(counts)])
+        feature = np.repeat(np.arange(len(features)), counts)
+        option = np.full((total, width), -1, np.int64)
+        for size in np.unique(sizes).tolist():  # the features of one size share their tuples
+            which = np.flatnonzero(sizes == size)
+            tuples = np.array(list(itertools.product(range(n_trains), repeat=size)), np.int64)  # (|D|^s, s)
+            own = domain.inst_index[groups[which, :size]]  # (n_s, s), -1 outside the domain
+            differs = ~np.all(tuples[None, :, :] == own[:, None, :], axis=2)  # (n_s, |D|^s)
+            f_idx, t_idx = np.nonzero(differs)  # per feature in order, its tuples in order
+            rows = start[which][f_idx] + (np.arange(len(f_idx)) - np.repeat(np.cumsum(counts[which]) - counts[which],
+                                                                             counts[which]))
+            option[rows, :size] = tuples[t_idx]
         return cls(feature, option, start)
 
 
@@ -727,6 +732,10 @@ class BallOracle(EntailmentOracle):
         self._plain = ~self.domain.forced
         self._candidate = self._plain & ~self.engine.null_features()
         self._one_move = bool(np.all(np.diff(self.moves.start) == 1))
+        # Without forced features or features that can move the prediction, every B(F) acts as its
+        # roots (the instance with each assignment of the unowned pixels): one answer for every
+        # question, True (ENTAILED) or the witness
+        self._constant: bool | np.ndarray | None = None
         self.ball_stats = BallStats()
         self._entailed: deque[np.ndarray] = deque(maxlen=_MEMO)  # free masks answered ENTAILED
         self._refuted: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=_MEMO)  # (free mask, witness)
@@ -734,6 +743,10 @@ class BallOracle(EntailmentOracle):
         if len(self.domain.trains) ** len(self.domain.unowned) > _MAX_ROOTS:
             raise ValueError(f"{len(self.domain.unowned)} pixels belong to no feature: their "
                              f"{len(self.domain.trains) ** len(self.domain.unowned):,} assignments are too many to enumerate")
+        if not self._candidate.any() and not self.domain.forced.any():
+            q = self._question(np.zeros(n, bool), None)
+            hit = np.flatnonzero(self.engine.flips(q.root_state))
+            self._constant = True if not len(hit) else self._witness(q, int(hit[0]), np.zeros(0, np.int64))
         self._n = n
 
     def effective_size(self, fixed: frozenset[int] = frozenset()) -> int:
@@ -790,6 +803,12 @@ class BallOracle(EntailmentOracle):
         deadline = None if time_limit is None else start + time_limit
         stats = self.ball_stats
         stats.questions += 1
+        if self._constant is not None:  # no feature can move the prediction: the roots decide every question
+            stats.null_skips += 1
+            stats.seconds += time.perf_counter() - start
+            if self._constant is True:
+                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=self._constant, backend=self.name)
         free = np.ones(self._n, bool)
         if fixed:
             free[np.fromiter(fixed, np.int64, len(fixed))] = False

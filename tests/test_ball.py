@@ -202,6 +202,7 @@ def test_incremental_mode_enumerates_only_new_inputs():
     oracle = BallOracle(model, instance, max_distance=2, engine="kernel", bounds="never")
     oracle.engine.null_features()[:] = False  # evaluate every feature (a sound choice, only slower)
     oracle._candidate[:] = True
+    oracle._constant = None
     everything = frozenset(range(10))
     truth = BruteForceOracle(model, instance, max_distance=2)
     assert oracle.check(everything).verdict is Verdict.ENTAILED  # the instance itself (E = {})
