@@ -393,7 +393,7 @@ DEFAULT_MODEL = "mnist10-sparse192"  # the solver-friendly 10-class model (docs/
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> BSNN:
-    """Load a shipped model by name (e.g. ``"mnist10-sparse"``, the default) or a model file by path."""
+    """Load a shipped model by name (e.g. ``"mnist10-sparse192"``, the default) or a model file by path."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".npz" or candidate.exists() or os.sep in str(name_or_path):
         return load_model_file(candidate)
