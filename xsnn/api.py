@@ -181,6 +181,8 @@ class _Question:
         scores = forward(self.base, self.spikes)
         self.prediction_index = int(scores.prediction[0])
         self.prediction = self.base.labels[self.prediction_index]
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
+            raise ValueError(f"target must be a class label (a whole number), got {target!r}")
         self.target = None if target is None else int(target)
         self.model = self.base
         if self.target is not None:
