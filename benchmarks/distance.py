@@ -5,8 +5,8 @@ the image in at most ``k`` features. For each model, each ``k`` and each of the 
 images of the model's classes, this computes the deletion dAXp (features in index order) twice:
 
 * ``ball``: over :class:`~xsnn.solvers.ball.BallOracle` (exhaustive enumeration of the ball);
-* ``solvers``: over the oracle ``explain`` uses by default (``make_oracle``: the portfolio of
-  the rival SAT oracle and CP-SAT behind the sound fast paths), with the same deletion.
+* ``solvers``: over the default solver oracle (``xsnn.solvers.backends.make_oracle``: the
+  portfolio of the rival SAT oracle and CP-SAT behind the sound fast paths), same deletion.
 
 and reports per (model, features, k, method): dAXps completed, the median and 95th-percentile
 time over all runs (a run that did not complete counts with the time it took, i.e. its time
@@ -59,7 +59,7 @@ def _features(spec: str, model):
 
 def run_one(method: str, model, spikes, features, k: int, time_limit: float) -> dict:
     """One deletion dAXp; the row's fields."""
-    from xsnn.explain import make_oracle
+    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.axp import DeletionAXp
     from xsnn.solvers.ball import BallOracle, verify_by_enumeration
 

@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -895,7 +896,7 @@ class BallOracle(EntailmentOracle):
             stats.inputs += len(root)
             hit = np.flatnonzero(engine.flips(state))
             return self._witness(q, int(root[hit[0]]), path[hit[0]]) if len(hit) else None
-        if deadline is not None and time.perf_counter() > deadline:
+        if self._interrupted or (deadline is not None and time.perf_counter() > deadline):
             raise _Timeout
         budget = target - depth
         after = q.move_pos[path[:, -1]] + 1 if depth else np.zeros(len(root), np.int64)
@@ -917,7 +918,7 @@ class BallOracle(EntailmentOracle):
             ends = np.cumsum(counts)
             first = 0
             while first < len(root):  # slices of parents with about _LEAVES children
-                if deadline is not None and time.perf_counter() > deadline:
+                if self._interrupted or (deadline is not None and time.perf_counter() > deadline):
                     raise _Timeout
                 before = int(ends[first - 1]) if first else 0
                 last = max(first + 1, int(np.searchsorted(ends, before + _LEAVES, side="right")))
@@ -932,7 +933,7 @@ class BallOracle(EntailmentOracle):
                 first = last
             return None
         for parent, child in _child_blocks(lo, hi, _CHUNK):
-            if deadline is not None and time.perf_counter() > deadline:
+            if self._interrupted or (deadline is not None and time.perf_counter() > deadline):
                 raise _Timeout
             moves = q.move_ids[child]
             kids = engine.expand(state, parent, moves)
@@ -1016,7 +1017,8 @@ def enumeration_size(certified) -> int:
 
 
 def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limit: float | None = None,
-                          require_independent: bool = True) -> VerificationReport:
+                          require_independent: bool = True, stop: threading.Event | None = None
+                          ) -> VerificationReport:
     """Re-check a distance-restricted certificate (AXp or CXp) by enumeration.
 
     This is :func:`~xsnn.solvers.certificate.verify` with a :class:`BallOracle` as the verifying
@@ -1024,7 +1026,8 @@ def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limi
     evaluating the inputs of its ball, and every witness (an AXp's minimality steps, a CXp's
     change) is re-run through the reference forward. Neither shares an encoding with a solver.
     The report's ``verifier`` is ``("ball",)``; with ``require_independent`` a claim that a ball
-    oracle itself produced is reported as not independently checked.
+    oracle itself produced is reported as not independently checked. ``time_limit`` (seconds for
+    the whole verification) and ``stop`` are passed on to ``verify``.
 
     Raises:
         ValueError: the certificate has no distance bound, or a claim's ball holds more than
@@ -1039,4 +1042,4 @@ def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limi
         raise ValueError(f"a claim's ball holds {size:,} inputs to enumerate, more than the limit {limit:,}; "
                          "verify with the solvers instead")
     return verify(cert, lambda *args, **kwargs: oracle, require_independent=require_independent,
-                  time_limit=time_limit)
+                  time_limit=time_limit, stop=stop)
