@@ -404,14 +404,26 @@ def test_bad_arguments_raise_clear_errors():
     assert ball_size(model, instance, big, 1) == 2 ** 6
 
 
-def test_time_limit_gives_unknown_and_no_memo():
+def test_time_limit_and_interrupt_give_unknown_and_no_memo():
+    """A time limit, or interrupt() from another thread, stops a long enumeration (here: the whole
+    k = 3 ball of a shipped model, about 3e7 inputs) with UNKNOWN, and nothing is remembered."""
+    import threading
+
     import xsnn
     from xsnn import data
 
     model = xsnn.load_model("mnist10-sparse192")
     images, _ = data.load_sample()
-    oracle = BallOracle(model, model.encode(images[:1])[0], max_distance=3)
+    spikes = model.encode(images[:1])[0]
+    oracle = BallOracle(model, spikes, max_distance=3)
     assert oracle.check(frozenset(), time_limit=1e-4).verdict is Verdict.UNKNOWN
+    assert not oracle._entailed and not oracle._refuted
+    oracle = BallOracle(model, spikes, max_distance=3)
+    timer = threading.Timer(0.05, oracle.interrupt)
+    timer.start()
+    check = oracle.check(frozenset())
+    timer.join()
+    assert check.verdict is Verdict.UNKNOWN and oracle.ball_stats.inputs < 30_000_000
     assert not oracle._entailed and not oracle._refuted
 
 
@@ -420,7 +432,7 @@ def test_shipped_model_axps_equal_the_solvers(name, k):
     """On shipped models, the ball oracle's deletion AXp equals the default solver oracle's."""
     import xsnn
     from xsnn import data
-    from xsnn.explain import make_oracle
+    from xsnn.solvers.backends import make_oracle
 
     model = xsnn.load_model(name)
     images, labels = data.load_sample()
