@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from xsnn.batch import add_batch_commands
 from xsnn.model import DEFAULT_MODEL
 
 log = logging.getLogger("xsnn")
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     sub.add_parser("train", help="train a BSNN (needs torch); see 'xsnn train --help'", add_help=False)
+    add_batch_commands(sub)  # explain-batch, summarize (xsnn.batch)
     return parser
 
 
