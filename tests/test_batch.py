@@ -265,7 +265,6 @@ def test_ctrl_c_keeps_rows_and_resume_completes(files, reference, tmp_path):
     assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
     rows = rows_of(out)
     assert len(rows) < 60 and len({r["id"] for r in rows}) == len(rows)
-    time.sleep(0.5)
     for pid in {int(r["worker"].rsplit(":", 1)[1]) for r in rows}:  # the workers are gone
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -310,6 +309,45 @@ def test_a_timeout_is_recorded_with_a_sound_partial_result(tmp_path):
         oracle = make_oracle(model, spikes, backend="sat", fast_paths=False)
         assert oracle.check(frozenset(row["explanation"]["features"])).verdict is Verdict.ENTAILED
     assert "timeout" in stdout
+
+
+def test_distance_reaches_the_explanations(files, tmp_path):
+    out = tmp_path / "distance.jsonl"
+    cli(*batch_args(files, out, "0:4", "--distance", 3), check_rc=0)
+    model = load_model_file(files["model"])
+    for row in assert_exactly_once(out, range(4)):
+        expected = explain(model, files["images"][row["id"]], max_distance=3)
+        assert row["run"]["distance"] == 3 and row["explanation"]["settings"]["max_distance"] == 3
+        assert row["explanation"]["features"] == list(expected.features) and row["status"] == expected.status
+
+
+def test_errors_of_an_instance_become_rows(files, monkeypatch):
+    from xsnn.solvers.result import NoExplanationError
+
+    model = load_model_file(files["model"])
+    setup = batch.WorkerSetup(str(files["model"]), model.content_hash(), data="images.npz")
+    instance = batch.Instance(2, files["images"][2], 5)
+    for raised, status in [(RuntimeError("solver crashed"), "error"), (NoExplanationError("none"), "no-explanation")]:
+        def fail(*args, raised=raised):
+            raise raised
+        monkeypatch.setattr(batch, "_explain", fail)
+        row = batch.explain_instance(setup, instance)
+        assert row["status"] == status and row["explanation"] is None and str(raised) in row["error"]
+        assert row["prediction"] == explain(model, files["images"][2]).prediction_label and row["label"] == 5
+    wrong = batch.WorkerSetup(str(files["model"]), "0" * 64)
+    with pytest.raises(batch.BatchError, match="content hash"):
+        batch.explain_instance(wrong, instance)
+
+
+def test_progress_line_counts():
+    import io
+
+    stream = io.StringIO()
+    progress = batch.Progress(4, stream, interval=0.0)
+    for status in ("complete", "timeout", "failed", "complete"):
+        progress.update({"status": status})
+    last = stream.getvalue().splitlines()[-1]
+    assert "4/4 (100.0%)" in last and "time-outs 1" in last and "failures 1" in last and "ETA 0m00s" in last
 
 
 # --------------------------------------------------------------------------- errors

@@ -255,21 +255,23 @@ def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
     """
     start = time.perf_counter()
     model, setup_seconds = worker_model(setup)
-    from xsnn.model import predict_indices
-
     explanation, error, status, prediction = None, None, None, None
     try:
         image = np.asarray(instance.image)
-        prediction = int(model.labels[int(predict_indices(model, model.encode(image[None]))[0])])
         explanation = _explain(model, image, setup, {"data": setup.data, "index": instance.index})
-        status = str(explanation["status"])
+        status, prediction = str(explanation["status"]), int(explanation["prediction"])
     except BatchError:
         raise
     except Exception as exc:  # noqa: BLE001  (recorded in the row; the batch goes on)
+        from xsnn.model import predict_indices
         from xsnn.solvers.result import NoExplanationError
 
         status = "no-explanation" if isinstance(exc, NoExplanationError) else "error"
         error = f"{type(exc).__name__}: {exc}"
+        try:
+            prediction = int(model.labels[int(predict_indices(model, model.encode(image[None]))[0])])
+        except Exception:  # noqa: BLE001  (the image itself is unusable; the error above says why)
+            prediction = None
     seconds = time.perf_counter() - start
     return make_row(setup, instance.index, instance.label, prediction, status, explanation=explanation,
                     error=error, timings={"explain_s": None if explanation is None else explanation.get("seconds"),
@@ -871,7 +873,9 @@ class Progress:
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         failures = sum(self.counts[s] for s in TROUBLE)
-        text = (f"{self.done}/{self.total} ({self.done / self.total:.1%}) | {rate * 60:.1f}/min | "
+        filled = int(20 * self.done / self.total)
+        text = (f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} ({self.done / self.total:.1%}) | "
+                f"{rate * 60:.1f}/min | "
                 f"ETA {_duration(eta)} | time-outs {self.counts['timeout']} | failures {failures}")
         if self.live:
             self.stream.write("\r\x1b[2K" + text)
