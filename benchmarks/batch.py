@@ -13,9 +13,10 @@ predictions, the default settings of ``xsnn explain-batch``) by :func:`xsnn.batc
 code path of the command line, once per entry of ``--jobs`` (local worker processes), in the
 order given and then reversed for each further repeat (ABBA), each run into a fresh output file.
 Per run: wall time from the start of the pool to the last row written (pool start-up and per-worker
-setup included), images per minute, per-image explanation time (median, p95, sum), the CPU
-seconds of the worker processes, the load average before and after (the machine may be shared),
-the statuses, and how many AXps are identical to those of the other runs.
+setup included), images per minute, per-image explanation time (median, p95, sum), per-image CPU
+time of the worker (``timings.cpu_s``: what an image costs on a free core, whatever else runs),
+the CPU seconds of all worker processes (setup included), the load average before and after (the
+machine may be shared), the statuses, and how many AXps are identical to those of the other runs.
 
 The baseline (``--baseline-images``, one worker): a fresh worker process for every image
 (``max_tasks_per_worker=1``), i.e. what a batch costs when process start-up, imports and model
@@ -25,9 +26,10 @@ With ``--scheduler ADDRESS`` the same images are also run on that Dask cluster (
 threads it has is recorded); start one with ``dask scheduler`` and ``dask worker ADDRESS
 --nworkers N --nthreads 1`` on each machine, or with dask-jobqueue on Slurm.
 
-Extrapolations are labelled as such: ``--target`` images at a run's measured rate, and the rate of
+Extrapolations are labelled as such: ``--target`` images at a run's measured rate; the rate of
 16 workers as 16 times the one-worker rate (linear scaling: an upper bound, assuming a free core
-per worker). Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
+per worker); and a CPU-bound estimate for 2 free cores, ``target`` times the mean CPU seconds per
+image over 2. Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ def measure(name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices:
     cpu = _children_cpu() - cpu_before  # worker processes that have exited (local pools only)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     explain_s = [r["timings"]["explain_s"] for r in rows if r["timings"].get("explain_s") is not None]
+    cpu_s = [r["timings"]["cpu_s"] for r in rows if r["timings"].get("cpu_s") is not None]
     setups = [r["timings"]["setup_s"] for r in rows if r["timings"].get("setup_s")]
     result = {
         "name": name, "workers": workers, "images": len(rows), "wall_s": round(wall, 2),
@@ -88,6 +91,7 @@ def measure(name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices:
         "explain_s_median": round(statistics.median(explain_s), 4),
         "explain_s_p95": round(float(np.percentile(explain_s, 95)), 4),
         "explain_s_sum": round(sum(explain_s), 2),
+        "cpu_s_mean": round(statistics.mean(cpu_s), 4), "cpu_s_median": round(statistics.median(cpu_s), 4),
         "worker_cpu_s": round(cpu, 2) if cpu > 0 else None,
         "setups": len(setups), "setup_s_mean": round(statistics.mean(setups), 3) if setups else None,
         "statuses": dict(outcome.statuses), "load_before": round(load_before, 2),
@@ -108,13 +112,14 @@ def table(report: dict) -> str:
              f"load average at start {report['machine']['load_at_start']}",
              f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image", "",
              "| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
-             "worker CPU s | setups | load before/after | statuses |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     base = report["one_worker_rate"]
     for r in report["runs"]:
         scaling = f"{r['images_per_min'] / base:.2f}x" if base and not r["name"].startswith("baseline") else "-"
         lines.append(f"| {r['name']} | {r['workers']} | {r['images']} | {r['wall_s']} | {r['images_per_min']} | "
-                     f"{scaling} | {r['explain_s_median']} | {r['explain_s_p95']} | {r['worker_cpu_s']} | "
+                     f"{scaling} | {r['explain_s_median']} | {r['explain_s_p95']} | {r['cpu_s_mean']} | "
+                     f"{r['worker_cpu_s']} | "
                      f"{r['setups']} | {r['load_before']}/{r['load_after']} | "
                      f"{', '.join(f'{k} {v}' for k, v in r['statuses'].items())} |")
     lines += ["", f"Identical AXps across runs (images complete in both): {report['identical']}", "",
@@ -123,6 +128,8 @@ def table(report: dict) -> str:
         lines.append(f"  {name}: {minutes} min")
     lines.append(f"  16 workers, linear scaling from the 1-worker rate (an upper bound): "
                  f"{report['extrapolated_16_workers_minutes']} min")
+    lines.append(f"  CPU-bound estimate, 2 free cores: {report['cpu_bound_2_cores_minutes']} min "
+                 f"({report['target']} x mean CPU s per AXp of the worker runs / 2; excludes setup, waits and load)")
     lines.append(f"Goal: {report['target']} images in at most {report['goal_minutes']} min with 2 workers: "
                  f"{report['goal_verdict']}")
     return "\n".join(lines)
@@ -201,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "one_worker_rate": one_rate, "target": args.target, "goal_minutes": args.goal_minutes,
         "extrapolated_minutes": extrapolated,
         "extrapolated_16_workers_minutes": round(args.target / (16 * one_rate), 1) if one_rate else None,
+        "cpu_bound_2_cores_minutes": round(args.target * statistics.mean(r["cpu_s_mean"] for r in local) / 2 / 60, 1)
+        if local else None,
         "goal_verdict": verdict,
     }
     out = Path(args.out)

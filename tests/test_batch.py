@@ -256,11 +256,12 @@ def test_a_killed_worker_loses_nothing(files, reference, tmp_path):
     assert not any(r["worker"].endswith(f":{victim}") for r in rows[at_kill + 2:])
 
 
-def test_ctrl_c_keeps_rows_and_resume_completes(files, reference, tmp_path):
-    out = tmp_path / "sigint.jsonl"
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_keeps_rows_and_resume_completes(files, reference, tmp_path, signum):
+    out = tmp_path / "stopped.jsonl"
     proc = _popen(batch_args(files, out, "0:60", "--jobs", 2))
     _wait_for_rows(out, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
     rows = rows_of(out)

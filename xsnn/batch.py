@@ -256,6 +256,7 @@ def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
     start = time.perf_counter()
     model, setup_seconds = worker_model(setup)
     explanation, error, status, prediction = None, None, None, None
+    cpu = time.process_time()
     try:
         image = np.asarray(instance.image)
         explanation = _explain(model, image, setup, {"data": setup.data, "index": instance.index})
@@ -272,10 +273,12 @@ def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
             prediction = int(model.labels[int(predict_indices(model, model.encode(image[None]))[0])])
         except Exception:  # noqa: BLE001  (the image itself is unusable; the error above says why)
             prediction = None
+    cpu = time.process_time() - cpu
     seconds = time.perf_counter() - start
     return make_row(setup, instance.index, instance.label, prediction, status, explanation=explanation,
                     error=error, timings={"explain_s": None if explanation is None else explanation.get("seconds"),
-                                          "task_s": round(seconds, 4), "setup_s": round(setup_seconds, 4)},
+                                          "cpu_s": round(cpu, 4), "task_s": round(seconds, 4),
+                                          "setup_s": round(setup_seconds, 4)},
                     worker=_worker_name())
 
 
@@ -995,6 +998,10 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
         progress.append(Progress(to_do, sys.stderr, enabled=args.progress != "never",
                                  interval=30.0 if args.progress == "auto" else 5.0))
 
+    def stop(signum, frame) -> None:  # SIGTERM (kill, a batch system's time limit): stop as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         outcome = run_batch(settings, engine, on_start=on_start, on_row=lambda row: progress[0].update(row))
     except KeyboardInterrupt:
@@ -1005,6 +1012,8 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
         print(f"xsnn: stopped; {kept} of {len(wanted)} instance(s) are in {settings.out}; "
               f"run the same command with --resume to complete it", file=sys.stderr)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for bar in progress:
         bar.close()
     wanted = set(settings.indices)
