@@ -588,8 +588,6 @@ class ResultsFile:
         self.setup = setup
         self.resume, self.overwrite, self.retry = resume, overwrite, tuple(retry)
         self.records: list[dict] = []
-        self.dropped_torn = False
-        self.removed_for_retry = 0
         self._handle = None
 
     @property
@@ -610,7 +608,7 @@ class ResultsFile:
             raise BatchError(f"--out {self.path} already holds results; pass --resume to complete it or "
                              f"--overwrite to start again")
         try:
-            handle = open(self.path, "a+b")
+            handle = open(self.path, "a+b")  # noqa: SIM115  (kept open for appending, closed by close())
         except OSError as exc:
             raise BatchError(f"cannot write --out {self.path}: {exc.strerror or exc}") from None
         try:
@@ -618,14 +616,15 @@ class ResultsFile:
             if self.overwrite:
                 handle.truncate(0)
             elif existing:
-                self._load(handle)
+                handle = self._load(handle)
         except BaseException:
             handle.close()
             raise
         self._handle = handle
         return self
 
-    def _load(self, handle) -> None:
+    def _load(self, handle):
+        """Read the rows there, drop a torn last line and the rows to retry; the handle to append with."""
         scan = read_results(self.path, keep_lines=bool(self.retry))
         expected = self.setup.question()
         for record in scan.records:
@@ -638,19 +637,22 @@ class ResultsFile:
             log.warning("%s ends with a torn line (a crash while writing); dropping it, its instance is redone",
                         self.path)
             handle.truncate(scan.good_bytes)
-            self.dropped_torn = True
-        keep = scan.records
+        self.records = scan.records
         if self.retry:
             kept = [(r, line) for r, line in zip(scan.records, scan.lines) if r["status"] not in self.retry]
-            self.removed_for_retry = len(scan.records) - len(kept)
-            if self.removed_for_retry:
-                handle.seek(0)
-                handle.truncate(0)
-                handle.write(b"".join(line + b"\n" for _, line in kept))
-                handle.flush()
-                os.fsync(handle.fileno())
-            keep = [r for r, _ in kept]
-        self.records = keep
+            if len(kept) < len(scan.records):  # write the kept rows to a new file, then swap it in
+                log.info("redoing %d row(s) of status %s", len(scan.records) - len(kept), ", ".join(self.retry))
+                fresh = self.path.with_name(self.path.name + ".retry-tmp")
+                with open(fresh, "wb") as out:
+                    out.write(b"".join(line + b"\n" for _, line in kept))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(fresh, self.path)
+                handle.close()
+                handle = open(self.path, "a+b")  # noqa: SIM115  (kept open for appending)
+                _lock(handle, self.path)
+            self.records = [r for r, _ in kept]
+        return handle
 
     def write(self, row: dict) -> None:
         """Append one row as one line, flushed to the operating system at once."""
@@ -705,14 +707,13 @@ class BatchSettings:
 @dataclass
 class BatchOutcome:
     """What :func:`run_batch` did: rows written now, instances skipped as done, wall seconds, the
-    counts of this run's statuses, whether it was interrupted, and the file's records after it."""
+    counts of this run's statuses, and the file's records after it."""
 
     written: int
     skipped: int
     seconds: float
     statuses: Counter
     records: list[dict]
-    interrupted: bool = False
 
 
 def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
