@@ -827,16 +827,19 @@ def _plot_batch_summary(records: Sequence[dict], out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     times = np.array([max(r["explain_s"], 1e-3) for r in shown])
     bins = np.geomspace(times.min(), times.max() * 1.01, 40) if len(times) else 10
+    sizes = np.array([r["size"] for r in shown])
+    size_bins = np.linspace(sizes.min(), sizes.max() + 1, 40) if len(sizes) else 10
     for status in statuses:
         picked = [r for r in shown if r["status"] == status]
         axes[0].hist([max(r["explain_s"], 1e-3) for r in picked], bins=bins, alpha=0.7, label=status)
-        axes[1].hist([r["size"] for r in picked], bins=40, alpha=0.7, label=status)
+        axes[1].hist([r["size"] for r in picked], bins=size_bins, alpha=0.7, label=status)
         axes[2].scatter([r["explain_s"] for r in picked], [r["size"] for r in picked], s=6, alpha=0.6, label=status)
     axes[0].set(xscale="log", xlabel="explanation time (s)", ylabel="instances")
     axes[1].set(xlabel="explanation size (features)", ylabel="instances")
     axes[2].set(xscale="log", xlabel="explanation time (s)", ylabel="size (features)")
-    for axis in axes:
-        axis.legend(fontsize=8)
+    if statuses:
+        for axis in axes:
+            axis.legend(fontsize=8)
     fig.suptitle(f"{len(shown)} explanations")
     fig.tight_layout()
     path = out_dir / "batch-summary.png"
