@@ -15,7 +15,8 @@ import pytest
 from xsnn import batch
 from xsnn.cli import main
 from xsnn.coding import StaticCoding
-from xsnn.explain import explain, make_oracle
+from xsnn.api import explain
+from xsnn.solvers.backends import make_oracle
 from xsnn.model import BSNN, load_model_file, save_model
 from xsnn.solvers.oracle import Verdict
 
@@ -81,7 +82,7 @@ def assert_rows_match(rows, reference, labels):
         expected = reference[row["id"]]
         assert row["status"] == expected.status == "complete"
         assert row["explanation"]["features"] == list(expected.features)
-        assert row["size"] == expected.size and row["prediction"] == expected.prediction_label
+        assert row["size"] == expected.size and row["prediction"] == expected.prediction
         assert row["label"] == int(labels[row["id"]])
         assert len(row["certificate_sha256"]) == 64
 
@@ -101,12 +102,6 @@ def test_parse_indices():
             batch.parse_indices(bad, 10)
 
 
-def test_certificate_digest_is_canonical():
-    a = batch.certificate_digest({"b": [1, 2], "a": {"y": 1, "x": 0}})
-    assert a == batch.certificate_digest({"a": {"x": 0, "y": 1}, "b": [1, 2]})
-    assert a != batch.certificate_digest({"a": {"x": 0, "y": 1}, "b": [2, 1]})
-
-
 def test_read_results_torn_and_corrupt(tmp_path):
     path = tmp_path / "r.jsonl"
     good = b'{"id":1,"status":"complete"}\n{"id":2,"status":"timeout"}\n'
@@ -122,21 +117,21 @@ def test_read_results_torn_and_corrupt(tmp_path):
         batch.read_results(path)
 
 
-def test_load_image_file(tmp_path):
-    from xsnn.data import DataError, load_image_file
+def test_load_image_set(tmp_path):
+    from xsnn.data import DataError, load_image_set
 
     np.savez(tmp_path / "ok.npz", images=np.arange(8).reshape(2, 2, 2), labels=np.array([1, 0]))
-    images, labels = load_image_file(tmp_path / "ok.npz")
+    images, labels = load_image_set(tmp_path / "ok.npz")
     assert images.dtype == np.uint8 and images.shape == (2, 2, 2) and labels.tolist() == [1, 0]
     np.savez(tmp_path / "nolabels.npz", images=np.zeros((3, 4), np.uint8))
-    assert load_image_file(tmp_path / "nolabels.npz")[1] is None
+    assert load_image_set(tmp_path / "nolabels.npz")[1] is None
     for name, arrays, message in [("x.npz", {"pixels": np.zeros((2, 2))}, "no array 'images'"),
                                   ("y.npz", {"images": np.full((2, 2), 300)}, "0..255"),
                                   ("z.npz", {"images": np.zeros((2, 2), np.uint8), "labels": [1]}, "2 non-negative"),
                                   ("o.npz", {"images": np.array([None, 1], dtype=object)}, "not a readable")]:
         np.savez(tmp_path / name, **arrays)
         with pytest.raises(DataError, match=message):
-            load_image_file(tmp_path / name)
+            load_image_set(tmp_path / name)
 
 
 # --------------------------------------------------------------------------- end to end, local workers
@@ -318,26 +313,60 @@ def test_distance_reaches_the_explanations(files, tmp_path):
     model = load_model_file(files["model"])
     for row in assert_exactly_once(out, range(4)):
         expected = explain(model, files["images"][row["id"]], max_distance=3)
-        assert row["run"]["distance"] == 3 and row["explanation"]["settings"]["max_distance"] == 3
+        assert row["run"]["distance"] == 3 and row["explanation"]["settings"]["options"]["max_distance"] == 3
         assert row["explanation"]["features"] == list(expected.features) and row["status"] == expected.status
 
 
 def test_errors_of_an_instance_become_rows(files, monkeypatch):
-    from xsnn.solvers.result import NoExplanationError
-
     model = load_model_file(files["model"])
     setup = batch.WorkerSetup(str(files["model"]), model.content_hash(), data="images.npz")
     instance = batch.Instance(2, files["images"][2], 5)
-    for raised, status in [(RuntimeError("solver crashed"), "error"), (NoExplanationError("none"), "no-explanation")]:
-        def fail(*args, raised=raised):
-            raise raised
-        monkeypatch.setattr(batch, "_explain", fail)
+
+    def fail(*args):
+        raise RuntimeError("solver crashed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch, "_explain", fail)
         row = batch.explain_instance(setup, instance)
-        assert row["status"] == status and row["explanation"] is None and str(raised) in row["error"]
-        assert row["prediction"] == explain(model, files["images"][2]).prediction_label and row["label"] == 5
+    assert row["status"] == "error" and row["explanation"] is None and "solver crashed" in row["error"]
+    assert row["prediction"] == explain(model, files["images"][2]).prediction and row["label"] == 5
     wrong = batch.WorkerSetup(str(files["model"]), "0" * 64)
     with pytest.raises(batch.BatchError, match="content hash"):
         batch.explain_instance(wrong, instance)
+
+
+def test_no_explanation_is_its_own_status(tmp_path):
+    """A network whose prediction never changes (all readout weights 0) has no CXp."""
+    model = _small_model(5)
+    constant = BSNN(weights=model.weights, thresholds=model.thresholds, readout=np.zeros_like(model.readout),
+                    weight_kind="ternary", reset="zero", n_steps=2, coding=StaticCoding(), labels=model.labels,
+                    input_shape=model.input_shape)
+    path = save_model(constant, tmp_path / "constant.npz")
+    setup = batch.WorkerSetup(str(path), constant.content_hash(), kind="cxp")
+    row = batch.explain_instance(setup, batch.Instance(0, np.full((SIDE, SIDE), 200, np.uint8), None))
+    assert row["status"] == "no-explanation" and row["explanation"] is None and "no CXp" in row["error"]
+    assert row["prediction"] == 3
+
+
+def test_cxp_and_minimum_axp_rows(files, reference, tmp_path):
+    """Other kinds: every CXp can change the prediction; every minimum AXp (or, on time-out, the
+    smallest sufficient set found) is sufficient and no larger than the deletion AXp."""
+    model = load_model_file(files["model"])
+    for kind, extra in (("cxp", ()), ("min-axp", ("--time-limit", 2))):
+        out = tmp_path / f"{kind}.jsonl"
+        cli(*batch_args(files, out, "0:3", "--kind", kind, *extra), check_rc=0)
+        for row in assert_exactly_once(out, range(3)):
+            assert row["run"]["kind"] == row["explanation"]["kind"] == kind
+            image = files["images"][row["id"]]
+            oracle = make_oracle(model, model.encode(image[None])[0], backend="sat", fast_paths=False)
+            chosen = frozenset(row["explanation"]["features"])
+            if kind == "cxp":
+                assert row["status"] == "complete"
+                assert oracle.check(frozenset(range(SIDE * SIDE)) - chosen).verdict is Verdict.NOT_ENTAILED
+            else:
+                assert row["status"] in ("complete", "timeout")
+                assert oracle.check(chosen).verdict is Verdict.ENTAILED
+                assert row["size"] <= reference[row["id"]].size
 
 
 def test_progress_line_counts():
@@ -361,7 +390,6 @@ def test_progress_line_counts():
     (["--data", "mnist-test", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
     (["--data", "BIG"], "takes images of shape (10, 10)"),
     (["--model", "no-such-model"], "no shipped model named 'no-such-model'"),
-    (["--kind", "cxp"], "--kind cxp"),
     (["--retry", "done", "--resume"], "unknown status 'done'"),
     (["--retry", "error"], "--retry needs --resume"),
     (["--jobs", "0"], "--jobs must be at least 1"),

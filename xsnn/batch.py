@@ -39,7 +39,6 @@ rest.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -61,14 +60,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from xsnn.model import BSNN
 
 __all__ = ["BatchError", "BatchData", "BatchSettings", "Instance", "WorkerSetup", "LocalEngine", "DaskEngine",
-           "ResultsFile", "KINDS", "FINAL_STATUSES", "load_batch_data", "parse_indices", "explain_instance",
+           "ResultsFile", "FINAL_STATUSES", "load_batch_data", "parse_indices", "explain_instance",
            "worker_model", "make_row", "read_results", "run_batch", "summarize", "format_summary",
            "add_batch_commands"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("axp", "cxp", "min-axp")
-# Statuses a row can have. Explanation statuses first (see xsnn.solvers.result), then the batch's own.
+# Statuses a row can have: the explanation's (xsnn.explanation.STATUSES; its "error", no explanation
+# of the asked kind exists, is called "no-explanation" here), then the batch's own.
 FINAL_STATUSES = ("complete", "timeout", "undecided", "limit", "interrupted", "no-explanation", "error", "failed")
 TROUBLE = ("error", "failed")  # a run that recorded any of these exits with status 1
 DEFAULT_TIME_LIMIT = 120.0
@@ -97,7 +96,7 @@ class BatchData:
 def load_batch_data(source: str, *, data_dir: str | None = None, split: str = "test") -> BatchData:
     """``source``: ``mnist-test`` / ``mnist-train`` (from ``data_dir`` or ``$XSNN_DATA``), ``sample``
     (the 200 shipped test images), a folder of MNIST IDX files (its ``split``) or an ``.npz`` file
-    (:func:`xsnn.data.load_image_file`)."""
+    (:func:`xsnn.data.load_image_set`)."""
     from xsnn import data
 
     if source in ("mnist-test", "mnist-train"):
@@ -108,7 +107,7 @@ def load_batch_data(source: str, *, data_dir: str | None = None, split: str = "t
         images, labels = data.load_mnist(split, source)
         source = f"{source} ({split})"
     elif source.endswith(".npz") or Path(source).is_file():
-        images, labels = data.load_image_file(source)
+        images, labels = data.load_image_set(source)
     else:
         raise BatchError(f"--data {source!r} is neither mnist-test, mnist-train, sample, a folder of MNIST IDX "
                          f"files nor an .npz file of images")
@@ -204,7 +203,7 @@ def worker_model(setup: WorkerSetup) -> tuple[BSNN, float]:
         if key in _WORKER_MODELS:
             return _WORKER_MODELS[key], 0.0
         start = time.perf_counter()
-        import xsnn.explain  # noqa: F401  (the solver stack: imported once per worker, timed as setup)
+        import xsnn.api  # noqa: F401  (the solver stack: imported once per worker, timed as setup)
         from xsnn.model import load_model
 
         model = load_model(setup.model)
@@ -219,31 +218,12 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def available_kinds() -> tuple[str, ...]:
-    """The kinds this version's explanation API computes (see :func:`_explain`)."""
-    return ("axp",)
+def _explain(model: BSNN, image: np.ndarray, setup: WorkerSetup, source: dict):
+    """The one call into the explanation API (:func:`xsnn.explain`)."""
+    import xsnn
 
-
-def _explain(model: BSNN, image: np.ndarray, setup: WorkerSetup, source: dict) -> dict:
-    """The one call into the explanation API: the explanation as ``to_dict()``, its certificate
-    included under ``proof`` (as a dict)."""
-    from xsnn.explain import explain
-
-    if setup.kind not in available_kinds():
-        raise BatchError(f"kind {setup.kind!r} is not available in this version (available: "
-                         f"{', '.join(available_kinds())})")
-    explanation = explain(model, image, time_limit=setup.time_limit, max_distance=setup.distance)
-    out = explanation.to_dict()
-    if out.get("proof") is None:
-        out["proof"] = explanation.proof.as_dict()
-    out.setdefault("kind", setup.kind)
-    out.setdefault("settings", {}).setdefault("data", source)
-    return out
-
-
-def certificate_digest(proof: dict) -> str:
-    """SHA-256 of the certificate's canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(proof, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return xsnn.explain(model, image, setup.kind, max_distance=setup.distance, time_limit=setup.time_limit,
+                        source=source)
 
 
 def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
@@ -255,49 +235,54 @@ def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
     """
     start = time.perf_counter()
     model, setup_seconds = worker_model(setup)
-    explanation, error, status, prediction = None, None, None, None
+    explanation, error, status, prediction, explain_seconds = None, None, None, None, None
     cpu = time.process_time()
     try:
-        image = np.asarray(instance.image)
-        explanation = _explain(model, image, setup, {"data": setup.data, "index": instance.index})
-        status, prediction = str(explanation["status"]), int(explanation["prediction"])
+        result = _explain(model, instance.image, setup, {"data": setup.data, "index": instance.index})
+        status, prediction, explain_seconds = result.status, int(result.prediction), round(result.seconds, 4)
+        if status == "error":  # no explanation of this kind exists (e.g. no CXp: the prediction cannot change)
+            status, error = "no-explanation", str(result.stats.get("error"))
+        else:
+            explanation = result.to_dict(proof=False)
+            del explanation["instance"]  # the image is the data set's image ``id``
     except BatchError:
         raise
     except Exception as exc:  # noqa: BLE001  (recorded in the row; the batch goes on)
-        from xsnn.model import predict_indices
-        from xsnn.solvers.result import NoExplanationError
-
-        status = "no-explanation" if isinstance(exc, NoExplanationError) else "error"
-        error = f"{type(exc).__name__}: {exc}"
-        try:
-            prediction = int(model.labels[int(predict_indices(model, model.encode(image[None]))[0])])
-        except Exception:  # noqa: BLE001  (the image itself is unusable; the error above says why)
-            prediction = None
+        status, error = "error", f"{type(exc).__name__}: {exc}"
     cpu = time.process_time() - cpu
-    seconds = time.perf_counter() - start
+    if prediction is None:
+        try:
+            prediction = _predict(model, instance.image)
+        except Exception:  # noqa: BLE001  (the image itself is unusable; the error says why)
+            prediction = None
     return make_row(setup, instance.index, instance.label, prediction, status, explanation=explanation,
-                    error=error, timings={"explain_s": None if explanation is None else explanation.get("seconds"),
-                                          "cpu_s": round(cpu, 4), "task_s": round(seconds, 4),
+                    error=error, timings={"explain_s": explain_seconds, "cpu_s": round(cpu, 4),
+                                          "task_s": round(time.perf_counter() - start, 4),
                                           "setup_s": round(setup_seconds, 4)},
                     worker=_worker_name())
+
+
+def _predict(model: BSNN, image: np.ndarray) -> int:
+    import xsnn
+
+    return int(xsnn.predict(model, np.asarray(image)[None])[0])
 
 
 def make_row(setup: WorkerSetup, index: int, label: int | None, prediction: int | None, status: str, *,
              explanation: dict | None = None, error: str | None = None, timings: dict | None = None,
              worker: str | None = None, attempt: int = 1) -> dict:
     """One output row: ``id`` (index in the data set), ``label``, ``prediction`` (class label),
-    ``status``, ``size``, ``explanation`` (the shared schema, without the certificate),
-    ``certificate_sha256`` (digest of the certificate's canonical JSON), ``timings``, ``worker``,
+    ``status``, ``size``, ``explanation`` (:meth:`xsnn.Explanation.to_dict` without the proof and
+    the instance), ``certificate_sha256`` (the proof's digest), ``timings``, ``worker``,
     ``attempt``, ``error`` and ``run`` (the batch settings)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    explanation = None if explanation is None else dict(explanation)
-    proof = None if explanation is None else explanation.pop("proof", None)
     return {
         "id": int(index), "label": None if label is None else int(label),
         "prediction": None if prediction is None else int(prediction), "status": status,
         "size": None if explanation is None else explanation.get("size"),
-        "explanation": explanation, "certificate_sha256": None if proof is None else certificate_digest(proof),
+        "explanation": explanation,
+        "certificate_sha256": None if explanation is None else explanation.get("proof_digest"),
         "timings": dict(timings or {}), "worker": worker, "attempt": int(attempt), "error": error,
         "run": setup.as_dict(),
     }
@@ -908,6 +893,7 @@ def _duration(seconds: float) -> str:
 
 def add_batch_commands(subparsers) -> None:
     """Register ``explain-batch`` and ``summarize`` on the ``xsnn`` command's subparsers."""
+    from xsnn.api import KINDS
     from xsnn.model import DEFAULT_MODEL
 
     batch = subparsers.add_parser(
@@ -924,7 +910,9 @@ def add_batch_commands(subparsers) -> None:
     batch.add_argument("--split", choices=("test", "train"), default="test", help="split, when --data is a folder")
     batch.add_argument("--indices", default=None,
                        help="instances: START:STOP[:STEP], single indices, comma-separated (default: all)")
-    batch.add_argument("--kind", choices=KINDS, default="axp", help="explanation kind (default: axp)")
+    batch.add_argument("--kind", choices=KINDS, default="axp",
+                       help="axp (subset-minimal sufficient set, the default), cxp (contrastive) or min-axp "
+                            "(minimum size)")
     batch.add_argument("--distance", type=int, default=None,
                        help="distance-restricted explanations: valid within this many changed features")
     batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
@@ -965,9 +953,6 @@ def _settings_from_args(args: argparse.Namespace) -> BatchSettings:
         raise BatchError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
     if args.distance is not None and args.distance < 0:
         raise BatchError(f"--distance must be a non-negative number of features, got {args.distance}")
-    if args.kind not in available_kinds():
-        raise BatchError(f"--kind {args.kind} is not available in this version (available: "
-                         f"{', '.join(available_kinds())})")
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     unknown = [s for s in retry if s not in FINAL_STATUSES]
     if unknown:
