@@ -28,8 +28,8 @@ threads it has is recorded); start one with ``dask scheduler`` and ``dask worker
 
 Extrapolations are labelled as such: ``--target`` images at a run's measured rate; the rate of
 16 workers as 16 times the one-worker rate (linear scaling: an upper bound, assuming a free core
-per worker); and a CPU-bound estimate for 2 free cores, ``target`` times the mean CPU seconds per
-image over 2. Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
+per worker); and CPU-bound estimates for 2 and 16 free cores, ``target`` times the mean CPU seconds
+per image over the number of cores. Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
 """
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def table(report: dict) -> str:
              f"# command: {report['command']}",
              f"# machine: {report['machine']['cpus']} CPU(s), {report['machine']['python']}; "
              f"load average at start {report['machine']['load_at_start']}",
-             f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image", "",
+             f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image",
+             *([f"# note: {report['note']}"] if report.get("note") else []), "",
              "| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
              "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -122,14 +123,18 @@ def table(report: dict) -> str:
                      f"{r['worker_cpu_s']} | "
                      f"{r['setups']} | {r['load_before']}/{r['load_after']} | "
                      f"{', '.join(f'{k} {v}' for k, v in r['statuses'].items())} |")
+    per_image = [(r["name"], r["worker_cpu_s"] / r["images"]) for r in report["runs"] if r["worker_cpu_s"]]
+    lines += ["", "CPU seconds per image of all worker processes (start-up, imports, model loading included): "
+              + "; ".join(f"{name} {value:.3f}" for name, value in per_image)]
     lines += ["", f"Identical AXps across runs (images complete in both): {report['identical']}", "",
               f"EXTRAPOLATED to {report['target']} images (at each run's measured rate; not measured):"]
     for name, minutes in report["extrapolated_minutes"].items():
         lines.append(f"  {name}: {minutes} min")
     lines.append(f"  16 workers, linear scaling from the 1-worker rate (an upper bound): "
                  f"{report['extrapolated_16_workers_minutes']} min")
-    lines.append(f"  CPU-bound estimate, 2 free cores: {report['cpu_bound_2_cores_minutes']} min "
-                 f"({report['target']} x mean CPU s per AXp of the worker runs / 2; excludes setup, waits and load)")
+    for cores, minutes in report["cpu_bound_minutes"].items():
+        lines.append(f"  CPU-bound estimate, {cores} free cores: {minutes} min ({report['target']} x the mean CPU s per "
+                     f"AXp of the worker runs / {cores}; excludes setup, waits and other load)")
     lines.append(f"Goal: {report['target']} images in at most {report['goal_minutes']} min with 2 workers: "
                  f"{report['goal_verdict']}")
     return "\n".join(lines)
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=batch.DEFAULT_TIME_LIMIT)
     parser.add_argument("--target", type=int, default=10000)
     parser.add_argument("--goal-minutes", type=float, default=30.0)
+    parser.add_argument("--note", default="", help="a remark stored with the results (e.g. what else ran)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -203,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/batch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_at_start": runs[0]["load_before"] if runs else None},
-        "model": args.model, "data": data.name, "time_limit": args.time_limit, "runs": runs,
+        "note": args.note, "model": args.model, "data": data.name, "time_limit": args.time_limit, "runs": runs,
         "identical": f"{identical} of {compared} pairwise comparisons",
         "one_worker_rate": one_rate, "target": args.target, "goal_minutes": args.goal_minutes,
         "extrapolated_minutes": extrapolated,
         "extrapolated_16_workers_minutes": round(args.target / (16 * one_rate), 1) if one_rate else None,
-        "cpu_bound_2_cores_minutes": round(args.target * statistics.mean(r["cpu_s_mean"] for r in local) / 2 / 60, 1)
-        if local else None,
+        "cpu_bound_minutes": {cores: round(args.target * statistics.mean(r["cpu_s_mean"] for r in local) / cores / 60, 1)
+                              for cores in (2, 16)} if local else {},
         "goal_verdict": verdict,
     }
     out = Path(args.out)

@@ -229,8 +229,9 @@ def _explain(model: BSNN, image: np.ndarray, setup: WorkerSetup, source: dict):
 def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
     """Explain one instance; the row for the output (see :func:`make_row`).
 
-    Pure apart from the worker cache: the same setup and instance give the same explanation
-    wherever it runs. Errors of the explanation itself become rows (``no-explanation``, ``error``);
+    It shares nothing with other tasks but the worker cache, so it runs the same in any process
+    and order (an AXp is determined by the instance and the settings; it is the same wherever it
+    is computed). Errors of the explanation itself become rows (``no-explanation``, ``error``);
     only a broken worker (e.g. a wrong model file on it) raises.
     """
     start = time.perf_counter()
