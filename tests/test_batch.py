@@ -364,7 +364,7 @@ def test_cxp_and_minimum_axp_rows(files, reference, tmp_path):
                 assert row["status"] == "complete"
                 assert oracle.check(frozenset(range(SIDE * SIDE)) - chosen).verdict is Verdict.NOT_ENTAILED
             else:
-                assert row["status"] in ("complete", "timeout")
+                assert row["status"] in ("complete", "timeout", "undecided")  # the last two: sound, not proven
                 assert oracle.check(chosen).verdict is Verdict.ENTAILED
                 assert row["size"] <= reference[row["id"]].size
 
