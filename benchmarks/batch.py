@@ -108,12 +108,12 @@ def measure(name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices:
 def table(report: dict) -> str:
     lines = [f"# xsnn explain-batch throughput ({report['date']}, commit {report['commit']})",
              f"# command: {report['command']}",
-             f"# machine: {report['machine']['cpus']} CPU(s), {report['machine']['python']}; "
-             f"load average at start {report['machine']['load_at_start']}",
+             (f"# machine: {report['machine']['cpus']} CPU(s), {report['machine']['python']}; "
+              f"load average at start {report['machine']['load_at_start']}"),
              f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image",
              *([f"# note: {report['note']}"] if report.get("note") else []), "",
-             "| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
-             "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |",
+             ("| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
+              "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     base = report["one_worker_rate"]
     for r in report["runs"]:
