@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", required=True, help="file to write")
     export.set_defaults(func=_cmd_export)
 
+    __import__("xsnn.compare", fromlist=["add_compare_command"]).add_compare_command(sub)  # xsnn compare
     sub.add_parser("train", help="train a BSNN (needs torch); see 'xsnn train --help'", add_help=False)
     return parser
 
