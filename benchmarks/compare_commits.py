@@ -36,7 +36,10 @@ WORKER = """
 import json, sys, time
 import xsnn
 from xsnn import data
-from xsnn.explain import explain
+try:  # the public API since 0.2.0; older commits had it in xsnn.explain
+    from xsnn.api import explain
+except ImportError:
+    from xsnn.explain import explain
 model = xsnn.load_model(sys.argv[1])
 options = json.loads(sys.argv[2])  # max_distance, time_limit (None: not given)
 images, _ = data.load_sample()

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import xsnn
     from xsnn import data
-    from xsnn.explain import make_oracle
+    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.axp import DeletionAXp
     from xsnn.solvers.oracle import EntailmentOracle
 

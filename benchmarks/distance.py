@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import xsnn
     from xsnn import data
-    from xsnn.explain import explain
+    from xsnn.api import explain
 
     images, labels = data.load_sample()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -9,7 +9,7 @@ Usage::
 
 What is measured. For each model and each of the first ``--images`` images of the MNIST test
 set (the sample shipped with xsnn, :func:`xsnn.data.load_sample`), one deletion AXp of the
-model's prediction, in index order, computed by :func:`xsnn.explain.explain` under each
+model's prediction, in index order, computed by :func:`xsnn.explain` under each
 configuration. Models trained on a subset of the digits (e.g. 1/5/9) explain only the images
 among those whose label is one of their classes. Plain configurations (exact oracle alone)
 run only on the first ``--plain-images`` of a model's images, with the per-AXp limit
@@ -17,7 +17,7 @@ run only on the first ``--plain-images`` of a model's images, with the per-AXp l
 lower bound (``>=``), and every ratio that uses it is a lower bound too.
 
 Configurations (``--configs``): ``<backend>-<fast|plain>[-cores]``, where ``backend`` is any
-backend name of :func:`xsnn.explain.exact_oracle_factory` (``portfolio``, ``sat``,
+backend name of :func:`xsnn.solvers.backends.exact_oracle_factory` (``portfolio``, ``sat``,
 ``sat:glucose4``, ``sat-rivals``, ``smt``, ``smt:pb``, ``milp``, ``cpsat``), ``fast`` puts the
 sound fast paths (witness cache, bounds, look-ahead, attack, search, core cache) in front of
 it (for ``portfolio``: in front of its CP-SAT stage), ``plain`` asks the exact oracle alone,
@@ -70,7 +70,7 @@ import numpy as np  # noqa: E402 -- after the thread settings above
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 DEFAULT_CONFIGS = ("sat-fast", "sat-plain", "smt-plain")
 FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "search", "lookahead", "cores", "repair", "fast-paths")
-PRELOAD = ["numpy", "pysat.solvers", "pysat.card", "z3", "xsnn.explain", "xsnn.solvers.sat", "xsnn.solvers.smt"]
+PRELOAD = ["numpy", "pysat.solvers", "pysat.card", "z3", "xsnn.api", "xsnn.solvers.sat", "xsnn.solvers.smt"]
 
 
 # --------------------------------------------------------------------------- configurations
@@ -98,7 +98,7 @@ def parse_config(name: str) -> Config:
     backend, _, mode = base.rpartition("-")
     if mode not in ("fast", "plain") or not backend:
         raise ValueError(f"configuration {name!r} is not <backend>-<fast|plain>[-cores] (e.g. sat-fast, smt-plain)")
-    from xsnn.explain import exact_oracle_factory
+    from xsnn.solvers.backends import exact_oracle_factory
 
     exact_oracle_factory(backend)  # raises ValueError for an unknown backend
     return Config(name, backend, mode == "fast", use_cores)
@@ -197,7 +197,7 @@ def _mask_hex(features, n: int) -> str:
 def run_task(model_path: str, config: Config, index: int, time_limit: float | None, profile: bool) -> dict:
     """One AXp (worker process): model ``model_path``, sample image ``index``, configuration ``config``."""
     from xsnn.data import load_sample
-    from xsnn.explain import explain
+    from xsnn.api import explain
     from xsnn.model import load_model
 
     model = load_model(model_path)
@@ -207,8 +207,10 @@ def run_task(model_path: str, config: Config, index: int, time_limit: float | No
     prof = _Profile().install() if profile and config.fast_paths else None
     wall0, cpu0 = time.perf_counter(), time.process_time()
     try:
+        if config.use_cores:
+            raise ValueError("the -cores configurations were removed with xsnn 0.2.0's explain()")
         result = explain(model, images[index], backend=config.backend, fast_paths=config.fast_paths,
-                         use_cores=config.use_cores, time_limit=time_limit)
+                         time_limit=time_limit)
     except Exception as exc:  # noqa: BLE001 -- a benchmark records failures and goes on
         record.update(status="error", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=6),

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist10-sparse", help="shipped model name or .npz path")
     parser.add_argument("--images", type=int, default=50, help="first N MNIST test images")
-    parser.add_argument("--data", default=None, help="MNIST folder (default: $XSNN_DATA or ../shared/data/mnist)")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: $XSNN_DATA)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rival-sat-options.json"))
     args = parser.parse_args(argv)
 

@@ -2,7 +2,7 @@
 
 Run by hand (not a test); it takes tens of minutes on 2 CPU cores::
 
-    python benchmarks/train_tradeoff.py --data-dir /work/shared/data/mnist --threads 1
+    python benchmarks/train_tradeoff.py --data-dir $XSNN_DATA --threads 1
 
 Each run trains a 784-H-10 network on the 60,000 training images and measures
 it on the 10,000 test images. One record per run goes into

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="portfolio", help="backend that finds the AXps")
     parser.add_argument("--verifier", default="smt", help="backend that re-checks them (must differ)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per AXp")
-    parser.add_argument("--check-limit", type=float, default=300.0, help="seconds per re-decided claim")
+    parser.add_argument("--check-limit", type=float, default=300.0, help="seconds for the whole re-check of one AXp")
     parser.add_argument("--budget", type=float, default=None, help="stop starting AXps after this many seconds")
     parser.add_argument("--max-distance", type=int, default=None,
                         help="distance-restricted AXps (valid within this many changed features)")
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import xsnn
     from xsnn import data
-    from xsnn.explain import exact_oracle_factory, explain
+    from xsnn.api import explain
+    from xsnn.solvers.backends import exact_oracle_factory
     from xsnn.solvers.certificate import verify
 
     if args.models is None:

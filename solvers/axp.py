@@ -43,6 +43,7 @@ history).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Sequence, Union
@@ -105,7 +106,11 @@ class _Run:
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     undecided: bool = False
-    timed_out: bool = False
+    timed_out: bool = False  # stopped early: the time limit ran out, or a stop was requested
+    # the deletion in progress (live objects, read by snapshot() and progress() from another thread)
+    current: set[int] | None = None
+    witnesses: dict[int, np.ndarray] | None = None
+    sufficiency: Check | None = None
 
 
 class OracleAlgorithm:
@@ -133,7 +138,63 @@ class OracleAlgorithm:
         self._owner = oracle.features.feature_of_pixel()
         self._run: _Run | None = None
         self._store: WitnessCache | None = None
+        self._stop_requested = threading.Event()
         self.stats: dict = {"calls": {}, "seconds": {}, "computations": 0}
+
+    # -------------------------------------------------------------- stopping and progress
+
+    def stop(self) -> None:
+        """Ask the computation in progress to stop soon (thread-safe; e.g. on Ctrl-C).
+
+        The oracle is interrupted (its current solver call returns UNKNOWN) and the algorithm
+        returns what it has proven so far with status ``interrupted``: for an AXp a sufficient
+        set, for a CXp a set whose freeing changes the prediction. Stopping is final: the
+        algorithm and its oracle answer nothing more.
+        """
+        self._stop_requested.set()
+        self.oracle.interrupt()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def progress(self) -> dict:
+        """A snapshot for progress displays: questions decided, seconds, and for a deletion in
+        progress the features still in the sufficient set and those proven necessary.
+
+        Safe to call from another thread while :meth:`compute` runs."""
+        run = self._run
+        if run is None:
+            return {"questions": 0, "seconds": 0.0}
+        out = {"questions": sum(run.calls.values()), "seconds": time.perf_counter() - run.start}
+        current, witnesses = run.current, run.witnesses
+        if current is not None and witnesses is not None:
+            out["features"] = len(self.all_features)
+            out["in_set"] = len(current)
+            out["necessary"] = len(witnesses)
+        return out
+
+    def snapshot(self) -> FormalExplanation | None:
+        """The sound partial AXp of the deletion in progress (status ``interrupted``), or ``None``
+        when no deletion is running. For a caller that cannot wait for :meth:`stop` to take
+        effect (a solver call that cannot be interrupted): the set is sufficient by the deletion's
+        invariant (it contains the last set proven sufficient), and the witnesses recorded so far
+        prove the necessity of the features they belong to. Safe to call from another thread."""
+        run = self._run
+        if run is None or run.current is None or run.witnesses is None:
+            return None
+        s = set(run.current)  # one C-level copy under the GIL: consistent
+        witnesses = {i: w for i, w in dict(run.witnesses).items() if i in s}
+        cert = AXpCertificate(self.question, frozenset(s),
+                              None if run.sufficiency is None else VerdictRecord.from_check(run.sufficiency),
+                              witnesses, frozenset(s - set(witnesses)))
+        minimal = len(witnesses) == len(s)
+        return FormalExplanation("axp", tuple(sorted(s)), Status.COMPLETE if minimal else Status.INTERRUPTED,
+                                 minimal, cert, self._run_stats(), self._elapsed())
+
+    def _early_status(self) -> Status:
+        """The status of a computation that ended before its search was done."""
+        return Status.INTERRUPTED if self.stopped else Status.TIMEOUT
 
     # -------------------------------------------------------------- context manager
 
@@ -157,7 +218,7 @@ class OracleAlgorithm:
 
     def _expired(self) -> bool:
         run = self._run
-        return run.deadline is not None and time.perf_counter() >= run.deadline
+        return self.stopped or run.deadline is not None and time.perf_counter() >= run.deadline
 
     def _ask(self, fixed) -> Check:
         """One oracle call under the budgets; records statistics and witnesses."""
@@ -241,6 +302,8 @@ class OracleAlgorithm:
         unproven: set[int] = set()
         order = list(order)
         block_size = 1
+        run = self._run
+        run.current, run.witnesses, run.sufficiency = s, witnesses, sufficiency
         for pos, i in enumerate(order):
             if i not in s or i in witnesses or i in unproven:
                 continue
@@ -257,6 +320,7 @@ class OracleAlgorithm:
                             raise RuntimeError(f"{check.backend} returned an inconsistent core")
                         s = set(new)
                         sufficiency = check
+                        run.current, run.sufficiency = s, sufficiency
                         unproven &= s
                         block_size = min(2 * block_size, max_block)
                         continue
@@ -268,6 +332,7 @@ class OracleAlgorithm:
             if check.verdict is Verdict.ENTAILED:
                 block_size = min(2, max_block)
                 sufficiency = check
+                run.sufficiency = check
                 if not (use_cores and check.core is not None):
                     s.discard(i)  # the fixed set asked about: s - {i}, in place (no copy of s)
                     unproven.discard(i)
@@ -280,11 +345,13 @@ class OracleAlgorithm:
                     raise RuntimeError(f"{check.backend} returned a core without feature(s) {sorted(lost)[:5]} "
                                        "that a verified witness proved necessary: the oracle is inconsistent")
                 s = set(new)
+                run.current = s
                 unproven &= s
             elif check.verdict is Verdict.NOT_ENTAILED:
                 witnesses[i] = check.witness
             else:
                 unproven.add(i)
+        run.current = run.witnesses = None
         witnesses = {i: w for i, w in witnesses.items() if i in s}
         unproven = (s - set(witnesses)) | (unproven & s)
         return s, sufficiency, witnesses, unproven
@@ -326,7 +393,8 @@ class OracleAlgorithm:
                     unproven: set[int]) -> FormalExplanation:
         run = self._run
         # complete = proven subset-minimal (even if the clock ran out after the last proof)
-        status = Status.COMPLETE if not unproven else Status.TIMEOUT if run.timed_out else Status.UNDECIDED
+        status = Status.COMPLETE if not unproven else self._early_status() if run.timed_out or self.stopped \
+            else Status.UNDECIDED
         cert = AXpCertificate(self.question, frozenset(s),
                               None if sufficiency is None else VerdictRecord.from_check(sufficiency),
                               witnesses, frozenset(unproven))

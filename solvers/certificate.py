@@ -21,11 +21,15 @@ from a caller-supplied factory (use a *different* exact backend than the one tha
 it: SAT-found claims checked by z3 and vice versa), and every witness is re-run through the
 reference forward (:func:`~xsnn.solvers.oracle.verify_witness`).
 
-``as_dict()`` gives a JSON-serialisable form (witnesses as nested 0/1 lists, the model by its
-content hash).
+``as_dict()`` gives a JSON-serialisable form and ``from_dict(d, model)`` rebuilds the certificate
+exactly: the model is named by its content hash (``from_dict`` checks it), the instance is a
+nested 0/1 list, and each witness is stored as the ``[t, i]`` positions where it differs from the
+instance (a witness changes a few features, so this is much smaller than the whole input).
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -33,10 +37,10 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .oracle import Check, EntailmentOracle, Verdict, WitnessError, verify_witness
+from .oracle import Check, EntailmentOracle, Verdict, WitnessError, WitnessVerifier
 
 __all__ = ["Question", "VerdictRecord", "AXpCertificate", "CXpCertificate", "VerificationReport", "verify",
-           "OracleFactory"]
+           "OracleFactory", "certificate_from_dict"]
 
 OracleFactory = Callable[..., EntailmentOracle]
 
@@ -58,8 +62,45 @@ class Question:
         return cls(oracle.model, instance, oracle.features, oracle.target, oracle.max_distance)
 
     def as_dict(self) -> dict:
-        return {"model_hash": self.model.content_hash(), "instance": self.instance.tolist(),
-                "n_features": len(self.features), "target": self.target, "max_distance": self.max_distance}
+        out = {"model_hash": self.model.content_hash(), "instance": self.instance.tolist(),
+               "n_features": len(self.features), "target": self.target, "max_distance": self.max_distance}
+        if self.features != FeatureSet.pixels(self.model.n_inputs, self.model.input_shape):
+            out["feature_groups"] = [list(g) for g in self.features.groups]
+            out["feature_names"] = list(self.features.names)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping, model: BSNN) -> "Question":
+        """Inverse of :meth:`as_dict`; ``model`` must be the network the dict names by its hash."""
+        if d["model_hash"] != model.content_hash():
+            raise ValueError(f"the certificate is about the model with hash {d['model_hash'][:12]}..., "
+                             f"not this one ({model.content_hash()[:12]}...)")
+        if "feature_groups" in d:
+            features = FeatureSet(tuple(tuple(int(i) for i in g) for g in d["feature_groups"]),
+                                  tuple(str(n) for n in d["feature_names"]), model.n_inputs)
+        else:
+            features = FeatureSet.pixels(model.n_inputs, model.input_shape)
+        if len(features) != d["n_features"]:
+            raise ValueError(f"the certificate names {d['n_features']} features, its groups give {len(features)}")
+        instance = np.array(d["instance"], dtype=np.uint8)
+        if instance.shape != (model.n_steps, model.n_inputs):
+            raise ValueError(f"the certificate's instance has shape {instance.shape}, "
+                             f"expected {(model.n_steps, model.n_inputs)}")
+        instance.setflags(write=False)
+        return cls(model, instance, features, int(d["target"]),
+                   None if d["max_distance"] is None else int(d["max_distance"]))
+
+    def witness_as_dict(self, witness: np.ndarray) -> list[list[int]]:
+        """The ``[t, i]`` positions where ``witness`` differs from the instance."""
+        return np.argwhere(np.asarray(witness) != self.instance).tolist()
+
+    def witness_from_dict(self, changes: list) -> np.ndarray:
+        """Inverse of :meth:`witness_as_dict`: the instance with the listed positions flipped."""
+        witness = np.array(self.instance, dtype=np.uint8, copy=True)
+        if len(changes):
+            t, i = np.asarray(changes, dtype=np.int64).T
+            witness[t, i] ^= 1
+        return witness
 
 
 @dataclass(frozen=True)
@@ -83,7 +124,12 @@ class VerdictRecord:
 
     def as_dict(self) -> dict:
         return {"fixed": sorted(self.fixed), "verdict": self.verdict.value, "backend": self.backend,
-                "core": None if self.core is None else sorted(self.core), "seconds": round(self.seconds, 6)}
+                "core": None if self.core is None else sorted(self.core), "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "VerdictRecord":
+        return cls(frozenset(int(k) for k in d["fixed"]), Verdict(d["verdict"]), str(d["backend"]),
+                   None if d["core"] is None else frozenset(int(k) for k in d["core"]), float(d["seconds"]))
 
 
 def _frozen(witness: np.ndarray) -> np.ndarray:
@@ -119,8 +165,19 @@ class AXpCertificate:
     def as_dict(self) -> dict:
         return {"kind": self.kind, "question": self.question.as_dict(), "features": sorted(self.features),
                 "sufficiency": None if self.sufficiency is None else self.sufficiency.as_dict(),
-                "witnesses": {str(k): w.tolist() for k, w in sorted(self.witnesses.items())},
+                "witnesses": {str(k): self.question.witness_as_dict(w) for k, w in sorted(self.witnesses.items())},
                 "unproven": sorted(self.unproven)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, model: BSNN) -> "AXpCertificate":
+        """Inverse of :meth:`as_dict` (``model``: the network the certificate is about)."""
+        if d.get("kind") != "axp":
+            raise ValueError(f"not an AXp certificate (kind {d.get('kind')!r})")
+        q = Question.from_dict(d["question"], model)
+        return cls(q, frozenset(int(k) for k in d["features"]),
+                   None if d["sufficiency"] is None else VerdictRecord.from_dict(d["sufficiency"]),
+                   {int(k): q.witness_from_dict(w) for k, w in d["witnesses"].items()},
+                   frozenset(int(k) for k in d["unproven"]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,9 +207,27 @@ class CXpCertificate:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "question": self.question.as_dict(), "features": sorted(self.features),
-                "witness": self.witness.tolist(), "witness_backend": self.witness_backend,
+                "witness": self.question.witness_as_dict(self.witness), "witness_backend": self.witness_backend,
                 "necessity": {str(k): r.as_dict() for k, r in sorted(self.necessity.items())},
                 "unproven": sorted(self.unproven)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, model: BSNN) -> "CXpCertificate":
+        """Inverse of :meth:`as_dict` (``model``: the network the certificate is about)."""
+        if d.get("kind") != "cxp":
+            raise ValueError(f"not a CXp certificate (kind {d.get('kind')!r})")
+        q = Question.from_dict(d["question"], model)
+        return cls(q, frozenset(int(k) for k in d["features"]), q.witness_from_dict(d["witness"]),
+                   str(d["witness_backend"]), {int(k): VerdictRecord.from_dict(r) for k, r in d["necessity"].items()},
+                   frozenset(int(k) for k in d["unproven"]))
+
+
+def certificate_from_dict(d: Mapping, model: BSNN) -> "AXpCertificate | CXpCertificate":
+    """An AXp or CXp certificate from its ``as_dict()`` form."""
+    kinds = {"axp": AXpCertificate, "cxp": CXpCertificate}
+    if d.get("kind") not in kinds:
+        raise ValueError(f"unknown certificate kind {d.get('kind')!r}; expected 'axp' or 'cxp'")
+    return kinds[d["kind"]].from_dict(d, model)
 
 
 @dataclass(frozen=True)
@@ -160,12 +235,15 @@ class VerificationReport:
     """Outcome of :func:`verify`.
 
     Attributes:
-        ok: no problem found (sufficiency / change confirmed, every recorded proof valid).
-        problems: human-readable descriptions of what failed.
+        ok: every check was made and none failed (sufficiency / change confirmed, every recorded
+            proof valid).
+        problems: human-readable descriptions of what failed or was not checked.
         minimal: every feature's necessity is proven and confirmed.
         verifier: backend names of the verifying oracle's answers.
         independent: every ENTAILED claim was re-decided by a backend other than its producer.
         checks: verdicts re-decided plus witnesses re-run.
+        status: ``complete`` (every check made), ``timeout`` or ``interrupted`` (stopped early:
+            ``ok`` is then False, since not everything was checked).
     """
 
     ok: bool
@@ -174,92 +252,149 @@ class VerificationReport:
     verifier: tuple[str, ...]
     independent: bool
     checks: int
+    status: str = "complete"
 
 
 def verify(certified, oracle_factory: OracleFactory, *, require_independent: bool = True,
-           time_limit: float | None = None) -> VerificationReport:
+           time_limit: float | None = None, stop: threading.Event | None = None) -> VerificationReport:
     """Re-check a certificate (or anything with a ``.certificate``, e.g. a FormalExplanation).
+
+    Witnesses are re-run first (cheap: one reference forward each), then the ENTAILED claims are
+    re-decided.
 
     Args:
         certified: an :class:`AXpCertificate`, a :class:`CXpCertificate`, or an object holding one
-            in ``.certificate`` (or ``.explanation.certificate``).
+            in ``.certificate``, ``.proof`` or ``.explanation.certificate``.
         oracle_factory: ``oracle_factory(model, instance, features=, target=, max_distance=)`` ->
             an exact :class:`EntailmentOracle` (e.g. ``BruteForceOracle``, a z3 oracle class).
         require_independent: report a problem when the verifier's backend equals the backend
             that produced an ENTAILED claim.
-        time_limit: per re-decided verdict; an UNKNOWN re-check is a problem.
+        time_limit: seconds for the whole verification; checks not made in time are reported
+            (status ``timeout``), an UNKNOWN re-check is a problem.
+        stop: an event that, once set (e.g. on Ctrl-C, from another thread), stops the
+            verification soon (status ``interrupted``).
     """
     cert = _certificate_of(certified)
     q = cert.question
+    deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
     problems: list[str] = []
     names: set[str] = set()
     independent = True
     checks = 0
-    oracle = oracle_factory(q.model, q.instance, features=q.features, target=q.target, max_distance=q.max_distance)
-    try:
-        def confirm_entailed(fixed: frozenset[int], producer: str, what: str) -> None:
-            nonlocal independent, checks
-            answer = oracle.check(fixed, time_limit=time_limit)
-            checks += 1
-            names.add(answer.backend)
-            if answer.backend == producer:
-                independent = False
-                if require_independent:
-                    problems.append(f"{what}: re-checked by the same backend that produced it ({producer})")
-            if answer.verdict is Verdict.NOT_ENTAILED:
-                problems.append(f"{what}: REFUTED by {answer.backend} (a counterexample exists)")
-            elif answer.verdict is Verdict.UNKNOWN:
-                problems.append(f"{what}: {answer.backend} could not decide it within the time limit")
+    everything = frozenset(range(len(q.features)))
+    witness_checks: list[tuple[frozenset[int], np.ndarray, str]] = []
+    entailed_checks: list[tuple[frozenset[int], str, str]] = []
+    if isinstance(cert, AXpCertificate):
+        s = cert.features
+        producer = ""
+        if cert.sufficiency is not None:
+            producer = cert.sufficiency.backend
+            if cert.sufficiency.verdict is not Verdict.ENTAILED:
+                problems.append(f"sufficiency record has verdict {cert.sufficiency.verdict.value}, not entailed")
+            if not cert.sufficiency.justified <= s:
+                problems.append("sufficiency record justifies a set that is not inside the explanation")
+        for i in sorted(s - cert.unproven):
+            if i not in cert.witnesses:
+                problems.append(f"feature {i}: no minimality witness recorded")
+            else:
+                witness_checks.append((s - {i}, cert.witnesses[i], f"minimality of feature {i}"))
+        entailed_checks.append((s, producer, "sufficiency"))
+        minimal = not cert.unproven
+    elif isinstance(cert, CXpCertificate):
+        x = cert.features
+        witness_checks.append((everything - x, cert.witness, "change witness"))
+        for i in sorted(x - cert.unproven):
+            record = cert.necessity.get(i)
+            if record is None:
+                problems.append(f"feature {i}: no necessity verdict recorded")
+                continue
+            if record.verdict is not Verdict.ENTAILED:
+                problems.append(f"feature {i}: necessity record has verdict {record.verdict.value}")
+            if not record.fixed <= (everything - x) | {i}:
+                problems.append(f"feature {i}: necessity record is about an unrelated fixed set")
+            entailed_checks.append(((everything - x) | {i}, record.backend, f"necessity of feature {i}"))
+        minimal = not cert.unproven
+    else:  # pragma: no cover - guarded by _certificate_of
+        raise TypeError(type(cert).__name__)
 
-        def confirm_witness(fixed: frozenset[int], witness: np.ndarray, what: str) -> None:
-            nonlocal checks
-            checks += 1
-            try:
-                verify_witness(q.model, q.instance, q.features, fixed, q.target, witness, q.max_distance)
-            except (WitnessError, ValueError) as exc:
-                problems.append(f"{what}: invalid witness ({exc})")
+    def out_of_time() -> str | None:
+        if stop is not None and stop.is_set():
+            return "interrupted"
+        if deadline is not None and time.perf_counter() >= deadline:
+            return "timeout"
+        return None
 
-        everything = frozenset(range(len(q.features)))
-        if isinstance(cert, AXpCertificate):
-            s = cert.features
-            producer = ""
-            if cert.sufficiency is not None:
-                producer = cert.sufficiency.backend
-                if cert.sufficiency.verdict is not Verdict.ENTAILED:
-                    problems.append(f"sufficiency record has verdict {cert.sufficiency.verdict.value}, not entailed")
-                if not cert.sufficiency.justified <= s:
-                    problems.append("sufficiency record justifies a set that is not inside the explanation")
-            confirm_entailed(s, producer, "sufficiency")
-            for i in sorted(s - cert.unproven):
-                if i not in cert.witnesses:
-                    problems.append(f"feature {i}: no minimality witness recorded")
-                    continue
-                confirm_witness(s - {i}, cert.witnesses[i], f"minimality of feature {i}")
-            minimal = not cert.unproven
-        elif isinstance(cert, CXpCertificate):
-            x = cert.features
-            confirm_witness(everything - x, cert.witness, "change witness")
-            for i in sorted(x - cert.unproven):
-                record = cert.necessity.get(i)
-                if record is None:
-                    problems.append(f"feature {i}: no necessity verdict recorded")
-                    continue
-                if record.verdict is not Verdict.ENTAILED:
-                    problems.append(f"feature {i}: necessity record has verdict {record.verdict.value}")
-                if not record.fixed <= (everything - x) | {i}:
-                    problems.append(f"feature {i}: necessity record is about an unrelated fixed set")
-                confirm_entailed((everything - x) | {i}, record.backend, f"necessity of feature {i}")
-            minimal = not cert.unproven
-        else:  # pragma: no cover - guarded by _certificate_of
-            raise TypeError(type(cert).__name__)
-    finally:
-        oracle.close()
+    status = "complete"
+    verifier = None if not witness_checks else WitnessVerifier(q.model, q.instance, q.features, q.target,
+                                                               q.max_distance)
+    for n_done, (fixed, witness, what) in enumerate(witness_checks):
+        status = out_of_time() or status
+        if status != "complete":
+            problems.append(f"{len(witness_checks) - n_done} witness(es) and {len(entailed_checks)} verdict(s) "
+                            f"not re-checked ({status})")
+            break
+        checks += 1
+        try:
+            verifier(fixed, witness)
+        except (WitnessError, ValueError) as exc:
+            problems.append(f"{what}: invalid witness ({exc})")
+    if status == "complete" and entailed_checks:
+        oracle = oracle_factory(q.model, q.instance, features=q.features, target=q.target,
+                                max_distance=q.max_distance)
+        watcher = _interrupt_on(stop, oracle)
+        try:
+            for n_done, (fixed, producer, what) in enumerate(entailed_checks):
+                status = out_of_time() or status
+                if status != "complete":
+                    problems.append(f"{len(entailed_checks) - n_done} verdict(s) not re-checked ({status})")
+                    break
+                left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+                answer = oracle.check(fixed, time_limit=left)
+                checks += 1
+                names.add(answer.backend)
+                if answer.backend == producer:
+                    independent = False
+                    if require_independent:
+                        problems.append(f"{what}: re-checked by the same backend that produced it ({producer})")
+                if answer.verdict is Verdict.NOT_ENTAILED:
+                    problems.append(f"{what}: REFUTED by {answer.backend} (a counterexample exists)")
+                elif answer.verdict is Verdict.UNKNOWN:
+                    status = out_of_time() or status
+                    problems.append(f"{what}: {answer.backend} could not decide it"
+                                    f"{'' if status == 'complete' else f' ({status})'}")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            oracle.close()
     return VerificationReport(not problems, tuple(problems), minimal and not problems, tuple(sorted(names)),
-                              independent, checks)
+                              independent, checks, status)
+
+
+def _interrupt_on(stop: threading.Event | None, oracle: EntailmentOracle) -> "_StopWatcher | None":
+    """Interrupt ``oracle`` as soon as ``stop`` is set (a watcher thread; ``None`` without ``stop``)."""
+    return None if stop is None else _StopWatcher(stop, oracle)
+
+
+class _StopWatcher:
+    """A daemon thread that calls ``oracle.interrupt()`` when ``stop`` is set, until cancelled."""
+
+    def __init__(self, stop: threading.Event, oracle: EntailmentOracle) -> None:
+        self._stop, self._done, self._oracle = stop, threading.Event(), oracle
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            if self._stop.wait(0.05):
+                self._oracle.interrupt()
+                return
+
+    def cancel(self) -> None:
+        self._done.set()
 
 
 def _certificate_of(obj):
-    for candidate in (obj, getattr(obj, "certificate", None),
+    for candidate in (obj, getattr(obj, "certificate", None), getattr(obj, "proof", None),
                       getattr(getattr(obj, "explanation", None), "certificate", None)):
         if isinstance(candidate, (AXpCertificate, CXpCertificate)):
             return candidate

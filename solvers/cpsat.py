@@ -133,11 +133,18 @@ class CPSATOracle(EntailmentOracle):
         solver = self._cp_model.CpSolver()
         solver.parameters.num_workers = self.num_workers
         solver.parameters.random_seed = self.seed
+        solver.parameters.catch_sigint_signal = False  # Ctrl-C reaches it through interrupt() (stop_search)
         for key, value in self.parameters.items():
             setattr(solver.parameters, key, value)
         if time_limit is not None:
             solver.parameters.max_time_in_seconds = max(float(time_limit), 0.0)
+        self._active = solver
         return solver
+
+    def _interrupt_solver(self) -> None:
+        solver = getattr(self, "_active", None)
+        if solver is not None:
+            solver.stop_search()
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self.split_rivals:
@@ -157,6 +164,8 @@ class CPSATOracle(EntailmentOracle):
                 return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
             m, variables = cpsat_model(form)
         solver = self._solver(time_limit)
+        if self._interrupted:
+            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
         status = solver.solve(m)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             values = np.asarray(solver.response_proto.solution, dtype=np.int64)
@@ -193,6 +202,8 @@ class CPSATOracle(EntailmentOracle):
                 if m is None:
                     m = models[problem.rival] = cpsat_model(problem.formulation)[0]
                 solver = self._solver(budget)
+                if self._interrupted:
+                    return Check(Verdict.UNKNOWN, fixed, backend=self.name)
                 status = solver.solve(m)
                 if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     self._feasible_rivals[problem.rival] = self._feasible_rivals.get(problem.rival, 0) + 1

@@ -72,7 +72,8 @@ class CXpSteps(OracleAlgorithm):
     def _cxp_result(self, x: set[int], change: Check, necessity: dict[int, Check], unproven: set[int],
                     timed_out: bool | None = None) -> FormalExplanation:
         timed_out = self._run.timed_out if timed_out is None else timed_out
-        status = Status.COMPLETE if not unproven else Status.TIMEOUT if timed_out else Status.UNDECIDED
+        status = Status.COMPLETE if not unproven else self._early_status() if timed_out or self.stopped \
+            else Status.UNDECIDED
         cert = CXpCertificate(self.question, frozenset(x), change.witness, change.backend,
                               {i: VerdictRecord.from_check(c) for i, c in necessity.items()}, frozenset(unproven))
         return FormalExplanation("cxp", tuple(sorted(x)), status, not unproven, cert, self._run_stats(),

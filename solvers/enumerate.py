@@ -143,7 +143,7 @@ class Enumerator(CXpSteps):
                     status = Status.LIMIT
                     break
                 if self._expired():
-                    status = Status.TIMEOUT
+                    status = self._early_status()
                     break
                 seed = marco.seed()
                 if seed is None:
@@ -169,7 +169,7 @@ class Enumerator(CXpSteps):
                     exhaustive = False
                 yield item
                 if self._run.timed_out:
-                    status = Status.TIMEOUT
+                    status = self._early_status()
                     break
         finally:
             marco.delete()
@@ -203,7 +203,7 @@ class Relevance(CXpSteps):
         try:
             while True:
                 if self._expired():
-                    return self._relevance(t, RelevanceAnswer.UNKNOWN, None, Status.TIMEOUT)
+                    return self._relevance(t, RelevanceAnswer.UNKNOWN, None, self._early_status())
                 seed = marco.seed()
                 if seed is None:
                     if exhaustive:

@@ -432,5 +432,8 @@ class LayeredOracle(EntailmentOracle):
             cap = self.initial_fast_seconds
         return cap if budget is None else min(budget, cap)
 
+    def _interrupt_solver(self) -> None:
+        self.exact.interrupt()
+
     def close(self) -> None:
         self.exact.close()

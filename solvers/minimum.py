@@ -104,7 +104,7 @@ class MinimumAXp(CXpSteps):
                 constrain(self._differing(w))
             while True:
                 if self._expired():
-                    status = Status.TIMEOUT
+                    status = self._early_status()
                     break
                 hs = hitman.get()
                 if hs is None:  # every AXp has been found (enumeration) -- or none exists
@@ -128,7 +128,7 @@ class MinimumAXp(CXpSteps):
                     else:
                         constrain(weak)
                     if self._run.timed_out:
-                        status = Status.TIMEOUT
+                        status = self._early_status()
                         break
                 else:
                     status = Status.UNDECIDED

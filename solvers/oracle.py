@@ -169,6 +169,7 @@ class EntailmentOracle(abc.ABC):
     """
 
     name: str = "oracle"
+    _interrupted: bool = False  # set by interrupt(); class default for subclasses that skip __init__
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None) -> None:
@@ -212,7 +213,11 @@ class EntailmentOracle(abc.ABC):
                 raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {n_features} features")
             fixed_set.n_features = n_features
         start = time.perf_counter()
+        if self._interrupted:
+            return Check(Verdict.UNKNOWN, fixed_set, backend="interrupted")
         answer = self._check(fixed_set, time_limit)
+        if self._interrupted and answer.verdict is Verdict.UNKNOWN:
+            answer = Check(Verdict.UNKNOWN, fixed_set, backend="interrupted")
         verified = answer.witness_verified and (answer.fixed is fixed_set or answer.fixed == fixed_set)
         if answer.verdict is Verdict.NOT_ENTAILED and not verified:
             if answer.witness is None:
@@ -232,6 +237,23 @@ class EntailmentOracle(abc.ABC):
 
         Leave ``witness_verified`` False: only :meth:`check` sets it, and a wrapper may pass on
         the Check that an inner oracle's :meth:`check` returned for the same question."""
+
+    def interrupt(self) -> None:
+        """Stop: the check in progress returns UNKNOWN soon, and so does every later one.
+
+        Safe to call from another thread (this is how Ctrl-C and stop requests reach a solver
+        that runs in a worker thread). A backend whose solver can be stopped mid-call implements
+        :meth:`_interrupt_solver`; any other one stops at the end of its current call.
+        """
+        self._interrupted = True
+        self._interrupt_solver()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted
+
+    def _interrupt_solver(self) -> None:
+        """Backend hook for :meth:`interrupt`: stop the solver call in progress (default: nothing)."""
 
     def close(self) -> None:
         """Free solver resources (default: nothing to free)."""

@@ -77,10 +77,21 @@ class PortfolioOracle(EntailmentOracle):
             if remaining is not None and remaining <= 0:
                 break
             limit = budget if remaining is None else remaining if budget is None else min(budget, remaining)
-            check = self._stage(index).check(fixed, time_limit=limit)
+            check = self._stage_or_stop(index).check(fixed, time_limit=limit)
             if check.verdict is not Verdict.UNKNOWN:
                 return check
         return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+
+    def _interrupt_solver(self) -> None:
+        for stage in self.stages:
+            if isinstance(stage, EntailmentOracle):
+                stage.interrupt()
+
+    def _stage_or_stop(self, index: int) -> EntailmentOracle:
+        stage = self._stage(index)
+        if self._interrupted:  # a stage built after the interrupt must not start solving
+            stage.interrupt()
+        return stage
 
     def close(self) -> None:
         for stage in self.stages:

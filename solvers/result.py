@@ -8,6 +8,8 @@ Statuses:
   sufficient, a CXp changes the prediction) but not proven minimal / complete;
 * ``undecided`` — some oracle call returned UNKNOWN (per-call budget); sound as above, the
   features whose necessity was not decided are listed as unproven;
+* ``interrupted`` — stopped on request (Ctrl-C, :meth:`~xsnn.solvers.axp.OracleAlgorithm.stop`);
+  sound as for ``timeout``;
 * ``limit`` — an enumeration stopped at its count limit;
 * ``running`` — an anytime snapshot taken while the computation goes on.
 """
@@ -29,6 +31,7 @@ __all__ = ["Status", "NoExplanationError", "FormalExplanation", "MinimumResult",
 class Status(str, enum.Enum):
     COMPLETE = "complete"
     TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
     UNDECIDED = "undecided"
     LIMIT = "limit"
     RUNNING = "running"

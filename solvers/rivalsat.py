@@ -72,7 +72,7 @@ from xsnn.model import BSNN
 from .milp import input_domain
 from .oracle import Check, EntailmentOracle, Verdict
 from .rivals import Ladders, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
-from .sat import solve_limited, solver_name
+from .sat import SOLVERS_WITHOUT_INTERRUPT, solve_limited, solver_name
 
 __all__ = ["RivalSATOracle", "rival_sat_applies"]
 
@@ -316,6 +316,9 @@ class RivalSATOracle(EntailmentOracle):
             if remaining is not None and remaining <= 0:
                 return Check(Verdict.UNKNOWN, fixed, backend=self.name)
             solver = self._solver(r)
+            self._active = solver
+            if self._interrupted:
+                return Check(Verdict.UNKNOWN, fixed, backend=self.name)
             status = solve_limited(solver, self.solver_name, assumptions, remaining)
             if status is None:
                 return Check(Verdict.UNKNOWN, fixed, backend=self.name)
@@ -345,7 +348,13 @@ class RivalSATOracle(EntailmentOracle):
         outside = np.flatnonzero(self._fixed_mask & ~in_core).tolist()
         return Check(Verdict.ENTAILED, fixed, core=fixed.difference(outside), backend=backend)
 
+    def _interrupt_solver(self) -> None:
+        solver = getattr(self, "_active", None)
+        if solver is not None and self.solver_name not in SOLVERS_WITHOUT_INTERRUPT:
+            solver.interrupt()
+
     def close(self) -> None:
+        self._active = None
         for solver in (self._solvers or {}).values():
             solver.delete()
         self._solvers = None

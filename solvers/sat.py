@@ -71,7 +71,12 @@ def solve_limited(solver: Solver, name: str, assumptions: list[int], time_limit:
     None (budget spent). ``name`` is the canonical solver name (see the module docstring for
     how each solver is stopped)."""
     if time_limit is None:
-        return solver.solve(assumptions=assumptions)
+        if name in SOLVERS_WITHOUT_INTERRUPT:
+            return solver.solve(assumptions=assumptions)
+        try:  # interruptible (EntailmentOracle.interrupt calls solver.interrupt from another thread)
+            return solver.solve_limited(assumptions=assumptions, expect_interrupt=True)
+        finally:
+            solver.clear_interrupt()
     if time_limit <= 0:
         return None
     if name not in SOLVERS_WITHOUT_INTERRUPT:
@@ -160,6 +165,11 @@ class SATOracle(EntailmentOracle):
         core_lits = set(self._solver.get_core() or [])
         core = frozenset(k for k in fixed if int(self.encoding.selectors[k]) in core_lits)
         return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
+
+    def _interrupt_solver(self) -> None:
+        solver = self._solver
+        if solver is not None and self.solver_name not in SOLVERS_WITHOUT_INTERRUPT:
+            solver.interrupt()
 
     def close(self) -> None:
         if self._solver is not None:

@@ -44,6 +44,7 @@ class SMTOracle(EntailmentOracle):
                                                 features=self.features, max_distance=max_distance, variant=variant)
         self._selector_feature = {str(sel): k for k, sel in enumerate(self.encoding.selectors)}
         self._solver: z3.Solver | None = self.encoding.solver()
+        self._solver.set("ctrl_c", False)  # Ctrl-C reaches it through interrupt(), from the calling thread
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solver is None:
@@ -61,6 +62,11 @@ class SMTOracle(EntailmentOracle):
             return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
         log.debug("%s: unknown (%s)", self.name, self._solver.reason_unknown())
         return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+
+    def _interrupt_solver(self) -> None:
+        solver = self._solver
+        if solver is not None:
+            solver.ctx.interrupt()
 
     def close(self) -> None:
         self._solver = None

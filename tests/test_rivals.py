@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.explain import exact_oracle_factory, make_oracle
+from xsnn.solvers.backends import exact_oracle_factory, make_oracle
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
 from xsnn.solvers.axp import DeletionAXp

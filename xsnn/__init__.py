@@ -3,31 +3,37 @@
 Quick start::
 
     import xsnn
-    model = xsnn.load_model("mnist10-sparse")
-    images, labels = xsnn.data.load_sample()
+    model = xsnn.load_model()                       # the default shipped model
+    images, labels = xsnn.load_sample()             # 200 MNIST test images shipped with xsnn
     xsnn.predict(model, images[:5])
+    e = xsnn.explain(model, images[0])              # a certified subset-minimal AXp
+    print(e.summary()); print(e.render())
+
+The functions below are imported on first use (``import xsnn`` itself does no work).
 """
 from __future__ import annotations
 
-import numpy as np
+from importlib import import_module
+from typing import Any
 
-from xsnn.model import BSNN, load_model  # noqa: F401  (public API)
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-__all__ = ["BSNN", "load_model", "predict", "__version__"]
+_PUBLIC = {
+    "load_model": "xsnn.model", "BSNN": "xsnn.model", "load_sample": "xsnn.data",
+    "explain": "xsnn.api", "enumerate": "xsnn.api", "attribution": "xsnn.api", "verify": "xsnn.api",
+    "explain_many": "xsnn.api", "predict": "xsnn.api", "Enumeration": "xsnn.api",
+    "Explanation": "xsnn.explanation", "FeatureSet": "xsnn.features",
+}
+__all__ = [*_PUBLIC, "__version__"]
 
 
-def predict(model: BSNN, inputs: np.ndarray) -> np.ndarray:
-    """Class labels (e.g. digits) for raw uint8 images ``(n, *input_shape)`` or coded spikes ``(n, T, n_inputs)``.
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'xsnn' has no attribute {name!r}")
 
-    Input spikes are recognised by their shape ``(n, T, n_inputs)``; anything else is
-    treated as raw images with intensities 0..255.
-    """
-    from xsnn.model import predict_indices
 
-    arr = np.asarray(inputs)
-    if arr.ndim == 3 and arr.shape[1:] == (model.n_steps, model.n_inputs):
-        spikes = arr
-    else:
-        spikes = model.encode(arr)
-    return np.asarray(model.labels, dtype=np.int64)[predict_indices(model, spikes)]
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,57 +1,187 @@
-"""The ``xsnn`` command line: info, predict, explain, export, train.
+"""The ``xsnn`` command line.
 
-Results go to stdout (or a file); progress and errors to stderr. Every bad input
-ends with ``xsnn: error: <what is wrong>`` and exit status 2, never a traceback.
+Results go to stdout (text, or ``--json``: one JSON object per result in the schema of
+:meth:`xsnn.explanation.Explanation.to_dict`); progress (when stderr is a terminal) and errors
+go to stderr. A bad input ends with one line ``xsnn: error: <what was typed and what was
+expected>`` and exit status 2, never a traceback. Ctrl-C stops a run within about a second,
+prints what it found (status ``interrupted``) and exits with status 130.
+
+Environment: ``XSNN_DATA`` is the folder of the full MNIST IDX files, read by every command that
+takes ``--index`` (unless ``--data-dir`` is given); without either, images come from the
+200-image test sample shipped with xsnn.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from xsnn.model import DEFAULT_MODEL
+from xsnn.solvers.backends import DEFAULT_BACKEND
 
 log = logging.getLogger("xsnn")
 
-DEFAULT_BACKEND = "portfolio"  # the same as xsnn.explain.DEFAULT_BACKEND (checked by the tests)
-
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class CLIError(ValueError):
     """A problem with the command line's inputs, reported without a traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``xsnn: error: ...``, exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"xsnn: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+# ---------------------------------------------------------------------------- argument types
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _whole(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+non_negative = _whole(0, "a whole number >= 0")
+positive = _whole(1, "a whole number >= 1")
+
+
+def backend_name(text: str) -> str:
+    from xsnn.solvers.backends import exact_oracle_factory
+
+    try:
+        exact_oracle_factory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def feature_spec(text: str) -> str:
+    if text == "pixels" or (text.startswith("patches:") and text.partition(":")[2].isdigit()
+                            and int(text.partition(":")[2]) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"expected 'pixels' or 'patches:K' (K x K patches, e.g. patches:2), got {text!r}")
+
+
+# ---------------------------------------------------------------------------- instances
+
+
 def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", default=DEFAULT_MODEL,
                         help=f"shipped model name or path to a .npz model file (default: {DEFAULT_MODEL})")
-    parser.add_argument("--index", "-i", type=int, default=0,
-                        help="index of the image: in the shipped 200-image test sample, or in the "
-                             "MNIST split when --data-dir is given (default: 0)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--index", "-i", type=non_negative, default=None,
+                       help="index of an MNIST image (default 0): in the split of --data-dir / $XSNN_DATA if set, "
+                            "else in the 200-image test sample shipped with xsnn")
+    which.add_argument("--image", default=None, metavar="FILE",
+                       help="explain this image instead: a PNG (or other picture) or .npy file of one "
+                            "28x28 digit, white on black, intensities 0..255")
     parser.add_argument("--data-dir", default=None,
-                        help="folder with the MNIST IDX files (default: the shipped sample; env XSNN_DATA)")
-    parser.add_argument("--split", choices=("test", "train"), default="test", help="MNIST split with --data-dir")
+                        help="folder with the full MNIST IDX files (default: $XSNN_DATA, else the shipped sample)")
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="MNIST split for --index (train needs --data-dir or $XSNN_DATA)")
+    parser.add_argument("--binarized", action="store_true",
+                        help="the image holds 0/1 values: read 1 as intensity 255")
 
 
-def _load_instance(args: argparse.Namespace):
-    """Return (model, image uint8 (28, 28), true label) for the command's --model/--index/--data-dir."""
+def _load_instance(args: argparse.Namespace) -> tuple[Any, np.ndarray, dict]:
+    """(model, image, source dict) for the command's --model / --index / --image / --data-dir."""
     from xsnn import data
     from xsnn.model import load_model
 
     model = load_model(args.model)
-    if args.data_dir is None:
+    if args.image is not None:
+        if args.split != "test" or args.data_dir is not None:
+            raise CLIError("--image FILE takes its image from the file: leave out --split and --data-dir")
+        image = data.load_image_file(args.image)
+        return model, image, {"data": "file", "file": os.path.basename(args.image)}
+    index = 0 if args.index is None else args.index
+    folder = args.data_dir or os.environ.get(data.DATA_ENV) or None
+    if folder is None:
+        if args.split != "test":
+            raise CLIError(f"--split {args.split}: the shipped sample holds test images only; give --data-dir "
+                           f"or set {data.DATA_ENV} to a folder with the full MNIST")
         images, labels = data.load_sample()
-        source = "the shipped sample"
+        source, name = "sample", "the shipped sample"
     else:
-        images, labels = data.load_mnist(args.split, args.data_dir)
-        source = f"MNIST {args.split} in {args.data_dir}"
-    if not 0 <= args.index < len(images):
-        raise CLIError(f"--index {args.index} is out of range: {source} has {len(images)} images (0..{len(images) - 1})")
-    return model, images[args.index], int(labels[args.index])
+        images, labels = data.load_mnist(args.split, folder)
+        source, name = f"mnist-{args.split}", f"MNIST {args.split} ({folder})"
+    if index >= len(images):
+        raise CLIError(f"--index {index} is out of range: {name} has {len(images)} images (0..{len(images) - 1})")
+    return model, images[index], {"data": source, "index": index, "label": int(labels[index])}
+
+
+def _check_image_for(model, image: np.ndarray, args: argparse.Namespace) -> None:
+    """The API's image checks, with the message naming the flag the image came from."""
+    from xsnn.api import check_image
+
+    what = f"--image {args.image}" if args.image is not None else "the image"
+    check_image(model, image, binarized=args.binarized, name=what)
+
+
+def _source_words(source: dict) -> str:
+    if source["data"] == "file":
+        return f"image {source['file']}"
+    where = "the shipped sample" if source["data"] == "sample" else source["data"].replace("-", " ")
+    return f"image {source['index']} of {where} (label {source['label']})"
+
+
+def _progress_printer() -> Callable[[dict], None] | None:
+    """Progress on stderr when it is a terminal (one line rewritten in place), else nothing."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(p: dict) -> None:
+        parts = [f"{p.get('questions', 0)} questions"]
+        if "in_set" in p:
+            parts.append(f"{p['in_set']} of {p['features']} features left, {p['necessary']} proven necessary")
+        parts.append(f"{p.get('seconds', 0.0):.1f} s")
+        print("\r  " + ", ".join(parts) + " " * 8, end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _end_progress(printer) -> None:
+    if printer is not None:
+        print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def _emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _exit_status(status: str) -> int:
+    return EXIT_INTERRUPTED if status == "interrupted" else 0
+
+
+# ---------------------------------------------------------------------------- commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -60,10 +190,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     weights = [*model.weights, model.readout]
     info = {
-        "model": args.model,
-        "architecture": model.describe(),
-        "content_hash": model.content_hash(),
-        "layer_sizes": list(model.layer_sizes),
+        "schema": "xsnn.model/1", "model": args.model, "architecture": model.describe(),
+        "model_hash": model.content_hash(), "layer_sizes": list(model.layer_sizes), "labels": list(model.labels),
         "zero_weight_fraction": [round(float((w == 0).mean()), 4) for w in weights],
         "mean_fan_in": [round(float((w != 0).sum(axis=1).mean()), 2) for w in weights],
         "threshold_range": [[int(t.min()), int(t.max())] for t in model.thresholds],
@@ -75,44 +203,124 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import xsnn
+    from xsnn.api import check_image
     from xsnn.model import forward
 
-    model, image, label = _load_instance(args)
-    predicted = int(xsnn.predict(model, image[None])[0])
-    scores = forward(model, model.encode(image[None])).scores[0]
-    print(json.dumps({"index": args.index, "true_label": label, "predicted": predicted,
-                      "scores": {str(c): int(s) for c, s in zip(model.labels, scores)}}))
+    model, image, source = _load_instance(args)
+    _, spikes = check_image(model, image, binarized=args.binarized,
+                            name=f"--image {args.image}" if args.image is not None else "the image")
+    result = forward(model, spikes[None])
+    prediction = model.labels[int(result.prediction[0])]
+    scores = {str(c): int(s) for c, s in zip(model.labels, result.scores[0])}
+    if args.json:
+        _emit({"schema": "xsnn.prediction/1", "prediction": prediction, "scores": scores,
+               "settings": {"model": model.info.get("name", args.model), "model_hash": model.content_hash(),
+                            "data": source}})
+    else:
+        print(f"{_source_words(source)} -> prediction {prediction}")
+        print("scores: " + ", ".join(f"{c}: {s}" for c, s in scores.items()))
     return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from xsnn.explain import explain
+    from xsnn.api import explain
 
-    model, image, label = _load_instance(args)
-    explanation = explain(model, image, algorithm=args.algorithm, order=args.order, backend=args.backend,
-                          fast_paths=not args.no_fast_paths, time_limit=args.time_limit,
-                          max_distance=args.distance, verify=args.verify)
+    model, image, source = _load_instance(args)
+    _check_image_for(model, image, args)
+    printer = _progress_printer()
+    try:
+        e = explain(model, image, args.kind, max_distance=args.distance, target=args.target, order=args.order,
+                    algorithm=args.algorithm, backend=args.backend, features=args.features,
+                    time_limit=args.time_limit, verify=args.verify, verify_time_limit=args.verify_time_limit,
+                    binarized=args.binarized, fast_paths=not args.no_fast_paths, source=source, progress=printer)
+    finally:
+        _end_progress(printer)
+    if args.save:
+        e.save(args.save)
     if args.json:
-        print(json.dumps({"index": args.index, "true_label": label, **explanation.to_dict()}))
+        _emit(e.to_dict(proof=False))
     else:
-        print(f"image {args.index} (true label {label}) -> predicted {explanation.prediction_label}")
-        print(explanation.summary())
-        print(explanation.render())
-    return 0  # the status (complete / timeout / undecided) is part of the printed result
+        print(_source_words(source))
+        print(e.summary(verbose=args.verbose > 0))
+        if e.status != "error":
+            print(e.render())
+        if e.status in ("timeout", "interrupted") and e.kind == "axp" and args.distance is None:
+            print(f"Hint: a global explanation of this network may take long; --distance 2 (valid for every image "
+                  f"within 2 changed pixels) or --features patches:4 often finish fast.")
+    return _exit_status(e.status)
+
+
+def _cmd_enumerate(args: argparse.Namespace) -> int:
+    from xsnn.api import enumerate as enumerate_explanations
+
+    model, image, source = _load_instance(args)
+    _check_image_for(model, image, args)
+    run = enumerate_explanations(model, image, args.kind, limit=args.limit, time_limit=args.time_limit,
+                                 max_distance=args.distance, target=args.target, backend=args.backend,
+                                 features=args.features, binarized=args.binarized, source=source)
+    if not args.json:
+        print(_source_words(source))
+    for number, e in enumerate(run, start=1):
+        if args.json:
+            _emit(e.to_dict(proof=False))
+        else:
+            state = "proven minimal" if e.minimal else f"not proven minimal ({e.status})"
+            print(f"{e.kind.upper()} {number}: {e.size} features, {state}: {_feature_list(e)}")
+    if args.json:
+        _emit({"schema": "xsnn.enumeration/1", "kind": args.kind, "found": run.found, "status": run.status})
+    else:
+        ending = {"complete": "all found", "limit": f"stopped at --limit {args.limit}",
+                  "timeout": "time limit reached", "interrupted": "interrupted",
+                  "undecided": "some questions undecided", "error": "none exists"}.get(run.status, run.status)
+        print(f"{run.found} {args.kind.upper()}(s); {ending}")
+    return _exit_status(run.status)
+
+
+def _feature_list(e, limit: int = 12) -> str:
+    names = [e.feature_names[k] for k in e.features]
+    return " ".join(names[:limit]) + (f" ... (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def _cmd_attribution(args: argparse.Namespace) -> int:
+    from xsnn.api import attribution
+
+    model, image, source = _load_instance(args)
+    _check_image_for(model, image, args)
+    printer = _progress_printer()
+    try:
+        e = attribution(model, image, time_limit=args.time_limit, limit=args.limit, max_distance=args.distance,
+                        target=args.target, backend=args.backend, features=args.features,
+                        binarized=args.binarized, source=source, progress=printer)
+    finally:
+        _end_progress(printer)
+    if args.save:
+        e.save(args.save)
+    if args.json:
+        _emit(e.to_dict(proof=False))
+    else:
+        print(_source_words(source))
+        print(e.summary(verbose=args.verbose > 0))
+        if e.values is not None and e.size:
+            top = np.argsort(-e.values, kind="stable")[: min(10, e.size)]
+            print("Highest shares: " + ", ".join(f"{e.feature_names[k]} {e.values[k]:.2f}" for k in top))
+            print(e.render())
+    return _exit_status(e.status)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from xsnn.api import check_image
     from xsnn.encoders.export import export_instance
-
-    model, image, _ = _load_instance(args)
-    spikes = model.encode(image[None])[0]
     from xsnn.model import forward
 
+    model, image, source = _load_instance(args)
+    _, spikes = check_image(model, image, binarized=args.binarized,
+                            name=f"--image {args.image}" if args.image is not None else "the image")
     target = int(forward(model, spikes).prediction[0])
     path = export_instance(model, spikes, target, args.format, args.fix, args.output, encoding=args.encoding)
-    print(json.dumps({"written": str(path), "format": args.format, "fix": args.fix,
-                      "predicted_class_index": target}))
+    _emit({"schema": "xsnn.export/1", "written": str(path), "format": args.format, "fix": args.fix,
+           "prediction": model.labels[target],
+           "settings": {"model": model.info.get("name", args.model), "model_hash": model.content_hash(),
+                        "data": source}})
     return 0
 
 
@@ -121,42 +329,90 @@ def _cmd_train(rest: Sequence[str]) -> int:
         from xsnn import train
     except ImportError as exc:
         raise CLIError(f"training needs torch: pip install 'xsnn[train]' ({exc})") from None
-    parser = argparse.ArgumentParser(prog="xsnn train", description="Train a BSNN with surrogate gradients.")
+    parser = _Parser(prog="xsnn train", description="Train a BSNN with surrogate gradients.")
     train.add_train_arguments(parser)
     return int(train.run_train(parser.parse_args(list(rest))))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xsnn", description="Formal explanations of binary spiking neural networks.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-v, -vv)")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ---------------------------------------------------------------------------- parser
 
-    info = sub.add_parser("info", help="describe a model (architecture, hash, card)")
+
+def _add_question_arguments(parser: argparse.ArgumentParser, *, default_time: float) -> None:
+    parser.add_argument("--distance", type=non_negative, default=None, metavar="K",
+                        help="distance-restricted: consider only inputs that differ from the image in at most "
+                             "K features (pixels)")
+    parser.add_argument("--target", type=int, default=None, metavar="C",
+                        help="contrastive question: why the prediction and not class C?")
+    parser.add_argument("--features", type=feature_spec, default="pixels",
+                        help="the features: pixels (default) or patches:K (K x K patches: coarser, faster)")
+    parser.add_argument("--backend", type=backend_name, default=DEFAULT_BACKEND,
+                        help=f"exact solver (default {DEFAULT_BACKEND}: incremental per-rival SAT, then CP-SAT); "
+                             "also sat-rivals, cpsat, sat, sat:<python-sat solver>, smt, smt:pb, milp")
+    parser.add_argument("--time-limit", type=positive_seconds, default=default_time, metavar="SECONDS",
+                        help=f"stop after this many seconds and print what was found (default {default_time:g})")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xsnn import __version__
+
+    parser = _Parser(prog="xsnn", description="Formal explanations of binary spiking neural networks.",
+                     epilog="Environment: XSNN_DATA = folder of the full MNIST IDX files (read by every command "
+                            "that takes --index).")
+    parser.add_argument("--version", action="version", version=f"xsnn {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail (solver paths) and logging on stderr (-v, -vv)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, dest="sub_verbose",
+                        help="more detail (solver paths) and logging on stderr")
+
+    info = sub.add_parser("info", parents=[common], help="describe a model (architecture, hash, card)")
     info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="shipped model name or .npz path")
     info.set_defaults(func=_cmd_info)
 
-    predict = sub.add_parser("predict", help="predict the class of one image")
+    predict = sub.add_parser("predict", parents=[common], help="predict the class of one image")
     _add_instance_arguments(predict)
+    predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(func=_cmd_predict)
 
-    explain = sub.add_parser("explain", help="compute a formal abductive explanation (AXp) of one prediction")
+    explain = sub.add_parser("explain", parents=[common], help="explain one prediction: AXp (default), CXp or minimum AXp")
     _add_instance_arguments(explain)
-    explain.add_argument("--algorithm", choices=("deletion", "quickxplain", "progression"), default="deletion")
-    explain.add_argument("--order", default="index",
-                         help="feature order: index, bright-first, dark-first (default: index)")
-    explain.add_argument("--backend", default=DEFAULT_BACKEND,
-                         help="exact oracle: portfolio (default: incremental per-rival SAT, then CP-SAT), "
-                              "cpsat, sat, sat:<pysat solver>, sat-rivals, smt, smt:pb, milp")
-    explain.add_argument("--no-fast-paths", action="store_true", help="ask the exact oracle only (slow baseline)")
-    explain.add_argument("--time-limit", type=float, default=120.0,
-                         help="seconds (default 120); a timed-out AXp is still sufficient, status 'timeout'")
-    explain.add_argument("--distance", type=int, default=None,
-                         help="distance-restricted AXp: valid for inputs differing in at most this many features")
-    explain.add_argument("--verify", action="store_true", help="re-check the certificate with a second backend")
-    explain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    explain.add_argument("--kind", choices=("axp", "cxp", "min-axp"), default="axp",
+                         help="axp: pixels whose values guarantee the prediction (subset-minimal); cxp: pixels "
+                              "whose change can change it; min-axp: an AXp of minimum size")
+    explain.add_argument("--algorithm", choices=("deletion", "quickxplain", "progression"), default="deletion",
+                         help="AXp algorithm (the same AXp for the same order; default deletion)")
+    explain.add_argument("--order", choices=("index", "reverse", "brightest", "darkest"), default="index",
+                         help="order in which pixels are tried for removal: index (default), reverse, brightest "
+                              "(bright pixels first, so dark ones tend to stay), darkest")
+    _add_question_arguments(explain, default_time=120.0)
+    explain.add_argument("--verify", action="store_true",
+                         help="re-check the certificate with a second solver and the reference forward")
+    explain.add_argument("--verify-time-limit", type=positive_seconds, default=None, metavar="SECONDS",
+                         help="seconds for --verify (default: --time-limit)")
+    explain.add_argument("--no-fast-paths", action="store_true",
+                         help="exact solver only (the same answer, slower: for baseline measurements)")
+    explain.add_argument("--save", metavar="FILE", default=None,
+                         help="also write the explanation with its proof as JSON (xsnn.Explanation.load reads it)")
     explain.set_defaults(func=_cmd_explain)
 
-    export = sub.add_parser("export", help="write the entailment question as DIMACS or SMT-LIB2")
+    enumerate_ = sub.add_parser("enumerate", parents=[common], help="enumerate the AXps or CXps of one prediction, as they are found")
+    _add_instance_arguments(enumerate_)
+    enumerate_.add_argument("--kind", choices=("axp", "cxp"), default="axp")
+    enumerate_.add_argument("--limit", type=positive, default=None, help="stop after this many")
+    _add_question_arguments(enumerate_, default_time=120.0)
+    enumerate_.set_defaults(func=_cmd_enumerate)
+
+    attribution = sub.add_parser("attribution", parents=[common],
+                                 help="formal feature attribution: the share of AXps that contain each pixel")
+    _add_instance_arguments(attribution)
+    attribution.add_argument("--limit", type=positive, default=None, help="stop after this many AXps")
+    _add_question_arguments(attribution, default_time=120.0)
+    attribution.add_argument("--save", metavar="FILE", default=None, help="also write the result as JSON")
+    attribution.set_defaults(func=_cmd_attribution)
+
+    export = sub.add_parser("export", parents=[common], help="write the entailment question as DIMACS or SMT-LIB2")
     _add_instance_arguments(export)
     export.add_argument("--format", choices=("dimacs", "smt2"), required=True)
     export.add_argument("--fix", choices=("all", "none"), default="all", help="features fixed to the instance")
@@ -171,22 +427,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # 'train' has its own parser (it lives with torch in xsnn.train): hand it the rest.
     verbosity = 0
     while argv and argv[0] in ("-v", "-vv", "--verbose"):
         verbosity += 2 if argv.pop(0) == "-vv" else 1
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)],
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        if argv and argv[0] == "train":
+        if argv and argv[0] == "train":  # 'train' has its own parser (it lives with torch in xsnn.train)
             return _cmd_train(argv[1:])
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
+        args.verbose = verbosity + args.verbose + getattr(args, "sub_verbose", 0)
+        if args.verbose > verbosity:
+            logging.getLogger().setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
         return int(args.func(args))
     except KeyboardInterrupt:
         print("xsnn: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, RuntimeError) as exc:  # every xsnn error class derives from these
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, RuntimeError, TypeError) as exc:  # every xsnn error class derives from these
         if verbosity >= 2:
             raise
         print(f"xsnn: error: {exc}", file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DataError", "read_idx", "load_mnist", "load_sample", "load_images", "filter_classes",
+__all__ = ["DataError", "read_idx", "load_mnist", "load_sample", "load_images", "filter_classes", "load_image_file",
            "mnist_dir", "DATA_ENV", "SPLITS", "SAMPLE_FILE"]
 
 log = logging.getLogger(__name__)
@@ -232,3 +232,29 @@ def filter_classes(images: np.ndarray, labels: np.ndarray,
     mapped = index[labels.astype(np.int64)]
     keep = mapped >= 0
     return images[keep], mapped[keep]
+
+
+# --------------------------------------------------------------------------- one image from a file
+
+
+def load_image_file(path: str | os.PathLike) -> np.ndarray:
+    """One image from a ``.npy`` file (read with ``allow_pickle=False``) or a picture file (PNG,
+    JPEG, ...: read with Pillow and converted to 8-bit grey levels). The array is returned as
+    stored: shape and intensity checks belong to the model that reads it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path} is not a readable .npy array ({exc})") from None
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        raise DataError(f"reading {path} needs Pillow (pip install pillow), or give a .npy file") from None
+    try:
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("L"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path} is not a readable picture or .npy file ({exc})") from None

@@ -393,7 +393,7 @@ DEFAULT_MODEL = "mnist10-sparse192"  # the solver-friendly 10-class model (docs/
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> BSNN:
-    """Load a shipped model by name (e.g. ``"mnist10-sparse"``, the default) or a model file by path."""
+    """Load a shipped model by name (e.g. ``"mnist10-sparse192"``, the default) or a model file by path."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".npz" or candidate.exists() or os.sep in str(name_or_path):
         return load_model_file(candidate)
@@ -410,6 +410,28 @@ def model_card(name: str) -> dict:
     if not path.is_file():
         raise ModelFileError(f"no model card for {name!r}")
     return json.loads(path.read_text())
+
+
+def contrastive_model(model: BSNN, keep: int, foil: int) -> BSNN:
+    """The network restricted to the readout rows of class indices ``keep`` and ``foil``.
+
+    It predicts ``keep`` exactly when ``keep`` beats ``foil`` in ``model`` (``score_keep >
+    score_foil``, or equal scores and ``keep < foil``): the rows stay in their original order, so
+    the tie rule (lowest index wins) is the same. "Why ``keep`` and not ``foil``?" is therefore the
+    ordinary entailment question on this network, for every backend.
+    """
+    keep, foil = int(keep), int(foil)
+    for name, c in (("keep", keep), ("foil", foil)):
+        if not 0 <= c < model.n_classes:
+            raise ValueError(f"{name} class index {c} outside 0..{model.n_classes - 1}")
+    if keep == foil:
+        raise ValueError(f"a contrastive question needs two different classes, got {keep} twice")
+    rows = sorted((keep, foil))
+    info = dict(model.info)
+    info["contrastive_of"] = model.content_hash()
+    return BSNN(weights=model.weights, thresholds=model.thresholds, readout=model.readout[rows],
+                weight_kind=model.weight_kind, reset=model.reset, n_steps=model.n_steps, coding=model.coding,
+                labels=tuple(model.labels[r] for r in rows), input_shape=model.input_shape, info=info)
 
 
 def predict_indices(model: BSNN, spikes: np.ndarray) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""Which oracle answers a question: backend names, the default pipeline, the verifier's backend.
+
+A *backend* is an exact entailment oracle (:class:`~xsnn.solvers.oracle.EntailmentOracle`)
+chosen by name:
+
+==================  ===========================================================================
+``portfolio``       the default: incremental per-rival SAT (:class:`RivalSATOracle`) for at most
+                    :data:`PORTFOLIO_SAT_SECONDS` per question, then CP-SAT on the rival split
+                    (behind the sound fast paths of :class:`LayeredOracle`); CP-SAT alone where
+                    the rival SAT oracle does not apply (several layers, non-static codings)
+``sat-rivals``      the per-rival SAT oracle alone (``sat-rivals:<minicard|gluecard3|gluecard4>``)
+``sat``             one SAT solver on the causal-model CNF (``sat:<python-sat solver name>``)
+``smt``             z3 on the causal model (``smt:lia``, ``smt:pb``)
+``milp``            HiGHS on the linear formulation
+``cpsat``           OR-Tools CP-SAT on the linear formulation
+``bruteforce``      every completion of the free features (tiny networks only; ground truth)
+==================  ===========================================================================
+
+The measurements that chose the default are in ``docs/solvers.md`` and ``docs/oracles.md``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from xsnn.features import FeatureSet
+from xsnn.model import BSNN, check_spikes
+from .certificate import OracleFactory
+from .layered import LayeredOracle
+from .oracle import EntailmentOracle
+
+__all__ = ["DEFAULT_BACKEND", "PORTFOLIO_SAT_SECONDS", "BACKEND_NAMES", "exact_oracle_factory", "make_oracle",
+           "verifier_backend"]
+
+DEFAULT_BACKEND = "portfolio"  # measured fastest on the shipped models (docs/solvers.md)
+PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per question (docs/solvers.md)
+BACKEND_NAMES = ("portfolio", "sat-rivals", "sat", "smt", "milp", "cpsat", "bruteforce")
+
+def exact_oracle_factory(backend: str) -> OracleFactory:
+    """``backend`` name -> a callable ``(model, instance, features=, target=, max_distance=) -> oracle``.
+
+    Names: see the module docstring; ``sat:<solver>`` takes any python-sat solver name,
+    ``sat-rivals:<solver>`` one with native cardinality constraints, ``smt:<lia|pb>`` a z3 variant.
+    """
+    kind, _, option = str(backend).partition(":")
+    if kind == "sat":
+        from .sat import SATOracle
+
+        return lambda *a, **k: SATOracle(*a, **k, **({"solver": option} if option else {}))
+    if kind == "smt":
+        from .smt import SMTOracle
+
+        return lambda *a, **k: SMTOracle(*a, **k, variant=option or "lia")
+    if kind == "milp" and not option:
+        from .milp import MILPOracle
+
+        return MILPOracle
+    if kind == "cpsat" and not option:
+        from .cpsat import CPSATOracle
+
+        return CPSATOracle
+    if kind == "sat-rivals":
+        from .rivalsat import RivalSATOracle
+
+        return lambda *a, **k: RivalSATOracle(*a, **k, **({"solver": option} if option else {}))
+    if kind == "portfolio" and not option:
+        return _portfolio
+    if kind == "bruteforce" and not option:
+        from .bruteforce import BruteForceOracle
+
+        return BruteForceOracle
+    raise ValueError(f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
+                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat or bruteforce")
+
+
+def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
+               max_distance: int | None = None, *, fast_paths: bool = False) -> EntailmentOracle:
+    """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT (behind the
+    fast paths if asked: they pay in front of the slow stage only, docs/solvers.md); CP-SAT alone
+    where the rival SAT oracle does not apply (several layers, non-static codings)."""
+    from .cpsat import CPSATOracle
+    from .portfolio import PortfolioOracle
+    from .rivalsat import RivalSATOracle, rival_sat_applies
+
+    def slow_stage() -> EntailmentOracle:
+        cpsat = CPSATOracle(model, instance, features, target, max_distance)
+        return LayeredOracle(cpsat) if fast_paths else cpsat
+
+    if not rival_sat_applies(model, check_spikes(model, instance)[0]):
+        return slow_stage()
+    sat = RivalSATOracle(model, instance, features, target, max_distance)
+    return PortfolioOracle([sat, slow_stage], [PORTFOLIO_SAT_SECONDS])  # CP-SAT built when first needed
+
+
+def verifier_backend(backend: str) -> str:
+    """The backend that re-checks a certificate produced by ``backend``: CP-SAT re-checks SAT- and
+    SMT-found claims, SAT (on the causal-model CNF) re-checks the rest.
+
+    (z3 was measured far slower on these queries: docs/oracles.md.)"""
+    return "cpsat" if str(backend).startswith(("sat", "smt")) else "sat"
+
+
+def make_oracle(model: BSNN, spikes: np.ndarray, *, backend: str = DEFAULT_BACKEND, fast_paths: bool = True,
+                features: FeatureSet | None = None, target: int | None = None,
+                max_distance: int | None = None) -> EntailmentOracle:
+    """An entailment oracle for one instance: the exact ``backend``, behind the fast paths if asked
+    (for ``portfolio``: in front of its CP-SAT stage)."""
+    if backend == "portfolio":  # the fast paths go in front of its slow stage only
+        return _portfolio(model, spikes, features, target, max_distance, fast_paths=fast_paths)
+    exact = exact_oracle_factory(backend)(model, spikes, features=features, target=target, max_distance=max_distance)
+    return LayeredOracle(exact) if fast_paths else exact
