@@ -22,7 +22,7 @@ Configurations:
   images of digits 1, 5 and 9 among the first ``--images`` (default 300), with 16 features
   (7x7 patches: global AXps over single pixels do not finish on this dense model, and
   distance-restricted ones are empty up to 7 changed pixels), exact SHAP (all 2^16
-  coalitions), 10 k-means centres, formal budget 24 s per image.
+  coalitions), 5 k-means centres, formal budget 24 s per image.
 
 The MNIST folder is ``--data-dir`` or ``$XSNN_DATA``.
 """
@@ -43,7 +43,7 @@ CONFIGS = {
                                     "--background", "blank", "--time-limit", "12"]),
     "binary159": dict(images=300, args=["--model", "mnist159-binary", "--model-labels-only", "--features",
                                         "patches:7", "--explainer", "exact", "--background", "kmeans",
-                                        "--background-size", "10", "--time-limit", "24"]),
+                                        "--background-size", "5", "--time-limit", "24"]),
 }
 
 

@@ -62,7 +62,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from xsnn.explain import DEFAULT_BACKEND, make_oracle
+from xsnn.solvers.backends import DEFAULT_BACKEND, make_oracle
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 
@@ -318,15 +318,10 @@ class ShapValues:
 
 
 def _instance(model: BSNN, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """``(data or None, spikes (T, n))`` for a raw image, or for the instance's spikes (recognised by
-    shape ``(T, n_inputs)`` and 0/1 values, as in :func:`xsnn.explain.explain`)."""
-    arr = np.asarray(image)
-    if arr.shape == (model.n_steps, model.n_inputs) and arr.size and arr.min() >= 0 and arr.max() <= 1:
-        return None, check_spikes(model, arr)[0]
-    if arr.size != model.n_inputs:
-        raise ValueError(f"an image must have {model.n_inputs} pixels (shape {model.input_shape}), got {arr.shape}")
-    data = arr.reshape(model.input_shape)
-    return data, model.encode(data[None])[0]
+    """``(data or None, spikes (T, n))`` for a raw image or the instance's spikes (:func:`xsnn.api.check_image`)."""
+    from xsnn.api import check_image
+
+    return check_image(model, image)
 
 
 def _feature_clustering(features: FeatureSet, input_shape: Sequence[int]) -> np.ndarray:
@@ -628,7 +623,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
         shap: precomputed SHAP values (else computed with ``explainer``, ``max_evals``,
             ``background``, ``seed``, ``features``).
         budgets: seconds per formal step (default :class:`Budgets`).
-        backend: the exact oracle (see :func:`xsnn.explain.make_oracle`; ``bruteforce`` for tiny nets).
+        backend: the exact oracle (see :func:`xsnn.solvers.backends.make_oracle`; ``bruteforce`` for tiny nets).
         max_distance: distance-restricted explanations (valid within this many changed features).
         rbo_p: RBO persistence.
         index, label: copied into the row (where the image came from, its true label).
@@ -885,13 +880,13 @@ def parse_indices(text: str, count: int) -> list[int]:
 
 
 def parse_features(text: str, model: BSNN) -> FeatureSet:
-    """``pixels`` or ``patches:N`` (square N x N patches of a 2-D image)."""
-    if text == "pixels":
-        return FeatureSet.pixels(model.n_inputs, model.input_shape)
-    kind, _, size = text.partition(":")
-    if kind == "patches" and size.isdigit() and int(size) >= 1 and len(model.input_shape) == 2:
-        return FeatureSet.patches(model.input_shape, int(size))
-    raise ValueError(f"--features {text!r}: use 'pixels' or 'patches:N' (N >= 1, for 2-D images)")
+    """``pixels`` or ``patches:N`` (square N x N patches of a 2-D image), as for the other commands."""
+    from xsnn.api import _feature_set
+
+    try:
+        return _feature_set(model, text)
+    except ValueError:
+        raise ValueError(f"--features {text!r}: use 'pixels' or 'patches:N' (N >= 1, for 2-D images)") from None
 
 
 def add_compare_command(subparsers) -> None:
@@ -902,9 +897,10 @@ def add_compare_command(subparsers) -> None:
                               description="One row of metrics per image (see docs/compare.md), written as it "
                                           "finishes; an existing --out file is resumed.")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"shipped model or .npz path (default {DEFAULT_MODEL})")
-    p.add_argument("--data", choices=("sample", "mnist"), default="sample",
-                   help="images: the shipped 200-image test sample (default) or MNIST (--data-dir or $XSNN_DATA)")
-    p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (with --data mnist)")
+    p.add_argument("--data", choices=("sample", "mnist"), default=None,
+                   help="images: MNIST (from --data-dir or $XSNN_DATA) or the 200-image test sample shipped "
+                        "with xsnn (default: MNIST when a folder is given, else the sample)")
+    p.add_argument("--data-dir", default=None, help="folder of the full MNIST IDX files (default $XSNN_DATA)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="MNIST split of the explained images")
     p.add_argument("--indices", default="0:10", help="images: 0:1000, 0:1000:10 or 3,5,7 (default 0:10)")
     p.add_argument("--model-labels-only", action="store_true",
@@ -1075,6 +1071,10 @@ def run_compare(args) -> int:
     if args.explainer == "exact" and len(features) > EXACT_MAX_FEATURES:
         raise ValueError(f"--explainer exact needs at most {EXACT_MAX_FEATURES} features (e.g. --features "
                          f"patches:7), got {len(features)}")
+    import os
+
+    if args.data is None:
+        args.data = "mnist" if (args.data_dir or os.environ.get(xdata.DATA_ENV)) else "sample"
     if args.data == "sample":
         if args.split != "test":
             raise ValueError("the shipped sample holds test images only; use --data mnist for --split train")
