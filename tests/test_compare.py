@@ -130,7 +130,8 @@ def test_to_and_from_shap_explanation():
     explanation = ours.to_shap()
     assert isinstance(explanation, shap.Explanation)
     assert np.array_equal(explanation.values, ours.values) and explanation.base_values == ours.base_value
-    back = ShapValues.from_shap(explanation, model=model, image=image, explainer="exact", background=background.describe())
+    back = ShapValues.from_shap(explanation, model=model, image=image, explainer="exact",
+                                background=background.describe())
     assert np.array_equal(back.values, ours.values) and back.base_value == ours.base_value
     assert back.full_value == ours.full_value and back.target == ours.target
     import matplotlib

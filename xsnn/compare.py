@@ -57,7 +57,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -262,7 +262,7 @@ class ShapValues:
 
     @property
     def additivity_error(self) -> float:
-        """``|sum phi - (f(1) - f(0))|`` (0 up to rounding for every explainer but ``kernel``/``partition`` estimates)."""
+        """``|sum phi - (f(1) - f(0))|``: 0 up to rounding (the four explainers are all additive)."""
         return float(abs(self.values.sum() - (self.full_value - self.base_value)))
 
     def ranking(self) -> np.ndarray:
@@ -285,7 +285,7 @@ class ShapValues:
                 "seconds": round(self.seconds, 4), "target": self.target_label}
 
     def to_shap(self):
-        """A ``shap.Explanation`` (one row: values per feature, ``data`` the features' mean intensities) for shap's plots."""
+        """A ``shap.Explanation`` for shap's plots: values per feature, ``data`` the features' mean intensities."""
         import shap
 
         flat = (self.spikes.max(axis=0) if self.data is None else np.asarray(self.data).reshape(-1)).astype(float)
@@ -744,7 +744,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
                         relevance[list(answer.axp.features)] = RELEVANT
                 elif answer.answer is RelevanceAnswer.IRRELEVANT:
                     relevance[i] = IRRELEVANT
-        row.update(_relevance_metrics(magnitude, relevance, structural, ranking))
+        row.update(_relevance_metrics(magnitude, relevance, structural))
 
         # -- rank agreement with FFA
         if axps:
@@ -778,8 +778,7 @@ def _negate(v: bool | None) -> bool | None:
     return None if v is None else not v
 
 
-def _relevance_metrics(magnitude: np.ndarray, relevance: np.ndarray, structural: np.ndarray,
-                       ranking: np.ndarray) -> dict:
+def _relevance_metrics(magnitude: np.ndarray, relevance: np.ndarray, structural: np.ndarray) -> dict:
     irrelevant = relevance == IRRELEVANT
     relevant = relevance == RELEVANT
     unknown = relevance == UNKNOWN
@@ -859,7 +858,7 @@ def format_summary(summary: Sequence[dict]) -> str:
 
 
 def parse_indices(text: str, count: int) -> list[int]:
-    """``"0:1000"``, ``"0:1000:10"``, ``"3,5,7"`` or ``"12"`` -> indices in ``0..count-1`` (a slice is clipped to ``count``)."""
+    """``"0:1000"``, ``"0:1000:10"``, ``"3,5,7"`` or ``"12"`` -> indices in ``0..count-1`` (slices clipped)."""
     text = text.strip()
     try:
         if ":" in text:
@@ -912,7 +911,8 @@ def add_compare_command(subparsers) -> None:
     p.add_argument("--backend", default=DEFAULT_BACKEND, help="exact oracle (as for 'xsnn explain')")
     p.add_argument("--distance", type=int, default=None, help="distance-restricted explanations")
     p.add_argument("--features", default="pixels", help="pixels (default) or patches:N")
-    p.add_argument("--explainer", choices=EXPLAINERS, default="permutation", help="shap explainer (default permutation)")
+    p.add_argument("--explainer", choices=EXPLAINERS, default="permutation",
+                   help="shap explainer (default permutation)")
     p.add_argument("--max-evals", type=int, default=None,
                    help="coalitions shap may evaluate (default: 10 permutations; 2^|F| for exact)")
     p.add_argument("--background", choices=BACKGROUNDS, default="blank", help="values of absent features")
@@ -1031,7 +1031,8 @@ class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         import sys
 
-        self.total, self.enabled, self.done, self.start, self.stream = total, enabled, 0, time.perf_counter(), sys.stderr
+        self.total, self.enabled, self.done, self.stream = total, enabled, 0, sys.stderr
+        self.start = time.perf_counter()
 
     def step(self, note: str = "") -> None:
         self.done += 1
