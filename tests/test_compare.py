@@ -270,7 +270,7 @@ def _check_against_truth(model, instance, features, k, comparison):
     assert row["smallest_changing_k"] == min(j for j in range(n + 1) if not truth.is_sufficient(everything - top(j)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(SEEDS)
 def test_metrics_against_brute_force(seed):
     model, instance, features, k, rng = make_case(seed, groups=bool(seed % 3 == 0))

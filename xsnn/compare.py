@@ -301,7 +301,7 @@ class ShapValues:
         """Read a ``shap.Explanation`` of one instance (values per feature, or per pixel for pixel features)."""
         values = np.asarray(explanation.values, dtype=np.float64)
         data, spikes = _instance(model, image)
-        features = features or FeatureSet.pixels(model.n_inputs, model.input_shape)
+        features = _features(model, features)
         values = values.reshape(-1)
         if values.shape != (len(features),):
             raise ValueError(f"the explanation has {values.size} values, the feature set {len(features)} features")
@@ -322,6 +322,13 @@ def _instance(model: BSNN, image: np.ndarray) -> tuple[np.ndarray | None, np.nda
     from xsnn.api import check_image
 
     return check_image(model, image)
+
+
+def _features(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
+    """``None`` / ``"pixels"``, ``"patches:K"`` or a FeatureSet, as for :func:`xsnn.explain`."""
+    from xsnn.api import _feature_set
+
+    return _feature_set(model, features)
 
 
 def _feature_clustering(features: FeatureSet, input_shape: Sequence[int]) -> np.ndarray:
@@ -360,7 +367,7 @@ def default_max_evals(explainer: str, n_features: int) -> int:
 
 
 def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation", max_evals: int | None = None,
-                background: Background | None = None, features: FeatureSet | None = None, seed: int = 0,
+                background: Background | None = None, features: FeatureSet | str | None = None, seed: int = 0,
                 target: int | None = None, backend: str = "kernel") -> ShapValues:
     """SHAP values of the score margin of ``target`` (default: the prediction) with shap's ``explainer``.
 
@@ -372,7 +379,7 @@ def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation
             (all ``2^|F|`` coalitions; at most :data:`EXACT_MAX_FEATURES` features, e.g. patches).
         max_evals: coalitions shap may evaluate (default :func:`default_max_evals`).
         background: the background set (default: blank).
-        features: feature groups (default: one per pixel).
+        features: ``"pixels"`` (default), ``"patches:K"`` or a :class:`~xsnn.features.FeatureSet`.
         seed: random seed of the sampling explainers.
         backend: ``kernel`` or ``reference`` (see :class:`MarginModel`).
     """
@@ -381,7 +388,7 @@ def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation
     import shap
 
     data, spikes = _instance(model, image)
-    features = features or FeatureSet.pixels(model.n_inputs, model.input_shape)
+    features = _features(model, features)
     background = background or make_background("blank", n_inputs=model.n_inputs)
     n = len(features)
     if explainer == "exact" and n > EXACT_MAX_FEATURES:
@@ -613,7 +620,7 @@ def _binary_search(decide: Callable[[int], bool | None], n: int, known: dict[int
 
 def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, explainer: str = "permutation",
             max_evals: int | None = None, background: Background | None = None, seed: int = 0,
-            features: FeatureSet | None = None, budgets: Budgets | None = None, backend: str = DEFAULT_BACKEND,
+            features: FeatureSet | str | None = None, budgets: Budgets | None = None, backend: str = DEFAULT_BACKEND,
             max_distance: int | None = None, rbo_p: float = 0.9, index: int | None = None,
             label: int | None = None) -> Comparison:
     """Compare SHAP with formal explanations on one image (metrics in the module docstring).
@@ -638,8 +645,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
     start = time.perf_counter()
     budgets = budgets or Budgets()
     data, spikes = _instance(model, image)
-    features = features or (shap.features if shap is not None else
-                            FeatureSet.pixels(model.n_inputs, model.input_shape))
+    features = shap.features if shap is not None and features is None else _features(model, features)
     if shap is None:
         shap = shap_values(model, spikes if data is None else data, explainer=explainer, max_evals=max_evals,
                            background=background, features=features, seed=seed)
@@ -880,10 +886,8 @@ def parse_indices(text: str, count: int) -> list[int]:
 
 def parse_features(text: str, model: BSNN) -> FeatureSet:
     """``pixels`` or ``patches:N`` (square N x N patches of a 2-D image), as for the other commands."""
-    from xsnn.api import _feature_set
-
     try:
-        return _feature_set(model, text)
+        return _features(model, text)
     except ValueError:
         raise ValueError(f"--features {text!r}: use 'pixels' or 'patches:N' (N >= 1, for 2-D images)") from None
 
