@@ -9,7 +9,11 @@ Each configuration runs ``xsnn compare`` (one row per image, resumable: rerunnin
 command continues an interrupted run) and writes, under ``benchmarks/results/``:
 
 - ``shap-compare-<config>.csv``: one row per image, the columns of ``xsnn.compare.METRICS``;
-- ``shap-compare-<config>.json``: the settings and the summary (means with 95% intervals).
+- ``shap-compare-<config>.json``: the settings and the summary (means with 95% intervals);
+- ``shap-compare-<config>.txt``: the summary as a table, with derived per-image comparisons
+  (smallest sufficient top-k against |AXp|, ...), recomputed from the CSV by ``--report-only``;
+- ``shap-compare-<config>-distributions.png|svg``: one histogram per metric;
+- ``shap-compare-<config>-example.png|svg``: image | AXp | CXp | SHAP for the first image.
 
 Configurations:
 
@@ -54,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the .txt and figures from the CSV")
     args = parser.parse_args(argv)
     import os
 
@@ -62,6 +67,9 @@ def main(argv=None) -> int:
     os.chdir(ROOT)
 
     for name in args.configs:
+        if args.report_only:
+            report(name, args.data_dir)
+            continue
         config = CONFIGS[name]
         images = args.images or config["images"]
         command = ["compare", "--data", "mnist", "--indices", f"0:{images}", "--jobs", str(args.jobs),
@@ -77,8 +85,91 @@ def main(argv=None) -> int:
         print(f"== {name}: exit {code}, {time.perf_counter() - start:.0f} s", file=sys.stderr)
         if code:
             return code
+        report(name, args.data_dir)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _decided(rows, *names):
+    return [r for r in rows if all(r.get(n) not in (None, "") for n in names)]
+
+
+def derived(rows) -> list[str]:
+    """Per-image comparisons that the summary's per-metric means do not show."""
+    import numpy as np
+
+    lines = []
+    both = _decided(rows, "smallest_sufficient_k", "axp_size")
+    complete = [r for r in both if r["axp_status"] == "complete"]
+    if complete:
+        k = np.array([r["smallest_sufficient_k"] for r in complete], float)
+        a = np.array([r["axp_size"] for r in complete], float)
+        lines += [f"images with a complete AXp and a decided smallest sufficient top-k: {len(complete)}",
+                  f"  smallest sufficient top-k SHAP set / |AXp|: median {np.median(k / a):.3f}, "
+                  f"mean {np.mean(k / a):.3f}, min {np.min(k / a):.3f}, max {np.max(k / a):.3f}",
+                  f"  top-k SHAP set sufficient at some k <= |AXp|: {int((k <= a).sum())} of {len(k)}"]
+    pairs = [r for r in _decided(rows, "shap_order_axp_size", "axp_size")
+             if r["axp_status"] == "complete" and r["shap_order_axp_status"] == "complete"]
+    if pairs:
+        d = np.array([r["shap_order_axp_size"] - r["axp_size"] for r in pairs], float)
+        lines.append(f"AXp in SHAP order minus AXp in index order (both complete, {len(pairs)} images): "
+                     f"median {np.median(d):+.0f}, mean {np.mean(d):+.1f}; smaller in {int((d < 0).sum())}, "
+                     f"equal in {int((d == 0).sum())}, larger in {int((d > 0).sum())}")
+    minimum = _decided(rows, "min_axp_size")
+    lines.append(f"minimum AXp found within its budget: {len(minimum)} of {len(rows)} images")
+    status = {}
+    for r in rows:
+        status[r.get("axp_status")] = status.get(r.get("axp_status"), 0) + 1
+    lines.append("AXp status: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items(), key=str)))
+    ffa = {}
+    for r in rows:
+        ffa[r.get("ffa_status")] = ffa.get(r.get("ffa_status"), 0) + 1
+    lines.append("FFA enumeration status: " + ", ".join(f"{k} {v}" for k, v in sorted(ffa.items(), key=str)))
+    above = _decided(rows, "irrelevant_above_relevant")
+    if above:
+        share = np.array([r["irrelevant_above_relevant"] for r in above], float)
+        lines.append(f"images where SHAP ranks some proven-irrelevant feature above some relevant one: "
+                     f"{int((share > 0).sum())} of {len(share)}")
+    nonzero = _decided(rows, "irrelevant_nonzero")
+    if nonzero:
+        lines.append(f"images where a proven-irrelevant feature gets a non-zero SHAP value: "
+                     f"{sum(r['irrelevant_nonzero'] > 0 for r in nonzero)} of {len(nonzero)}")
+    changes = _decided(rows, "topk_cxp_changes", "smallest_changing_k", "cxp_size")
+    if changes:
+        k = np.array([r["smallest_changing_k"] for r in changes], float)
+        c = np.array([r["cxp_size"] for r in changes], float)
+        lines.append(f"smallest changing top-k SHAP set / |CXp| ({len(changes)} images): median {np.median(k / c):.3f}")
+    return lines
+
+
+def report(name: str, data_dir: str | None) -> None:
+    """Rewrite the summary table and the figures of one configuration from its CSV."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xsnn import plots
+    from xsnn.compare import Budgets, compare, format_summary, make_background, read_rows, summarise
+    from xsnn.model import load_model
+    from xsnn import data
+
+    table = RESULTS / f"shap-compare-{name}.csv"
+    rows = read_rows(table)
+    settings = json.loads((RESULTS / f"shap-compare-{name}.json").read_text())["settings"]
+    text = [f"{name}: {len(rows)} images; settings: {json.dumps(settings)}", "", format_summary(summarise(rows)), "",
+            *derived(rows)]
+    (RESULTS / f"shap-compare-{name}.txt").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    plots.save(plots.distributions_figure(rows, title=f"{settings['model']}: {len(rows)} MNIST test images"),
+               RESULTS / f"shap-compare-{name}-distributions")
+    model = load_model(settings["model"])
+    images, labels = data.load_mnist("test", data_dir)
+    first = int(rows[0]["index"])
+    pool = data.load_mnist("train", data_dir)[0]
+    background = make_background(settings["background"], pool if settings["background"] != "blank" else None,
+                                 size=settings["background_size"], seed=settings["seed"], n_inputs=model.n_inputs)
+    example = compare(model, images[first], features=settings["features"], explainer=settings["explainer"],
+                      max_evals=settings["max_evals"], background=background, seed=settings["seed"],
+                      budgets=Budgets.scaled(settings["time_limit"]), index=first, label=int(labels[first]))
+    plots.save(plots.comparison_figure(example, title=f"{settings['model']}, MNIST test image {first}"),
+               RESULTS / f"shap-compare-{name}-example")

@@ -354,8 +354,8 @@ def _cli(args, capsys):
 
 def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
     out = tmp_path / "table.csv"
-    args = ["compare", "--indices", "0:2", "--time-limit", "3", "--max-evals", "1569", "--out", str(out),
-            "--no-progress"]
+    args = ["compare", "--indices", "0:2", "--time-limit", "2", "--features", "patches:7", "--explainer", "exact",
+            "--out", str(out), "--no-progress"]
     code, captured = _cli(args, capsys)
     assert code == 0, captured.err
     with open(out) as handle:

@@ -68,7 +68,8 @@ from xsnn.model import BSNN, check_spikes, forward
 
 __all__ = ["EXPLAINERS", "BACKGROUNDS", "Background", "make_background", "MarginModel", "margins", "ShapValues",
            "shap_values", "Budgets", "Comparison", "compare", "compare_image", "METRICS", "rank_features",
-           "rbo", "kendall_tau", "attribution_error", "summarise", "format_summary"]
+           "rbo", "kendall_tau", "attribution_error", "summarise", "format_summary", "read_rows",
+           "add_compare_command"]
 
 log = logging.getLogger(__name__)
 
@@ -976,20 +977,9 @@ class _Table:
             self._stream.write(",".join(METRICS) + "\n")
 
     def _read(self) -> list[dict]:
-        import csv
-        import json
-
-        text = self.path.read_text()
-        if self.path.suffix == ".jsonl":
-            try:
-                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--out {self.path}: not a JSON-lines table ({exc}); use a new file") from None
-        else:
-            reader = csv.DictReader(text.splitlines())
-            if tuple(reader.fieldnames or ()) != METRICS:
-                raise ValueError(f"--out {self.path}: its columns are not those of 'xsnn compare'; use a new file")
-            rows = [{k: _from_csv(v) for k, v in r.items()} for r in reader]
+        rows = read_rows(self.path)
+        if self.path.suffix == ".csv" and rows and tuple(rows[0]) != METRICS:
+            raise ValueError(f"--out {self.path}: its columns are not those of 'xsnn compare'; use a new file")
         if any("index" not in r for r in rows):
             raise ValueError(f"--out {self.path}: a row has no index column; use a new file")
         return rows
@@ -1016,8 +1006,24 @@ class _Table:
             self._stream.close()
 
 
+def read_rows(path) -> list[dict]:
+    """The rows of an ``xsnn compare`` table (``.csv`` or ``.jsonl``), with numbers, Booleans and ``None``."""
+    import csv
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a JSON-lines table ({exc})") from None
+    return [{k: _from_csv(v) for k, v in r.items()} for r in csv.DictReader(text.splitlines())]
+
+
 def _from_csv(text: str):
-    if text == "":
+    if text == "" or text is None:
         return None
     if text in ("True", "False"):
         return text == "True"
