@@ -29,6 +29,11 @@ Configurations:
   coalitions), 5 k-means centres, formal budget 24 s per image.
 
 The MNIST folder is ``--data-dir`` or ``$XSNN_DATA``.
+
+``--speed`` instead measures what a SHAP run costs: the same permutation SHAP values (10
+permutations, 784 pixels, 10 k-means centres) with the margin evaluated by the packed kernel and
+by the reference forward, on the first ``--images`` (default 5) test images, in one run, and
+writes ``shap-compare-speed.json`` (the values must be identical, or the script fails).
 """
 from __future__ import annotations
 
@@ -59,7 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the .txt and figures from the CSV")
+    parser.add_argument("--speed", action="store_true", help="time SHAP through the kernel against the reference")
     args = parser.parse_args(argv)
+    if args.speed:
+        return speed(args.images or 5, args.data_dir)
     import os
 
     from xsnn.cli import main as xsnn_main
@@ -86,6 +94,42 @@ def main(argv=None) -> int:
         if code:
             return code
         report(name, args.data_dir)
+    return 0
+
+
+def speed(n_images: int, data_dir: str | None) -> int:
+    """Permutation SHAP through the packed kernel and through the reference forward: same values, times."""
+    import json
+    import os
+    import platform
+
+    import numpy as np
+
+    from xsnn import data
+    from xsnn.compare import make_background, shap_values
+    from xsnn.model import load_model
+
+    os.chdir(ROOT)
+    model = load_model("mnist10-sparse192")
+    images = data.load_mnist("test", data_dir)[0][:n_images]
+    background = make_background("kmeans", data.load_mnist("train", data_dir)[0], size=10, seed=0)
+    shap_values(model, images[0], background=background, max_evals=2 * 784 + 1)  # compile shap's numba code once
+    rows = []
+    for i, image in enumerate(images):
+        kernel = shap_values(model, image, background=background, backend="kernel")
+        reference = shap_values(model, image, background=background, backend="reference")
+        if not np.array_equal(kernel.values, reference.values):
+            print(f"image {i}: the kernel and the reference give different SHAP values", file=sys.stderr)
+            return 1
+        rows.append({"image": i, "evaluations": kernel.evaluations, "kernel_seconds": round(kernel.seconds, 4),
+                     "reference_seconds": round(reference.seconds, 4),
+                     "ratio": round(reference.seconds / kernel.seconds, 2)})
+        print(rows[-1], file=sys.stderr)
+    out = {"command": "python benchmarks/shap_compare.py --speed", "machine": platform.machine(),
+           "python": platform.python_version(), "model": "mnist10-sparse192", "explainer": "permutation",
+           "max_evals": 15690, "background": "kmeans:10@train", "images": rows,
+           "median_ratio": float(np.median([r["ratio"] for r in rows]))}
+    (RESULTS / "shap-compare-speed.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
