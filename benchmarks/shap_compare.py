@@ -20,13 +20,13 @@ Configurations:
 - ``default``: the default model ``mnist10-sparse192`` on the first ``--images`` (default
   1,000) MNIST test images, one feature per pixel, shap's permutation explainer with 10
   antithetic permutations (15,690 coalitions), background: 10 k-means centres of the 60,000
-  training images, formal budget 12 s per image (``xsnn.compare.Budgets``);
+  training images, formal budget 11 s per image (``xsnn.compare.Budgets``);
 - ``blank``: the same on the first 200 images with a blank (all-zero) background;
 - ``binary159``: the reference paper's 1/5/9 binary model ``mnist159-binary`` on the test
   images of digits 1, 5 and 9 among the first ``--images`` (default 300), with 16 features
   (7x7 patches: global AXps over single pixels do not finish on this dense model, and
   distance-restricted ones are empty up to 7 changed pixels), exact SHAP (all 2^16
-  coalitions), 5 k-means centres, formal budget 24 s per image.
+  coalitions), 5 k-means centres, formal budget 22 s per image.
 
 The MNIST folder is ``--data-dir`` or ``$XSNN_DATA``.
 
@@ -47,12 +47,12 @@ RESULTS = Path("benchmarks") / "results"  # relative to the repository root (the
 
 CONFIGS = {
     "default": dict(images=1000, args=["--model", "mnist10-sparse192", "--explainer", "permutation",
-                                       "--background", "kmeans", "--background-size", "10", "--time-limit", "12"]),
+                                       "--background", "kmeans", "--background-size", "10", "--time-limit", "11"]),
     "blank": dict(images=200, args=["--model", "mnist10-sparse192", "--explainer", "permutation",
-                                    "--background", "blank", "--time-limit", "12"]),
+                                    "--background", "blank", "--time-limit", "11"]),
     "binary159": dict(images=300, args=["--model", "mnist159-binary", "--model-labels-only", "--features",
                                         "patches:7", "--explainer", "exact", "--background", "kmeans",
-                                        "--background-size", "5", "--time-limit", "24"]),
+                                        "--background-size", "5", "--time-limit", "22"]),
 }
 
 

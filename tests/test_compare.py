@@ -28,9 +28,17 @@ GENEROUS = Budgets(axp=60, shap_order_axp=60, questions=60, question=60, minimum
                    relevance_question=60, ffa=60, cxp=60)
 
 
+def magnitudes(values) -> np.ndarray:
+    """|value|, with floating-point residue (at most 1e-9) read as 0."""
+    mag = np.abs(np.asarray(values, float))
+    mag[mag <= 1e-9] = 0.0
+    return mag
+
+
 def by_magnitude(values) -> list[int]:
     """Feature indices by decreasing |value|, ties to the lower index (written out, not the module's)."""
-    return sorted(range(len(values)), key=lambda i: (-abs(values[i]), i))
+    mag = magnitudes(values)
+    return sorted(range(len(values)), key=lambda i: (-mag[i], i))
 
 
 def static_case(seed: int, n: int | None = None):
@@ -222,7 +230,7 @@ def _check_against_truth(model, instance, features, k, comparison):
     # the AXps: deletion in index order and in SHAP order (lowest |phi| tried first)
     axp = _deletion(truth, range(n))
     assert frozenset(comparison.axp) == axp and row["axp_size"] == len(axp) and row["axp_status"] == "complete"
-    shap_order = sorted(range(n), key=lambda i: (abs(values[i]), i))
+    shap_order = sorted(range(n), key=lambda i: (magnitudes(values)[i], i))
     assert frozenset(comparison.shap_order_axp) == _deletion(truth, shap_order)
     # top-|AXp| SHAP features
     assert row["topk_sufficient"] == truth.is_sufficient(top(len(axp)))
@@ -244,7 +252,7 @@ def _check_against_truth(model, instance, features, k, comparison):
     assert not (comparison.relevance == UNKNOWN).any()
     ffa = np.array([sum(i in a for a in truth.axps) / len(truth.axps) for i in range(n)])
     assert np.allclose(comparison.ffa, ffa)
-    mag = np.abs(values)
+    mag = magnitudes(values)
     irrelevant = sorted(everything - relevant)
     assert row["n_irrelevant"] == len(irrelevant) and row["n_relevant"] == len(relevant)
     if mag.sum() > 0:

@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 EXPLAINERS = ("permutation", "kernel", "partition", "exact")
 BACKGROUNDS = ("blank", "sample", "kmeans")
 EXACT_MAX_FEATURES = 20  # 2^20 coalitions: beyond that the exact explainer is refused
+ZERO = 1e-9              # |phi| at most this counts as 0: floating-point residue of sums that cancel exactly
 _BATCH_ROWS = 1 << 15    # kernel rows (coalitions x background inputs) per call
 
 
@@ -266,9 +267,16 @@ class ShapValues:
         """``|sum phi - (f(1) - f(0))|``: 0 up to rounding (the four explainers are all additive)."""
         return float(abs(self.values.sum() - (self.full_value - self.base_value)))
 
+    @property
+    def magnitude(self) -> np.ndarray:
+        """``|phi|``, with values at most :data:`ZERO` set to 0 (a feature the margin does not depend on
+        can come out as 1e-16 instead of 0 after shap sums its differences)."""
+        magnitude = np.abs(self.values)
+        return np.where(magnitude > ZERO, magnitude, 0.0)
+
     def ranking(self) -> np.ndarray:
-        """Feature indices by decreasing ``|phi|``, ties to the lower index."""
-        return rank_features(np.abs(self.values))
+        """Feature indices by decreasing :attr:`magnitude`, ties to the lower index."""
+        return rank_features(self.magnitude)
 
     def top(self, k: int) -> frozenset[int]:
         """The ``k`` features of largest ``|phi|``."""
@@ -499,18 +507,18 @@ class Budgets:
     """Seconds for each formal step of one comparison (``question``: cap per single oracle question;
     ``questions``: for the top-k questions of the abductive side, and again for the contrastive side).
 
-    The default totals 12 s per image at most; :meth:`scaled` spreads a total in the
+    The default totals 11 s per image at most; :meth:`scaled` spreads a total in the
     same proportions. ``ffa_max_axps`` caps the AXps the attribution enumerates.
     """
 
     axp: float = 4.0
     shap_order_axp: float = 2.0
     questions: float = 1.0
-    question: float = 0.75
-    minimum: float = 0.5
-    relevance: float = 1.0
-    relevance_question: float = 0.5
-    ffa: float = 1.5
+    question: float = 0.5
+    minimum: float = 0.25
+    relevance: float = 0.75
+    relevance_question: float = 0.25
+    ffa: float = 1.0
     ffa_max_axps: int | None = None
     cxp: float = 1.0
 
@@ -653,7 +661,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
     elif len(shap.features) != len(features):
         raise ValueError("the SHAP values and the feature set disagree on the number of features")
     n = len(features)
-    magnitude = np.abs(shap.values)
+    magnitude = shap.magnitude
     order_scores = magnitude  # deletion tries the lowest |phi| first, so high |phi| tend to stay
     ranking = shap.ranking()
     top = lambda k: frozenset(int(i) for i in ranking[:k])  # noqa: E731
@@ -665,7 +673,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
                shap_background=f"{shap.background.get('kind')}:{shap.background.get('size')}",
                shap_evaluations=shap.evaluations, shap_seconds=round(shap.seconds, 4),
                shap_additivity_error=round(shap.additivity_error, 6),
-               shap_nonzero=int((magnitude > 1e-9).sum()), max_distance=max_distance,
+               shap_nonzero=int((magnitude > 0).sum()), max_distance=max_distance,
                budget_seconds=round(budgets.total(), 3))
     oracle = make_oracle(model, spikes, backend=backend, features=features, max_distance=max_distance)
     relevance = np.full(n, UNKNOWN, np.int8)
@@ -794,7 +802,7 @@ def _relevance_metrics(magnitude: np.ndarray, relevance: np.ndarray, structural:
            "n_irrelevant_structural": int(structural.sum()), "n_relevance_unknown": int(unknown.sum()),
            "irrelevant_mass": float(magnitude[irrelevant].sum() / total) if total > 0 else None,
            "unknown_mass": float(magnitude[unknown].sum() / total) if total > 0 else None,
-           "irrelevant_nonzero": int((magnitude[irrelevant] > 1e-9).sum())}
+           "irrelevant_nonzero": int((magnitude[irrelevant] > 0).sum())}
     if irrelevant.any() and relevant.any():
         rel = np.sort(magnitude[relevant])
         # pairs (irrelevant i, relevant r) with |phi_i| > |phi_r|: for each i, the relevant values below it
@@ -909,9 +917,9 @@ def add_compare_command(subparsers) -> None:
     p.add_argument("--indices", default="0:10", help="images: 0:1000, 0:1000:10 or 3,5,7 (default 0:10)")
     p.add_argument("--model-labels-only", action="store_true",
                    help="skip images whose true label is not one of the model's classes (e.g. 1/5/9)")
-    p.add_argument("--time-limit", type=float, default=12.0,
+    p.add_argument("--time-limit", type=float, default=11.0,
                    help="seconds of formal reasoning per image at most, spread over the steps as in "
-                        "xsnn.compare.Budgets (default 12)")
+                        "xsnn.compare.Budgets (default 11)")
     p.add_argument("--ffa-max-axps", type=int, default=None, help="stop the FFA enumeration after this many AXps")
     p.add_argument("--backend", default=DEFAULT_BACKEND, help="exact oracle (as for 'xsnn explain')")
     p.add_argument("--distance", type=int, default=None, help="distance-restricted explanations")
