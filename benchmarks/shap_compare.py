@@ -217,3 +217,7 @@ def report(name: str, data_dir: str | None) -> None:
                       budgets=Budgets.scaled(settings["time_limit"]), index=first, label=int(labels[first]))
     plots.save(plots.comparison_figure(example, title=f"{settings['model']}, MNIST test image {first}"),
                RESULTS / f"shap-compare-{name}-example")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
