@@ -125,7 +125,7 @@ def speed(n_images: int, data_dir: str | None) -> int:
                      "reference_seconds": round(reference.seconds, 4),
                      "ratio": round(reference.seconds / kernel.seconds, 2)})
         print(rows[-1], file=sys.stderr)
-    out = {"command": "python benchmarks/shap_compare.py --speed", "machine": platform.machine(),
+    out = {"command": f"python benchmarks/shap_compare.py --speed --images {n_images}", "machine": platform.machine(),
            "python": platform.python_version(), "model": "mnist10-sparse192", "explainer": "permutation",
            "max_evals": 15690, "background": "kmeans:10@train", "images": rows,
            "median_ratio": float(np.median([r["ratio"] for r in rows]))}
