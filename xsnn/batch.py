@@ -800,40 +800,6 @@ def format_summary(summary: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def _plot_batch_summary(records: Sequence[dict], out_dir: Path) -> Path:
-    """Histograms of explanation time and size, and size against time, by status: ``out_dir/batch-summary.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shown = [r for r in records if r["explain_s"] is not None and r["size"] is not None]
-    statuses = sorted({r["status"] for r in shown})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    times = np.array([max(r["explain_s"], 1e-3) for r in shown])
-    bins = np.geomspace(times.min(), times.max() * 1.01, 40) if len(times) else 10
-    sizes = np.array([r["size"] for r in shown])
-    size_bins = np.linspace(sizes.min(), sizes.max() + 1, 40) if len(sizes) else 10
-    for status in statuses:
-        picked = [r for r in shown if r["status"] == status]
-        axes[0].hist([max(r["explain_s"], 1e-3) for r in picked], bins=bins, alpha=0.7, label=status)
-        axes[1].hist([r["size"] for r in picked], bins=size_bins, alpha=0.7, label=status)
-        axes[2].scatter([r["explain_s"] for r in picked], [r["size"] for r in picked], s=6, alpha=0.6, label=status)
-    axes[0].set(xscale="log", xlabel="explanation time (s)", ylabel="instances")
-    axes[1].set(xlabel="explanation size (features)", ylabel="instances")
-    axes[2].set(xscale="log", xlabel="explanation time (s)", ylabel="size (features)")
-    if statuses:
-        for axis in axes:
-            axis.legend(fontsize=8)
-    fig.suptitle(f"{len(shown)} explanations")
-    fig.tight_layout()
-    path = out_dir / "batch-summary.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -1026,7 +992,13 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
               file=sys.stderr)
     summary = summarize(scan.records)
     if args.plot:
-        summary["plot"] = str(_plot_batch_summary(scan.records, Path(args.plot)))
+        from xsnn import plots
+
+        out_dir = Path(args.plot)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figure = plots.batch_summary_figure(scan.records)
+        summary["plot"] = str(plots.save(figure, out_dir / "batch-summary", ("png",))[0])
+        plots.close(figure)
     print(json.dumps(summary) if args.json else format_summary(summary, str(path)))
     if args.plot and not args.json:
         print(f"  plot: {summary['plot']}")
