@@ -73,6 +73,7 @@ def test_export_dimacs_round_trip(capsys, model_path, tmp_path):
     (["predict", "--index", "100000"], "out of range"),
     (["explain", "--backend", "gurobi"], "unknown backend 'gurobi'"),
     (["info", "/nonexistent/model.npz"], "does not exist"),
+    (["info", "/"], "/ is a folder, not a model file"),
     (["predict", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
     (["explain", "--time-limit", "-3"], "argument --time-limit: expected a positive number of seconds, got '-3'"),
     (["explain", "--time-limit", "soon"], "argument --time-limit: expected a positive number of seconds"),

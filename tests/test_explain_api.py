@@ -267,6 +267,7 @@ def test_binarized_images_are_accepted_when_said(sample):
     ({"max_distance": -1}, "max_distance must be a whole number >= 0"),
     ({"max_distance": 1.5}, "max_distance must be a whole number >= 0"),
     ({"target": 42}, "target 42 is not a class"),
+    ({"target": 3.5}, "target must be a class label"),
     ({"target": 7}, "target 7 is the prediction itself"),
     ({"features": "patches:0"}, "patches:K"),
     ({"kind": "cxp", "algorithm": "quickxplain"}, "computes AXps only"),

@@ -1,11 +1,11 @@
 """The public API: every kind of explanation of one prediction, in one shape.
 
 >>> import xsnn
->>> model = xsnn.load_model("mnist159-binary")
+>>> model = xsnn.load_model()                # the default model
 >>> images, labels = xsnn.load_sample()
->>> e = xsnn.explain(model, images[2], max_distance=2, time_limit=60)
->>> e.kind, e.prediction, e.status
-('axp', 1, 'complete')
+>>> e = xsnn.explain(model, images[2], time_limit=60)
+>>> e.kind, e.prediction, e.status, e.minimal
+('axp', 1, 'complete', True)
 
 Each function builds an entailment oracle for the model's prediction on the image (the exact
 ``backend``; :mod:`xsnn.solvers.backends` lists them and says which runs by default), runs one
@@ -181,6 +181,8 @@ class _Question:
         scores = forward(self.base, self.spikes)
         self.prediction_index = int(scores.prediction[0])
         self.prediction = self.base.labels[self.prediction_index]
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
+            raise ValueError(f"target must be a class label (a whole number), got {target!r}")
         self.target = None if target is None else int(target)
         self.model = self.base
         if self.target is not None:
@@ -330,7 +332,7 @@ def explain(model: BSNN | str, image: Any, kind: str = "axp", *, max_distance: i
 
     Examples:
         >>> import xsnn
-        >>> model = xsnn.load_model("mnist159-binary")
+        >>> model = xsnn.load_model()
         >>> images, _ = xsnn.load_sample()
         >>> e = xsnn.explain(model, images[2], kind="cxp", time_limit=60)
         >>> e.kind, e.status, e.size > 0
@@ -414,9 +416,9 @@ def verify(explanation: Explanation, *, backend: str | None = None, time_limit: 
 
     Examples:
         >>> import xsnn
-        >>> model = xsnn.load_model("mnist159-binary")
+        >>> model = xsnn.load_model()
         >>> images, _ = xsnn.load_sample()
-        >>> report = xsnn.verify(xsnn.explain(model, images[2], max_distance=2, time_limit=60))
+        >>> report = xsnn.verify(xsnn.explain(model, images[2], time_limit=60))
         >>> report.ok, report.status
         (True, 'complete')
     """
@@ -504,9 +506,9 @@ def enumerate(model: BSNN | str, image: Any, kind: str = "axp", *, limit: int | 
 
     Examples:
         >>> import xsnn
-        >>> model = xsnn.load_model("mnist159-binary")
+        >>> model = xsnn.load_model()
         >>> images, _ = xsnn.load_sample()
-        >>> run = xsnn.enumerate(model, images[2], kind="cxp", limit=2, max_distance=2, time_limit=60)
+        >>> run = xsnn.enumerate(model, images[2], kind="cxp", limit=2, time_limit=60)
         >>> [e.kind for e in run], run.status
         (['cxp', 'cxp'], 'limit')
     """
@@ -540,7 +542,7 @@ def attribution(model: BSNN | str, image: Any, *, time_limit: float | None = Non
 
     Examples:
         >>> import xsnn
-        >>> model = xsnn.load_model("mnist159-binary")
+        >>> model = xsnn.load_model()
         >>> images, _ = xsnn.load_sample()
         >>> a = xsnn.attribution(model, images[2], max_distance=1, time_limit=60)
         >>> a.kind, a.status, a.values.shape
@@ -582,7 +584,7 @@ def explain_many(model: BSNN | str, images: Iterable[Any], kind: str = "axp", *,
 
     Examples:
         >>> import xsnn
-        >>> model = xsnn.load_model("mnist159-binary")
+        >>> model = xsnn.load_model()
         >>> images, _ = xsnn.load_sample()
         >>> [e.status for e in xsnn.explain_many(model, images[[2, 5]], max_distance=1, time_limit=60)]
         ['complete', 'complete']
@@ -624,7 +626,7 @@ def predict(model: BSNN | str, images: Any, *, binarized: bool = False) -> np.nd
     Examples:
         >>> import xsnn
         >>> images, labels = xsnn.load_sample()
-        >>> (xsnn.predict("mnist10-sparse192", images[:20]) == labels[:20]).mean() >= 0.9
+        >>> bool((xsnn.predict("mnist10-sparse192", images[:20]) == labels[:20]).mean() >= 0.9)
         True
     """
     model = _as_model(model)

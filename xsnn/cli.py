@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from xsnn.batch import add_batch_commands
+from xsnn.compare import add_compare_command
 from xsnn.model import DEFAULT_MODEL
 from xsnn.solvers.backends import DEFAULT_BACKEND
 
@@ -420,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", required=True, help="file to write")
     export.set_defaults(func=_cmd_export)
 
-    __import__("xsnn.compare", fromlist=["add_compare_command"]).add_compare_command(sub)  # xsnn compare
+    add_batch_commands(sub)  # explain-batch, summarize (xsnn.batch)
+    add_compare_command(sub)  # compare (xsnn.compare; shap is imported only when it runs)
     sub.add_parser("train", help="train a BSNN (needs torch); see 'xsnn train --help'", add_help=False)
     return parser
 

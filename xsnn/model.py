@@ -322,6 +322,9 @@ def load_model_file(path: str | os.PathLike) -> BSNN:
     foreign, tampered or invalid file. Never unpickles anything.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a model file (expected a .npz written by xsnn train or "
+                             f"save_model, or a shipped model name)")
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):

@@ -185,3 +185,35 @@ def save(figure, path: str | Path, formats: Sequence[str] = ("png", "svg"), dpi:
                        metadata={"Date": None} if fmt == "svg" else None)
         written.append(target)
     return written
+
+
+def batch_summary_figure(records: Sequence[dict]):
+    """Histograms of explanation time and size, and size against time, by status, for the rows of
+    a batch run (``xsnn summarize --plot``): each row needs ``status``, ``explain_s`` and ``size``."""
+    plt = _pyplot()
+    shown = [r for r in records if r["explain_s"] is not None and r["size"] is not None]
+    statuses = sorted({r["status"] for r in shown})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    times = np.array([max(r["explain_s"], 1e-3) for r in shown])
+    bins = np.geomspace(times.min(), times.max() * 1.01, 40) if len(times) else 10
+    sizes = np.array([r["size"] for r in shown])
+    size_bins = np.linspace(sizes.min(), sizes.max() + 1, 40) if len(sizes) else 10
+    for status in statuses:
+        picked = [r for r in shown if r["status"] == status]
+        axes[0].hist([max(r["explain_s"], 1e-3) for r in picked], bins=bins, alpha=0.7, label=status)
+        axes[1].hist([r["size"] for r in picked], bins=size_bins, alpha=0.7, label=status)
+        axes[2].scatter([r["explain_s"] for r in picked], [r["size"] for r in picked], s=6, alpha=0.6, label=status)
+    axes[0].set(xscale="log", xlabel="explanation time (s)", ylabel="instances")
+    axes[1].set(xlabel="explanation size (features)", ylabel="instances")
+    axes[2].set(xscale="log", xlabel="explanation time (s)", ylabel="size (features)")
+    if statuses:
+        for axis in axes:
+            axis.legend(fontsize=8)
+    fig.suptitle(f"{len(shown)} explanations")
+    fig.tight_layout()
+    return fig
+
+
+def close(figure) -> None:
+    """Free a figure's memory (pyplot keeps every open figure)."""
+    _pyplot().close(figure)
