@@ -20,7 +20,8 @@ enumeration, minimality witnesses by the reference forward), and the row records
         mnist10-sparse192 --distances 1 2 3 --images 20 --time-limit 20 --ball-time-limit 120 \\
         --out benchmarks/results/distance.json
 
-``--features patches:2`` uses 2x2 patches instead of pixels; ``--methods ball`` runs one method.
+``--features patches:2`` uses 2x2 patches instead of pixels; ``--methods ball`` runs one method;
+``--ball-engine kernel`` makes the ball oracle evaluate whole inputs with the packed kernel.
 """
 from __future__ import annotations
 
@@ -57,15 +58,15 @@ def _features(spec: str, model):
     raise ValueError(f"--features must be 'pixels' or 'patches:<size>', got {spec!r}")
 
 
-def run_one(method: str, model, spikes, features, k: int, time_limit: float) -> dict:
-    """One deletion dAXp; the row's fields."""
+def run_one(method: str, model, spikes, features, k: int, time_limit: float, engine: str | None = None) -> dict:
+    """One deletion dAXp; the row's fields (``engine``: the ball oracle's engine, None for its default)."""
     from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.axp import DeletionAXp
     from xsnn.solvers.ball import BallOracle, verify_by_enumeration
 
     start = time.perf_counter()
     if method == "ball":
-        oracle = BallOracle(model, spikes, features, max_distance=k)
+        oracle = BallOracle(model, spikes, features, max_distance=k, engine=engine)
     else:
         oracle = make_oracle(model, spikes, features=features, max_distance=k)
     with DeletionAXp(oracle, time_limit=time_limit) as algorithm:
@@ -74,7 +75,8 @@ def run_one(method: str, model, spikes, features, k: int, time_limit: float) -> 
     row = {"status": result.status.value, "size": len(result.features), "seconds": round(seconds, 4),
            "features": list(result.features), "calls": result.stats.get("calls", {})}
     if method == "ball":
-        row["ball"] = {**oracle.ball_stats.as_dict(), "effective_size": oracle.effective_size()}
+        row["ball"] = {**oracle.ball_stats.as_dict(), "effective_size": oracle.effective_size(),
+                       "engine": oracle.engine.name}
     elif result.status.value == "complete":
         t = time.perf_counter()
         try:
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-image", type=int, default=0, help="skip this many of those images")
     parser.add_argument("--features", default="pixels", help="'pixels' (default) or 'patches:<size>'")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--ball-engine", choices=("currents", "kernel"), default=None,
+                        help="the ball oracle's engine (default: currents where it applies)")
     parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per solver dAXp")
     parser.add_argument("--ball-time-limit", type=float, default=120.0, help="seconds per ball dAXp")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distance.json"))
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = chosen[args.first_image:args.first_image + args.images].tolist()
         warm = model.encode(images[chosen[0]:chosen[0] + 1])[0]
         for method in methods:  # warm-up (imports, solver start-up), not timed
-            run_one(method, model, warm, features, 0, args.time_limit)
+            run_one(method, model, warm, features, 0, args.time_limit, args.ball_engine)
         for k in args.distances:
             for index in chosen:
                 spikes = model.encode(images[index:index + 1])[0]
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     limit = args.ball_time_limit if method == "ball" else args.time_limit
                     row = {"model": name, "features_spec": args.features, "k": k, "image": index, "method": method,
-                           **run_one(method, model, spikes, features, k, limit), "choice": choice}
+                           **run_one(method, model, spikes, features, k, limit, args.ball_engine), "choice": choice}
                     rows.append(row)
                     print(json.dumps({key: v for key, v in row.items() if key not in ("features", "choice")}),
                           file=sys.stderr, flush=True)
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                           "load_end": os.getloadavg(), "c_kernel": c_isa()},
-              "time_limit_s": args.time_limit, "ball_time_limit_s": args.ball_time_limit,
+              "time_limit_s": args.time_limit, "ball_time_limit_s": args.ball_time_limit, "ball_engine": args.ball_engine,
               "ball_input_limit": BALL_INPUT_LIMIT, "summary": summary, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

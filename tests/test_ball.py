@@ -440,7 +440,8 @@ def test_shipped_model_axps_equal_the_solvers(name, k):
     for index in chosen.tolist():
         spikes = model.encode(images[index:index + 1])[0]
         ball = DeletionAXp(BallOracle(model, spikes, max_distance=k)).compute()
+        kernel = DeletionAXp(BallOracle(model, spikes, max_distance=k, engine="kernel")).compute()
         solver = DeletionAXp(make_oracle(model, spikes, max_distance=k)).compute()
         assert ball.status.value == "complete" and solver.status.value == "complete"
-        assert ball.features == solver.features
+        assert ball.features == solver.features == kernel.features
         assert verify_by_enumeration(solver).ok
