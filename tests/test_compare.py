@@ -360,6 +360,13 @@ def _cli(args, capsys):
     return code, capsys.readouterr()
 
 
+@pytest.fixture
+def no_mnist_folder(monkeypatch):
+    """The CLI's images come from the shipped sample unless XSNN_DATA is set (CI sets it)."""
+    monkeypatch.delenv("XSNN_DATA", raising=False)
+
+
+@pytest.mark.usefixtures("no_mnist_folder")
 def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
     out = tmp_path / "table.csv"
     args = ["compare", "--indices", "0:2", "--time-limit", "2", "--features", "patches:7", "--explainer", "exact",
@@ -376,6 +383,7 @@ def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
         assert [r["index"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
 
 
+@pytest.mark.usefixtures("no_mnist_folder")
 def test_cli_compare_jsonl_patches_exact(tmp_path, capsys):
     out = tmp_path / "table.jsonl"
     summary = tmp_path / "summary.json"
@@ -401,6 +409,7 @@ def test_cli_compare_jsonl_patches_exact(tmp_path, capsys):
 ])
 def test_cli_compare_bad_input(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XSNN_DATA", raising=False)
     code, captured = _cli(["compare", *args], capsys)
     assert code == 2 and captured.err.startswith("xsnn: error:") and message in captured.err
     assert "Traceback" not in captured.err
