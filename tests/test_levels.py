@@ -3,19 +3,21 @@ test, every verdict, the kept cuts, and whole deletion AXps."""
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.bruteforce import BruteForceOracle
+from xsnn.solvers import levels
+from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, pair_feasible
+from xsnn.solvers.oracle import Verdict
 
 from xsnn.coding import StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
-from xsnn.solvers.axp import DeletionAXp
-from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers.levels import LevelOracle, _lp_check, certifies, pair_feasible
-from xsnn.solvers.oracle import Verdict
 
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
@@ -88,6 +90,28 @@ def test_lp_certificates_are_exact(seed):
         assert np.all(a @ point >= t - 1e-6)
 
 
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_parity_cuts_hold_and_their_certificates_are_exact(seed):
+    """Every pair parity cut holds at every binary solution of its two rows, and a certificate of
+    the rows with the cuts proves its rows (with both rows of every cut it uses) infeasible."""
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(2, 6)), int(rng.integers(1, 9))
+    a = rng.choice([-1, 1], size=(m, n)).astype(np.int64)
+    t = (a > 0).sum(axis=1) - rng.integers(0, 4, size=m)
+    xs = np.array(list(itertools.product([0, 1], repeat=n)), np.int64)
+    pairs, cut_a, cut_t = _pair_rounding_cuts(a, t)
+    assert len(pairs) == m * (m - 1) // 2  # +1/-1 rows: every pair sum is even
+    for (k, l), row, rhs in zip(pairs.tolist(), cut_a, cut_t):
+        both = np.all(xs @ a[[k, l]].T >= t[[k, l]], axis=1)
+        assert np.all(xs[both] @ row >= rhs)
+    _, multipliers = _lp_check(a, t, (cut_a, cut_t))
+    if multipliers is not None:
+        used = multipliers[:m] > 0
+        used[pairs[multipliers[m:] > 0].ravel()] = True
+        assert not np.all(xs @ a[used].T >= t[used], axis=1).any()
+
+
 def test_certificate_test_is_strict():
     """A combined row that some point reaches (even at equality) certifies nothing."""
     a = np.array([[1, 1], [-1, -1]])
@@ -124,6 +148,38 @@ def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kin
             assert check.verdict is expected, (options, sorted(fixed))
             if check.verdict is Verdict.ENTAILED:
                 assert check.core is not None and check.core <= fixed
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 2), lp_only_with_parity=st.booleans())
+def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with_parity):
+    """Wider random dense networks (6-12 hidden neurons), deletion-like questions, with the
+    plain LP certificates switched off (so every LP-infeasible claim set goes to the parity cuts or
+    to CP-SAT) or with no pair cuts: brute force's verdicts, and kept cuts that hold."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 13))
+    model = random_model(rng, [int(rng.integers(6, 13))], n, int(rng.integers(2, 4)), weight_kind="binary",
+                         n_steps=n_steps, coding=StaticCoding(128), max_threshold=int(rng.integers(1, 4)))
+    instance = model.encode(rng.integers(0, 256, size=(1, n)))[0]
+    truth = BruteForceOracle(model, instance)
+    real = levels._lp_check
+
+    def only_with_parity(a, t, cuts=None):
+        point, multipliers = real(a, t, cuts)
+        return (point, None) if cuts is None else (point, multipliers)
+
+    oracle = LevelOracle(model, instance, pair_cuts=not lp_only_with_parity)
+    order = rng.permutation(n).tolist()
+    questions = [frozenset(order[k:]) for k in range(n + 1)]
+    v = instance[0].astype(np.int64)
+    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real):
+        for fixed in questions:
+            assert oracle.check(fixed).verdict is truth.check(fixed).verdict, sorted(fixed)
+            fixed_pixels = np.zeros(n, bool)
+            fixed_pixels[list(fixed)] = True
+            for rival in oracle._rivals:
+                for claims in rival.holding_cuts(fixed_pixels, v):
+                    assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
 
 
 def _claims_feasible(model, instance, rival, claims, free_pixels) -> bool:
@@ -191,9 +247,10 @@ def test_level_oracle_refuses_what_it_cannot_answer():
 def test_level_oracle_decides_a_dense_mnist_question():
     """A hard question of the shipped dense model (30 border pixels free, image 2): the level
     search and CP-SAT agree."""
+    from xsnn.solvers.cpsat import CPSATOracle
+
     import xsnn
     from xsnn import data
-    from xsnn.solvers.cpsat import CPSATOracle
 
     model = xsnn.load_model("mnist159-binary")
     images, _ = data.load_sample()
