@@ -13,6 +13,9 @@ chosen by name:
 ``smt``             z3 on the causal model (``smt:lia``, ``smt:pb``)
 ``milp``            HiGHS on the linear formulation
 ``cpsat``           OR-Tools CP-SAT on the linear formulation
+``ball``            enumeration of the distance ball on the packed kernel (distance-restricted
+                    questions only; :mod:`xsnn.solvers.ball`); ``explain`` picks it for a
+                    distance bound when :func:`~xsnn.solvers.ball.ball_choice` says the ball is small
 ``bruteforce``      every completion of the free features (tiny networks only; ground truth)
 ==================  ===========================================================================
 
@@ -33,7 +36,7 @@ __all__ = ["DEFAULT_BACKEND", "PORTFOLIO_SAT_SECONDS", "BACKEND_NAMES", "exact_o
 
 DEFAULT_BACKEND = "portfolio"  # measured fastest on the shipped models (docs/solvers.md)
 PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per question (docs/solvers.md)
-BACKEND_NAMES = ("portfolio", "sat-rivals", "sat", "smt", "milp", "cpsat", "bruteforce")
+BACKEND_NAMES = ("portfolio", "sat-rivals", "sat", "smt", "milp", "cpsat", "ball", "bruteforce")
 
 def exact_oracle_factory(backend: str) -> OracleFactory:
     """``backend`` name -> a callable ``(model, instance, features=, target=, max_distance=) -> oracle``.
@@ -64,12 +67,16 @@ def exact_oracle_factory(backend: str) -> OracleFactory:
         return lambda *a, **k: RivalSATOracle(*a, **k, **({"solver": option} if option else {}))
     if kind == "portfolio" and not option:
         return _portfolio
+    if kind == "ball" and not option:
+        from .ball import BallOracle
+
+        return BallOracle
     if kind == "bruteforce" and not option:
         from .bruteforce import BruteForceOracle
 
         return BruteForceOracle
     raise ValueError(f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
-                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat or bruteforce")
+                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat, ball or bruteforce")
 
 
 def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
@@ -92,11 +99,12 @@ def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = 
 
 
 def verifier_backend(backend: str) -> str:
-    """The backend that re-checks a certificate produced by ``backend``: CP-SAT re-checks SAT- and
-    SMT-found claims, SAT (on the causal-model CNF) re-checks the rest.
+    """The backend that re-checks a certificate produced by ``backend``: CP-SAT re-checks SAT-, SMT-
+    and ball-found claims (its rival split builds its terms over the distance ball, so it settles
+    robustness claims fast), SAT (on the causal-model CNF) re-checks the rest.
 
     (z3 was measured far slower on these queries: docs/oracles.md.)"""
-    return "cpsat" if str(backend).startswith(("sat", "smt")) else "sat"
+    return "cpsat" if str(backend).startswith(("sat", "smt", "ball")) else "sat"
 
 
 def make_oracle(model: BSNN, spikes: np.ndarray, *, backend: str = DEFAULT_BACKEND, fast_paths: bool = True,

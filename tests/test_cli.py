@@ -26,6 +26,12 @@ def model_path(tmp_path_factory):
     return save_model(model, tmp_path_factory.mktemp("models") / "tiny.npz")
 
 
+@pytest.fixture(autouse=True)
+def shipped_sample_only(monkeypatch):
+    """--index reads the shipped sample unless a test sets XSNN_DATA itself (CI sets it)."""
+    monkeypatch.delenv("XSNN_DATA", raising=False)
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()

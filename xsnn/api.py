@@ -185,6 +185,7 @@ class _Question:
             raise ValueError(f"target must be a class label (a whole number), got {target!r}")
         self.target = None if target is None else int(target)
         self.model = self.base
+        self.distance_engine: dict | None = None
         if self.target is not None:
             if self.target not in self.base.labels:
                 raise ValueError(f"target {target!r} is not a class of this model; its classes are "
@@ -203,6 +204,16 @@ class _Question:
         }
 
     def oracle(self, backend: str, fast_paths: bool):
+        """The oracle for ``backend``; under a distance bound the default backend enumerates the ball
+        when :func:`~xsnn.solvers.ball.ball_choice` finds it small enough (the choice and its reason
+        go into the result's ``stats["distance_engine"]``)."""
+        if self.max_distance is not None and backend == DEFAULT_BACKEND:
+            from xsnn.solvers.ball import BallOracle, ball_choice
+
+            choice = ball_choice(self.model, self.spikes, self.features, self.max_distance)
+            self.distance_engine = choice.as_dict()
+            if choice.use:
+                return BallOracle(self.model, self.spikes, self.features, max_distance=self.max_distance)
         return make_oracle(self.model, self.spikes, backend=backend, fast_paths=fast_paths, features=self.features,
                            max_distance=self.max_distance)
 
@@ -214,6 +225,8 @@ class _Question:
             features, minimal, seconds = result.features, result.minimal, result.seconds
             stats = {**_plain_stats(result.stats), **(stats or {})}
             status = status or result.status.value
+        if self.distance_engine is not None:
+            stats = {**(stats or {}), "distance_engine": self.distance_engine}
         mask = np.zeros(n, bool)
         mask[list(features)] = True
         return Explanation(kind=kind, data=self.data, spikes=self.spikes, mask=mask,
@@ -396,8 +409,20 @@ def _explain_question(q: _Question, kind: str, algorithm: str, backend: str, ord
 def verify_explanation(explanation: Explanation, model: BSNN, *, backend: str | None = None,
                        time_limit: float | None = None) -> VerificationReport:
     """Re-check ``explanation``'s certificate (see :func:`verify`); ``model`` is the network it is about."""
-    backend = backend or verifier_backend(explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND))
     stop = threading.Event()
+    engine = explanation.stats.get("distance_engine") or {}
+    if backend is None and explanation.max_distance is not None and not engine.get("use"):
+        # found by the solvers: re-check by enumerating the ball, which shares no encoding with them
+        from xsnn.solvers.ball import verify_by_enumeration
+
+        try:
+            report, _ = _run_stoppable(lambda: verify_by_enumeration(explanation.proof, time_limit=time_limit,
+                                                                     stop=stop), stop.set)
+            return report
+        except ValueError as exc:  # the ball is too large to enumerate: the solvers re-check it
+            log.info("verification by the solvers: %s", exc)
+    backend = backend or verifier_backend("ball" if engine.get("use") else
+                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND))
     report, _ = _run_stoppable(
         lambda: verify_certificate(explanation.proof, exact_oracle_factory(backend), time_limit=time_limit,
                                    stop=stop), stop.set)

@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from xsnn.batch import add_batch_commands
+from xsnn.compare import add_compare_command
 from xsnn.model import DEFAULT_MODEL
 from xsnn.solvers.backends import DEFAULT_BACKEND
 
@@ -177,6 +179,19 @@ def _emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def _print_result(e, source: dict, args: argparse.Namespace) -> bool:
+    """Save (``--save``) and print an explanation: JSON (``--json``), or the source and summary in
+    words; True when the text form was printed (the caller adds its picture)."""
+    if args.save:
+        e.save(args.save)
+    if args.json:
+        _emit(e.to_dict(proof=False))
+        return False
+    print(_source_words(source))
+    print(e.summary(verbose=args.verbose > 0))
+    return True
+
+
 def _exit_status(status: str) -> int:
     return EXIT_INTERRUPTED if status == "interrupted" else 0
 
@@ -235,13 +250,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                     binarized=args.binarized, fast_paths=not args.no_fast_paths, source=source, progress=printer)
     finally:
         _end_progress(printer)
-    if args.save:
-        e.save(args.save)
-    if args.json:
-        _emit(e.to_dict(proof=False))
-    else:
-        print(_source_words(source))
-        print(e.summary(verbose=args.verbose > 0))
+    if _print_result(e, source, args):
         if e.status != "error":
             print(e.render())
         if e.status in ("timeout", "interrupted") and e.kind == "axp" and args.distance is None:
@@ -293,13 +302,7 @@ def _cmd_attribution(args: argparse.Namespace) -> int:
                         binarized=args.binarized, source=source, progress=printer)
     finally:
         _end_progress(printer)
-    if args.save:
-        e.save(args.save)
-    if args.json:
-        _emit(e.to_dict(proof=False))
-    else:
-        print(_source_words(source))
-        print(e.summary(verbose=args.verbose > 0))
+    if _print_result(e, source, args):
         if e.values is not None and e.size:
             top = np.argsort(-e.values, kind="stable")[: min(10, e.size)]
             print("Highest shares: " + ", ".join(f"{e.feature_names[k]} {e.values[k]:.2f}" for k in top))
@@ -420,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", required=True, help="file to write")
     export.set_defaults(func=_cmd_export)
 
+    add_batch_commands(sub)  # explain-batch, summarize (xsnn.batch)
+    add_compare_command(sub)  # compare (xsnn.compare; shap is imported only when it runs)
     sub.add_parser("train", help="train a BSNN (needs torch); see 'xsnn train --help'", add_help=False)
     return parser
 

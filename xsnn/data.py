@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["DataError", "read_idx", "load_mnist", "load_sample", "load_images", "filter_classes", "load_image_file",
-           "mnist_dir", "DATA_ENV", "SPLITS", "SAMPLE_FILE"]
+           "load_image_set", "mnist_dir", "DATA_ENV", "SPLITS", "SAMPLE_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,38 @@ def load_sample() -> tuple[np.ndarray, np.ndarray]:
             or len(images) != len(labels):
         raise DataError(f"the shipped MNIST sample {path} has unexpected arrays")
     return images, labels
+
+
+def load_image_set(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images and, if the file has them, labels from an ``.npz`` file (read with ``allow_pickle=False``).
+
+    The file holds an array ``images`` of intensities 0..255, shape ``(n, *input_shape)``, and
+    optionally ``labels``, ``n`` non-negative integers. Returns uint8 images and int64 labels
+    (``None`` when the file has none).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in ("images", "labels") if name in names}
+    except (OSError, ValueError, EOFError) as exc:  # not a zip, object arrays, truncated members
+        raise DataError(f"{path} is not a readable .npz file of images ({exc})") from None
+    if "images" not in arrays:
+        raise DataError(f"{path} has no array 'images' (found: {', '.join(names) or 'none'})")
+    images, labels = arrays["images"], arrays.get("labels")
+    if not np.issubdtype(images.dtype, np.integer) or images.ndim < 2 or len(images) == 0 \
+            or images.min() < 0 or images.max() > 255:
+        raise DataError(f"{path}: 'images' must be a non-empty integer array (n, ...) of intensities 0..255, "
+                        f"got dtype {images.dtype} and shape {images.shape}")
+    if labels is not None:
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) \
+                or (labels.size and labels.min() < 0):
+            raise DataError(f"{path}: 'labels' must hold {len(images)} non-negative integers, "
+                            f"got dtype {labels.dtype} and shape {labels.shape}")
+        labels = labels.astype(np.int64)
+    return images.astype(np.uint8), labels
 
 
 def load_images(source: str = "sample", split: str = "test",
