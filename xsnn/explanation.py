@@ -148,7 +148,7 @@ class Explanation:
                 bound = self.stats.get("lower_bound")
                 lines.append("Proven minimum: no smaller set of features does this." if proven else
                              f"Not proven minimum ({self.status}); every explanation has at least {bound} {unit}.")
-            else:
+            elif self.size:
                 lines.append(self._minimality_words("removing any one of them lets another class win"
                                                     if self.target is None else
                                                     f"removing any one of them lets {self.target} win"))
@@ -164,7 +164,7 @@ class Explanation:
                          f"{' (all of them: exact)' if exact else f' ({self.status}: not all AXps found)'}: "
                          f"{self.size} of {n} {unit} occur in some AXp"
                          + (f", {n - self.size} in none (irrelevant)." if exact else "."))
-        lines.append(f"Time: {self.seconds:.2f} s, {self.stats.get('questions', 0)} solver questions.")
+        lines.append(f"Time: {self.seconds:.2f} s, {self.stats.get('questions', 0)} entailment questions.")
         if verbose and self.stats.get("answered_by"):
             lines.append("Answered by: " + ", ".join(f"{name} {count}" for name, count
                                                       in sorted(self.stats["answered_by"].items())))
