@@ -11,7 +11,8 @@ calls, reused cuts).
         --time-limit 1500 --out benchmarks/results/binary-profile-default-index.json
 
 Stacks: ``default`` (the explain default: rival SAT within 0.1 s, then CP-SAT behind the fast
-paths), ``levels`` (rival SAT within 0.1 s, then the level search), ``plain-sat`` (the causal
+paths), ``levels`` (rival SAT within 0.1 s, then the level search), ``levels-fast`` (the same with
+the fast paths in front of the level search), ``plain-sat`` (the causal
 model's CNF and one incremental SAT solver: plain SAT deletion, the reference paper's method).
 Orders: ``index`` and ``influence`` (:func:`xsnn.solvers.influence.influence_order`).
 """
@@ -25,10 +26,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("default", "levels", "plain-sat")
+STACKS = ("default", "levels", "levels-fast", "plain-sat")
 ORDERS = ("index", "influence")
 
 
@@ -42,6 +41,14 @@ def make_stack(name: str, model, spikes):
         from xsnn.solvers.levels import level_portfolio
 
         return level_portfolio(model, spikes)
+    if name == "levels-fast":  # the level search behind the fast paths (bounds, witness cache, attack...)
+        from xsnn.solvers.layered import LayeredOracle
+        from xsnn.solvers.levels import LEVEL_PORTFOLIO_SAT_SECONDS, LevelOracle
+        from xsnn.solvers.portfolio import PortfolioOracle
+        from xsnn.solvers.rivalsat import RivalSATOracle
+
+        return PortfolioOracle([RivalSATOracle(model, spikes), lambda: LayeredOracle(LevelOracle(model, spikes))],
+                               [LEVEL_PORTFOLIO_SAT_SECONDS])
     if name == "plain-sat":
         from xsnn.solvers.sat import SATOracle
 
@@ -61,10 +68,11 @@ def make_order(name: str, model, spikes):
 
 
 def level_stage(oracle):
-    """The level search inside ``oracle`` (a portfolio's stage), if it has been built."""
+    """The level search inside ``oracle`` (a portfolio's stage, maybe behind the fast paths), if built."""
     from xsnn.solvers.levels import LevelOracle
 
     for stage in getattr(oracle, "stages", [oracle]):
+        stage = getattr(stage, "exact", stage)  # a layered oracle's exact backend
         if isinstance(stage, LevelOracle):
             return stage
     return None

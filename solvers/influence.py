@@ -26,6 +26,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
+
 from .rivals import neuron_ladders, rival_terms
 from .rivalsat import _RivalBounds, rival_sat_applies
 

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xsnn.solvers import levels
 from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers import levels
-from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, pair_feasible
+from xsnn.solvers.levels import (
+    LevelOracle,
+    _lp_check,
+    _pair_rounding_cuts,
+    certifies,
+    pair_feasible,
+)
 from xsnn.solvers.oracle import Verdict
 
 from xsnn.coding import StaticCoding
@@ -155,7 +161,8 @@ def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kin
 def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with_parity):
     """Wider random dense networks (6-12 hidden neurons), deletion-like questions, with the
     plain LP certificates switched off (so every LP-infeasible claim set goes to the parity cuts or
-    to CP-SAT) or with no pair cuts: brute force's verdicts, and kept cuts that hold."""
+    to CP-SAT) or with no pair cuts: brute force's verdicts; every cut the search adds is
+    infeasible where it was found, and every kept cut where it is reused."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(8, 13))
     model = random_model(rng, [int(rng.integers(6, 13))], n, int(rng.integers(2, 4)), weight_kind="binary",
@@ -172,7 +179,17 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
     order = rng.permutation(n).tolist()
     questions = [frozenset(order[k:]) for k in range(n + 1)]
     v = instance[0].astype(np.int64)
-    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real):
+    cuts = []  # every cut the search adds to a master: (rival, claims, free pixels)
+    exact = levels._Question._exact
+
+    def recording(question, rival, claims):
+        answer, cut = exact(question, rival, claims)
+        if answer is True:
+            cuts.append((rival, cut, ~question.fixed_pixels))
+        return answer, cut
+
+    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real), \
+            mock.patch.object(levels._Question, "_exact", recording):
         for fixed in questions:
             assert oracle.check(fixed).verdict is truth.check(fixed).verdict, sorted(fixed)
             fixed_pixels = np.zeros(n, bool)
@@ -180,6 +197,8 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
             for rival in oracle._rivals:
                 for claims in rival.holding_cuts(fixed_pixels, v):
                     assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
+    for rival, cut, free_pixels in cuts:  # each cut holds where it was found (weakened claims included)
+        assert not _claims_feasible(model, instance, rival, cut, free_pixels)
 
 
 def _claims_feasible(model, instance, rival, claims, free_pixels) -> bool:
