@@ -11,8 +11,9 @@ calls, reused cuts).
         --time-limit 1500 --out benchmarks/results/binary-profile-default-index.json
 
 Stacks: ``default`` (the explain default: rival SAT within 0.1 s, then CP-SAT behind the fast
-paths), ``levels`` (rival SAT within 0.1 s, then the level search), ``levels-fast`` (the same with
-the fast paths in front of the level search), ``plain-sat`` (the causal
+paths), ``levels`` (the level search alone), ``levels-fast`` (the level search behind the fast
+paths), ``sat-levels-fast`` (rival SAT within 0.1 s, then the level search behind the fast
+paths), ``plain-sat`` (the causal
 model's CNF and one incremental SAT solver: plain SAT deletion, the reference paper's method).
 Orders: ``index`` and ``influence`` (:func:`xsnn.solvers.influence.influence_order`).
 """
@@ -27,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("default", "levels", "levels-fast", "plain-sat")
+STACKS = ("default", "levels", "levels-fast", "sat-levels-fast", "plain-sat")
 ORDERS = ("index", "influence")
 
 
@@ -37,18 +38,11 @@ def make_stack(name: str, model, spikes):
         from xsnn.explain import make_oracle
 
         return make_oracle(model, spikes)
-    if name == "levels":
+    if name in ("levels", "levels-fast", "sat-levels-fast"):
         from xsnn.solvers.levels import level_portfolio
 
-        return level_portfolio(model, spikes)
-    if name == "levels-fast":  # the level search behind the fast paths (bounds, witness cache, attack...)
-        from xsnn.solvers.layered import LayeredOracle
-        from xsnn.solvers.levels import LEVEL_PORTFOLIO_SAT_SECONDS, LevelOracle
-        from xsnn.solvers.portfolio import PortfolioOracle
-        from xsnn.solvers.rivalsat import RivalSATOracle
-
-        return PortfolioOracle([RivalSATOracle(model, spikes), lambda: LayeredOracle(LevelOracle(model, spikes))],
-                               [LEVEL_PORTFOLIO_SAT_SECONDS])
+        return level_portfolio(model, spikes, fast_paths=name != "levels",
+                               sat_seconds=0.1 if name.startswith("sat-") else 0.0)
     if name == "plain-sat":
         from xsnn.solvers.sat import SATOracle
 

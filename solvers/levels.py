@@ -132,24 +132,31 @@ def pair_feasible(counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, bet
     return np.where(same, lo_same <= hi_same, lo_mixed <= hi_mixed)
 
 
-LEVEL_PORTFOLIO_SAT_SECONDS = 0.1  # the rival SAT stage's budget per question, as in the default portfolio
-
-
 def level_portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                    target: int | None = None, max_distance: int | None = None) -> EntailmentOracle:
-    """The incremental per-rival SAT oracle within 0.1 s per question, then the level search (the
-    default portfolio with the level search in the place of CP-SAT). Under a distance bound,
-    where the level search does not apply, the default stack (SAT, then CP-SAT)."""
+                    target: int | None = None, max_distance: int | None = None, *,
+                    fast_paths: bool = True, sat_seconds: float = 0.0) -> EntailmentOracle:
+    """The level search behind the fast paths of :class:`~xsnn.solvers.layered.LayeredOracle`,
+    after the incremental per-rival SAT oracle within ``sat_seconds`` per question if that is
+    positive (the default portfolio's first stage; measured in ``docs/binary.md``: on the dense
+    binary models it answers almost nothing within 0.1 s, while the look-ahead answers most
+    NOT_ENTAILED questions in milliseconds). Under a distance bound, where the level search does
+    not apply, CP-SAT takes its place."""
     from .cpsat import CPSATOracle
+    from .layered import LayeredOracle
     from .portfolio import PortfolioOracle
     from .rivalsat import RivalSATOracle
 
+    def second() -> EntailmentOracle:
+        if max_distance is not None:
+            exact = CPSATOracle(model, instance, features, target, max_distance)
+        else:
+            exact = LevelOracle(model, instance, features, target)
+        return LayeredOracle(exact) if fast_paths else exact
+
+    if sat_seconds <= 0:
+        return second()
     sat = RivalSATOracle(model, instance, features, target, max_distance)
-    if max_distance is not None:
-        return PortfolioOracle([sat, lambda: CPSATOracle(model, instance, features, target, max_distance)],
-                               [LEVEL_PORTFOLIO_SAT_SECONDS])
-    return PortfolioOracle([sat, lambda: LevelOracle(model, instance, features, target)],
-                           [LEVEL_PORTFOLIO_SAT_SECONDS])
+    return PortfolioOracle([sat, second], [sat_seconds])
 
 
 class _Rival:

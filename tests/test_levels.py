@@ -9,21 +9,18 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from xsnn.solvers import levels
-from xsnn.solvers.axp import DeletionAXp
-from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers.levels import (
-    LevelOracle,
-    _lp_check,
-    _pair_rounding_cuts,
-    certifies,
-    pair_feasible,
-)
-from xsnn.solvers.oracle import Verdict
 
 from xsnn.coding import StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
+from xsnn.solvers import levels
+from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.bruteforce import BruteForceOracle
+from xsnn.solvers.influence import influence_order
+from xsnn.solvers.levels import (LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio,
+                                 pair_feasible)
+from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.rivalsat import RivalSATOracle
 
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
@@ -281,3 +278,48 @@ def test_level_oracle_decides_a_dense_mnist_question():
         expected = oracle.check(fixed, time_limit=120)
     assert got.verdict is expected.verdict is Verdict.ENTAILED
     assert int(forward(model, spikes).prediction[0]) == oracle.target
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_level_portfolio_equals_brute_force(seed, n_steps):
+    """The stack of rival SAT and the level search behind the fast paths: brute force's verdicts."""
+    model, instance, rng = dense_case(seed, "zero", n_steps)
+    features = random_features(rng, model.n_inputs)
+    truth = BruteForceOracle(model, instance, features)
+    with level_portfolio(model, instance, features) as oracle:
+        n = len(features)
+        order = rng.permutation(n).tolist()
+        for fixed in [frozenset(order[k:]) for k in range(n + 1)]:
+            assert oracle.check(fixed).verdict is truth.check(fixed).verdict
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(seed, n_steps):
+    """The scores rank the features 0..n-1 (the same twice); freeing the longest prefix of the
+    order that the interval bound proves safe keeps the prediction (brute force)."""
+    model, instance, rng = dense_case(seed, "zero", n_steps)
+    features = random_features(rng, model.n_inputs)
+    scores = influence_order(model, instance, features)
+    n = len(features)
+    assert sorted(scores.tolist()) == list(range(n))
+    assert np.array_equal(scores, influence_order(model, instance, features))
+    order = np.argsort(scores).tolist()
+    oracle = RivalSATOracle(model, instance, features, core_cache=False, witness_repair=False)
+    truth = BruteForceOracle(model, instance, features)
+    bound = oracle._bound
+    if len(bound.need):
+        for k in range(n):  # each step frees a feature whose largest slack is least (bounds afresh)
+            def worst(freed):
+                mask = np.ones(n, bool)
+                mask[freed] = False
+                bound.reset(mask)
+                return bound.slack().max()
+            chosen = worst(order[: k + 1])
+            assert all(chosen <= worst(order[:k] + [f]) for f in order[k + 1:])
+    for k in range(n + 1):
+        fixed = frozenset(order[k:])
+        if oracle.check(fixed).backend != "bounds":
+            break
+        assert truth.check(fixed).verdict is Verdict.ENTAILED
