@@ -3,9 +3,10 @@
 For each model and each of the first ``--images`` shipped sample images of the model's digits,
 one image after the other in one process:
 
-1. **ours**: deletion with :func:`xsnn.solvers.levels.level_portfolio` (rival SAT within 0.1 s,
-   then the level search behind the fast paths), in the influence order
-   (:func:`xsnn.solvers.influence.influence_order`), under ``--time-limit`` seconds;
+1. **ours**: deletion with :func:`xsnn.solvers.levels.level_portfolio` (the level search behind
+   the fast paths),
+   in ``--order`` (``index``, the default of ``explain``, or ``influence``:
+   :func:`xsnn.solvers.influence.influence_order`), under ``--time-limit`` seconds;
 2. **plain**: plain SAT deletion, the reference paper's method (the causal model's CNF in one
    incremental SAT solver, :class:`xsnn.solvers.sat.SATOracle`, no fast paths), in the *same*
    order, under ``--plain-time-limit`` seconds. Where both complete, the AXps must be identical
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["mnist159-binary"], help="model names or .npz paths")
     parser.add_argument("--images", type=int, default=20, help="first N sample images of each model's digits")
     parser.add_argument("--skip", type=int, default=0, help="skip the first K of those images")
+    parser.add_argument("--order", choices=("index", "influence"), default="index")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per AXp, ours")
     parser.add_argument("--plain-time-limit", type=float, default=600.0,
                         help="seconds per AXp, plain SAT deletion (0: do not run it)")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 spikes = model.encode(images[index][None])[0]
                 row = {"image": index, "label": int(labels[index])}
                 start = time.perf_counter()
-                order = influence_order(model, spikes)
+                order = influence_order(model, spikes) if args.order == "influence" else "index"
                 with DeletionAXp(level_portfolio(model, spikes), order=order, time_limit=args.time_limit) as alg:
                     ours = alg.compute()
                 row["ours"] = {"status": ours.status.value, "size": len(ours.features),
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 Path(args.out).write_text(json.dumps({
                     "benchmark": "binary AXps: level search against plain SAT deletion", "command": command,
+                    "order": args.order,
                     "time_limit": args.time_limit, "plain_time_limit": args.plain_time_limit,
                     "python": platform.python_version(), "results": results}, indent=1) + "\n")
     finally:
