@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-
-    import xsnn
-    from xsnn import data
     from xsnn.solvers.axp import DeletionAXp
     from xsnn.solvers.influence import influence_order
     from xsnn.solvers.levels import level_portfolio
+
+    import xsnn
+    from xsnn import data
 
     paths = args.models if args.models else sorted(str(p) for p in CANDIDATES.glob("*.npz"))
     images, labels = data.load_sample()

@@ -11,7 +11,9 @@ calls, reused cuts).
         --time-limit 1500 --out benchmarks/results/binary-profile-default-index.json
 
 Stacks: ``default`` (the explain default: rival SAT within 0.1 s, then CP-SAT behind the fast
-paths), ``levels`` (rival SAT within 0.1 s, then the level search), ``plain-sat`` (the causal
+paths), ``levels`` (the level search alone), ``levels-fast`` (the level search behind the fast
+paths), ``sat-levels-fast`` (rival SAT within 0.1 s, then the level search behind the fast
+paths), ``plain-sat`` (the causal
 model's CNF and one incremental SAT solver: plain SAT deletion, the reference paper's method).
 Orders: ``index`` and ``influence`` (:func:`xsnn.solvers.influence.influence_order`).
 """
@@ -25,10 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("default", "levels", "plain-sat")
+STACKS = ("default", "levels", "levels-fast", "sat-levels-fast", "plain-sat")
 ORDERS = ("index", "influence")
 
 
@@ -38,10 +38,11 @@ def make_stack(name: str, model, spikes):
         from xsnn.explain import make_oracle
 
         return make_oracle(model, spikes)
-    if name == "levels":
+    if name in ("levels", "levels-fast", "sat-levels-fast"):
         from xsnn.solvers.levels import level_portfolio
 
-        return level_portfolio(model, spikes)
+        return level_portfolio(model, spikes, fast_paths=name != "levels",
+                               sat_seconds=0.1 if name.startswith("sat-") else 0.0)
     if name == "plain-sat":
         from xsnn.solvers.sat import SATOracle
 
@@ -61,10 +62,11 @@ def make_order(name: str, model, spikes):
 
 
 def level_stage(oracle):
-    """The level search inside ``oracle`` (a portfolio's stage), if it has been built."""
+    """The level search inside ``oracle`` (a portfolio's stage, maybe behind the fast paths), if built."""
     from xsnn.solvers.levels import LevelOracle
 
     for stage in getattr(oracle, "stages", [oracle]):
+        stage = getattr(stage, "exact", stage)  # a layered oracle's exact backend
         if isinstance(stage, LevelOracle):
             return stage
     return None

@@ -26,6 +26,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
+
 from .rivals import neuron_ladders, rival_terms
 from .rivalsat import _RivalBounds, rival_sat_applies
 
@@ -53,9 +54,9 @@ def influence_order(model: BSNN, instance: np.ndarray, features: FeatureSet | No
             base, terms = rival_terms(model, ladders, target, rival)
             rivals.append((base, 1 if rival > target else 0, terms))
     n = len(features)
-    scores = np.zeros(n, np.float64)
+    scores = np.arange(n, dtype=np.float64)
     if not rivals or not any(terms for _, _, terms in rivals):
-        return scores  # nothing can move any rival: every order is the same
+        return scores  # nothing can move any rival: the index order
     bound = _RivalBounds(w, np.asarray(spikes[0], bool), features, rivals)
     fixed = np.ones(n, bool)
     bound.reset(fixed)

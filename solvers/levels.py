@@ -132,24 +132,31 @@ def pair_feasible(counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, bet
     return np.where(same, lo_same <= hi_same, lo_mixed <= hi_mixed)
 
 
-LEVEL_PORTFOLIO_SAT_SECONDS = 0.1  # the rival SAT stage's budget per question, as in the default portfolio
-
-
 def level_portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                    target: int | None = None, max_distance: int | None = None) -> EntailmentOracle:
-    """The incremental per-rival SAT oracle within 0.1 s per question, then the level search (the
-    default portfolio with the level search in the place of CP-SAT). Under a distance bound,
-    where the level search does not apply, the default stack (SAT, then CP-SAT)."""
+                    target: int | None = None, max_distance: int | None = None, *,
+                    fast_paths: bool = True, sat_seconds: float = 0.0) -> EntailmentOracle:
+    """The level search behind the fast paths of :class:`~xsnn.solvers.layered.LayeredOracle`,
+    after the incremental per-rival SAT oracle within ``sat_seconds`` per question if that is
+    positive (the default portfolio's first stage; measured in ``docs/binary.md``: on the dense
+    binary models it answers almost nothing within 0.1 s, while the look-ahead answers most
+    NOT_ENTAILED questions in milliseconds). Under a distance bound, where the level search does
+    not apply, CP-SAT takes its place."""
     from .cpsat import CPSATOracle
+    from .layered import LayeredOracle
     from .portfolio import PortfolioOracle
     from .rivalsat import RivalSATOracle
 
+    def second() -> EntailmentOracle:
+        if max_distance is not None:
+            exact = CPSATOracle(model, instance, features, target, max_distance)
+        else:
+            exact = LevelOracle(model, instance, features, target)
+        return LayeredOracle(exact) if fast_paths else exact
+
+    if sat_seconds <= 0:
+        return second()
     sat = RivalSATOracle(model, instance, features, target, max_distance)
-    if max_distance is not None:
-        return PortfolioOracle([sat, lambda: CPSATOracle(model, instance, features, target, max_distance)],
-                               [LEVEL_PORTFOLIO_SAT_SECONDS])
-    return PortfolioOracle([sat, lambda: LevelOracle(model, instance, features, target)],
-                           [LEVEL_PORTFOLIO_SAT_SECONDS])
+    return PortfolioOracle([sat, second], [sat_seconds])
 
 
 class _Rival:
@@ -162,6 +169,11 @@ class _Rival:
         self.sign = np.where(terms_arr[:, 2] > 0, 1, -1)
         self.bound = np.where(terms_arr[:, 2] > 0, terms_arr[:, 1], terms_arr[:, 1] - 1)  # sigma I_j >= sigma b
         self.weight = np.abs(terms_arr[:, 2])
+        # per claim: the weaker claims of its neuron and direction, weakest first
+        strength = self.sign * self.bound  # sigma b: larger is stronger
+        self.weaker = [np.array(sorted((u for u in range(len(terms_arr)) if self.neuron[u] == self.neuron[t]
+                                        and self.sign[u] == self.sign[t] and strength[u] < strength[t]),
+                                       key=lambda u: strength[u]), np.int64) for t in range(len(terms_arr))]
         self.goal = int(need - base - terms_arr[:, 2][terms_arr[:, 2] < 0].sum())  # R
         # cuts kept across questions: LP certificates (claims, G, H) and CP-SAT cores (claims, free pixels)
         self.cert_claims: list[np.ndarray] = []
@@ -235,7 +247,7 @@ class LevelOracle(EntailmentOracle):
             need = 1 if rival > self.target else 0
             if base + sum(e for _, _, e in terms if e > 0) >= need:
                 self._rivals.append(_Rival(rival, need, base, terms))
-        self.counters = {"rounds": 0, "reference": 0, "lp": 0, "lp_cuts": 0, "rounded": 0, "cg_cuts": 0, "cpsat": 0, "cpsat_cuts": 0,
+        self.counters = {"rounds": 0, "reference": 0, "lp": 0, "lp_cuts": 0, "rounded": 0, "cg_cuts": 0, "weakened": 0, "cpsat": 0, "cpsat_cuts": 0,
                          "pair_cuts": 0, "reused_cuts": 0}
 
     # ------------------------------------------------------------------ one question
@@ -341,7 +353,11 @@ class _Question:
                     return None
                 if answer is not True:
                     return answer
-                master.add_clause([-var[int(t)] for t in cut])
+                # a weakened claim may hold for every completion: it leaves the clause
+                clause = [-var[int(t)] for t in cut if int(t) in var]
+                if not clause:
+                    raise RuntimeError("a cut refutes claims that hold for every completion: inconsistent cut")
+                master.add_clause(clause)
 
     def _minimal_winning(self, rival: _Rival, claims: np.ndarray, held: np.ndarray, by_demand: np.ndarray,
                          goal: int) -> np.ndarray:
@@ -459,30 +475,66 @@ class _Question:
                           pairs: np.ndarray, pair_multipliers: np.ndarray | None = None) -> np.ndarray:
         """The cut of an exact certificate: the claims of its rows (``multipliers`` on the claims'
         rows, ``pair_multipliers`` on the rounded half-sums of the row pairs ``pairs``, indices
-        into ``claims``). Kept for reuse as ``(G, H)`` over all pixels when every half-sum is
-        integral on every pixel (then ``ceil`` of its right side is valid whatever is fixed), else
-        as a core valid where the free pixels are a subset of this question's."""
+        into ``claims``), each *weakened* where the certificate allows (below), and the
+        certificate kept for reuse.
+
+        In full-pixel form the certificate is ``G . z >= H(b)``: ``G`` the multiplied sum of the
+        rows' ``sigma W_j`` (half-sums for the pairs), ``H`` the same sum of ``sigma b`` (pairs:
+        ``ceil`` of the half-sum). It refutes its claims where ``max G . z < H`` over the
+        question's completions. ``G`` depends on the claims' neurons and directions only, so a
+        claim may be replaced by a weaker one of its neuron (a lower ``b`` for ``I_j >= b``, a
+        higher one for ``I_j <= b``) while ``H`` stays above that maximum: the cut then forbids
+        the weaker claim, hence every set holding it or the stronger one. Claims are weakened
+        greedily, largest multiplier first, each to its weakest claim that keeps the
+        certificate. The certificate is kept as ``(G, H)`` when every half-sum is integral on
+        every pixel (then the ``ceil`` is valid whatever is fixed; always so with +1/-1 weights),
+        else as a core valid where the free pixels are a subset of this question's (no
+        weakening then)."""
         o = self.o
-        used = multipliers > 0
-        if len(pairs):
-            used[pairs.ravel()] = True
-        cut = claims[used]
-        if not o.reuse_cuts:
-            return cut
+        pair_multipliers = np.zeros(0, np.int64) if pair_multipliers is None else pair_multipliers
         w_rows = rival.sign[claims][:, None] * o._w[rival.neuron[claims]]  # sigma W_j over all pixels
-        b_rows = rival.sign[claims] * rival.bound[claims]
         g_full = multipliers @ w_rows
-        h = int(multipliers @ b_rows)
         integral = True
-        for (x, y), mu in zip(pairs.tolist(), [] if pair_multipliers is None else pair_multipliers.tolist()):
+        for (x, y), mu in zip(pairs.tolist(), pair_multipliers.tolist()):
             twice = w_rows[x] + w_rows[y]
             integral &= bool(np.all(twice % 2 == 0))
             g_full = g_full + mu * (twice // 2)
-            h += mu * -((-(b_rows[x] + b_rows[y])) // 2)
+        chosen = claims.copy()  # claim of each row, weakened below
+
+        def rhs(bounds: np.ndarray) -> int:
+            """``H`` for the rows' claims with these bounds (``sigma b`` per row)."""
+            h = int(multipliers @ bounds)
+            for (x, y), mu in zip(pairs.tolist(), pair_multipliers.tolist()):
+                h += mu * -((-(int(bounds[x]) + int(bounds[y]))) // 2)
+            return h
+
+        signed = rival.sign[chosen] * rival.bound[chosen]
         if integral:
-            _push(rival.cert_claims, cut, o.keep, rival.cert_g, g_full, rival.cert_h, h)
-        else:
-            _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
+            best = int(g_full[self.fixed_pixels] @ o._v[self.fixed_pixels]
+                       + np.maximum(g_full[~self.fixed_pixels], 0).sum())
+            weight = multipliers.copy()
+            for (x, y), mu in zip(pairs.tolist(), pair_multipliers.tolist()):
+                weight[x] += mu
+                weight[y] += mu
+            for k in np.argsort(-weight, kind="stable").tolist():
+                if weight[k] <= 0:
+                    break
+                for weaker in rival.weaker[chosen[k]].tolist():  # weakest first
+                    trial = signed.copy()
+                    trial[k] = rival.sign[weaker] * rival.bound[weaker]
+                    if best < rhs(trial):
+                        chosen[k], signed = weaker, trial
+                        o.counters["weakened"] += 1
+                        break
+        used = multipliers > 0
+        if len(pairs):
+            used[pairs.ravel()] = True
+        cut = np.unique(chosen[used])
+        if o.reuse_cuts:
+            if integral:
+                _push(rival.cert_claims, cut, o.keep, rival.cert_g, g_full, rival.cert_h, rhs(signed))
+            else:
+                _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
         return cut
 
     def _cpsat(self, a: np.ndarray, t: np.ndarray):

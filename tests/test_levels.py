@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from xsnn.solvers.axp import DeletionAXp
-from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers import levels
-from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, pair_feasible
-from xsnn.solvers.oracle import Verdict
 
 from xsnn.coding import StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
+from xsnn.solvers import levels
+from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.bruteforce import BruteForceOracle
+from xsnn.solvers.influence import influence_order
+from xsnn.solvers.levels import (LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio,
+                                 pair_feasible)
+from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.rivalsat import RivalSATOracle
 
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
@@ -155,7 +158,8 @@ def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kin
 def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with_parity):
     """Wider random dense networks (6-12 hidden neurons), deletion-like questions, with the
     plain LP certificates switched off (so every LP-infeasible claim set goes to the parity cuts or
-    to CP-SAT) or with no pair cuts: brute force's verdicts, and kept cuts that hold."""
+    to CP-SAT) or with no pair cuts: brute force's verdicts; every cut the search adds is
+    infeasible where it was found, and every kept cut where it is reused."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(8, 13))
     model = random_model(rng, [int(rng.integers(6, 13))], n, int(rng.integers(2, 4)), weight_kind="binary",
@@ -172,7 +176,17 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
     order = rng.permutation(n).tolist()
     questions = [frozenset(order[k:]) for k in range(n + 1)]
     v = instance[0].astype(np.int64)
-    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real):
+    cuts = []  # every cut the search adds to a master: (rival, claims, free pixels)
+    exact = levels._Question._exact
+
+    def recording(question, rival, claims):
+        answer, cut = exact(question, rival, claims)
+        if answer is True:
+            cuts.append((rival, cut, ~question.fixed_pixels))
+        return answer, cut
+
+    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real), \
+            mock.patch.object(levels._Question, "_exact", recording):
         for fixed in questions:
             assert oracle.check(fixed).verdict is truth.check(fixed).verdict, sorted(fixed)
             fixed_pixels = np.zeros(n, bool)
@@ -180,6 +194,8 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
             for rival in oracle._rivals:
                 for claims in rival.holding_cuts(fixed_pixels, v):
                     assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
+    for rival, cut, free_pixels in cuts:  # each cut holds where it was found (weakened claims included)
+        assert not _claims_feasible(model, instance, rival, cut, free_pixels)
 
 
 def _claims_feasible(model, instance, rival, claims, free_pixels) -> bool:
@@ -262,3 +278,48 @@ def test_level_oracle_decides_a_dense_mnist_question():
         expected = oracle.check(fixed, time_limit=120)
     assert got.verdict is expected.verdict is Verdict.ENTAILED
     assert int(forward(model, spikes).prediction[0]) == oracle.target
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_level_portfolio_equals_brute_force(seed, n_steps):
+    """The stack of rival SAT and the level search behind the fast paths: brute force's verdicts."""
+    model, instance, rng = dense_case(seed, "zero", n_steps)
+    features = random_features(rng, model.n_inputs)
+    truth = BruteForceOracle(model, instance, features)
+    with level_portfolio(model, instance, features) as oracle:
+        n = len(features)
+        order = rng.permutation(n).tolist()
+        for fixed in [frozenset(order[k:]) for k in range(n + 1)]:
+            assert oracle.check(fixed).verdict is truth.check(fixed).verdict
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(seed, n_steps):
+    """The scores rank the features 0..n-1 (the same twice); freeing the longest prefix of the
+    order that the interval bound proves safe keeps the prediction (brute force)."""
+    model, instance, rng = dense_case(seed, "zero", n_steps)
+    features = random_features(rng, model.n_inputs)
+    scores = influence_order(model, instance, features)
+    n = len(features)
+    assert sorted(scores.tolist()) == list(range(n))
+    assert np.array_equal(scores, influence_order(model, instance, features))
+    order = np.argsort(scores).tolist()
+    oracle = RivalSATOracle(model, instance, features, core_cache=False, witness_repair=False)
+    truth = BruteForceOracle(model, instance, features)
+    bound = oracle._bound
+    if len(bound.need):
+        for k in range(n):  # each step frees a feature whose largest slack is least (bounds afresh)
+            def worst(freed):
+                mask = np.ones(n, bool)
+                mask[freed] = False
+                bound.reset(mask)
+                return bound.slack().max()
+            chosen = worst(order[: k + 1])
+            assert all(chosen <= worst(order[:k] + [f]) for f in order[k + 1:])
+    for k in range(n + 1):
+        fixed = frozenset(order[k:])
+        if oracle.check(fixed).backend != "bounds":
+            break
+        assert truth.check(fixed).verdict is Verdict.ENTAILED
