@@ -1,8 +1,12 @@
-"""Build of the optional C kernel ``xsnn.kernel._ckernel``; all other metadata lives in pyproject.toml.
+"""Build of the optional C extensions; all other metadata lives in pyproject.toml.
 
-The extension uses only the CPython C API (buffer protocol), no numpy headers.
+- ``xsnn.kernel._ckernel``: the forward kernel (``xsnn/kernel/_ckernel.c``);
+- ``xsnn.solvers._rivalstate``: the rival SAT oracle's helpers (``solvers/_rivalstate.c``),
+  beside their numpy references in ``solvers/rivalstate.py``.
+
+The extensions use only the CPython C API (buffer protocol), no numpy headers.
 A failed compilation logs a warning and the package falls back to the numpy
-kernel, unless the environment sets ``XSNN_REQUIRE_C_KERNEL=1``: then the
+references, unless the environment sets ``XSNN_REQUIRE_C_KERNEL=1``: then the
 build fails.
 """
 import os
@@ -19,7 +23,7 @@ def _required() -> bool:
 
 
 class KernelBuildError(RuntimeError):
-    """The C kernel failed to build while XSNN_REQUIRE_C_KERNEL=1."""
+    """A C extension failed to build while XSNN_REQUIRE_C_KERNEL=1."""
 
 
 class OptionalBuildExt(build_ext):
@@ -41,8 +45,8 @@ class OptionalBuildExt(build_ext):
         if isinstance(exc, KernelBuildError):
             raise exc
         if _required():
-            raise KernelBuildError(f"{REQUIRE_ENV} is set and the C kernel failed to build: {exc}") from exc
-        sys.stderr.write(f"WARNING: xsnn C kernel not built ({exc}); xsnn will use the numpy kernel.\n")
+            raise KernelBuildError(f"{REQUIRE_ENV} is set and a C extension failed to build: {exc}") from exc
+        sys.stderr.write(f"WARNING: an xsnn C extension was not built ({exc}); xsnn will use its numpy reference.\n")
 
 
 compile_args = [] if sys.platform == "win32" else ["-O3", "-Wall", "-Wno-psabi"]
@@ -54,7 +58,13 @@ setup(
             sources=["xsnn/kernel/_ckernel.c"],
             extra_compile_args=compile_args,
             optional=not _required(),
-        )
+        ),
+        Extension(
+            "xsnn.solvers._rivalstate",
+            sources=["solvers/_rivalstate.c"],
+            extra_compile_args=compile_args,
+            optional=not _required(),
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

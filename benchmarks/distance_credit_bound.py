@@ -1,7 +1,7 @@
 """How tight a 'credit' bound would be for distance-restricted questions (a design measurement).
 
 For target ``c`` and rival ``r`` the score difference is ``D = B + sum_t e_t [I_j(t) >= a_t]``
-(:func:`xsnn.solvers.rivals.rival_terms`). From the instance ``v``, a term *helps* the rival when
+(:func:`xsnn.encoders.rivals.rival_terms`). From the instance ``v``, a term *helps* the rival when
 ``e > 0`` and ``a > I_j(v)`` (it needs ``gap = a - I_j(v)`` raising changes) or ``e < 0`` and
 ``a <= I_j(v)`` (``gap = I_j(v) - a + 1`` lowering changes). Crediting ``|e| / gap`` to every
 pixel that moves ``I_j`` the helpful way, ``k`` changed pixels raise ``D`` by at most the sum of
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import xsnn
     from xsnn import data
     from xsnn.model import forward
-    from xsnn.solvers.rivals import neuron_ladders, rival_terms
+    from xsnn.encoders.rivals import neuron_ladders, rival_terms
 
     images, _ = data.load_sample()
     model = xsnn.load_model(args.model)

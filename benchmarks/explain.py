@@ -152,7 +152,8 @@ class _Profile:
         from xsnn.solvers import oracle as oracle_module
         from xsnn.solvers.attack import CounterexampleSearch
         from xsnn.solvers.bounds import BoundPropagator
-        from xsnn.solvers.layered import LayeredOracle, WitnessCache
+        from xsnn.solvers.layered import LayeredOracle
+        from xsnn.solvers.witnesses import WitnessCache
 
         self._wrap(WitnessCache, "find", "cache.find")
         self._wrap(WitnessCache, "add", "cache.add", hit=lambda r, s: True)

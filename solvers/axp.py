@@ -51,7 +51,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .certificate import AXpCertificate, Question, VerdictRecord
-from .layered import WitnessCache
+from .witnesses import WitnessCache
 from .oracle import Check, EntailmentOracle, Verdict
 from .result import FormalExplanation, NoExplanationError, Status
 

@@ -62,9 +62,9 @@ rival that can win.
 * ``"currents"`` (one spiking layer, static-like coding: every free train and the instance
   constant over time; all shipped models): neuron ``j`` sees one integer input
   ``I_j(x) = I_j(v) + sum_{moves in x} delta_j(move)``, and on the range ``[lo_j, hi_j]`` that
-  the whole ball reaches (:func:`~xsnn.solvers.rivals.distance_input_range`) the score
+  the whole ball reaches (:func:`~xsnn.encoders.rivals.distance_input_range`) the score
   difference to rival ``c'`` is ``D_c'(x) = B_c' + sum_{(j, a, e)} e [I_j(x) >= a]``
-  (:func:`~xsnn.solvers.rivals.rival_terms`). The prediction leaves the target iff
+  (:func:`~xsnn.encoders.rivals.rival_terms`). The prediction leaves the target iff
   ``D_c' >= need_c'`` for some rival (``need = 1`` above the target, 0 below: ties go to the
   lowest index). Rivals with ``B + sum max(e, 0) < need`` cannot win in the ball and are
   dropped; only the neurons of the remaining terms are carried (on the shipped models 0-30%
@@ -103,15 +103,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from xsnn.features import FeatureSet
-from xsnn.kernel import PackedNetwork
-from xsnn.kernel._layout import pack_bits, unpack_bits
+from xsnn.kernel import PackedNetwork, pack_bits, unpack_bits
 from xsnn.kernel.ballscan import BallScan
 from xsnn.model import BSNN, check_spikes
 
 from .bounds import BoundPropagator
-from .certificate import AXpCertificate, VerificationReport, _certificate_of, verify
+from .certificate import AXpCertificate, VerificationReport, certificate_of, verify
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.encoders.rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 
 __all__ = ["BALL_INPUT_LIMIT", "ENGINES", "BallChoice", "BallOracle", "BallStats", "ball_choice", "ball_size",
            "enumeration_size", "verify_by_enumeration"]
@@ -1011,7 +1010,7 @@ def _question_oracle(cert) -> BallOracle:
 def enumeration_size(certified) -> int:
     """The most inputs :func:`verify_by_enumeration` evaluates for one ENTAILED claim (the largest
     :meth:`BallOracle.effective_size` among them)."""
-    cert = _certificate_of(certified)
+    cert = certificate_of(certified)
     with _question_oracle(cert) as oracle:
         return max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
 
@@ -1034,7 +1033,7 @@ def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limi
             ``limit`` inputs that the oracle would evaluate (:func:`enumeration_size`): verify
             with the solvers instead.
     """
-    cert = _certificate_of(certified)
+    cert = certificate_of(certified)
     oracle = _question_oracle(cert)
     size = max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
     if size > limit:

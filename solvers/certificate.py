@@ -40,7 +40,7 @@ from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict, WitnessError, WitnessVerifier
 
 __all__ = ["Question", "VerdictRecord", "AXpCertificate", "CXpCertificate", "VerificationReport", "verify",
-           "OracleFactory", "certificate_from_dict"]
+           "OracleFactory", "certificate_from_dict", "certificate_of"]
 
 OracleFactory = Callable[..., EntailmentOracle]
 
@@ -274,7 +274,7 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
         stop: an event that, once set (e.g. on Ctrl-C, from another thread), stops the
             verification soon (status ``interrupted``).
     """
-    cert = _certificate_of(certified)
+    cert = certificate_of(certified)
     q = cert.question
     deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
     problems: list[str] = []
@@ -314,7 +314,7 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
                 problems.append(f"feature {i}: necessity record is about an unrelated fixed set")
             entailed_checks.append(((everything - x) | {i}, record.backend, f"necessity of feature {i}"))
         minimal = not cert.unproven
-    else:  # pragma: no cover - guarded by _certificate_of
+    else:  # pragma: no cover - guarded by certificate_of
         raise TypeError(type(cert).__name__)
 
     def out_of_time() -> str | None:
@@ -393,7 +393,8 @@ class _StopWatcher:
         self._done.set()
 
 
-def _certificate_of(obj):
+def certificate_of(obj) -> "AXpCertificate | CXpCertificate":
+    """The certificate ``obj`` is or holds (an explanation's ``certificate`` / ``proof``)."""
     for candidate in (obj, getattr(obj, "certificate", None), getattr(obj, "proof", None),
                       getattr(getattr(obj, "explanation", None), "certificate", None)):
         if isinstance(candidate, (AXpCertificate, CXpCertificate)):

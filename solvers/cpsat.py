@@ -1,6 +1,6 @@
 """Exact entailment with OR-Tools CP-SAT (integer arithmetic throughout, so no tolerance argument).
 
-The problem is the one of :mod:`xsnn.solvers.milp` (same :class:`~xsnn.solvers.milp.Formulation`:
+The problem is the one of :mod:`xsnn.encoders.linear` (same :class:`~xsnn.encoders.linear.Formulation`:
 input selector binaries, integer potentials, spikes, exact reset, the tie rule, the optional
 distance bound); its if-then constraints go to CP-SAT as ``OnlyEnforceIf`` constraints.
 
@@ -15,9 +15,9 @@ Two modes:
   ``core = S`` is returned instead.)
 - ``cores=False`` (default): each check builds the model of its fixed set (fixed pixels are
   constants, bounds tight for that set), like the MILP oracle; ``core = S`` minus the features
-  disconnected from the network (:func:`~xsnn.solvers.milp.disconnected_features`).
+  disconnected from the network (:func:`~xsnn.encoders.linear.disconnected_features`).
   Where the network has one spiking layer and a static-like coding (every shipped model), the
-  question is split by rival class into one-sided problems (:mod:`xsnn.solvers.rivals`),
+  question is split by rival class into one-sided problems (:mod:`xsnn.encoders.rivals`),
   solved most dangerous rival first: NOT_ENTAILED at the first feasible rival, ENTAILED when
   every rival is infeasible (``split_rivals=False`` keeps the combined model).
 
@@ -35,9 +35,9 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .milp import Formulation, build_formulation, disconnected_features, instance_selectors
+from xsnn.encoders.linear import Formulation, build_formulation, disconnected_features, instance_selectors
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import build_rival_problems, rival_split_applies
+from xsnn.encoders.rivals import build_rival_problems, rival_split_applies
 
 __all__ = ["CPSATOracle", "cpsat_model"]
 

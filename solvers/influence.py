@@ -27,8 +27,9 @@ import numpy as np
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 
-from .rivals import neuron_ladders, rival_terms
-from .rivalsat import _RivalBounds, rival_sat_applies
+from xsnn.encoders.rivals import neuron_ladders, rival_terms
+from .rivalsat import rival_sat_applies
+from .rivalstate import RivalBounds
 
 __all__ = ["influence_order"]
 
@@ -57,7 +58,7 @@ def influence_order(model: BSNN, instance: np.ndarray, features: FeatureSet | No
     scores = np.arange(n, dtype=np.float64)
     if not rivals or not any(terms for _, _, terms in rivals):
         return scores  # nothing can move any rival: the index order
-    bound = _RivalBounds(w, np.asarray(spikes[0], bool), features, rivals)
+    bound = RivalBounds(w, np.asarray(spikes[0], bool), features, rivals)
     fixed = np.ones(n, bool)
     bound.reset(fixed)
     row, breaks, gains = bound.term_row, bound.term_a, bound._gains

@@ -1,6 +1,6 @@
 """Exact entailment on dense networks by a search over the hidden neurons' levels (lazy cuts).
 
-Setting (as for :mod:`xsnn.solvers.rivals`): one spiking layer, the static coding (one Boolean
+Setting (as for :mod:`xsnn.encoders.rivals`): one spiking layer, the static coding (one Boolean
 ``x_i`` per pixel). Neuron ``j`` sees ``I_j = W_j . x`` at every step and its spike count is a
 step function of ``I_j``; for the target ``c`` and a rival ``c'``
 
@@ -19,7 +19,7 @@ with equality for the true indicators, so ``c'`` can win iff some claim set ``Q`
 ``sum_{t in Q} |e_t| >= R = need - B - sum_{e < 0} e`` (a *winning* set) is *feasible*: some
 completion ``x`` of the free pixels satisfies all its rows (any such ``x`` is a counterexample;
 conversely a counterexample's true claims form a winning feasible set). This is the one-sided
-form of :mod:`xsnn.solvers.rivals`, read as a disjunction over claim sets.
+form of :mod:`xsnn.encoders.rivals`, read as a disjunction over claim sets.
 
 **Search** (combinatorial Benders decomposition, or lazy clause generation over the claims).
 A small SAT solver (the *master*) holds one Boolean per open claim, the goal ``sum |e_t| q_t >=
@@ -87,7 +87,7 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 
 from .oracle import Check, EntailmentOracle, Verdict
-from .rivals import neuron_ladders, rival_terms
+from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from .rivalsat import rival_sat_applies
 
 __all__ = ["LevelOracle", "certifies", "level_portfolio", "level_search_applies", "pair_feasible"]

@@ -16,7 +16,8 @@ from xsnn.model import forward, random_model
 from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
 from xsnn.solvers.bounds import BoundPropagator
 from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers.layered import LayeredOracle, WitnessCache
+from xsnn.solvers.layered import LayeredOracle
+from xsnn.solvers.witnesses import WitnessCache
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict, feature_distance, verify_witness
 
 SEEDS = st.integers(0, 2**32 - 1)

@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 import xsnn
 import xsnn.kernel as kernel
 from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.kernel import KernelUnavailable, PackedNetwork
-from xsnn.kernel._layout import pack_bits, unpack_bits
-from xsnn.model import BSNN, forward, predict_indices, random_model
+from xsnn.kernel import KernelUnavailable, PackedNetwork, pack_bits, unpack_bits
+from xsnn.model import BSNN, forward, random_model
 
 HAVE_C = "c" in kernel.available_backends()
 MODELS_DIR = Path(xsnn.__file__).resolve().parent / "models"
@@ -200,7 +199,7 @@ def test_shipped_models_on_random_images(name, model):
     images[:16] = np.where(images[:16] > 200, images[:16], 0)          # sparse, digit-like
     spikes = model.encode(images)
     assert_all_backends_exact(model, spikes)
-    assert np.array_equal(predict_indices(model, spikes), forward(model, spikes).prediction)
+    assert np.array_equal(kernel.predict(model, spikes), forward(model, spikes).prediction)
 
 
 def test_mnist_sample_predictions_match():

@@ -24,8 +24,8 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, random_model
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
-from xsnn.solvers.milp import (MILPOracle, build_formulation, input_ladders, instance_selectors,
-                               potential_bounds)
+from xsnn.encoders.linear import build_formulation, input_ladders, instance_selectors, potential_bounds
+from xsnn.solvers.milp import MILPOracle
 from xsnn.solvers.oracle import Verdict
 
 MAX_COMPLETIONS = 1024  # per query (speed)

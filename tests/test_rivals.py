@@ -19,11 +19,12 @@ from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
-from xsnn.solvers.milp import potential_bounds
+from xsnn.encoders.linear import potential_bounds
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
-from xsnn.solvers.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
-from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
+from xsnn.encoders.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
+from xsnn.solvers.rivalstate import RivalCores
 from xsnn.solvers.sat import SATOracle
 
 
@@ -121,10 +122,10 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
     questions = [frozenset(order[k:]) for k in range(n_features + 1)]
     questions += [frozenset(np.flatnonzero(rng.random(n_features) < 0.5).tolist()) for _ in range(4)]
     for fixed in questions:
-        oracle._advance(fixed)
+        oracle._gate.advance(fixed)
         slack = bounds.slack()
         fresh_oracle = RivalSATOracle(model, instance, features)
-        fresh_oracle._advance(fixed)
+        fresh_oracle._gate.advance(fixed)
         fresh = fresh_oracle._bound.slack()
         assert np.array_equal(slack, fresh)
         pixels = features.pixel_mask(sorted(fixed))
@@ -175,7 +176,7 @@ def test_rival_bounds_under_a_distance_bound_hold_on_the_ball(seed, kind, reset,
     questions = [frozenset(order[k:]) for k in range(n_features + 1)]
     questions += [frozenset(np.flatnonzero(rng.random(n_features) < 0.5).tolist()) for _ in range(3)]
     for fixed in questions:
-        oracle._advance(fixed)
+        oracle._gate.advance(fixed)
         slack = oracle._bound.slack()
         scores = forward(model, ball_inputs(model, instance, features, fixed, max_distance)).scores
         for rival in range(model.n_classes):
@@ -193,11 +194,11 @@ def test_rival_bounds_under_a_distance_bound_hold_on_the_ball(seed, kind, reset,
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_rival_core_counts_follow_the_fixed_set(seed):
-    """_RivalCores, kept up to date feature by feature or reset, says a rival is covered exactly
+    """RivalCores, kept up to date feature by feature or reset, says a rival is covered exactly
     when one of its newest ``size`` cores lies inside the fixed set."""
     rng = np.random.default_rng(seed)
     n_rivals, n_features, size = int(rng.integers(1, 4)), int(rng.integers(1, 12)), int(rng.integers(1, 4))
-    cores = _RivalCores(n_rivals, n_features, size)
+    cores = RivalCores(n_rivals, n_features, size)
     kept = [[] for _ in range(n_rivals)]  # newest first
     mask = np.zeros(n_features, bool)
     for _ in range(60):
@@ -241,15 +242,15 @@ def test_witness_repair_scores_equal_the_reference_forward(seed, kind, reset, n_
 @settings(max_examples=60, deadline=None)
 @given(**case_args)
 def test_witness_repair_search_in_c_equals_the_numpy_reference(seed, kind, reset, n_steps):
-    """The C kernel's repair search returns the candidate and inputs of the numpy reference
+    """The C repair search returns the candidate and inputs of the numpy reference
     (and both name a genuine counterexample), for random kept witnesses and fixed pixels."""
     model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
     target = int(forward(model, instance).prediction[0])
     repair = RivalSATOracle(model, instance, target=target)._repair
     if not repair.in_c:
         if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() not in ("", "0", "false", "no"):
-            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the kernel has no repair_search")
-        pytest.skip("C kernel not built")
+            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the C rival helpers have no repair_search")
+        pytest.skip("C rival helpers not built")
     n = model.n_inputs
     for _ in range(int(rng.integers(1, 7))):  # more than `keep`: the oldest drop out
         repair.add(rng.random(n) < 0.5, rng.random(n) < rng.random())
@@ -269,17 +270,17 @@ def test_witness_repair_search_in_c_equals_the_numpy_reference(seed, kind, reset
 @settings(max_examples=40, deadline=None)
 @given(**case_args)
 def test_rival_gate_in_c_equals_the_numpy_bookkeeping(seed, kind, reset, n_steps):
-    """The C kernel's per-question bookkeeping (fixed masks, rival bounds, kept cores' counts,
+    """The C per-question bookkeeping (fixed masks, rival bounds, kept cores' counts,
     then "ruled out by its bound" and "covered by a kept core" per rival) equals the numpy
     reference over random sequences of fixed sets, feature groupings and kept cores."""
     model, instance, rng = one_layer_case(seed, kind, reset, n_steps)
     features = random_features(rng, model.n_inputs)
     in_c, numpy = RivalSATOracle(model, instance, features), RivalSATOracle(model, instance, features)
-    if not in_c.gate_in_c:
+    if not in_c._gate.in_c:
         if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() not in ("", "0", "false", "no"):
-            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the kernel has no rival_gate")
-        pytest.skip("C kernel not built")
-    numpy.gate_in_c = False
+            pytest.fail("XSNN_REQUIRE_C_KERNEL is set but the C rival helpers have no rival_gate")
+        pytest.skip("C rival helpers not built")
+    numpy._gate.in_c = False
     n_features, n_rivals = len(features), len(in_c._rivals)
     fixed = set(range(n_features))
     for step in range(30):
@@ -289,10 +290,10 @@ def test_rival_gate_in_c_equals_the_numpy_bookkeeping(seed, kind, reset, n_steps
             for k in rng.choice(n_features, size=int(rng.integers(1, 4))).tolist():
                 fixed ^= {k}
         frozen = frozenset(fixed)
-        got, expected = in_c._advance(frozen), numpy._advance(frozen)
+        got, expected = in_c._gate.advance(frozen), numpy._gate.advance(frozen)
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]), step
-        assert np.array_equal(in_c._fixed_mask, numpy._fixed_mask)
-        assert np.array_equal(in_c._fixed_pixels, numpy._fixed_pixels)
+        assert np.array_equal(in_c._gate.fixed_mask, numpy._gate.fixed_mask)
+        assert np.array_equal(in_c._gate.fixed_pixels, numpy._gate.fixed_pixels)
         assert np.array_equal(in_c._bound.bounds, numpy._bound.bounds)
         assert np.array_equal(in_c._cores.missing, numpy._cores.missing)
         if n_rivals and fixed and rng.random() < 0.5:  # keep a core (a subset of the fixed set) in both
@@ -315,7 +316,7 @@ def test_oracle_without_the_c_helpers_takes_the_same_paths(seed):
     runs = []
     for in_c in (True, False):
         oracle = RivalSATOracle(model, instance)
-        oracle.gate_in_c = oracle.gate_in_c and in_c
+        oracle._gate.in_c = oracle._gate.in_c and in_c
         oracle._repair.in_c = oracle._repair.in_c and in_c
         with DeletionAXp(oracle, order=order) as algorithm:
             result = algorithm.compute()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from xsnn.data import filter_classes, load_mnist, load_sample
-from xsnn.model import forward, load_model, model_card, predict_indices, shipped_model_dir, shipped_model_names
+from xsnn.kernel import predict as predict_indices
+from xsnn.model import forward, load_model, model_card, shipped_model_dir, shipped_model_names
 
 EXPECTED = {"mnist159-binary": ("binary", (1, 5, 9), 0.99),
             "mnist10-sparse192": ("ternary", tuple(range(10)), 0.97),

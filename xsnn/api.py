@@ -117,7 +117,7 @@ def _as_model(model: BSNN | str) -> BSNN:
     raise TypeError(f"model must be a BSNN or a shipped model name / .npz path, got {type(model).__name__}")
 
 
-def _feature_set(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
+def feature_set(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
     """``None`` or ``"pixels"``: one feature per pixel; ``"patches:K"``: K x K patches; or a FeatureSet."""
     if features is None or features == "pixels":
         return FeatureSet.pixels(model.n_inputs, model.input_shape)
@@ -176,7 +176,7 @@ class _Question:
 
         self.base = _as_model(model)
         self.data, self.spikes = check_image(self.base, image, binarized=binarized)
-        self.features = _feature_set(self.base, features)
+        self.features = feature_set(self.base, features)
         self.max_distance = _check_count("max_distance", max_distance, 0)
         scores = forward(self.base, self.spikes)
         self.prediction_index = int(scores.prediction[0])
@@ -672,6 +672,6 @@ def predict(model: BSNN | str, images: Any, *, binarized: bool = False) -> np.nd
             raise ValueError(f"images must hold intensities 0..255, got an array of {arr.dtype}")
         spikes = model.encode(_intensities(arr, "images", binarized).reshape(len(arr), -1)) if len(arr) \
             else np.zeros((0, *spikes_shape), np.uint8)
-    from xsnn.model import predict_indices
+    from xsnn.kernel import predict as predict_indices  # the fastest forward kernel (= the reference forward)
 
     return np.asarray(model.labels, dtype=np.int64)[predict_indices(model, spikes)]

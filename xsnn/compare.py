@@ -187,8 +187,7 @@ class MarginModel:
         self._owner = np.where(owner < 0, len(features), owner)                  # last column: always absent
         self.evaluations = 0
         if backend == "kernel":
-            from xsnn.kernel import PackedNetwork
-            from xsnn.kernel._layout import pack_bits
+            from xsnn.kernel import PackedNetwork, pack_bits
 
             self._net = PackedNetwork(model)
             self._pack = pack_bits
@@ -335,9 +334,9 @@ def _instance(model: BSNN, image: np.ndarray) -> tuple[np.ndarray | None, np.nda
 
 def _features(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
     """``None`` / ``"pixels"``, ``"patches:K"`` or a FeatureSet, as for :func:`xsnn.explain`."""
-    from xsnn.api import _feature_set
+    from xsnn.api import feature_set
 
-    return _feature_set(model, features)
+    return feature_set(model, features)
 
 
 def _feature_clustering(features: FeatureSet, input_shape: Sequence[int]) -> np.ndarray:

@@ -437,13 +437,6 @@ def contrastive_model(model: BSNN, keep: int, foil: int) -> BSNN:
                 labels=tuple(model.labels[r] for r in rows), input_shape=model.input_shape, info=info)
 
 
-def predict_indices(model: BSNN, spikes: np.ndarray) -> np.ndarray:
-    """Class indices for input spikes, using the fastest available forward kernel."""
-    from xsnn import kernel  # local: the kernel is optional machinery
-
-    return kernel.predict(model, spikes)  # the kernel validates shape, dtype and 0/1 values
-
-
 def random_model(rng: np.random.Generator, layer_sizes: Sequence[int], n_inputs: int, n_classes: int, *,
                  weight_kind: str = "binary", reset: str = "zero", n_steps: int = 2,
                  coding: Coding | None = None, max_threshold: int | None = None) -> BSNN:

@@ -44,7 +44,7 @@ from xsnn.kernel.numpy_backend import NumpyNetwork
 from xsnn.model import BSNN
 
 __all__ = ["BACKEND", "BACKENDS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores", "predict",
-           "available_backends", "c_isa"]
+           "available_backends", "c_isa", "pack_bits", "unpack_bits"]
 
 BACKENDS = ("c", "numpy")
 _EXTENSION = load_extension()

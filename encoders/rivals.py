@@ -7,7 +7,7 @@ sees one integer input at every step,
     I_j(x) = const_j + sum_{i free} W_ji x_i,
 
 and its spike count over the ``T`` steps is a step function of ``I_j``
-(:func:`~xsnn.solvers.milp.input_ladders`): with breaks ``a_j1 < a_j2 < ...`` inside the
+(:func:`~xsnn.encoders.linear.input_ladders`): with breaks ``a_j1 < a_j2 < ...`` inside the
 input's range ``[lo_j, hi_j]``,
 
     count_j(I) = count_j(lo_j) + sum_m delta_jm [I >= a_jm].
@@ -42,8 +42,8 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .milp import (Formulation, _Builder, _is_static_like, distance_rows, input_columns, input_domain,
-                   input_ladders, instance_selectors, potential_bounds)
+from .linear import (Builder, Formulation, distance_rows, input_columns, input_domain, input_ladders,
+                     instance_selectors, is_static_like, potential_bounds)
 
 __all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "distance_input_range", "rival_terms", "RivalProblem",
            "build_rival_problems"]
@@ -52,7 +52,7 @@ __all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "distance_input_r
 def rival_split_applies(model: BSNN, instance: np.ndarray) -> bool:
     """True when the one-sided rival split is exact for this model and instance: one spiking
     layer, and a static-like coding (every free train and the instance constant over time)."""
-    return len(model.layer_sizes) == 1 and _is_static_like(model.coding.free_trains(model.n_steps), instance)
+    return len(model.layer_sizes) == 1 and is_static_like(model.coding.free_trains(model.n_steps), instance)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class RivalProblem:
         upper: the largest ``D_c'`` the interval bounds allow (``>= need``, else the rival is
             not built); rivals are tried in decreasing ``upper - need``.
         need: the least ``D_c'`` with which ``c'`` wins (1 if ``c' > c``, else 0: ties go to the lowest index).
-        formulation: the one-sided problem (:class:`~xsnn.solvers.milp.Formulation`; its
+        formulation: the one-sided problem (:class:`~xsnn.encoders.linear.Formulation`; its
             ``rivals`` is empty, the goal is a plain row).
     """
 
@@ -220,7 +220,7 @@ def _one_sided(terms: list[tuple[int, int, int]], base: int, need: int, const: n
                free_idx: np.ndarray, k: int, silent_ok: bool, trains: np.ndarray, n_inputs: int,
                features: FeatureSet, fixed: frozenset[int], selectors: np.ndarray,
                max_distance: int | None) -> Formulation:
-    b = _Builder()
+    b = Builder()
     u, input_cols, pending_rows = input_columns(b, n_inputs, free_idx, k, silent_ok)
     flat_u = u.ravel()
     y = b.add_cols(np.zeros(len(terms), np.int64), 1, boolean=True)
