@@ -69,7 +69,9 @@ import numpy as np  # noqa: E402 -- after the thread settings above
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 DEFAULT_CONFIGS = ("sat-fast", "sat-plain", "smt-plain")
-FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "search", "lookahead", "cores", "repair", "fast-paths")
+# fast answer paths (the older names "search", "repair" and "fast-paths" appear in older result files)
+FAST_PATHS = ("cache", "bounds", "exhaustive", "attack", "branch-and-bound", "lookahead", "cores", "rival-repair",
+              "rival-bounds", "rival-cores", "search", "repair", "fast-paths")
 PRELOAD = ["numpy", "pysat.solvers", "pysat.card", "z3", "xsnn.api", "xsnn.solvers.sat", "xsnn.solvers.smt"]
 
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = algorithm.compute()
             row[name] = {"seconds": round(time.perf_counter() - t0, 4), "sat_calls": calls["n"],
                          "pruned": oracle.pruned, "skipped_by_cores": oracle.skipped_by_cores,
-                         "repaired": result.stats["calls"].get("repair", 0),
+                         "repaired": result.stats["calls"].get("rival-repair", 0),
                          "status": result.status.value, "size": len(result.features),
                          "features": list(result.features)}
         for name in names:

@@ -5,7 +5,8 @@ import numpy as np
 
 from xsnn.causal import CausalModel, NeuronDynamics
 from xsnn.features import FeatureSet
-from xsnn.model import BSNN, check_spikes
+from xsnn.model import BSNN
+from xsnn.question import Question
 
 __all__ = ["GOALS", "domain_kind", "prepare_query", "drive_table"]
 
@@ -35,15 +36,10 @@ def prepare_query(causal: CausalModel | BSNN, instance: np.ndarray, target: int,
     if goal not in GOALS:
         raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
     model = causal.model
-    instance = check_spikes(model, instance)[0]
-    features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
-    if features.n_inputs != model.n_inputs:
-        raise ValueError(f"feature set covers {features.n_inputs} inputs, the model has {model.n_inputs}")
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < model.n_classes:
-        raise ValueError(f"target class index {target!r} outside 0..{model.n_classes - 1}")
-    if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, (int, np.integer))
-                                     or max_distance < 0):
-        raise ValueError(f"max_distance must be a non-negative integer, got {max_distance!r}")
+    if target is None:
+        raise ValueError(f"an encoder needs the target class index (0..{model.n_classes - 1}), got None")
+    question = Question.build(model, instance, features, target, max_distance)
+    instance, features = question.instance, question.features
     rows = {tuple(r) for r in causal.coding.free_trains(causal.n_steps).tolist()}
     for i in np.flatnonzero(features.pixel_mask(range(len(features)))):
         if tuple(instance[:, i].tolist()) not in rows:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xsnn.features import FeatureSet
-from xsnn.model import BSNN
+from xsnn.model import BSNN, integrate_and_fire
 
 __all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation", "Builder",
            "is_static_like", "build_formulation", "input_columns", "distance_rows", "big_m_rows",
@@ -79,15 +79,8 @@ class NeuronBounds:
 
 def _simulate(inputs: np.ndarray, theta: np.ndarray, n_steps: int, reset: str) -> np.ndarray:
     """Potentials ``(T, m)`` of ``m`` independent neurons fed the constant input ``inputs`` at every step."""
-    v = np.zeros_like(inputs)
-    s = np.zeros_like(inputs)
-    out = np.empty((n_steps, len(inputs)), np.int64)
-    for t in range(n_steps):
-        v = v * (1 - s) if reset == "zero" else v - theta * s
-        v = v + inputs
-        s = (v >= theta).astype(np.int64)
-        out[t] = v
-    return out
+    _, potentials = integrate_and_fire(np.broadcast_to(inputs, (n_steps, len(inputs))), theta, reset)
+    return potentials
 
 
 def _propagate(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, reset: str) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xsnn.features import FeatureSet
-from xsnn.model import BSNN, check_spikes, forward
+from xsnn.model import BSNN, forward, integrate_and_fire
+from xsnn.question import Question
 from .bounds import BoundPropagator
 from .oracle import Verdict, verify_witness
 
@@ -94,17 +95,11 @@ class CounterexampleSearch:
                  target: int | None = None, max_distance: int | None = None, *, seed: int = 0,
                  max_evaluations: int = 20_000, max_steps: int | None = None, restarts: int = 3,
                  competitors: int = 3, patience: int = 16, shrink: bool = True) -> None:
-        self.model = model
-        self.instance = check_spikes(model, instance)[0]
-        self.features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
-        if self.features.n_inputs != model.n_inputs:
-            raise ValueError(f"feature set covers {self.features.n_inputs} inputs, the model has {model.n_inputs}")
-        self.target = int(forward(model, self.instance).prediction[0]) if target is None else int(target)
-        if not 0 <= self.target < model.n_classes:
-            raise ValueError(f"target class index {self.target} outside 0..{model.n_classes - 1}")
+        question = Question.build(model, instance, features, target, max_distance)
+        self.model, self.instance, self.features = model, question.instance, question.features
+        self.target, self.max_distance = question.target, question.max_distance
         if max_evaluations < 1:
             raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
-        self.max_distance = max_distance
         self.max_evaluations = int(max_evaluations)
         self.max_steps = max_steps
         self.restarts = int(restarts)
@@ -243,22 +238,9 @@ class CounterexampleSearch:
 
 
 def _integrate(currents: np.ndarray, theta: np.ndarray, reset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Integer IF dynamics on a batch of currents ``(B, T, H)``: spikes (bool) and potentials."""
-    B, T, H = currents.shape
-    v = np.zeros((B, H), np.int64)
-    s = np.zeros((B, H), bool)
-    spikes = np.zeros((B, T, H), bool)
-    pot = np.zeros((B, T, H), np.int64)
-    for t in range(T):
-        if reset == "zero":
-            v = np.where(s, 0, v)
-        else:
-            v = v - theta[None, :] * s
-        v = v + currents[:, t, :]
-        s = v >= theta[None, :]
-        spikes[:, t] = s
-        pot[:, t] = v
-    return spikes, pot
+    """:func:`xsnn.model.integrate_and_fire` on a batch of currents ``(B, T, H)``, spikes as bool."""
+    spikes, pot = integrate_and_fire(currents, theta, reset)
+    return spikes.view(bool), pot
 
 
 class _Run:

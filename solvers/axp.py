@@ -50,7 +50,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from .certificate import AXpCertificate, Question, VerdictRecord
+from xsnn.question import Question
+from .certificate import AXpCertificate, VerdictRecord
 from .witnesses import WitnessCache
 from .oracle import Check, EntailmentOracle, Verdict
 from .result import FormalExplanation, NoExplanationError, Status
@@ -233,12 +234,6 @@ class OracleAlgorithm:
             run.undecided = True
         return check
 
-    def _ask_fast(self, fixed) -> Check:
-        """A speculative question for the oracle's fast paths only (UNKNOWN marks nothing undecided)."""
-        check = self.oracle.check_fast(fixed)
-        self._record(check, "block:" + check.backend)
-        return check
-
     def _record(self, check: Check, key: str) -> None:
         """Count one answer under ``key`` (per run and in total) and keep its witness."""
         run = self._run
@@ -277,21 +272,12 @@ class OracleAlgorithm:
         raise NoExplanationError("could not decide, within the time limit, that fixing every feature entails the target")
 
     def _deletion(self, start: Check, order: Sequence[int], use_cores: bool,
-                  known: dict[int, np.ndarray] | None = None, max_block: int = 1
+                  known: dict[int, np.ndarray] | None = None
                   ) -> tuple[set[int], Check, dict[int, np.ndarray], set[int]]:
         """Deletion from a sufficient set (``start`` is its ENTAILED check).
 
         Returns ``(S, sufficiency check, witnesses, unproven)``. Features in ``known`` are
         already proven necessary (their witness is given) and are not asked about again.
-
-        With ``max_block > 1`` and an oracle with fast paths (``check_fast``, e.g.
-        :class:`~xsnn.solvers.layered.LayeredOracle`), after an ENTAILED answer the next
-        question frees a *block* of the next undecided features in order (size doubling up to
-        ``max_block``, back to 1 after a block that is not proven ENTAILED). Block questions are
-        asked of the fast paths only: with more features free they can be much harder for the
-        exact solver, so an undecided block costs no exact call. An ENTAILED block frees all its features at once, which is
-        exactly what one-by-one deletion would do: each of its one-feature questions fixes a
-        superset of ``S`` minus the block, and sufficiency is monotone. So the AXp is the same.
         """
         s = set(_justified(start, use_cores))
         sufficiency = start
@@ -301,7 +287,6 @@ class OracleAlgorithm:
                                "the oracle is inconsistent")
         unproven: set[int] = set()
         order = list(order)
-        block_size = 1
         run = self._run
         run.current, run.witnesses, run.sufficiency = s, witnesses, sufficiency
         for pos, i in enumerate(order):
@@ -310,27 +295,8 @@ class OracleAlgorithm:
             if self._expired():
                 self._run.timed_out = True
                 break
-            if block_size > 1 and hasattr(self.oracle, "check_fast"):
-                block = [j for j in order[pos:] if j in s and j not in witnesses and j not in unproven][:block_size]
-                if len(block) > 1:
-                    check = self._ask_fast(s - set(block))
-                    if check.verdict is Verdict.ENTAILED:
-                        new = _justified(check, use_cores)
-                        if not new <= s - set(block) or (s - new) & set(witnesses):
-                            raise RuntimeError(f"{check.backend} returned an inconsistent core")
-                        s = set(new)
-                        sufficiency = check
-                        run.current, run.sufficiency = s, sufficiency
-                        unproven &= s
-                        block_size = min(2 * block_size, max_block)
-                        continue
-                block_size = 1
-                if self._expired():
-                    self._run.timed_out = True
-                    break
             check = self._ask(s - {i})
             if check.verdict is Verdict.ENTAILED:
-                block_size = min(2, max_block)
                 sufficiency = check
                 run.sufficiency = check
                 if not (use_cores and check.core is not None):
@@ -418,33 +384,26 @@ class _OrderedAXp(OracleAlgorithm):
 
 
 class DeletionAXp(_OrderedAXp):
-    """Deletion-based AXp: one oracle call per feature (fewer with ``use_cores`` or blocks).
+    """Deletion-based AXp: one oracle call per feature (fewer with ``use_cores``).
 
     Args:
         oracle: the entailment oracle.
         order: removal order (see :func:`feature_order`).
         image: raw intensities for ``"brightest"`` / ``"darkest"``.
         use_cores: replace the set by an ENTAILED answer's core.
-        max_block: after an ENTAILED answer, ask the oracle's fast paths (if it has them) to free
-            the next 2, 4, ... (at most this many) undecided features at once; the AXp is the
-            same as one by one (1 disables it).
         time_limit, call_time_limit: budgets (see :class:`OracleAlgorithm`).
     """
 
     def __init__(self, oracle: EntailmentOracle, *, order: Order = "index", image: np.ndarray | None = None,
-                 use_cores: bool = False, max_block: int = 16, time_limit: float | None = None,
+                 use_cores: bool = False, time_limit: float | None = None,
                  call_time_limit: float | None = None) -> None:
         super().__init__(oracle, order=order, image=image, use_cores=use_cores, time_limit=time_limit,
                          call_time_limit=call_time_limit)
-        if int(max_block) < 1:
-            raise ValueError(f"max_block must be >= 1, got {max_block}")
-        self.max_block = int(max_block)
 
     def compute(self) -> FormalExplanation:
         self._begin()
         start = self._initial_axp_check()
-        s, sufficiency, witnesses, unproven = self._deletion(start, self.order, self.use_cores,
-                                                             max_block=self.max_block)
+        s, sufficiency, witnesses, unproven = self._deletion(start, self.order, self.use_cores)
         return self._axp_result(s, sufficiency, witnesses, unproven)
 
 

@@ -72,7 +72,8 @@ from typing import Iterable
 import numpy as np
 
 from xsnn.features import FeatureSet
-from xsnn.model import BSNN, check_spikes, forward
+from xsnn.model import BSNN, integrate_and_fire
+from xsnn.question import Question
 
 __all__ = ["BoundPropagator", "Bounds", "LayerBounds"]
 
@@ -148,17 +149,9 @@ class BoundPropagator:
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None) -> None:
-        self.model = model
-        self.instance = check_spikes(model, instance)[0]
-        self.features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
-        if self.features.n_inputs != model.n_inputs:
-            raise ValueError(f"feature set covers {self.features.n_inputs} inputs, the model has {model.n_inputs}")
-        self.target = int(forward(model, self.instance).prediction[0]) if target is None else int(target)
-        if not 0 <= self.target < model.n_classes:
-            raise ValueError(f"target class index {self.target} outside 0..{model.n_classes - 1}")
-        if max_distance is not None and max_distance < 0:
-            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
-        self.max_distance = max_distance
+        question = Question.build(model, instance, features, target, max_distance)
+        self.model, self.instance, self.features = model, question.instance, question.features
+        self.target, self.max_distance = question.target, question.max_distance
         T = model.n_steps
         self._T = T
         self._owner = self.features.feature_of_pixel()
@@ -452,15 +445,10 @@ class _ConstantCurrentTable:
         if theta.size * (top + 2) * n_steps > _MAX_TABLE_ENTRIES:
             return None
         c = np.arange(top + 1, dtype=np.int64)[None, :]  # (1, G)
-        v = np.zeros((theta.size, top + 1), np.int64)
-        s = np.zeros_like(v, dtype=bool)
-        spikes = np.zeros((theta.size, top + 1, n_steps), bool)
         th = theta[:, None]
-        for t in range(n_steps):
-            v = v * (~s) if reset == "zero" else v - th * s
-            v = v + c
-            s = v >= th
-            spikes[:, :, t] = s
+        # every neuron fed every constant current 0..top: spikes (theta.size, G, T)
+        trains, _ = integrate_and_fire(np.broadcast_to(c[:, None, :], (theta.size, n_steps, top + 1)), th, reset)
+        spikes = trains.transpose(0, 2, 1).astype(bool)
         valid = c <= th  # currents above theta_j are clipped to theta_j, never queried
         spikes &= valid[:, :, None]
         prefix = np.concatenate([np.zeros((theta.size, 1, n_steps), np.int64), np.cumsum(spikes, axis=1)], axis=1)

@@ -35,72 +35,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+from xsnn.question import Question
 from .oracle import Check, EntailmentOracle, Verdict, WitnessError, WitnessVerifier
 
-__all__ = ["Question", "VerdictRecord", "AXpCertificate", "CXpCertificate", "VerificationReport", "verify",
+__all__ = ["VerdictRecord", "AXpCertificate", "CXpCertificate", "VerificationReport", "verify",
            "OracleFactory", "certificate_from_dict", "certificate_of"]
 
 OracleFactory = Callable[..., EntailmentOracle]
-
-
-@dataclass(frozen=True, eq=False)
-class Question:
-    """What an explanation is about: the network, the instance, the features, the target, ``k``."""
-
-    model: BSNN
-    instance: np.ndarray
-    features: FeatureSet
-    target: int
-    max_distance: int | None
-
-    @classmethod
-    def from_oracle(cls, oracle: EntailmentOracle) -> "Question":
-        instance = np.array(oracle.instance, dtype=np.uint8, copy=True)
-        instance.setflags(write=False)
-        return cls(oracle.model, instance, oracle.features, oracle.target, oracle.max_distance)
-
-    def as_dict(self) -> dict:
-        out = {"model_hash": self.model.content_hash(), "instance": self.instance.tolist(),
-               "n_features": len(self.features), "target": self.target, "max_distance": self.max_distance}
-        if self.features != FeatureSet.pixels(self.model.n_inputs, self.model.input_shape):
-            out["feature_groups"] = [list(g) for g in self.features.groups]
-            out["feature_names"] = list(self.features.names)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping, model: BSNN) -> "Question":
-        """Inverse of :meth:`as_dict`; ``model`` must be the network the dict names by its hash."""
-        if d["model_hash"] != model.content_hash():
-            raise ValueError(f"the certificate is about the model with hash {d['model_hash'][:12]}..., "
-                             f"not this one ({model.content_hash()[:12]}...)")
-        if "feature_groups" in d:
-            features = FeatureSet(tuple(tuple(int(i) for i in g) for g in d["feature_groups"]),
-                                  tuple(str(n) for n in d["feature_names"]), model.n_inputs)
-        else:
-            features = FeatureSet.pixels(model.n_inputs, model.input_shape)
-        if len(features) != d["n_features"]:
-            raise ValueError(f"the certificate names {d['n_features']} features, its groups give {len(features)}")
-        instance = np.array(d["instance"], dtype=np.uint8)
-        if instance.shape != (model.n_steps, model.n_inputs):
-            raise ValueError(f"the certificate's instance has shape {instance.shape}, "
-                             f"expected {(model.n_steps, model.n_inputs)}")
-        instance.setflags(write=False)
-        return cls(model, instance, features, int(d["target"]),
-                   None if d["max_distance"] is None else int(d["max_distance"]))
-
-    def witness_as_dict(self, witness: np.ndarray) -> list[list[int]]:
-        """The ``[t, i]`` positions where ``witness`` differs from the instance."""
-        return np.argwhere(np.asarray(witness) != self.instance).tolist()
-
-    def witness_from_dict(self, changes: list) -> np.ndarray:
-        """Inverse of :meth:`witness_as_dict`: the instance with the listed positions flipped."""
-        witness = np.array(self.instance, dtype=np.uint8, copy=True)
-        if len(changes):
-            t, i = np.asarray(changes, dtype=np.int64).T
-            witness[t, i] ^= 1
-        return witness
 
 
 @dataclass(frozen=True)

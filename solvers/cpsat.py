@@ -4,26 +4,18 @@ The problem is the one of :mod:`xsnn.encoders.linear` (same :class:`~xsnn.encode
 input selector binaries, integer potentials, spikes, exact reset, the tie rule, the optional
 distance bound); its if-then constraints go to CP-SAT as ``OnlyEnforceIf`` constraints.
 
-Two modes:
+Each check builds the model of its fixed set (fixed pixels are constants, bounds tight for
+that set), like the MILP oracle; ``core = S`` minus the features disconnected from the network
+(:func:`~xsnn.encoders.linear.disconnected_features`). Where the network has one spiking layer
+and a static-like coding (every shipped model), the question is split by rival class into
+one-sided problems (:mod:`xsnn.encoders.rivals`), solved most dangerous rival first:
+NOT_ENTAILED at the first feasible rival, ENTAILED when every rival is infeasible
+(``split_rivals=False`` keeps the combined model; the tests compare the two).
 
-- ``cores=True``: the model for "nothing fixed" is built once. Feature ``k`` gets an
-  assumption literal ``a_k`` with ``a_k -> u[i,r] = instance`` for each of its pixels, and a
-  check assumes ``a_k`` for ``k in S``. When infeasible, CP-SAT's
-  ``sufficient_assumptions_for_infeasibility`` names a subset of the assumptions, i.e. a
-  subset of ``S`` that is itself sufficient: the core. (OR-Tools issue #5141: with presolve
-  on, that list may name a literal that is not an assumption; such a core is not trusted and
-  ``core = S`` is returned instead.)
-- ``cores=False`` (default): each check builds the model of its fixed set (fixed pixels are
-  constants, bounds tight for that set), like the MILP oracle; ``core = S`` minus the features
-  disconnected from the network (:func:`~xsnn.encoders.linear.disconnected_features`).
-  Where the network has one spiking layer and a static-like coding (every shipped model), the
-  question is split by rival class into one-sided problems (:mod:`xsnn.encoders.rivals`),
-  solved most dangerous rival first: NOT_ENTAILED at the first feasible rival, ENTAILED when
-  every rival is infeasible (``split_rivals=False`` keeps the combined model).
-
-Measured (``benchmarks/oracles.py``, ``docs/oracles.md``): the rebuild mode is one to two orders of
-magnitude faster, and the assumption cores on MNIST-size inputs are barely smaller than ``S``
-(CP-SAT cannot presolve away assumed variables, and the all-free bounds are loose); hence the default.
+A mode that built the model once and fixed features by assumptions (CP-SAT's
+``sufficient_assumptions_for_infeasibility`` as cores) was measured one to two orders of
+magnitude slower, with cores barely smaller than ``S`` on MNIST-size inputs
+(``docs/oracles.md``), and was removed.
 """
 from __future__ import annotations
 
@@ -33,11 +25,11 @@ from typing import Mapping
 
 import numpy as np
 
+from xsnn.encoders.linear import Formulation, build_formulation, disconnected_features, instance_selectors
+from xsnn.encoders.rivals import build_rival_problems, rival_split_applies
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from xsnn.encoders.linear import Formulation, build_formulation, disconnected_features, instance_selectors
 from .oracle import Check, EntailmentOracle, Verdict
-from xsnn.encoders.rivals import build_rival_problems, rival_split_applies
 
 __all__ = ["CPSATOracle", "cpsat_model"]
 
@@ -69,12 +61,9 @@ class CPSATOracle(EntailmentOracle):
     Args:
         model, instance, features, target, max_distance: as for every
             :class:`~xsnn.solvers.oracle.EntailmentOracle`.
-        cores: build once and fix features by assumptions (CP-SAT cores on ENTAILED), or
-            (default) rebuild per check (see the module docstring).
-        num_workers: CP-SAT search workers (1 by default: benchmarks are per core, and cores
-            from assumptions are reliable with one worker).
+        num_workers: CP-SAT search workers (1 by default: benchmarks are per core).
         seed: CP-SAT random seed.
-        split_rivals: in rebuild mode, decide one rival class at a time with the one-sided
+        split_rivals: decide one rival class at a time with the one-sided
             formulation where it applies (see the module docstring).
         probe_seconds: with ``split_rivals``, the first round's budget per rival.
         parameters: further CP-SAT parameters by name (e.g. ``{"linearization_level": 0}``).
@@ -83,19 +72,17 @@ class CPSATOracle(EntailmentOracle):
     name = "cpsat"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, cores: bool = False,
-                 num_workers: int = 1, seed: int = 0, split_rivals: bool = True,
+                 target: int | None = None, max_distance: int | None = None, *, num_workers: int = 1, seed: int = 0, split_rivals: bool = True,
                  probe_seconds: float = 0.05, parameters: Mapping[str, object] | None = None) -> None:
         super().__init__(model, instance, features, target, max_distance)
         from ortools.sat.python import cp_model
 
         self._cp_model = cp_model
-        self.cores = cores
         self.num_workers = int(num_workers)
         self.seed = int(seed)
-        self._selectors = instance_selectors(model, self.instance)
+        instance_selectors(model, self.instance)  # fails early with a clear error
         self._disconnected = disconnected_features(model, self.features)
-        self.split_rivals = bool(split_rivals) and not cores and rival_split_applies(model, self.instance)
+        self.split_rivals = bool(split_rivals) and rival_split_applies(model, self.instance)
         if probe_seconds < 0:
             raise ValueError(f"probe_seconds must be >= 0, got {probe_seconds}")
         self.probe_seconds = float(probe_seconds)
@@ -105,29 +92,6 @@ class CPSATOracle(EntailmentOracle):
             if not hasattr(probe, key):
                 raise ValueError(f"unknown CP-SAT parameter {key!r}")
         self._feasible_rivals: dict[int, int] = {}  # rival -> how often its part had a counterexample
-        self._model = None
-        self._base: Formulation | None = None
-        self._assumption_of: dict[int, int] = {}  # feature -> literal index
-        self._feature_of: dict[int, int] = {}  # literal index -> feature
-        if cores:
-            self._build_incremental()
-
-    def _build_incremental(self) -> None:
-        form = build_formulation(self.model, self.instance, self.features, frozenset(), self.target,
-                                 self.max_distance)
-        self._base = form
-        if form.no_rival:
-            return
-        m, variables = cpsat_model(form)
-        for f, group in enumerate(self.features.groups):
-            a = m.new_bool_var(f"fix{f}")
-            for i in group:
-                for r in range(form.input_cols.shape[1]):
-                    lit = variables[int(form.input_cols[i, r])]
-                    m.add_implication(a, lit if self._selectors[i] == r else lit.Not())
-            self._assumption_of[f] = a
-            self._feature_of[a.index] = f
-        self._model = (m, variables)
 
     def _solver(self, time_limit: float | None):
         solver = self._cp_model.CpSolver()
@@ -150,19 +114,10 @@ class CPSATOracle(EntailmentOracle):
         if self.split_rivals:
             return self._check_by_rival(fixed, time_limit)
         cp_model = self._cp_model
-        if self.cores:
-            form = self._base
-            if form.no_rival:  # the target wins whatever the input: the empty set is sufficient
-                return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
-            m, variables = self._model
-            m.clear_assumptions()
-            m.add_assumptions([self._assumption_of[f] for f in sorted(fixed)])
-        else:
-            form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
-                                     self.max_distance)
-            if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
-            m, variables = cpsat_model(form)
+        form = build_formulation(self.model, self.instance, self.features, fixed, self.target, self.max_distance)
+        if form.no_rival:
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
+        m, _ = cpsat_model(form)
         solver = self._solver(time_limit)
         if self._interrupted:
             return Check(Verdict.UNKNOWN, fixed, backend=self.name)
@@ -171,7 +126,7 @@ class CPSATOracle(EntailmentOracle):
             values = np.asarray(solver.response_proto.solution, dtype=np.int64)
             return Check(Verdict.NOT_ENTAILED, fixed, witness=form.witness(self.instance, values), backend=self.name)
         if status == cp_model.INFEASIBLE:
-            return Check(Verdict.ENTAILED, fixed, core=self._core(solver, fixed), backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
         if status == cp_model.MODEL_INVALID:
             raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
         return Check(Verdict.UNKNOWN, fixed, backend=self.name)
@@ -219,15 +174,5 @@ class CPSATOracle(EntailmentOracle):
                 return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
         return Check(Verdict.UNKNOWN, fixed, backend=self.name)
 
-    def _core(self, solver, fixed: frozenset[int]) -> frozenset[int]:
-        if not self.cores:
-            return fixed - self._disconnected
-        indices = list(solver.sufficient_assumptions_for_infeasibility())
-        core = [self._feature_of.get(int(i)) for i in indices]
-        if any(f is None or f not in fixed for f in core):
-            log.debug("CP-SAT core names non-assumption literals (%s); using the whole fixed set", indices)
-            return fixed
-        return frozenset(core)
-
     def close(self) -> None:
-        self._model = None
+        self._active = None

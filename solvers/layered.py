@@ -18,7 +18,7 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    of them are evaluated (exact integer arithmetic) -> ENTAILED, or NOT_ENTAILED with a witness;
 4. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
    with the most recent cached witnesses) -> NOT_ENTAILED;
-5. ``"search"`` — :class:`~xsnn.solvers.attack.BoundSearch`, branch and bound pruned by the
+5. ``"branch-and-bound"`` — :class:`~xsnn.solvers.attack.BoundSearch`, branch and bound pruned by the
    bounds, within ``search_nodes`` nodes -> ENTAILED, or NOT_ENTAILED with a witness;
 6. the exact oracle (its own backend name) -> its verdict.
 
@@ -30,7 +30,7 @@ answers in a millisecond, failing fast paths would otherwise cost more than they
 Every fast answer is a proof (a verified witness, sound bounds, or a complete enumeration),
 so the verdict always equals the exact oracle's; only UNKNOWN (exact budget exhausted) can
 differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive",
-"search") carries ``core = S`` (no smaller core is known).
+"branch-and-bound") carries ``core = S`` (no smaller core is known).
 """
 from __future__ import annotations
 
@@ -171,7 +171,8 @@ class LayeredOracle(EntailmentOracle):
             Only which path answers changes, never the verdict.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
-    ``"cache"``, ``"bounds"``, ``"exhaustive"``, ``"attack"``, ``"search"`` or the exact backend's name.
+    ``"cache"``, ``"lookahead"``, ``"cores"``, ``"bounds"``, ``"exhaustive"``, ``"attack"``,
+    ``"branch-and-bound"`` or the exact backend's name.
     """
 
     name = "layered"
@@ -201,7 +202,6 @@ class LayeredOracle(EntailmentOracle):
         self._exact_calls = 0
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
-        self._fast_only = False
         if exhaustive_limit < 0:
             raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
         self.exhaustive_limit = int(exhaustive_limit)
@@ -210,10 +210,10 @@ class LayeredOracle(EntailmentOracle):
         self.search_nodes = int(search_nodes)
         self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
                         if bounds else None)
-        self._search = CounterexampleSearch(self.model, self.instance, self.features, self.target,
+        self._counterexamples = CounterexampleSearch(self.model, self.instance, self.features, self.target,
                                             self.max_distance, seed=attack_seed,
                                             max_evaluations=attack_evaluations, restarts=attack_restarts)
-        self._attack = self._search if attack else None
+        self._attack = self._counterexamples if attack else None
         self._cache = WitnessCache(self, cache_size) if witness_cache else None
         self._bab = None
         if bounds and self.search_nodes:
@@ -223,16 +223,6 @@ class LayeredOracle(EntailmentOracle):
     @property
     def exact_name(self) -> str:
         return self.exact.name
-
-    def check_fast(self, fixed, time_limit: float | None = None) -> Check:
-        """Like :meth:`check`, but never asks the exact oracle: UNKNOWN (backend ``"fast-paths"``)
-        when no fast path decides. For speculative questions (e.g. deletion blocks) that are
-        only worth asking when they are cheap."""
-        self._fast_only = True
-        try:
-            return self.check(fixed, time_limit=time_limit)
-        finally:
-            self._fast_only = False
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         start = time.perf_counter()
@@ -257,7 +247,7 @@ class LayeredOracle(EntailmentOracle):
                 return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds"))
         if self.exhaustive_limit and self._worth("exhaustive"):
             with self._timed("exhaustive") as hit:
-                done = hit.value = self._search.exhaust(fixed, self.exhaustive_limit)
+                done = hit.value = self._counterexamples.exhaust(fixed, self.exhaustive_limit)
             if done is not None:
                 if done.found:
                     self._remember(done.witness)
@@ -271,20 +261,18 @@ class LayeredOracle(EntailmentOracle):
             if found.found:
                 self._remember(found.witness)
                 return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
-        if self._bab is not None and self._worth("search"):
+        if self._bab is not None and self._worth("branch-and-bound"):
             # the search may use at most half of what is left of the per-call budget, and (adaptive)
             # no more than an exact call costs on average
             left = None if time_limit is None else 0.5 * (time_limit - (time.perf_counter() - start))
-            with self._timed("search") as hit:
+            with self._timed("branch-and-bound") as hit:
                 decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=self._capped(left))
                 hit.value = decided.verdict is not Verdict.UNKNOWN
             if decided.verdict is Verdict.ENTAILED:
-                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="search"))
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="branch-and-bound"))
             if decided.verdict is Verdict.NOT_ENTAILED:
                 self._remember(decided.witness)
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="search")
-        if self._fast_only:
-            return Check(Verdict.UNKNOWN, fixed, backend="fast-paths")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="branch-and-bound")
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
         if remaining is not None and remaining <= 0:
             return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)

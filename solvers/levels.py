@@ -550,6 +550,7 @@ class _Question:
             m.add(cp_model.LinearExpr.weighted_sum(x, row) >= int(rhs))
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = 1
+        solver.parameters.catch_sigint_signal = False  # else CP-SAT keeps its own SIGINT handler: Ctrl-C is lost
         if self.deadline is not None:
             solver.parameters.max_time_in_seconds = max(self.deadline - time.perf_counter(), 0.0)
         status = solver.solve(m)

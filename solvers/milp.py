@@ -21,7 +21,7 @@ import logging
 import numpy as np
 
 from xsnn.encoders.linear import (Formulation, LinearRow, big_m_rows, build_formulation, disconnected_features,
-                                  instance_selectors, potential_bounds)
+                                  instance_selectors)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
@@ -89,7 +89,7 @@ class _ScipyEngine:
 
 
 class _HighspyEngine:
-    """HiGHS through the ``highspy`` package: a model kept between solves, column bounds changed.
+    """HiGHS through the ``highspy`` package: one model loaded per formulation.
 
     ``highspy`` and OR-Tools each ship a ``libhighs.so.1``; the dynamic loader keeps only the
     first one loaded, so this engine and :mod:`xsnn.solvers.cpsat` cannot share a process.
@@ -130,9 +130,6 @@ class _HighspyEngine:
         if self.h.passModel(lp) == hs.HighsStatus.kError:
             raise RuntimeError("HiGHS rejected the model (a bug in the formulation)")
 
-    def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
-        self.h.changeColsBounds(len(cols), cols.astype(np.int32), lower.astype(np.float64), upper.astype(np.float64))
-
     def solve(self, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
         h, hs = self.h, self.hs
         # HiGHS 1.15 restarts its run clock at every run(), so the limit is per call.
@@ -160,16 +157,16 @@ class MILPOracle(EntailmentOracle):
         model, instance, features, target, max_distance: as for every
             :class:`~xsnn.solvers.oracle.EntailmentOracle`.
         engine: ``"scipy"`` (default): the HiGHS inside scipy (``scipy.optimize.milp``), which can
-            share a process with OR-Tools; ``"highspy"``: the ``highspy`` package (needed for
-            ``incremental``; cannot be loaded together with OR-Tools, see :class:`_HighspyEngine`).
-        incremental: if False (default), each check builds the formulation for its fixed set
-            (fixed pixels become constants; bounds and big-M values are tight for that set).
-            If True (``engine="highspy"`` only), the formulation for "nothing fixed" is passed
-            to HiGHS once and each check only changes column bounds: the input binaries of
-            fixed pixels are fixed to the instance and the potential/spike bounds are
-            tightened to the fixed set's bounds (big-M values stay those of the all-free problem).
+            share a process with OR-Tools; ``"highspy"``: the ``highspy`` package (cannot be loaded
+            together with OR-Tools, see :class:`_HighspyEngine`).
         tolerance: HiGHS primal/MIP feasibility tolerance (the data are integers; keep it tiny).
         threads: HiGHS threads (1: benchmarks are per core).
+
+    Each check builds the formulation for its fixed set (fixed pixels become constants; bounds
+    and big-M values are tight for that set). A mode that loaded the all-free formulation once and
+    changed column bounds per check was measured slower in total (102 s against 77 s over 24 queries,
+    faster on some models and slower on others; ``docs/oracles.md``), needed ``highspy`` (which cannot
+    share a process with OR-Tools) and was removed.
 
     Cores: an ENTAILED check returns ``core = fixed`` minus the features that are disconnected
     from the network (:func:`disconnected_features`; zero weights, common in ternary models).
@@ -179,76 +176,33 @@ class MILPOracle(EntailmentOracle):
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None, *, engine: str = "scipy",
-                 incremental: bool = False, tolerance: float = 1e-9, threads: int = 1) -> None:
+                 tolerance: float = 1e-9, threads: int = 1) -> None:
         super().__init__(model, instance, features, target, max_distance)
         if engine not in ENGINES:
             raise ValueError(f"unknown MILP engine {engine!r}; choose one of {', '.join(ENGINES)}")
-        if incremental and engine != "highspy":
-            raise ValueError("incremental=True needs engine='highspy' (scipy's milp rebuilds every model)")
         if not 0 < tolerance <= 1e-6:
             raise ValueError(f"tolerance must be in (0, 1e-6], got {tolerance}")
         instance_selectors(model, self.instance)  # fails early with a clear error
         self.engine = engine
-        self.incremental = incremental
         self._disconnected = disconnected_features(model, self.features)
         self._engine = (_HighspyEngine if engine == "highspy" else _ScipyEngine)(tolerance, int(threads))
-        self._base: Formulation | None = None
-        if incremental:
-            self._base = build_formulation(model, self.instance, self.features, frozenset(), self.target,
-                                           max_distance)
-            if not self._base.no_rival:
-                self._engine.load(self._base)
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._engine is None:
             raise ValueError("this MILPOracle was closed")
-        if self.incremental:
-            form = self._base
-            if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
-            self._fix_bounds(form, fixed)
+        form = build_formulation(self.model, self.instance, self.features, fixed, self.target, self.max_distance)
+        if form.no_rival:
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
+        if self.engine == "highspy":
+            self._engine.load(form)
             verdict, values = self._engine.solve(time_limit)
         else:
-            form = build_formulation(self.model, self.instance, self.features, fixed, self.target,
-                                     self.max_distance)
-            if form.no_rival:
-                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
-            if self.engine == "highspy":
-                self._engine.load(form)
-                verdict, values = self._engine.solve(time_limit)
-            else:
-                verdict, values = self._engine.solve(form, time_limit)
+            verdict, values = self._engine.solve(form, time_limit)
         if verdict is Verdict.NOT_ENTAILED:
             return Check(verdict, fixed, witness=form.witness(self.instance, values), backend=self.name)
         if verdict is Verdict.ENTAILED:
             return Check(verdict, fixed, core=fixed - self._disconnected, backend=self.name)
         return Check(verdict, fixed, backend=self.name)
-
-    def _fix_bounds(self, form: Formulation, fixed: frozenset[int]) -> None:
-        """Incremental mode: fix the fixed pixels' input binaries and tighten potential/spike bounds."""
-        free = ~self.features.pixel_mask(sorted(fixed))
-        selectors = instance_selectors(self.model, self.instance)
-        cols = form.input_cols  # every pixel has columns in the all-free formulation
-        lower = np.zeros(cols.shape, np.int64)
-        upper = np.ones(cols.shape, np.int64)
-        fixed_px = np.flatnonzero(~free)
-        on = fixed_px[selectors[fixed_px] >= 0]
-        upper[fixed_px] = 0
-        lower[on, selectors[on]] = 1
-        upper[on, selectors[on]] = 1
-        keep = cols.ravel() >= 0
-        idx, lo, hi = [cols.ravel()[keep]], [lower.ravel()[keep]], [upper.ravel()[keep]]
-        bounds = potential_bounds(self.model, self.instance, free)
-        for layer in range(len(self.model.weights)):
-            s_lo, s_hi = bounds.spike_bounds(self.model, layer)
-            if layer == 0 and bounds.constant_input:  # the columns are the inputs I_j
-                v_lo, v_hi = bounds.first_input[0][0], bounds.first_input[1][0]
-            else:
-                v_lo, v_hi = bounds.lower[layer], bounds.upper[layer]
-            idx += [form.potential_cols[layer].ravel(), form.spike_cols[layer].ravel()]
-            lo += [v_lo.ravel(), s_lo.ravel()]
-            hi += [v_hi.ravel(), s_hi.ravel()]
-        self._engine.set_bounds(np.concatenate(idx), np.concatenate(lo), np.concatenate(hi))
 
     def close(self) -> None:
         if self._engine is not None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
+from xsnn.question import Question
 
 __all__ = ["Verdict", "Check", "EntailmentOracle", "OracleStats", "WitnessError",
            "WitnessVerifier", "feature_distance", "verify_witness"]
@@ -173,18 +174,10 @@ class EntailmentOracle(abc.ABC):
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None) -> None:
-        self.model = model
-        self.instance = check_spikes(model, instance)[0]
-        self.features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
-        if self.features.n_inputs != model.n_inputs:
-            raise ValueError(f"feature set covers {self.features.n_inputs} inputs, the model has {model.n_inputs}")
-        self.prediction = int(forward(model, self.instance).prediction[0])
-        self.target = self.prediction if target is None else int(target)
-        if not 0 <= self.target < model.n_classes:
-            raise ValueError(f"target class index {self.target} outside 0..{model.n_classes - 1}")
-        if max_distance is not None and max_distance < 0:
-            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
-        self.max_distance = max_distance
+        question = Question.build(model, instance, features, target, max_distance)
+        self.model, self.instance, self.features = model, question.instance, question.features
+        self.target, self.max_distance = question.target, question.max_distance
+        self.prediction = question.target if target is None else int(forward(model, self.instance).prediction[0])
         self.stats = OracleStats()
         self._witness_verifier: WitnessVerifier | None = None  # built on the first witness
 

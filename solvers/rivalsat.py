@@ -97,9 +97,11 @@ class RivalSATOracle(EntailmentOracle):
             docstring); only NOT_ENTAILED answers come this way, each with a witness that
             :meth:`check` verifies. Off under a distance bound.
 
-    ``stats`` counts answers by path: the solver name, ``repair`` for a repaired witness, or
-    ``bounds`` / ``cores`` for an ENTAILED answer that needed no solver (every rival ruled out
-    by its bound or a kept core; ``cores`` if at least one kept core was used).
+    ``stats`` counts answers by path: the solver name, ``rival-repair`` for a repaired witness, or
+    ``rival-bounds`` / ``rival-cores`` for an ENTAILED answer that needed no solver (every rival
+    ruled out by its bound or a kept core; ``rival-cores`` if at least one kept core was used).
+    (The ``bounds`` and ``cores`` paths of :class:`~xsnn.solvers.layered.LayeredOracle` are
+    other mechanisms.)
     """
 
     recent_witnesses = 4  # witnesses kept for repair, the newest first
@@ -197,7 +199,7 @@ class RivalSATOracle(EntailmentOracle):
         if order and self.witness_repair:
             witness = self._repair.find(self._gate.fixed_pixels)
             if witness is not None:
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="repair")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="rival-repair")
         # the selectors of the fixed features (from the mask: about 3x cheaper than from the set)
         assumptions = (np.flatnonzero(self._gate.fixed_mask) + offset).tolist() if order else []
         in_core = np.zeros(n_features, bool)
@@ -232,7 +234,7 @@ class RivalSATOracle(EntailmentOracle):
             in_core |= self._bound.wired[pruned].any(axis=0) & self._gate.fixed_mask
         if n_covered:
             in_core |= self._cores.union(covered)
-        backend = self.name if order else "cores" if n_covered else "bounds"
+        backend = self.name if order else "rival-cores" if n_covered else "rival-bounds"
         # the core is a subset of the fixed set, most of it: built as the fixed set minus the rest
         # (copying a set is much cheaper than making a new one from hundreds of ints)
         outside = np.flatnonzero(self._gate.fixed_mask & ~in_core).tolist()

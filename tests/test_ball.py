@@ -178,7 +178,7 @@ def test_explanations_equal_brute_force_ones(seed, k):
     truth = BruteForceOracle(model, instance, features, max_distance=k)
     oracle = BallOracle(model, instance, features, max_distance=k)
     try:
-        expected = DeletionAXp(truth, max_block=1).compute().features
+        expected = DeletionAXp(truth).compute().features
     except NoExplanationError:
         return
     assert DeletionAXp(oracle).compute().features == expected
@@ -312,7 +312,7 @@ def axp_certificate(seed: int, k: int):
     model, instance, features, _ = random_case(seed, odd_instance=False)
     oracle = BruteForceOracle(model, instance, features, max_distance=k)
     try:
-        return DeletionAXp(oracle, max_block=1).compute(), model, instance, features
+        return DeletionAXp(oracle).compute(), model, instance, features
     except NoExplanationError:
         return None
 

@@ -260,7 +260,7 @@ def test_branch_and_bound_is_exact(seed, leaf_limit):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
         assert got.verdict is reference.check(fixed).verdict
-        assert got.backend in {"cache", "bounds", "search"}
+        assert got.backend in {"cache", "bounds", "branch-and-bound"}
 
 
 def test_branch_and_bound_needs_pixel_features():

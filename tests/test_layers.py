@@ -23,7 +23,7 @@ SOURCES = {"xsnn": ROOT / "xsnn", "xsnn.encoders": ROOT / "encoders", "xsnn.solv
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("xsnn.data",)),
     ("coding", ("xsnn.coding",)),
-    ("model", ("xsnn.model", "xsnn.features")),
+    ("model", ("xsnn.model", "xsnn.features", "xsnn.question")),
     ("kernel", ("xsnn.kernel",)),
     ("causal", ("xsnn.causal",)),
     ("encoders", ("xsnn.encoders",)),

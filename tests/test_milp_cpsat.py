@@ -73,14 +73,14 @@ def test_verdicts_equal_bruteforce(seed, kind, reset, coding, n_steps, n_layers,
     target = int(rng.integers(0, model.n_classes)) if other_target else None
     args = dict(target=target, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
-    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, cores=True, **args),
-               CPSATOracle(model, instance, **args), CPSATOracle(model, instance, split_rivals=False, **args)]
+    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, **args),
+               CPSATOracle(model, instance, split_rivals=False, **args)]
     for _ in range(3):
         fixed = random_fixed(rng, model, truth.features)
         expected = truth.check(fixed).verdict
         for oracle in oracles:
             check = oracle.check(fixed)  # a NOT_ENTAILED witness is verified by the base class
-            assert check.verdict is expected, (type(oracle).__name__, oracle.__dict__.get("cores"), sorted(fixed))
+            assert check.verdict is expected, (type(oracle).__name__, oracle.__dict__.get("split_rivals"), sorted(fixed))
             if check.verdict is Verdict.ENTAILED:
                 assert_core_sufficient(check, fixed, truth)
 
@@ -99,7 +99,7 @@ def test_patch_features_and_uncovered_pixels(seed, kind, reset, coding, n_steps,
     features = FeatureSet(groups, tuple(f"g{k}" for k in range(len(groups))), n)
     args = dict(features=features, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
-    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, cores=True, **args)]
+    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, split_rivals=False, **args)]
     for _ in range(3):
         fixed = random_fixed(rng, model, features)
         try:
@@ -120,7 +120,7 @@ def test_all_features_fixed(seed, kind, reset, coding, n_steps, n_layers):
     model, instance, rng = make_case(seed, kind, reset, coding, n_steps, n_layers)
     prediction = int(forward(model, instance).prediction[0])
     everything = range(model.n_inputs)
-    for make in (MILPOracle, CPSATOracle, lambda *a, **k: CPSATOracle(*a, cores=True, **k)):
+    for make in (MILPOracle, CPSATOracle, lambda *a, **k: CPSATOracle(*a, split_rivals=False, **k)):
         assert make(model, instance).check(everything).verdict is Verdict.ENTAILED
         other = (prediction + 1) % model.n_classes
         check = make(model, instance, target=other).check(everything)
@@ -162,16 +162,14 @@ def test_ladder_reproduces_the_spike_train_of_every_input(theta, lo, width, n_st
 
 
 def test_cores_can_be_smaller_than_the_fixed_set():
-    """CP-SAT assumption cores drop features the proof does not need; the rebuild oracles drop
-    features disconnected from the network (all-zero weight columns)."""
+    """The rebuild oracles drop features disconnected from the network (all-zero weight columns)."""
     rng = np.random.default_rng(7)
-    smaller = {"cpsat-cores": 0, "milp": 0, "cpsat": 0}
+    smaller = {"milp": 0, "cpsat": 0}
     for _ in range(10):
         model = random_model(rng, [3], 10, 3, weight_kind="ternary", n_steps=2, max_threshold=2)
         instance = model.encode(rng.integers(0, 256, size=(1, 10)))[0]
         truth = BruteForceOracle(model, instance)
-        oracles = {"cpsat-cores": CPSATOracle(model, instance, cores=True), "milp": MILPOracle(model, instance),
-                   "cpsat": CPSATOracle(model, instance)}
+        oracles = {"milp": MILPOracle(model, instance), "cpsat": CPSATOracle(model, instance)}
         for name, oracle in oracles.items():
             check = oracle.check(range(10))
             assert check.verdict is Verdict.ENTAILED
@@ -203,8 +201,6 @@ def test_bad_arguments_are_clear_errors():
     good = np.zeros((3, 4), np.uint8)
     with pytest.raises(ValueError, match="engine"):
         MILPOracle(model, good, engine="gurobi")
-    with pytest.raises(ValueError, match="incremental"):
-        MILPOracle(model, good, incremental=True)
     with pytest.raises(ValueError, match="unknown feature"):
         MILPOracle(model, good).check([7])
 
@@ -237,8 +233,7 @@ HIGHSPY_SCRIPT = textwrap.dedent("""
         x = model.encode(rng.integers(0, 256, size=(1, n_in)))[0]
         d = None if trial % 3 else int(rng.integers(0, 3))
         truth = BruteForceOracle(model, x, max_distance=d)
-        oracles = [MILPOracle(model, x, max_distance=d, engine="highspy"),
-                   MILPOracle(model, x, max_distance=d, engine="highspy", incremental=True)]
+        oracles = [MILPOracle(model, x, max_distance=d, engine="highspy")]
         for _ in range(3):
             fixed = np.flatnonzero(rng.random(n_in) < rng.random()).tolist()
             expected = truth.check(fixed).verdict
@@ -250,9 +245,9 @@ HIGHSPY_SCRIPT = textwrap.dedent("""
 
 
 def test_highspy_engine_in_its_own_process():
-    """The highspy engine (its own libhighs cannot share a process with OR-Tools), both modes."""
+    """The highspy engine (its own libhighs cannot share a process with OR-Tools)."""
     if importlib.util.find_spec("highspy") is None:  # never import it here: it would break OR-Tools
         pytest.skip("highspy is not installed")
     proc = subprocess.run([sys.executable, "-c", HIGHSPY_SCRIPT], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("ok 240")
+    assert proc.stdout.startswith("ok 120")

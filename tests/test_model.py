@@ -6,9 +6,12 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.model import BSNN, ModelFileError, forward, load_model, load_model_file, random_model, save_model
+from xsnn.model import (BSNN, ModelFileError, forward, integrate_and_fire, load_model, load_model_file, random_model,
+                        save_model)
 
 
 def tiny(**overrides) -> BSNN:
@@ -193,3 +196,42 @@ def test_input_sums_equal_the_integer_product(n_rows):
     spikes[1::3] = spikes[0::3][: len(spikes[1::3])]  # repeats, as static coding gives, beside changes
     expected = spikes.astype(np.int64) @ w.T
     assert np.array_equal(_input_sums(spikes, np.ascontiguousarray(w, np.float32)), expected)
+
+
+def _integrate_and_fire_by_hand(currents: list[int], theta: int, reset: str, fixed: list[int | None]) -> tuple[list, list]:
+    """The contract's equations for one neuron, in plain Python integers, one step at a time."""
+    v, s, spikes, potentials = 0, 0, [], []
+    for t, current in enumerate(currents):
+        if t:
+            v = v * (1 - s) if reset == "zero" else v - theta * s
+        v += current
+        s = int(v >= theta) if fixed[t] is None else fixed[t]
+        spikes.append(s)
+        potentials.append(v)
+    return spikes, potentials
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 6),
+       intervene=st.booleans())
+def test_integrate_and_fire_is_the_contract(seed, reset, n_steps, intervene):
+    """integrate_and_fire (the one implementation: model, causal model, encodings, attack) equals
+    the contract's equations neuron by neuron, with and without intervened spikes."""
+    rng = np.random.default_rng(seed)
+    m, k = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    currents = rng.integers(-6, 7, size=(m, n_steps, k))
+    theta = rng.integers(1, 6, size=k)
+    mask = (rng.random((n_steps, k)) < 0.3) if intervene else None
+    values = rng.integers(0, 2, size=(n_steps, k)) if intervene else None
+    spikes, potentials = integrate_and_fire(currents, theta, reset, mask, values)
+    assert spikes.dtype == np.uint8 and potentials.dtype == np.int64 and spikes.shape == currents.shape
+    for b in range(m):
+        for j in range(k):
+            fixed = [int(values[t, j]) if intervene and mask[t, j] else None for t in range(n_steps)]
+            s, v = _integrate_and_fire_by_hand(currents[b, :, j].tolist(), int(theta[j]), reset, fixed)
+            assert spikes[b, :, j].tolist() == s and potentials[b, :, j].tolist() == v
+
+
+def test_integrate_and_fire_rejects_an_unknown_reset():
+    with pytest.raises(ValueError, match="reset"):
+        integrate_and_fire(np.zeros((2, 1), np.int64), np.ones(1, np.int64), "leaky")

@@ -341,12 +341,12 @@ def test_witness_repair_gives_genuine_witnesses_and_the_same_axp(seed):
         plain = RivalSATOracle(model, instance, bound_pruning=False, core_cache=False, witness_repair=False)
         with DeletionAXp(fast, order=order) as a, DeletionAXp(plain, order=order) as b:
             assert a.compute().features == b.compute().features
-        repaired += fast.stats.calls.get("repair", 0)
+        repaired += fast.stats.calls.get("rival-repair", 0)
         checker = RivalSATOracle(model, instance)
         for k in range(n_inputs + 1):  # deletion-like questions, compared with brute force
             fixed = frozenset(order[k:])
             assert checker.check(fixed).verdict is truth.check(fixed).verdict
-        repaired += checker.stats.calls.get("repair", 0)
+        repaired += checker.stats.calls.get("rival-repair", 0)
     assert repaired > 0
 
 

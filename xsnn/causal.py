@@ -31,15 +31,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from xsnn.model import BSNN, check_spikes
+from xsnn.model import BSNN, check_spikes, integrate_and_fire
 
 __all__ = ["Input", "Spike", "Score", "Prediction", "Pixel", "Neuron", "Variable", "CausalModel",
            "CausalValues", "BatchValues", "Counterfactual", "Equation", "ConstantEquation", "SpikeEquation",
-           "ScoreEquation", "PredictionEquation", "NeuronDynamics", "integrate"]
+           "ScoreEquation", "PredictionEquation", "NeuronDynamics"]
 
 
 # --------------------------------------------------------------------------- variables
@@ -96,38 +96,6 @@ InterventionKey = Union[Input, Spike, Score, Prediction, Pixel, Neuron]
 # --------------------------------------------------------------------------- neuron dynamics
 
 
-def integrate(drive: np.ndarray, theta: np.ndarray, reset: str, fixed_mask: np.ndarray | None = None,
-              fixed_values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Integrate-and-fire of ``k`` neurons over ``T`` steps, in int64.
-
-    Args:
-        drive: ``(m, T, k)`` integer input currents ``sum_i W_ji s_i(t)``.
-        theta: ``(k,)`` thresholds.
-        reset: ``"zero"`` or ``"subtract"``.
-        fixed_mask, fixed_values: ``(T, k)``; where the mask is set the spike is the
-            intervened constant instead of ``[V >= theta]`` (the reset reads it).
-
-    Returns:
-        spikes ``(m, T, k)`` uint8 and potentials ``(m, T, k)`` int64 (before reset).
-    """
-    drive = np.asarray(drive, dtype=np.int64)
-    m, n_steps, k = drive.shape
-    theta = np.asarray(theta, dtype=np.int64)
-    v = np.zeros((m, k), np.int64)
-    s = np.zeros((m, k), np.int64)
-    spikes = np.zeros((m, n_steps, k), np.uint8)
-    potentials = np.zeros((m, n_steps, k), np.int64)
-    for t in range(n_steps):
-        v = v * (1 - s) if reset == "zero" else v - theta * s
-        v = v + drive[:, t, :]
-        s = (v >= theta).astype(np.int64)
-        if fixed_mask is not None and fixed_mask[t].any():
-            s = np.where(fixed_mask[t], fixed_values[t].astype(np.int64), s)
-        potentials[:, t] = v
-        spikes[:, t] = s
-    return spikes, potentials
-
-
 @dataclass(frozen=True, eq=False)
 class NeuronDynamics:
     """All structural equations of one neuron (every step), as one object.
@@ -150,7 +118,8 @@ class NeuronDynamics:
         drive = np.asarray(drive, dtype=np.int64)
         mask = np.array([[f is not None] for f in self.fixed], dtype=bool)
         values = np.array([[0 if f is None else f] for f in self.fixed], dtype=np.uint8)
-        spikes, potentials = integrate(drive[:, :, None], np.array([self.threshold]), self.reset, mask, values)
+        spikes, potentials = integrate_and_fire(drive[:, :, None], np.array([self.threshold]), self.reset, mask,
+                                                values)
         return spikes[:, :, 0], potentials[:, :, 0]
 
 
@@ -201,13 +170,13 @@ class SpikeEquation(Equation):
         return tuple(p for step in self.inputs for p, _ in step) + self.own
 
     def __call__(self, values: Mapping[Variable, int]) -> int:
-        v = 0
-        for t, step in enumerate(self.inputs):
-            if t > 0:
-                s_prev = int(values[self.own[t - 1]])
-                v = v * (1 - s_prev) if self.reset == "zero" else v - self.threshold * s_prev
-            v += sum(w * int(values[p]) for p, w in step)
-        return int(v >= self.threshold)
+        # the neuron's own earlier spikes are parents: they enter as intervened values
+        n = len(self.inputs)
+        drive = np.array([[sum(w * int(values[p]) for p, w in step)] for step in self.inputs], np.int64)
+        mask = (np.arange(n) < n - 1)[:, None]
+        own = np.array([[int(values[self.own[t]]) if t < n - 1 else 0] for t in range(n)], np.int64)
+        spikes, _ = integrate_and_fire(drive, np.array([self.threshold]), self.reset, mask, own)
+        return int(spikes[-1, 0])
 
 
 @dataclass(frozen=True)
@@ -560,7 +529,7 @@ class CausalModel:
         spikes_out, potentials_out = [], []
         for l, (w, theta) in enumerate(zip(model.weights, model.thresholds)):
             drive = np.einsum("mti,ji->mtj", layer_in.astype(np.int64), w.astype(np.int64))
-            s, v = integrate(drive, theta, model.reset, self._spike_mask[l], self._spike_values[l])
+            s, v = integrate_and_fire(drive, theta, model.reset, self._spike_mask[l], self._spike_values[l])
             spikes_out.append(s)
             potentials_out.append(v)
             layer_in = s

@@ -34,7 +34,7 @@ import numpy as np
 
 from xsnn.coding import Coding, as_pixel_matrix, coding_from_spec
 
-__all__ = ["BSNN", "ForwardResult", "forward", "save_model", "load_model", "ModelFileError",
+__all__ = ["BSNN", "ForwardResult", "forward", "integrate_and_fire", "save_model", "load_model", "ModelFileError",
            "FORMAT_VERSION", "WEIGHT_KINDS", "RESETS"]
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,50 @@ def _input_sums(spikes: np.ndarray, w_float: np.ndarray) -> np.ndarray:
     return out
 
 
+def integrate_and_fire(currents: np.ndarray, theta: np.ndarray, reset: str, fixed_mask: np.ndarray | None = None,
+                       fixed_values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The integrate-and-fire neuron of the contract, in int64: the one implementation of it.
+
+    With input currents ``I(t)`` (steps on the second-to-last axis) and thresholds ``theta``::
+
+        V(0) = I(0),
+        V(t) = I(t) + V(t-1) (1 - s(t-1))          (reset "zero"),
+        V(t) = I(t) + V(t-1) - theta s(t-1)         (reset "subtract"),
+        s(t) = [V(t) >= theta].
+
+    Args:
+        currents: integer currents ``(..., T, k)``.
+        theta: thresholds, broadcastable to ``(..., k)``.
+        reset: ``"zero"`` or ``"subtract"``.
+        fixed_mask, fixed_values: ``(T, k)``; where the mask is set, the spike is the intervened
+            value instead of ``[V >= theta]`` (and the reset reads it): the causal model's ``do``.
+
+    Returns:
+        ``(spikes, potentials)``: spikes uint8 and potentials int64 (before the reset of the
+        next step), both ``(..., T, k)``.
+    """
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+    currents = np.asarray(currents, dtype=np.int64)
+    theta = np.asarray(theta, dtype=np.int64)
+    n_steps = currents.shape[-2]
+    shape = currents.shape[:-2] + currents.shape[-1:]
+    v = np.zeros(shape, np.int64)
+    s = np.zeros(shape, np.int64)
+    spikes = np.zeros(currents.shape, np.uint8)
+    potentials = np.zeros(currents.shape, np.int64)
+    for t in range(n_steps):
+        if t:
+            v = v * (1 - s) if reset == "zero" else v - theta * s
+        v = v + currents[..., t, :]
+        s = (v >= theta).astype(np.int64)
+        if fixed_mask is not None and fixed_mask[t].any():
+            s = np.where(fixed_mask[t], np.asarray(fixed_values[t], np.int64), s)
+        potentials[..., t, :] = v
+        spikes[..., t, :] = s
+    return spikes, potentials
+
+
 def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
     """Reference forward pass: the contract's equations, step by step, in int64 (the input sums
     are exact float32 products, see :func:`_input_sums`).
@@ -244,19 +288,7 @@ def forward(model: BSNN, spikes: np.ndarray) -> ForwardResult:
     for w_float, theta in zip(model._input_sum_weights, model.thresholds):  # W as float32
         n_out, n_in = w_float.shape
         currents = _input_sums(layer_in.reshape(n * model.n_steps, n_in), w_float).reshape(n, model.n_steps, n_out)
-        v = np.zeros((n, n_out), np.int64)
-        s_prev = np.zeros((n, n_out), np.int64)
-        out_s = np.zeros((n, model.n_steps, n_out), np.uint8)
-        out_v = np.zeros((n, model.n_steps, n_out), np.int64)
-        for t in range(model.n_steps):
-            if model.reset == "zero":
-                v = v * (1 - s_prev)
-            else:
-                v = v - theta * s_prev
-            v = v + currents[:, t]
-            s_prev = (v >= theta).astype(np.int64)
-            out_v[:, t] = v
-            out_s[:, t] = s_prev
+        out_s, out_v = integrate_and_fire(currents, theta, model.reset)
         all_spikes.append(out_s)
         all_potentials.append(out_v)
         layer_in = out_s
