@@ -213,3 +213,12 @@ def test_the_checks_can_fail():
     assert [c for c in _strongly_connected(cycle) if len(c) > 1] == [["a", "b", "c"]]
     assert _resolve("xsnn.solvers.axp", 1, "oracle", False) == "xsnn.solvers.oracle"
     assert _resolve("xsnn.kernel", 1, "_layout", True) == "xsnn.kernel._layout"
+
+
+def test_architecture_doc_names_every_module():
+    """docs/architecture.md names every module of xsnn/, solvers/ and encoders/ by its path."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    paths = sorted(str(path.relative_to(ROOT)) for path in MODULES.values())
+    missing = [p for p in paths if f"`{p}`" not in text]
+    assert not missing, "modules not named in docs/architecture.md: " + ", ".join(missing)
+    assert len(paths) == len(MODULES) > 50
