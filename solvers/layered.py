@@ -22,7 +22,7 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    bounds, within ``search_nodes`` nodes -> ENTAILED, or NOT_ENTAILED with a witness;
 6. the exact oracle (its own backend name) -> its verdict.
 
-With ``adaptive_attack`` (the default) a scheduler skips a fast path whose expected saving
+A scheduler skips a fast path whose expected saving
 (success rate x mean exact-call time) is below its mean cost, and caps the time of the attack
 and the search at the mean exact-call time: on small or sparse nets, where the exact oracle
 answers in a millisecond, failing fast paths would otherwise cost more than they save.
@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from typing import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ from .bounds import BoundPropagator
 from .oracle import Check, EntailmentOracle, Verdict
 from .witnesses import WitnessCache
 
-__all__ = ["LayeredOracle"]
+__all__ = ["LayeredOracle", "PATHS"]
 
 log = logging.getLogger(__name__)
 
@@ -140,35 +141,32 @@ class _Timing:
         self.record.seconds += time.perf_counter() - self._start
 
 
+PATHS = ("cache", "lookahead", "cores", "bounds", "exhaustive", "attack", "branch-and-bound")
+
+
 class LayeredOracle(EntailmentOracle):
-    """Cache, bounds and attack in front of an exact oracle; itself an :class:`EntailmentOracle`.
+    """Sound fast paths in front of an exact oracle; itself an :class:`EntailmentOracle`.
 
     Args:
         exact: the exact oracle (its model, instance, features, target and distance bound
             define the question).
-        bounds: use interval bound propagation for ENTAILED answers.
-        attack: use the counterexample search for NOT_ENTAILED answers.
-        exhaustive_limit: decide questions with at most this many completions by evaluating
-            them all (0 disables; ENTAILED answers from it carry no smaller core).
-        search_nodes: node budget of the branch-and-bound search (0 disables it; it needs
-            bounds, and one feature per pixel covering every pixel).
-        witness_cache: reuse earlier witnesses (a witness for ``A`` refutes every subset of ``A``).
-        attack_evaluations: candidate inputs the attack may score per question.
-        attack_restarts: greedy runs per question.
-        attack_seed: seed of the attack's random tie-breaking.
-        cache_size: witnesses kept.
-        attack_starts: how many recent witnesses seed the attack.
-        adaptive_attack: cap the attack's and the search's time per question at the exact oracle's
-            mean time per call so far (at least ``min_attack_seconds``; no cap before ``3`` exact calls).
-            When exact calls are cheap (sparse nets) a failing attack must not cost more than
-            asking the solver; when they are expensive (dense nets) the attack gets more room.
-            Before 3 exact calls have been measured the cap is ``initial_fast_seconds``.
-        lookahead: try earlier witnesses plus one move of each new free feature (not used with a
-            distance bound).
-        core_cache: answer ENTAILED when the fixed set contains an earlier exact core.
-        lookahead_pool: witnesses kept for the look-ahead.
-        lookahead_new: the look-ahead is skipped when more features than this are new.
-            Only which path answers changes, never the verdict.
+        paths: the fast paths to use (module docstring; default all of :data:`PATHS`). Only
+            which path answers changes, never the verdict. ``"lookahead"`` is not used with a
+            distance bound; ``"branch-and-bound"`` needs ``"bounds"`` (and one feature per pixel
+            covering every pixel).
+        seed: seed of the attack's random tie-breaking.
+
+    The paths' budgets are class attributes (a benchmark or a test may change them in a
+    subclass): ``exhaustive_limit`` (questions with at most this many completions are decided
+    by evaluating them all), ``search_nodes`` (node budget of the branch and bound),
+    ``attack_evaluations`` / ``attack_restarts`` / ``attack_starts`` (candidate inputs scored,
+    greedy runs, recent witnesses seeding the attack, per question), ``cache_size`` (witnesses
+    kept), ``lookahead_pool`` / ``lookahead_new`` (witnesses kept for the look-ahead; it is
+    skipped when more features than this are new). A scheduler caps the time of the attack and
+    of the branch and bound per question at the exact oracle's mean time per call so far (at
+    least ``min_attack_seconds``; ``initial_fast_seconds`` before 3 exact calls), and skips a
+    path whose expected saving is below its cost: when exact calls are cheap (sparse nets) a
+    failing attack must not cost more than asking the solver.
 
     ``stats`` (an :class:`~xsnn.solvers.oracle.OracleStats`) counts answers by path:
     ``"cache"``, ``"lookahead"``, ``"cores"``, ``"bounds"``, ``"exhaustive"``, ``"attack"``,
@@ -176,47 +174,48 @@ class LayeredOracle(EntailmentOracle):
     """
 
     name = "layered"
+    exhaustive_limit = 1 << 12
+    search_nodes = 500
+    attack_evaluations = 20_000
+    attack_restarts = 2
+    attack_starts = 4
+    cache_size = 512
+    lookahead_pool = 2048
+    lookahead_new = 8
+    min_attack_seconds = 0.002
+    initial_fast_seconds = 0.25
 
-    def __init__(self, exact: EntailmentOracle, *, bounds: bool = True, attack: bool = True,
-                 exhaustive_limit: int = 1 << 12, search_nodes: int = 500, witness_cache: bool = True,
-                 attack_evaluations: int = 20_000, attack_restarts: int = 2,
-                 attack_seed: int = 0, cache_size: int = 512, attack_starts: int = 4,
-                 adaptive_attack: bool = True, min_attack_seconds: float = 0.002,
-                 initial_fast_seconds: float = 0.25, lookahead: bool = True, core_cache: bool = True,
-                 lookahead_pool: int = 2048, lookahead_new: int = 8) -> None:
+    def __init__(self, exact: EntailmentOracle, *, paths: Collection[str] = PATHS, seed: int = 0) -> None:
         if not isinstance(exact, EntailmentOracle):
             raise TypeError(f"exact must be an EntailmentOracle, got {type(exact).__name__}")
+        if isinstance(paths, str):
+            raise ValueError(f"paths must be a collection of path names, got the string {paths!r}")
+        paths = frozenset(paths)
+        unknown = sorted(paths - set(PATHS))
+        if unknown:
+            raise ValueError(f"unknown fast path(s) {', '.join(map(repr, unknown))}; choose from {', '.join(PATHS)}")
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
         self.exact = exact
-        self.attack_starts = int(attack_starts)
-        self.adaptive_attack = bool(adaptive_attack)
-        self.min_attack_seconds = float(min_attack_seconds)
-        self.initial_fast_seconds = float(initial_fast_seconds)
-        if lookahead_pool < 1 or lookahead_new < 1:
-            raise ValueError("lookahead_pool and lookahead_new must be >= 1")
-        self._lookahead = (_Lookahead(self, lookahead_pool, lookahead_new)
-                           if lookahead and self.max_distance is None else None)
+        self.paths = paths
+        self._lookahead = (_Lookahead(self, self.lookahead_pool, self.lookahead_new)
+                           if "lookahead" in paths and self.max_distance is None else None)
         # exact cores as rows of a (n_cores, n_features) bool matrix, or None when off
-        self._cores: np.ndarray | None = np.zeros((0, len(self.features)), bool) if core_cache else None
+        self._cores: np.ndarray | None = np.zeros((0, len(self.features)), bool) if "cores" in paths else None
         self._n_features = len(self.features)
         self._exact_calls = 0
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
-        if exhaustive_limit < 0:
-            raise ValueError(f"exhaustive_limit must be >= 0, got {exhaustive_limit}")
-        self.exhaustive_limit = int(exhaustive_limit)
-        if search_nodes < 0:
-            raise ValueError(f"search_nodes must be >= 0, got {search_nodes}")
-        self.search_nodes = int(search_nodes)
+        self._exhaustive_limit = self.exhaustive_limit if "exhaustive" in paths else 0
         self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
-                        if bounds else None)
+                        if "bounds" in paths else None)
         self._counterexamples = CounterexampleSearch(self.model, self.instance, self.features, self.target,
-                                            self.max_distance, seed=attack_seed,
-                                            max_evaluations=attack_evaluations, restarts=attack_restarts)
-        self._attack = self._counterexamples if attack else None
-        self._cache = WitnessCache(self, cache_size) if witness_cache else None
+                                                     self.max_distance, seed=seed,
+                                                     max_evaluations=self.attack_evaluations,
+                                                     restarts=self.attack_restarts)
+        self._attack = self._counterexamples if "attack" in paths else None
+        self._cache = WitnessCache(self, self.cache_size) if "cache" in paths else None
         self._bab = None
-        if bounds and self.search_nodes:
+        if self._bounds is not None and "branch-and-bound" in paths and self.search_nodes:
             bab = BoundSearch(self._bounds)
             self._bab = bab if bab.supported else None
 
@@ -245,9 +244,9 @@ class LayeredOracle(EntailmentOracle):
                 hit.value = self._bounds.entailed(fixed)
             if hit.value:
                 return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds"))
-        if self.exhaustive_limit and self._worth("exhaustive"):
+        if self._exhaustive_limit and self._worth("exhaustive"):
             with self._timed("exhaustive") as hit:
-                done = hit.value = self._counterexamples.exhaust(fixed, self.exhaustive_limit)
+                done = hit.value = self._counterexamples.exhaust(fixed, self._exhaustive_limit)
             if done is not None:
                 if done.found:
                     self._remember(done.witness)
@@ -318,7 +317,7 @@ class LayeredOracle(EntailmentOracle):
         ``p * mean_exact_seconds >= cost``. Until both are measured (5 tries, 3 exact calls) it
         is always tried, and a skipped path is still tried on every 16th question so that its
         estimates follow the questions as they get harder."""
-        if not self.adaptive_attack or self._exact_calls < 3:
+        if self._exact_calls < 3:
             return True
         record = self.path_stats.setdefault(path, _PathRecord())
         if record.tries < 5:
@@ -338,10 +337,8 @@ class LayeredOracle(EntailmentOracle):
         return self._capped(None if time_limit is None else 0.25 * time_limit)
 
     def _capped(self, budget: float | None) -> float | None:
-        """``budget`` capped (adaptive mode) by the exact oracle's mean call time (``initial_fast_seconds``
+        """``budget`` capped by the exact oracle's mean call time (``initial_fast_seconds``
         until 3 exact calls have been measured)."""
-        if not self.adaptive_attack:
-            return budget
         if self._exact_calls >= 3:
             cap = max(self.min_attack_seconds, self._exact_seconds / self._exact_calls)
         else:  # not calibrated yet: a short fixed cap, so that the exact oracle gets measured soon

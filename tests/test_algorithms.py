@@ -25,7 +25,7 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.certificate import AXpCertificate, verify
 from xsnn.solvers.cxp import DeletionCXp
 from xsnn.solvers.enumerate import Enumerator, FeatureAttribution, Relevance
-from xsnn.solvers.layered import LayeredOracle
+from xsnn.solvers.layered import PATHS, LayeredOracle
 from xsnn.solvers.minimum import MinimumAXp
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict
 from xsnn.solvers.result import NoExplanationError, RelevanceAnswer, Status
@@ -36,6 +36,12 @@ AXP_ALGORITHMS = (DeletionAXp, QuickXplainAXp, ProgressionAXp)
 
 # ---------------------------------------------------------------------------- ground truth
 
+
+
+def tuned(exact, *, without=(), **budgets) -> LayeredOracle:
+    """A LayeredOracle with the paths ``without`` off and some budgets changed (class attributes,
+    set in a subclass as a benchmark would)."""
+    return type("TunedLayeredOracle", (LayeredOracle,), budgets)(exact, paths=set(PATHS) - set(without))
 
 def make_case(seed: int, max_distance: int | None | str = "random", groups: bool = False):
     """A random tiny question: (model, instance, features, max_distance, rng)."""
@@ -107,13 +113,15 @@ def ground_truth(model, instance, features, max_distance) -> Truth:
     return Truth(n, sufficient, axps, cxps)
 
 
-def oracle_for(model, instance, features, k, layered: bool, **layered_kw) -> EntailmentOracle:
-    """Brute force, or brute force behind the fast paths (the exhaustive and search paths are off by
-    default: on tiny nets they would answer every question and hide the bounds and the attack)."""
+def oracle_for(model, instance, features, k, layered: bool, exhaustive_limit: int = 0,
+               search_nodes: int = 0) -> EntailmentOracle:
+    """Brute force, or brute force behind the fast paths (the exhaustive and branch-and-bound paths
+    are off by default: on tiny nets they would answer every question and hide the bounds and the
+    attack)."""
     exact = BruteForceOracle(model, instance, features, max_distance=k)
-    layered_kw.setdefault("exhaustive_limit", 0)
-    layered_kw.setdefault("search_nodes", 0)
-    return LayeredOracle(exact, attack_evaluations=2000, **layered_kw) if layered else exact
+    if not layered:
+        return exact
+    return tuned(exact, attack_evaluations=2000, exhaustive_limit=exhaustive_limit, search_nodes=search_nodes)
 
 
 def random_order(rng, n: int):
@@ -257,8 +265,8 @@ def test_identity_with_cores_when_bounds_are_off(seed):
     for algorithm in (DeletionAXp, ProgressionAXp):
         plain = algorithm(CoreBruteForce(model, instance, features, max_distance=k), order=order,
                           use_cores=True).compute()
-        fast_oracle = LayeredOracle(CoreBruteForce(model, instance, features, max_distance=k), bounds=False,
-                                    exhaustive_limit=0, search_nodes=0, core_cache=False, attack_evaluations=2000)
+        fast_oracle = tuned(CoreBruteForce(model, instance, features, max_distance=k), without={"bounds", "cores"},
+                            exhaustive_limit=0, search_nodes=0, attack_evaluations=2000)
         fast = algorithm(fast_oracle, order=order, use_cores=True).compute()
         assert fast.features == plain.features
         assert ground_truth(model, instance, features, k).is_sufficient(fast.features)
@@ -275,8 +283,8 @@ def test_lookahead_and_core_cache_keep_the_axp():
         order = random_order(rng, len(features))
         plain = DeletionAXp(CoreBruteForce(model, instance, features), order=order).compute()
         # no bounds, attack or search: the look-ahead and the cores face every question first
-        layered = LayeredOracle(CoreBruteForce(model, instance, features), bounds=False, attack=False,
-                                exhaustive_limit=0, search_nodes=0)
+        layered = tuned(CoreBruteForce(model, instance, features), without={"bounds", "attack"},
+                        exhaustive_limit=0, search_nodes=0)
         fast = DeletionAXp(layered, order=order).compute()
         assert fast.features == plain.features, seed
         assert ground_truth(model, instance, features, None).is_sufficient(fast.features)

@@ -16,12 +16,18 @@ from xsnn.model import forward, random_model
 from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
 from xsnn.solvers.bounds import BoundPropagator
 from xsnn.solvers.bruteforce import BruteForceOracle
-from xsnn.solvers.layered import LayeredOracle
+from xsnn.solvers.layered import PATHS, LayeredOracle
 from xsnn.solvers.witnesses import WitnessCache
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict, feature_distance, verify_witness
 
 SEEDS = st.integers(0, 2**32 - 1)
 
+
+
+def tuned(exact, *, without=(), **budgets) -> LayeredOracle:
+    """A LayeredOracle with the paths ``without`` off and some budgets changed (class attributes,
+    set in a subclass as a benchmark would)."""
+    return type("TunedLayeredOracle", (LayeredOracle,), budgets)(exact, paths=set(PATHS) - set(without))
 
 def make_case(seed: int, groups: bool = False):
     """A random tiny question: (model, instance, features, max_distance, target, rng)."""
@@ -214,7 +220,7 @@ def test_layered_verdicts_equal_exact(seed):
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     # tiny nets have few completions: the exhaustive and search paths would answer everything, so
     # they are off here (and tested on their own below) to exercise bounds, attack and cache
-    layered = LayeredOracle(exact, attack_evaluations=2000, exhaustive_limit=0, search_nodes=0)
+    layered = tuned(exact, attack_evaluations=2000, exhaustive_limit=0, search_nodes=0)
     for _ in range(6):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -229,9 +235,8 @@ def test_exhaustive_path_is_exact(seed):
     model, instance, features, k, target, rng = make_case(seed, groups=bool(seed % 4 == 0))
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     search = CounterexampleSearch(model, instance, features, target, k)
-    layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False, lookahead=False, core_cache=False,
-                            exhaustive_limit=1 << 16)
+    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                    without={"bounds", "attack", "cache", "lookahead", "cores"}, exhaustive_limit=1 << 16)
     for _ in range(4):
         fixed = random_fixed(rng, len(features))
         truth = reference.check(fixed).verdict
@@ -254,8 +259,8 @@ def test_branch_and_bound_is_exact(seed, leaf_limit):
         assert got.verdict is truth
         if got.witness is not None:
             verify_witness(model, instance, features, fixed, reference.target, got.witness, k)
-    layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            attack=False, lookahead=False, exhaustive_limit=0, search_nodes=100_000)
+    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                    without={"attack", "lookahead"}, exhaustive_limit=0, search_nodes=100_000)
     for _ in range(3):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -275,8 +280,8 @@ def test_layered_records_paths_and_reuses_witnesses():
     paths = set()
     for seed in range(30):
         model, instance, features, k, target, rng = make_case(seed)
-        layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                                exhaustive_limit=0, search_nodes=0)
+        layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                        exhaustive_limit=0, search_nodes=0)
         for _ in range(6):
             fixed = random_fixed(rng, len(features))
             check = layered.check(fixed)
@@ -291,9 +296,8 @@ def test_layered_records_paths_and_reuses_witnesses():
 
 def test_layered_without_fast_paths_is_the_exact_oracle():
     model, instance, features, k, target, rng = make_case(5)
-    layered = LayeredOracle(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                            bounds=False, attack=False, witness_cache=False, lookahead=False, core_cache=False,
-                            exhaustive_limit=0, search_nodes=0)
+    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
+                    without={"bounds", "attack", "cache", "lookahead", "cores"}, exhaustive_limit=0, search_nodes=0)
     for _ in range(5):
         layered.check(random_fixed(rng, len(features)))
     assert set(layered.stats.calls) == {"bruteforce"}
@@ -303,8 +307,8 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
     for seed in range(20):
         model, instance, features, k, target, rng = make_case(seed)
         reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
-        layered = LayeredOracle(UnknownOracle(model, instance, features, target=target, max_distance=k),
-                                exhaustive_limit=0, search_nodes=0)
+        layered = tuned(UnknownOracle(model, instance, features, target=target, max_distance=k),
+                        exhaustive_limit=0, search_nodes=0)
         for _ in range(4):
             fixed = random_fixed(rng, len(features))
             got = layered.check(fixed)
@@ -373,3 +377,14 @@ def test_layered_over_sat_matches_sat():
             for _ in range(5):
                 fixed = random_fixed(rng, len(features))
                 assert layered.check(fixed).verdict is plain.check(fixed).verdict
+
+
+def test_unknown_fast_paths_are_named():
+    rng = np.random.default_rng(0)
+    model = random_model(rng, [3], 4, 2, n_steps=2)
+    instance = model.encode(rng.integers(0, 256, size=(1, 4)))[0]
+    with pytest.raises(ValueError, match="'search'"):
+        LayeredOracle(BruteForceOracle(model, instance), paths={"bounds", "search"})
+    with pytest.raises(ValueError, match="collection"):
+        LayeredOracle(BruteForceOracle(model, instance), paths="bounds")
+    assert LayeredOracle(BruteForceOracle(model, instance), paths=()).check(range(4)).backend == "bruteforce"
