@@ -161,13 +161,13 @@ def worker(spec: dict) -> dict:
 def estimate_clauses(model, x: np.ndarray, encoding: str, samples: int = 2) -> int:
     """Estimated clauses of ``encoding`` for ``model``, from the counters of a few sampled neurons.
 
-    Builds, with the real backend, the counter(s) of ``samples`` neurons per layer (first layer
+    Builds, with the real cardinality encoding, the counter(s) of ``samples`` neurons per layer (first layer
     under a static coding: one counter with the neuron's breakpoints, as the encoder does; other
     layers: one bound per step) and of ``samples`` rival classes' goal counters, and scales them by
     the number of neurons / rivals. Cheap compared with building the whole formula.
     """
     from xsnn.causal import CausalModel
-    from xsnn.encoders.cardinality import ClauseSink, make_backend
+    from xsnn.encoders.cardinality import ClauseSink, make_encoding
     from xsnn.encoders.cnf import _fold
     from xsnn.encoders.common import drive_table
     from xsnn.model import forward
@@ -182,19 +182,19 @@ def estimate_clauses(model, x: np.ndarray, encoding: str, samples: int = 2) -> i
         for j in picks:
             dyn = causal.neuron(layer, j)
             sink = ClauseSink(native=(encoding == "native"))
-            backend = make_backend(encoding, sink)
+            card = make_encoding(encoding, sink)
             folded, offset = _fold(sink, dyn.weights, np.array([sink.var() for _ in range(fan_in)]))
             if not folded:
                 built.append(0)
                 continue
-            count = backend.count(folded)
+            count = card.count(folded)
             if layer == 0 and model.coding.name == "static":
                 breaks, _ = drive_table(dyn, len(folded), offset, n_steps)
                 if breaks:
-                    backend.reify(count, breaks)
+                    card.reify(count, breaks)
             else:
                 for _ in range(n_steps):
-                    backend.reify(count, [max(1, dyn.threshold - offset)])
+                    card.reify(count, [max(1, dyn.threshold - offset)])
             built.append(len(sink.clauses))
         total += float(np.mean(built)) * size
         fan_in = size
@@ -204,11 +204,11 @@ def estimate_clauses(model, x: np.ndarray, encoding: str, samples: int = 2) -> i
     built = []
     for c in rivals[:samples]:
         sink = ClauseSink(native=(encoding == "native"))
-        backend = make_backend(encoding, sink)
+        backend = make_encoding(encoding, sink)
         weights = np.tile(readout[c] - readout[target], n_steps)
         folded, _ = _fold(sink, weights, np.array([sink.var() for _ in range(len(weights))]))
         if folded:
-            backend.require_geq(backend.count(folded), max(1, len(folded) // 2), guard=sink.var())
+            backend.require_geq(card.count(folded), max(1, len(folded) // 2), guard=sink.var())
         built.append(len(sink.clauses))
     if built:
         total += float(np.mean(built)) * len(rivals)

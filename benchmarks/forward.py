@@ -111,7 +111,7 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
 
     # (key, function returning scores, exact integers expected)
     cases = []
-    if kernel.BACKEND == "c":
+    if kernel.IMPLEMENTATION == "c":
         net = kernel.PackedNetwork(model, "c")
         packed = net.pack(spikes)
         ref = kernel.PackedNetwork(model, "c", algorithm="reference")
@@ -138,7 +138,7 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
 
     rows = {key: {"images_per_s": n / wall, "seconds": wall, "images_per_cpu_s": n / cpu, "cpu_seconds": cpu}
             for key, (wall, cpu) in best.items()}
-    if kernel.BACKEND == "c":
+    if kernel.IMPLEMENTATION == "c":
         rows["c"]["pack_model_seconds"] = best_time(lambda: kernel.PackedNetwork(model, "c"), 3)[0]
     for row in rows.values():
         row["vs_torch"] = row["images_per_s"] / rows["torch_1t"]["images_per_s"]
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     results["_meta"] = {
         "command": "python benchmarks/forward.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "n_images": int(len(images)),
-        "c_kernel": {"backend": kernel.BACKEND, "isa": kernel.c_isa(), "threads": 1},
+        "c_kernel": {"backend": kernel.IMPLEMENTATION, "isa": kernel.c_isa(), "threads": 1},
         "torch": {"version": torch.__version__, "threads_1t": 1, "threads_default": default_threads,
                   "batch": BATCH, "dtype": "float32"},
         "numpy": np.__version__,

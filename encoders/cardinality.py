@@ -9,7 +9,7 @@ encoder needs three things of a counter:
 - ``require_geq(C, b, guard)``: ``guard -> C >= b`` (one direction, for the goal);
 - ``require_leq(C, b)``: ``C <= b`` (hard, for "prediction = c" and the distance bound).
 
-Backends (selected by name):
+Encodings (selected by name):
 
 - ``native``: python-sat's native AtMost constraints (``CNFPlus``; Minicard / Gluecard).
   All bounds of one counter share two constraints (the "chain" trick): with ordered
@@ -40,7 +40,7 @@ from typing import Sequence
 from pysat.card import CardEnc, EncType, ITotalizer
 from pysat.formula import CNF, CNFPlus, IDPool
 
-__all__ = ["ClauseSink", "Count", "CardinalityBackend", "make_backend", "BACKENDS", "PYSAT_ENCODINGS"]
+__all__ = ["ClauseSink", "Count", "CardinalityEncoding", "make_encoding", "ENCODINGS", "PYSAT_ENCODINGS"]
 
 PYSAT_ENCODINGS = {
     "seqcounter": EncType.seqcounter,
@@ -49,7 +49,7 @@ PYSAT_ENCODINGS = {
     "mtotalizer": EncType.mtotalizer,
     "kmtotalizer": EncType.kmtotalizer,
 }
-BACKENDS = ("native", "adder", "totalizer", *PYSAT_ENCODINGS)
+ENCODINGS = ("native", "adder", "totalizer", *PYSAT_ENCODINGS)
 
 
 class ClauseSink:
@@ -146,9 +146,9 @@ class ClauseSink:
 
 @dataclass(frozen=True, eq=False)
 class Count:
-    """The count ``C`` of true literals in the multiset ``lits`` (no constants), as built by a backend.
+    """The count ``C`` of true literals in the multiset ``lits`` (no constants), as built by an encoding.
 
-    ``bits`` is the binary representation (least significant first) for the adder backend.
+    ``bits`` is the binary representation (least significant first) for the adder encoding.
     """
 
     lits: tuple[int, ...]
@@ -160,7 +160,7 @@ class Count:
         return len(self.lits)
 
 
-class CardinalityBackend(abc.ABC):
+class CardinalityEncoding(abc.ABC):
     """Turns counts and bounds into constraints in a :class:`ClauseSink`."""
 
     name: str = ""
@@ -242,7 +242,7 @@ class CardinalityBackend(abc.ABC):
         return out
 
 
-class NativeBackend(CardinalityBackend):
+class NativeEncoding(CardinalityEncoding):
     """python-sat native AtMost constraints (see the module docstring for the chain trick)."""
 
     name = "native"
@@ -276,7 +276,7 @@ class NativeBackend(CardinalityBackend):
         self.sink.atmost(list(count.lits), bound)
 
 
-class AdderBackend(CardinalityBackend):
+class AdderEncoding(CardinalityEncoding):
     """Binary adders (Tseitin full/half adders, both directions) and comparators with constants."""
 
     name = "adder"
@@ -341,7 +341,7 @@ class AdderBackend(CardinalityBackend):
         return outputs
 
 
-class TotalizerBackend(CardinalityBackend):
+class TotalizerEncoding(CardinalityEncoding):
     """python-sat's ``ITotalizer`` over ``L`` and over ``~L`` (both directions, all bounds shared)."""
 
     name = "totalizer"
@@ -372,7 +372,7 @@ class TotalizerBackend(CardinalityBackend):
         self.sink.clause([-up[bound]])
 
 
-class PysatCardBackend(CardinalityBackend):
+class PysatCardEncoding(CardinalityEncoding):
     """python-sat ``CardEnc`` encodings, one per bound and direction, reified by clause relaxation."""
 
     def __init__(self, sink: ClauseSink, name: str) -> None:
@@ -412,16 +412,16 @@ class PysatCardBackend(CardinalityBackend):
         self._atmost(self._distinct(count.lits), bound, relax=None)
 
 
-def make_backend(name: str, sink: ClauseSink) -> CardinalityBackend:
-    """The backend called ``name`` (one of :data:`BACKENDS`) writing into ``sink``."""
+def make_encoding(name: str, sink: ClauseSink) -> CardinalityEncoding:
+    """The encoding called ``name`` (one of :data:`ENCODINGS`) writing into ``sink``."""
     if name == "native":
         if not sink.native:
             raise ValueError("the native encoding needs a native (CNFPlus) sink")
-        return NativeBackend(sink)
+        return NativeEncoding(sink)
     if name == "adder":
-        return AdderBackend(sink)
+        return AdderEncoding(sink)
     if name == "totalizer":
-        return TotalizerBackend(sink)
+        return TotalizerEncoding(sink)
     if name in PYSAT_ENCODINGS:
-        return PysatCardBackend(sink, name)
-    raise ValueError(f"unknown cardinality encoding {name!r}; choose one of {', '.join(BACKENDS)}")
+        return PysatCardEncoding(sink, name)
+    raise ValueError(f"unknown cardinality encoding {name!r}; choose one of {', '.join(ENCODINGS)}")

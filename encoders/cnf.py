@@ -47,7 +47,7 @@ from pysat.formula import CNF, CNFPlus, IDPool
 from xsnn.causal import CausalModel
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .cardinality import BACKENDS, CardinalityBackend, ClauseSink, Count, make_backend
+from .cardinality import ENCODINGS, CardinalityEncoding, ClauseSink, Count, make_encoding
 from .common import GOALS, domain_kind, drive_table, prepare_query
 
 __all__ = ["CNFEncoding", "encode_cnf", "ENCODINGS", "DEFAULT_ENCODING", "DEFAULT_CLAUSAL_ENCODING",
@@ -55,7 +55,6 @@ __all__ = ["CNFEncoding", "encode_cnf", "ENCODINGS", "DEFAULT_ENCODING", "DEFAUL
 
 log = logging.getLogger(__name__)
 
-ENCODINGS = BACKENDS
 NATIVE_SOLVERS = ("minicard", "gluecard3", "gluecard4")
 # Chosen by measurement (benchmarks/encode.py, docs/encoders.md): native AtMost constraints with
 # Minicard give the smallest formulas and the fastest checks; "adder" is the smallest purely
@@ -162,7 +161,7 @@ class CNFEncoding:
 # --------------------------------------------------------------------------- inputs
 
 
-def _encode_inputs(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, instance: np.ndarray,
+def _encode_inputs(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, instance: np.ndarray,
                    features: FeatureSet, max_distance: int | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Free domain, selectors and distance literals. Returns (inputs, selectors, distance_lits)."""
@@ -184,7 +183,7 @@ def _encode_inputs(sink: ClauseSink, backend: CardinalityBackend, causal: Causal
                         for b in range(a + 1, n_steps):
                             sink.clause([-lits[a], -lits[b]])
                 else:
-                    backend.require_leq(backend.count(lits), 1)
+                    card.require_leq(card.count(lits), 1)
             else:
                 ys = [sink.var(("train", i, k)) for k in range(len(trains))]
                 choices[i] = ys
@@ -222,7 +221,7 @@ def _encode_inputs(sink: ClauseSink, backend: CardinalityBackend, causal: Causal
                 if distance is not None:
                     sink.clause([choices[i][k_inst], int(distance[f])])
     if distance is not None:
-        backend.require_leq(backend.count(distance.tolist()), max_distance)
+        card.require_leq(card.count(distance.tolist()), max_distance)
     return inputs, selectors, distance
 
 
@@ -271,29 +270,29 @@ def _bucket_literal(sink: ClauseSink, outputs: list[int], values: Sequence[int])
     return s
 
 
-def _encode_constant_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, folded: tuple[int, ...],
+def _encode_constant_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, folded: tuple[int, ...],
                            offset: int, n_steps: int) -> tuple[list[int], list[int]]:
     """Spike literals of a neuron whose input current is ``u = C + offset`` at every step, and
     its unary spike-count literals ``[K >= k]`` for ``k = 1..T`` (``K = sum_t s(t)``)."""
     breaks, table = drive_table(dyn, len(folded), offset, n_steps)
-    outputs = backend.reify(backend.count(folded), breaks) if breaks else []
+    outputs = card.reify(card.count(folded), breaks) if breaks else []
     spikes = [_bucket_literal(sink, outputs, table[:, t]) for t in range(n_steps)]
     totals = table.astype(np.int64).sum(axis=1)
     counts = [_bucket_literal(sink, outputs, totals >= k) for k in range(1, n_steps + 1)]
     return spikes, counts
 
 
-def _encode_varying_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, folded: list[tuple[int, ...]],
+def _encode_varying_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, folded: list[tuple[int, ...]],
                           offsets: list[int], n_steps: int) -> list[int]:
     """Spike literals of a neuron whose input literals differ between steps (windows / prefixes)."""
-    step_counts = [backend.count(f) for f in folded]
+    step_counts = [card.count(f) for f in folded]
     theta = dyn.threshold
     spikes: list[int] = []
     if dyn.reset == "zero":
         windows: dict[tuple[int, int], Count] = {}
         for t in range(n_steps):
             for r in range(t + 1):
-                windows[(r, t)] = step_counts[t] if r == t else backend.add(windows[(r, t - 1)], step_counts[t])
+                windows[(r, t)] = step_counts[t] if r == t else card.add(windows[(r, t - 1)], step_counts[t])
             if dyn.fixed[t] is not None:
                 spikes.append(sink.const(bool(dyn.fixed[t])))
                 continue
@@ -305,7 +304,7 @@ def _encode_varying_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, fo
                     continue
                 condition = [c for c in condition if c != sink.true]
                 bound = theta - sum(offsets[r:t + 1])
-                (w,) = backend.reify(windows[(r, t)], [bound])
+                (w,) = card.reify(windows[(r, t)], [bound])
                 cases.append((condition, w))
             spikes.append(_case_split(sink, cases))
         return spikes
@@ -313,14 +312,14 @@ def _encode_varying_drive(sink: ClauseSink, backend: CardinalityBackend, dyn, fo
     ladder = [sink.true]            # ladder[k] <-> (own variable spikes so far) >= k
     fired = 0                       # own intervened spikes equal to 1 so far
     for t in range(n_steps):
-        prefix = step_counts[t] if prefix is None else backend.add(prefix, step_counts[t])
+        prefix = step_counts[t] if prefix is None else card.add(prefix, step_counts[t])
         if dyn.fixed[t] is not None:
             spikes.append(sink.const(bool(dyn.fixed[t])))
             fired += int(dyn.fixed[t])
             continue
         total_offset = sum(offsets[:t + 1])
         bounds = [theta * (fired + k + 1) - total_offset for k in range(len(ladder))]
-        outputs = backend.reify(prefix, bounds)
+        outputs = card.reify(prefix, bounds)
         cases = []
         for k, g in enumerate(outputs):                          # K = k  <->  ladder[k] and not ladder[k+1]
             upper = ladder[k + 1] if k + 1 < len(ladder) else sink.false
@@ -350,7 +349,7 @@ def _case_split(sink: ClauseSink, cases: list[tuple[list[int], int]]) -> int:
     return s
 
 
-def _encode_layer(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, layer: int,
+def _encode_layer(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, layer: int,
                   previous: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
     """Spike literals ``(T, n_l)`` of ``layer`` given the previous layer's literals ``(T, n_{l-1})``,
     and per neuron a list of literals whose number of true ones is its spike count."""
@@ -362,9 +361,9 @@ def _encode_layer(sink: ClauseSink, backend: CardinalityBackend, causal: CausalM
         dyn = causal.neuron(layer, j)
         folded, offsets = zip(*(_fold(sink, dyn.weights, previous[t]) for t in range(n_steps)))
         if all(f == folded[0] for f in folded) and all(o == offsets[0] for o in offsets):
-            spikes, count = _encode_constant_drive(sink, backend, dyn, folded[0], offsets[0], n_steps)
+            spikes, count = _encode_constant_drive(sink, card, dyn, folded[0], offsets[0], n_steps)
         else:
-            spikes = _encode_varying_drive(sink, backend, dyn, list(folded), list(offsets), n_steps)
+            spikes = _encode_varying_drive(sink, card, dyn, list(folded), list(offsets), n_steps)
             count = spikes
         out[:, j] = spikes
         counts.append(count)
@@ -400,7 +399,7 @@ def _score_difference(sink: ClauseSink, causal: CausalModel, counts: list[list[i
     return tuple(folded), offset
 
 
-def _encode_goal(sink: ClauseSink, backend: CardinalityBackend, causal: CausalModel, counts: list[list[int]],
+def _encode_goal(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, counts: list[list[int]],
                  target: int, goal: str) -> dict[int, int]:
     fixed = causal.prediction_intervention()
     if fixed is not None:
@@ -414,16 +413,16 @@ def _encode_goal(sink: ClauseSink, backend: CardinalityBackend, causal: CausalMo
             continue
         folded, offset = _score_difference(sink, causal, counts, other, target)
         need = (1 if other > target else 0) - offset            # "other beats target": count >= need
-        count = backend.count(folded)
+        count = card.count(folded)
         if goal == "differs":
             if need <= 0:
                 goal_lits[other] = sink.true
             elif need <= count.size:
                 h = sink.var(("beats", other))
-                backend.require_geq(count, need, guard=h)
+                card.require_geq(count, need, guard=h)
                 goal_lits[other] = h
         else:
-            backend.require_leq(count, need - 1)
+            card.require_leq(count, need - 1)
     if goal == "differs":
         sink.clause(list(goal_lits.values()))
     return goal_lits
@@ -453,16 +452,16 @@ def encode_cnf(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *,
     causal, instance, features = prepare_query(causal, instance, target, goal, features, max_distance)
 
     sink = ClauseSink(native=(encoding == "native"))
-    backend = make_backend(encoding, sink)
-    inputs, selectors, distance = _encode_inputs(sink, backend, causal, instance, features, max_distance)
+    card = make_encoding(encoding, sink)
+    inputs, selectors, distance = _encode_inputs(sink, card, causal, instance, features, max_distance)
     mask, values = causal.input_interventions()
     network_inputs = np.where(mask, np.where(values == 1, sink.true, sink.false), inputs).astype(np.int64)
     previous = network_inputs
     spikes = []
     for layer in range(causal.n_layers):
-        previous, counts = _encode_layer(sink, backend, causal, layer, previous)
+        previous, counts = _encode_layer(sink, card, causal, layer, previous)
         spikes.append(previous)
-    goal_lits = _encode_goal(sink, backend, causal, counts, int(target), goal)
+    goal_lits = _encode_goal(sink, card, causal, counts, int(target), goal)
     formula = sink.formula()
     seconds = time.perf_counter() - start
     log.debug("CNF (%s): %d vars, %d clauses, %d atmosts in %.2fs", encoding, formula.nv, len(formula.clauses),

@@ -430,7 +430,7 @@ class _CurrentEngine(_Engine):
     name = "currents"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int, k: int,
-                 domain: _Domain, moves: _Moves, backend: str | None = None) -> None:
+                 domain: _Domain, moves: _Moves, implementation: str | None = None) -> None:
         values = domain.trains[:, 0].astype(np.int64)  # each free train is constant: its value
         v = instance[0].astype(np.int64)
         lo, hi = distance_input_range(model, instance, features, np.ones(len(features), bool), k)
@@ -475,7 +475,7 @@ class _CurrentEngine(_Engine):
         move_of, unit_of = np.nonzero(touched)
         move_ptr = np.concatenate([[0], np.cumsum(np.bincount(move_of, minlength=n_moves))])
         self.scan = BallScan(len(w), move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains,
-                             needs, backend)
+                             needs, implementation)
         owner = np.repeat(np.arange(len(features)), np.diff(moves.start))
         touches = np.zeros(len(features), bool)
         np.logical_or.at(touches, owner, touched.any(axis=1))
@@ -566,8 +566,8 @@ class _KernelEngine(_Engine):
     name = "kernel"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int, k: int,
-                 domain: _Domain, moves: _Moves, backend: str | None = None) -> None:
-        self.net = PackedNetwork(model, backend)
+                 domain: _Domain, moves: _Moves, implementation: str | None = None) -> None:
+        self.net = PackedNetwork(model, implementation)
         self.model, self.features, self.target = model, features, target
         self.instance = instance
         self.trains = domain.trains
@@ -693,7 +693,7 @@ class BallOracle(EntailmentOracle):
         max_distance: the distance bound ``k`` (required).
         engine: ``"currents"`` (one spiking layer, static-like coding), ``"kernel"`` (any network) or
             ``None`` for the first that applies.
-        backend: ``"c"``, ``"numpy"`` or ``None`` (C when built) for the engine's inner loops.
+        implementation: ``"c"``, ``"numpy"`` or ``None`` (C when built) for the engine's inner loops.
         bounds: ``"auto"`` (bound a node when its subtree is large enough to pay for it),
             ``"always"`` or ``"never"``; the verdicts are the same, only the work differs.
 
@@ -706,7 +706,7 @@ class BallOracle(EntailmentOracle):
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
                  target: int | None = None, max_distance: int | None = None, *, engine: str | None = None,
-                 backend: str | None = None, bounds: str = "auto") -> None:
+                 implementation: str | None = None, bounds: str = "auto") -> None:
         if max_distance is None:
             raise ValueError("ball enumeration needs a distance bound (max_distance), got None")
         if bounds not in ("auto", "always", "never"):
@@ -725,7 +725,7 @@ class BallOracle(EntailmentOracle):
         self.moves = _Moves.of(self.domain, self.features)
         engine_class = _CurrentEngine if engine == "currents" else _KernelEngine
         self.engine = engine_class(model, self.instance, self.features, self.target, self.k, self.domain,
-                                   self.moves, backend)
+                                   self.moves, implementation)
         if bounds == "always" and isinstance(self.engine, _KernelEngine):
             self.engine.min_subtree = 0
         n = len(self.features)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
-from xsnn.kernel import available_backends
+from xsnn.kernel import available_implementations
 from xsnn.kernel.ballscan import BallScan
 from xsnn.model import random_model
 from xsnn.solvers.axp import DeletionAXp, QuickXplainAXp
@@ -26,7 +26,7 @@ from xsnn.solvers.cxp import DeletionCXp
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.result import NoExplanationError
 
-SCAN_BACKENDS = ["numpy"] + (["c"] if "c" in available_backends() else [])
+SCAN_IMPLEMENTATIONS = ["numpy"] + (["c"] if "c" in available_implementations() else [])
 
 
 def random_case(seed: int, *, static: bool | None = None, layers: int | None = None, max_inputs: int = 8,
@@ -63,15 +63,16 @@ def random_features(rng: np.random.Generator, n: int) -> FeatureSet:
 
 
 def oracles(model, instance, features, **args):
-    """The ball oracle with every engine that applies, bounds always and never, each scan backend."""
+    """The ball oracle with every engine that applies, bounds always and never, each scan implementation."""
     out = []
     engines = ["kernel"] + (["currents"] if len(model.layer_sizes) == 1 and model.coding.name == "static"
                             and np.all(instance == instance[:1]) else [])
     for engine in engines:
         for bounds in ("always", "never"):
-            backends = SCAN_BACKENDS if engine == "currents" else available_backends()
-            for backend in backends:
-                out.append(BallOracle(model, instance, features, engine=engine, bounds=bounds, backend=backend, **args))
+            implementations = SCAN_IMPLEMENTATIONS if engine == "currents" else available_implementations()
+            for implementation in implementations:
+                out.append(BallOracle(model, instance, features, engine=engine, bounds=bounds,
+                                      implementation=implementation, **args))
     return out
 
 
@@ -218,8 +219,8 @@ def test_incremental_mode_enumerates_only_new_inputs():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), backend=st.sampled_from(SCAN_BACKENDS))
-def test_scan_equals_a_direct_evaluation(seed, backend):
+@given(seed=st.integers(0, 2**32 - 1), implementation=st.sampled_from(SCAN_IMPLEMENTATIONS))
+def test_scan_equals_a_direct_evaluation(seed, implementation):
     """BallScan.children / leaves / bounds (C and numpy) against scores computed from scratch:
     children's scores equal a direct evaluation of the changed inputs, leaves returns the first
     child that reaches, and bounds hold for every input within the allowed rises and falls."""
@@ -234,7 +235,7 @@ def test_scan_equals_a_direct_evaluation(seed, backend):
     touched = delta[:, unit_col] != 0 if U else np.zeros((M, 0), bool)
     move_of, unit_of = np.nonzero(touched)
     move_ptr = np.concatenate([[0], np.cumsum(np.bincount(move_of, minlength=M))])
-    scan = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need, backend)
+    scan = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need, implementation)
 
     def direct(cur):  # (N, R) scores from scratch
         return base + (cur[:, unit_col] >= unit_at).astype(np.int64) @ gains.reshape(U, R)
@@ -265,9 +266,9 @@ def test_scan_equals_a_direct_evaluation(seed, backend):
         steps = [range(-int(fall[rows[p], j]), int(rise[rows[p], j]) + 1) for j in range(L)]
         reached = any((direct(parents[[p]] + np.array(s)[None]) >= need).any() for s in itertools.product(*steps))
         assert may[p] or not reached
-    if "c" in SCAN_BACKENDS:  # C and numpy agree bit for bit
+    if "c" in SCAN_IMPLEMENTATIONS:  # C and numpy agree bit for bit
         other = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need,
-                         "numpy" if backend == "c" else "c")
+                         "numpy" if implementation == "c" else "c")
         assert np.array_equal(other.bounds(parents, parent_scores, rows, rise, fall), may)
         assert other.leaves(parents, parent_scores, lo, hi, move_ids) == scan.leaves(parents, parent_scores, lo, hi,
                                                                                      move_ids)
@@ -275,8 +276,8 @@ def test_scan_equals_a_direct_evaluation(seed, backend):
 
 def test_scan_rejects_bad_indices():
     scan = BallScan(2, [0, 1], [0], [1], [1], [0], [[1]], [1])
-    for backend in SCAN_BACKENDS:
-        scan = BallScan(2, [0, 1], [0], [1], [1], [0], [[1]], [1], backend)
+    for implementation in SCAN_IMPLEMENTATIONS:
+        scan = BallScan(2, [0, 1], [0], [1], [1], [0], [[1]], [1], implementation)
         cur, scores = np.zeros((1, 2), np.int32), np.zeros((1, 1), np.int32)
         with pytest.raises(ValueError):
             scan.children(cur, scores, [1], [0])

@@ -1,4 +1,4 @@
-"""Encoders: cardinality backends are exact, and every encoder equals the causal model (proof of equality)."""
+"""Encoders: cardinality encodings are exact, and every encoder equals the causal model (proof of equality)."""
 from __future__ import annotations
 
 import itertools
@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from xsnn.causal import CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.encoders import cnf as cnf_module
-from xsnn.encoders.cardinality import BACKENDS, ClauseSink, make_backend
-from xsnn.encoders.cnf import ENCODINGS, encode_cnf
+from xsnn.encoders.cardinality import ENCODINGS, ClauseSink, make_encoding
+from xsnn.encoders.cnf import encode_cnf
 from xsnn.encoders.smt import SMT_VARIANTS, encode_smt
 from xsnn.model import BSNN, random_model
 from xsnn.solvers.sat import new_solver
@@ -24,7 +24,7 @@ def solver_for(encoding: str) -> str:
     return "minicard" if encoding == "native" else "cadical195"
 
 
-# --------------------------------------------------------------------------- cardinality backends
+# --------------------------------------------------------------------------- cardinality encodings
 
 
 def _random_multiset(rng, base, size, max_mult):
@@ -34,33 +34,33 @@ def _random_multiset(rng, base, size, max_mult):
     return lits
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_backend_outputs_are_exact(name):
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_cardinality_encoding_outputs_are_exact(name):
     """o_k <-> count >= b_k, guard -> count >= b, count <= b: checked on every assignment."""
-    rng = np.random.default_rng(BACKENDS.index(name))
+    rng = np.random.default_rng(ENCODINGS.index(name))
     for trial in range(12):
         sink = ClauseSink(native=(name == "native"))
-        backend = make_backend(name, sink)
+        card = make_encoding(name, sink)
         base = [sink.var() for _ in range(4)]
         max_mult = 12 if trial % 3 == 0 else 2             # heavy repeats: native counts them natively
         lits = _random_multiset(rng, base, int(rng.integers(1, 6)), max_mult)
-        count = backend.count(lits)
-        other = backend.count(_random_multiset(rng, base, 2, 2))
-        total = backend.add(count, other)
+        count = card.count(lits)
+        other = card.count(_random_multiset(rng, base, 2, 2))
+        total = card.add(count, other)
         bounds = sorted(set(rng.integers(-1, len(lits) + 2, size=4).tolist()))
-        outputs = backend.reify(count, bounds)
+        outputs = card.reify(count, bounds)
         total_bounds = [1, len(total.lits) // 2, len(total.lits)]
-        total_outputs = backend.reify(total, total_bounds)
+        total_outputs = card.reify(total, total_bounds)
         guard = sink.var()
         geq_bound = int(rng.integers(0, len(lits) + 2))
-        backend.require_geq(count, geq_bound, guard=guard)
+        card.require_geq(count, geq_bound, guard=guard)
         # require_leq is a hard constraint: test it in a sink of its own
         leq_sink = ClauseSink(native=(name == "native"))
-        leq_backend = make_backend(name, leq_sink)
+        leq_card = make_encoding(name, leq_sink)
         leq_base = [leq_sink.var() for _ in range(4)]
         leq_lits = [leq_base[base.index(abs(l))] * (1 if l > 0 else -1) for l in lits]
         leq_bound = int(rng.integers(-1, len(lits) + 1))
-        leq_backend.require_leq(leq_backend.count(leq_lits), leq_bound)
+        leq_card.require_leq(leq_card.count(leq_lits), leq_bound)
         with new_solver(sink.formula(), solver_for(name)) as s, \
                 new_solver(leq_sink.formula(), solver_for(name)) as s_leq:
             for values in itertools.product([0, 1], repeat=len(base)):
@@ -80,14 +80,14 @@ def test_backend_outputs_are_exact(name):
                 assert s_leq.solve(assumptions=leq_assume) == (c <= leq_bound), (name, lits, leq_bound)
 
 
-def test_backend_refuses_constants_and_unknown_names():
+def test_cardinality_encoding_refuses_constants_and_unknown_names():
     sink = ClauseSink()
     with pytest.raises(ValueError, match="constants"):
-        make_backend("adder", sink).count([sink.true])
+        make_encoding("adder", sink).count([sink.true])
     with pytest.raises(ValueError, match="unknown cardinality encoding"):
-        make_backend("bitwise", sink)
+        make_encoding("bitwise", sink)
     with pytest.raises(ValueError, match="native"):
-        make_backend("native", sink)
+        make_encoding("native", sink)
 
 
 # --------------------------------------------------------------------------- random networks

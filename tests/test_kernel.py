@@ -1,6 +1,6 @@
 """The packed kernel must give exactly the reference forward's integers, on any input.
 
-Every backend variant (numpy; C bit-sliced with AVX2 and with baseline
+Every implementation variant (numpy; C bit-sliced with AVX2 and with baseline
 instructions, with and without two images per lane block; the C reference
 loop) is compared with
 :func:`xsnn.model.forward` on random networks: 1-3 layers, binary and ternary,
@@ -24,12 +24,12 @@ from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.kernel import KernelUnavailable, PackedNetwork, pack_bits, unpack_bits
 from xsnn.model import BSNN, forward, random_model
 
-HAVE_C = "c" in kernel.available_backends()
+HAVE_C = "c" in kernel.available_implementations()
 MODELS_DIR = Path(xsnn.__file__).resolve().parent / "models"
 
 
 def variants(model: BSNN) -> list[tuple[str, PackedNetwork]]:
-    """Every backend variant available here, built for ``model``."""
+    """Every implementation variant available here, built for ``model``."""
     out = [("numpy", PackedNetwork(model, "numpy"))]
     if HAVE_C:
         out += [
@@ -62,7 +62,7 @@ def mismatches(net: PackedNetwork, model: BSNN, spikes: np.ndarray) -> list[str]
     return problems
 
 
-def assert_all_backends_exact(model: BSNN, spikes: np.ndarray) -> None:
+def assert_all_implementations_exact(model: BSNN, spikes: np.ndarray) -> None:
     for name, net in variants(model):
         problems = mismatches(net, model, spikes)
         assert not problems, f"{name} differs from the reference forward in {problems} ({model.describe()})"
@@ -100,11 +100,11 @@ INPUTS = [1, 3, 63, 64, 65, 130, 300]
     density=st.floats(0.0, 1.0),
     n=st.integers(1, 9),
 )
-def test_backends_equal_reference(seed, n_in, sizes, n_classes, kind, reset, n_steps, max_threshold, mode, density, n):
+def test_implementations_equal_reference(seed, n_in, sizes, n_classes, kind, reset, n_steps, max_threshold, mode, density, n):
     rng = np.random.default_rng(seed)
     model = random_model(rng, sizes, n_in, n_classes, weight_kind=kind, reset=reset, n_steps=n_steps,
                          max_threshold=max_threshold)
-    assert_all_backends_exact(model, make_inputs(rng, model, n, mode, density))
+    assert_all_implementations_exact(model, make_inputs(rng, model, n, mode, density))
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
@@ -115,9 +115,9 @@ def test_wide_static_layers_and_ties(kind, reset):
     model = random_model(rng, [300, 33], 784, 10, weight_kind=kind, reset=reset, n_steps=4, max_threshold=6,
                          coding=StaticCoding(100))
     spikes = model.encode(rng.integers(0, 256, (40, 784)))
-    assert_all_backends_exact(model, spikes)
+    assert_all_implementations_exact(model, spikes)
     one_layer = random_model(rng, [300], 784, 3, weight_kind=kind, reset=reset, n_steps=5, max_threshold=30)
-    assert_all_backends_exact(one_layer, one_layer.encode(rng.integers(0, 256, (40, 784))))
+    assert_all_implementations_exact(one_layer, one_layer.encode(rng.integers(0, 256, (40, 784))))
 
 
 def test_hand_computed_resets_and_tie():
@@ -198,7 +198,7 @@ def test_shipped_models_on_random_images(name, model):
     images = rng.integers(0, 256, (64, *model.input_shape), dtype=np.uint8)
     images[:16] = np.where(images[:16] > 200, images[:16], 0)          # sparse, digit-like
     spikes = model.encode(images)
-    assert_all_backends_exact(model, spikes)
+    assert_all_implementations_exact(model, spikes)
     assert np.array_equal(kernel.predict(model, spikes), forward(model, spikes).prediction)
 
 
@@ -210,20 +210,20 @@ def test_mnist_sample_predictions_match():
         if model.n_inputs != 784:
             continue
         spikes = model.encode(images[:100].reshape(100, *model.input_shape))
-        assert_all_backends_exact(model, spikes)
+        assert_all_implementations_exact(model, spikes)
 
 
 def test_c_kernel_required_in_ci():
     """CI sets XSNN_REQUIRE_C_KERNEL=1: then the compiled kernel must be the one in use."""
     if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() in ("", "0", "false", "no"):
         pytest.skip("XSNN_REQUIRE_C_KERNEL is not set")
-    assert kernel.BACKEND == "c"
+    assert kernel.IMPLEMENTATION == "c"
     assert kernel.c_isa() in ("avx2", "generic")
 
 
-def test_backend_constant_matches_availability():
-    assert kernel.BACKEND == kernel.available_backends()[0]
-    assert PackedNetwork(random_model(np.random.default_rng(0), [3], 4, 2)).backend == kernel.BACKEND
+def test_implementation_constant_matches_availability():
+    assert kernel.IMPLEMENTATION == kernel.available_implementations()[0]
+    assert PackedNetwork(random_model(np.random.default_rng(0), [3], 4, 2)).implementation == kernel.IMPLEMENTATION
 
 
 def test_pack_roundtrip_and_layout():
@@ -259,7 +259,7 @@ def test_bad_inputs_raise_clear_errors():
         assert net.scores(good.astype(np.int32)).shape == (2, 3)
         assert net.scores(good[0]).shape == (1, 3)              # one (T, n_inputs) input
         assert net.scores(good[:0]).shape == (0, 3) and net.predict(good[:0]).shape == (0,)
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="implementation"):
         PackedNetwork(model, "gpu")
     with pytest.raises(ValueError, match="BSNN"):
         PackedNetwork("not a model")
@@ -267,7 +267,7 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_c_unavailable_or_too_large_is_explicit():
     big = random_model(np.random.default_rng(0), [2], 70000, 2, n_steps=1, max_threshold=5)
-    assert PackedNetwork(big).backend == "numpy"                 # falls back by itself
+    assert PackedNetwork(big).implementation == "numpy"                 # falls back by itself
     with pytest.raises(KernelUnavailable):
         PackedNetwork(big, "c")
     x = (np.random.default_rng(1).random((2, 1, 70000)) < 0.1).astype(np.uint8)

@@ -16,13 +16,13 @@ ties to the lowest class index. Results are identical to
 step-invariant input (static coding) is detected per image and per layer and
 its currents are computed once.
 
-Two backends:
+Two implementations:
 
 - ``"c"``: the compiled extension ``_ckernel`` (see ``_ckernel.c``: bit-sliced
   across neurons, AVX2 + POPCNT when the CPU has them, single-threaded);
-- ``"numpy"``: :mod:`xsnn.kernel.numpy_backend` (``np.bitwise_count``).
+- ``"numpy"``: :mod:`xsnn.kernel.numpy_forward` (``np.bitwise_count``).
 
-:data:`BACKEND` is the best one available, decided at import by trying to
+:data:`IMPLEMENTATION` is the best one available, decided at import by trying to
 import the extension (nothing is compiled at import).
 
 Usage::
@@ -39,24 +39,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from xsnn.kernel._layout import c_kernel_limits, n_words, pack_bits, unpack_bits
-from xsnn.kernel.c_backend import CNetwork, load_extension
-from xsnn.kernel.numpy_backend import NumpyNetwork
+from xsnn.kernel.c_forward import CNetwork, load_extension
+from xsnn.kernel.numpy_forward import NumpyNetwork
 from xsnn.model import BSNN
 
-__all__ = ["BACKEND", "BACKENDS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores", "predict",
-           "available_backends", "c_isa", "pack_bits", "unpack_bits"]
+__all__ = ["IMPLEMENTATION", "IMPLEMENTATIONS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores", "predict",
+           "available_implementations", "c_isa", "pack_bits", "unpack_bits"]
 
-BACKENDS = ("c", "numpy")
+IMPLEMENTATIONS = ("c", "numpy")
 _EXTENSION = load_extension()
-BACKEND: str = "c" if _EXTENSION is not None else "numpy"
+IMPLEMENTATION: str = "c" if _EXTENSION is not None else "numpy"
 
 
 class KernelUnavailable(RuntimeError):
-    """The requested backend is not available here (e.g. the C extension was not built)."""
+    """The requested implementation is not available here (e.g. the C extension was not built)."""
 
 
-def available_backends() -> tuple[str, ...]:
-    """The backends usable in this installation, best first."""
+def available_implementations() -> tuple[str, ...]:
+    """The implementations usable in this installation, best first."""
     return ("c", "numpy") if _EXTENSION is not None else ("numpy",)
 
 
@@ -85,48 +85,48 @@ class PackedNetwork:
 
     Args:
         model: the network.
-        backend: ``"c"``, ``"numpy"`` or ``None`` for :data:`BACKEND`.
-        algorithm: C backend only: ``"sliced"`` (fast), ``"sliced-single"`` (the same without processing
+        implementation: ``"c"``, ``"numpy"`` or ``None`` for :data:`IMPLEMENTATION`.
+        algorithm: C implementation only: ``"sliced"`` (fast), ``"sliced-single"`` (the same without processing
             two images per lane block) or ``"reference"`` (a plain per-neuron popcount loop).
-        isa: C backend only: ``"auto"`` or ``"generic"`` (forces the baseline-instruction build).
+        isa: C implementation only: ``"auto"`` or ``"generic"`` (forces the baseline-instruction build).
 
-    With ``backend=None`` a model too large for the C kernel (more than 65,535
+    With ``implementation=None`` a model too large for the C kernel (more than 65,535
     inputs or neurons in a layer, more than 32 layers) runs on numpy.
 
     Raises:
-        KernelUnavailable: ``backend="c"`` but the extension is not built or cannot run this model.
-        ValueError: unknown backend, algorithm or isa.
+        KernelUnavailable: ``implementation="c"`` but the extension is not built or cannot run this model.
+        ValueError: unknown implementation, algorithm or isa.
     """
 
-    def __init__(self, model: BSNN, backend: str | None = None, *, algorithm: str = "sliced",
+    def __init__(self, model: BSNN, implementation: str | None = None, *, algorithm: str = "sliced",
                  isa: str = "auto") -> None:
         if not isinstance(model, BSNN):
             raise ValueError(f"model must be an xsnn BSNN, got {type(model).__name__}")
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
+        if implementation is not None and implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None, got {implementation!r}")
         limits = c_kernel_limits(model)
-        if backend is None:
-            backend = BACKEND if limits is None else "numpy"
-        elif backend == "c" and _EXTENSION is None:
+        if implementation is None:
+            implementation = IMPLEMENTATION if limits is None else "numpy"
+        elif implementation == "c" and _EXTENSION is None:
             raise KernelUnavailable("the C kernel is not built in this installation (reinstall with a C compiler, "
-                                    "or use backend='numpy')")
-        elif backend == "c" and limits is not None:
+                                    "or use implementation='numpy')")
+        elif implementation == "c" and limits is not None:
             raise KernelUnavailable(limits)
         self.model = model
-        self.backend = backend
+        self.implementation = implementation
         self.n_steps = int(model.n_steps)
         self.n_inputs = int(model.n_inputs)
         self.n_words = n_words(self.n_inputs)
-        self._c = CNetwork(model, _EXTENSION, algorithm, isa) if backend == "c" else None
-        self._np = NumpyNetwork(model) if backend == "numpy" else None
+        self._c = CNetwork(model, _EXTENSION, algorithm, isa) if implementation == "c" else None
+        self._np = NumpyNetwork(model) if implementation == "numpy" else None
 
     def __repr__(self) -> str:
-        return f"PackedNetwork({self.model.describe()}, backend={self.backend!r})"
+        return f"PackedNetwork({self.model.describe()}, implementation={self.implementation!r})"
 
     # ------------------------------------------------------------------ inputs
 
     def _spikes(self, spikes: np.ndarray) -> np.ndarray:
-        """Validated C-contiguous uint8/bool ``(n, T, n_inputs)`` (values are checked by the backend)."""
+        """Validated C-contiguous uint8/bool ``(n, T, n_inputs)`` (values are checked by the implementation)."""
         x = np.asarray(spikes)
         if x.ndim == 2:
             x = x[None]
@@ -210,10 +210,10 @@ def _argmax(scores: np.ndarray) -> np.ndarray:
 
 
 def scores(model: BSNN, spikes: np.ndarray) -> np.ndarray:
-    """Scores ``(n, n_classes)`` int64 with the best backend (packs the model on every call)."""
+    """Scores ``(n, n_classes)`` int64 with the best implementation (packs the model on every call)."""
     return PackedNetwork(model).scores(spikes)
 
 
 def predict(model: BSNN, spikes: np.ndarray) -> np.ndarray:
-    """Class indices ``(n,)`` int64 with the best backend (packs the model on every call)."""
+    """Class indices ``(n,)`` int64 with the best implementation (packs the model on every call)."""
     return PackedNetwork(model).predict(spikes)

@@ -1,4 +1,4 @@
-"""Bit packing shared by both backends, and the flat layout the C kernel reads.
+"""Bit packing shared by both implementations, and the flat layout the C kernel reads.
 
 Bit order: bit ``i`` of a packed row is bit ``i % 64`` of 64-bit word ``i // 64``
 (little-endian bit order); unused bits of the last word are zero.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xsnn.kernel.c_backend import load_extension
+from xsnn.kernel.c_forward import load_extension
 
 __all__ = ["BallScan"]
 
@@ -53,14 +53,14 @@ class BallScan:
         unit_col, unit_at: each unit's neuron column and break.
         gains: ``(U, R)`` each unit's gain per rival.
         need: ``(R,)`` the least score with which each rival wins.
-        backend: ``"c"``, ``"numpy"`` or ``None`` (C when built).
+        implementation: ``"c"``, ``"numpy"`` or ``None`` (C when built).
     """
 
     def __init__(self, n_neurons: int, move_ptr, move_unit, move_delta, unit_col, unit_at, gains, need,
-                 backend: str | None = None) -> None:
-        if backend not in (None, "c", "numpy"):
-            raise ValueError(f"backend must be 'c', 'numpy' or None, got {backend!r}")
-        if backend == "c" and (_EXTENSION is None or not hasattr(_EXTENSION, "make_ball_scan")):
+                 implementation: str | None = None) -> None:
+        if implementation not in (None, "c", "numpy"):
+            raise ValueError(f"implementation must be 'c', 'numpy' or None, got {implementation!r}")
+        if implementation == "c" and (_EXTENSION is None or not hasattr(_EXTENSION, "make_ball_scan")):
             raise RuntimeError("the C kernel with ball_children is not built in this installation")
         self.n_neurons = int(n_neurons)
         if self.n_neurons < 1:
@@ -87,9 +87,9 @@ class BallScan:
             raise ValueError(f"gains must be (U, R) = ({len(self.unit_col)}, {self.n_rivals}), got {self.gains.shape}")
         # the unit and the column of each CSR entry, for the numpy reference
         self._entry_col = self.unit_col[self.move_unit].astype(np.int64)
-        self.backend = backend or ("c" if _EXTENSION is not None and hasattr(_EXTENSION, "make_ball_scan") else "numpy")
+        self.implementation = implementation or ("c" if _EXTENSION is not None and hasattr(_EXTENSION, "make_ball_scan") else "numpy")
         self._c = None
-        if self.backend == "c":
+        if self.implementation == "c":
             self._c = _EXTENSION.make_ball_scan(self.n_neurons, self.n_rivals, len(self.unit_col), n_moves,
                                                 self.move_ptr, self.move_unit, self.move_delta, self.unit_col,
                                                 self.unit_at, self.gains, self.gain_pos, self.gain_neg, self.need)
