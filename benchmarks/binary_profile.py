@@ -92,11 +92,11 @@ def profile_one(model, spikes, stack: str, order: str, time_limit: float, slow_s
             before = dict(levels.counters) if levels is not None else None
             check = self.inner.check(fixed, time_limit=time_limit)
             record = {"free": len(self.features) - len(fixed), "verdict": check.verdict.value,
-                      "backend": check.backend, "seconds": round(check.seconds, 6)}
+                      "path": check.path, "seconds": round(check.seconds, 6)}
             if check.seconds >= slow_seconds:  # kept for replays: the free features
                 record["free_features"] = sorted(set(range(len(self.features))) - set(fixed))
             levels = level_stage(self.inner)
-            if levels is not None and check.backend == levels.name:
+            if levels is not None and check.path == levels.name:
                 record["rivals"] = levels.last_rivals
                 before = before or {k: 0 for k in levels.counters}
                 record["counters"] = {k: v - before[k] for k, v in levels.counters.items() if v != before[k]}
@@ -121,7 +121,7 @@ def summary(run: dict) -> dict:
     """Per answering path and verdict: count and seconds; the ENTAILED count; the slowest questions."""
     by_path: dict[str, dict] = {}
     for q in run["questions"]:
-        key = f"{q['backend']} {q['verdict']}"
+        key = f"{q['path']} {q['verdict']}"
         entry = by_path.setdefault(key, {"count": 0, "seconds": 0.0})
         entry["count"] += 1
         entry["seconds"] = round(entry["seconds"] + q["seconds"], 6)
@@ -129,7 +129,7 @@ def summary(run: dict) -> dict:
     return {"questions": len(run["questions"]),
             "entailed": sum(q["verdict"] == "entailed" for q in run["questions"]),
             "by_path": by_path,
-            "slowest": [{k: q[k] for k in ("free", "verdict", "backend", "seconds")} for q in slowest]}
+            "slowest": [{k: q[k] for k in ("free", "verdict", "path", "seconds")} for q in slowest]}
 
 
 def main(argv: list[str] | None = None) -> int:

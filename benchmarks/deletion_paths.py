@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def _check(self, fixed, time_limit):
             check = self.inner.check(fixed, time_limit=time_limit)
-            key = (check.backend, check.verdict.value)
+            key = (check.path, check.verdict.value)
             self.count[key] += 1
             self.seconds[key] += check.seconds
             return check

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     results["_meta"] = {
         "command": "python benchmarks/forward.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "n_images": int(len(images)),
-        "c_kernel": {"backend": kernel.IMPLEMENTATION, "isa": kernel.c_isa(), "threads": 1},
+        "c_kernel": {"implementation": kernel.IMPLEMENTATION, "isa": kernel.c_isa(), "threads": 1},
         "torch": {"version": torch.__version__, "threads_1t": 1, "threads_default": default_threads,
                   "batch": BATCH, "dtype": "float32"},
         "numpy": np.__version__,

@@ -229,7 +229,7 @@ class OracleAlgorithm:
             left = max(run.deadline - time.perf_counter(), 1e-3)
             limit = left if limit is None else min(limit, left)
         check = self.oracle.check(fixed, time_limit=limit)
-        self._record(check, check.backend)
+        self._record(check, check.path)
         if check.verdict is Verdict.UNKNOWN:
             run.undecided = True
         return check
@@ -283,7 +283,7 @@ class OracleAlgorithm:
         sufficiency = start
         witnesses: dict[int, np.ndarray] = dict(known or {})
         if not set(witnesses) <= s:
-            raise RuntimeError(f"{start.backend} returned a core without a feature proven necessary: "
+            raise RuntimeError(f"{start.path} returned a core without a feature proven necessary: "
                                "the oracle is inconsistent")
         unproven: set[int] = set()
         order = list(order)
@@ -305,10 +305,10 @@ class OracleAlgorithm:
                     continue
                 new = check.core
                 if not new <= s - {i}:
-                    raise RuntimeError(f"{check.backend} returned a core that is not inside the fixed set")
+                    raise RuntimeError(f"{check.path} returned a core that is not inside the fixed set")
                 lost = (s - new) & set(witnesses)
                 if lost:
-                    raise RuntimeError(f"{check.backend} returned a core without feature(s) {sorted(lost)[:5]} "
+                    raise RuntimeError(f"{check.path} returned a core without feature(s) {sorted(lost)[:5]} "
                                        "that a verified witness proved necessary: the oracle is inconsistent")
                 s = set(new)
                 run.current = s
@@ -514,7 +514,7 @@ class ProgressionAXp(_OrderedAXp):
             if self.use_cores and hi_check.core is not None:
                 core = hi_check.core
                 if (set(chosen) - core) - unproven:
-                    raise RuntimeError(f"{hi_check.backend} returned a core without proven-necessary features")
+                    raise RuntimeError(f"{hi_check.path} returned a core without proven-necessary features")
                 chosen = [i for i in chosen if i in core]
                 work = [i for i in work if i in core]
         s = set(chosen) | set(work)

@@ -807,8 +807,8 @@ class BallOracle(EntailmentOracle):
             stats.null_skips += 1
             stats.seconds += time.perf_counter() - start
             if self._constant is True:
-                return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=self._constant, backend=self.name)
+                return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=self._constant, path=self.name)
         free = np.ones(self._n, bool)
         if fixed:
             free[np.fromiter(fixed, np.int64, len(fixed))] = False
@@ -816,23 +816,23 @@ class BallOracle(EntailmentOracle):
             for known in self._entailed:  # B(free) ⊆ B(known) when no forced feature is left out
                 if not (free & ~known).any() and not (known & ~free & self.domain.forced).any():
                     stats.memo += 1
-                    return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+                    return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
             for known, witness in self._refuted:  # B(known) ⊆ B(free) likewise
                 if not (known & ~free).any() and not (free & ~known & self.domain.forced).any():
                     stats.memo += 1
-                    return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+                    return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path=self.name)
             bases = [e for e in self._entailed if not (e & ~free).any()]
             base = max(bases, key=lambda e: int(e.sum())) if bases else None
             witness = self._search(free, base, deadline)
         except _Timeout:
-            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.name)
         finally:
             stats.seconds += time.perf_counter() - start
         if witness is None:
             self._entailed.appendleft(free)
-            return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
         self._refuted.appendleft((free, witness))
-        return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+        return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path=self.name)
 
     def _question(self, free: np.ndarray, base: np.ndarray | None) -> _Question | None:
         """The enumeration of ``B(free)`` (only the inputs changing a feature outside ``base``, an

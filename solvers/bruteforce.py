@@ -43,5 +43,5 @@ class BruteForceOracle(EntailmentOracle):
         xs = self.completions(fixed)
         flips = np.flatnonzero(forward(self.model, xs).prediction != self.target)
         if len(flips):
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=xs[flips[0]], backend=self.name)
-        return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=xs[flips[0]], path=self.name)
+        return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)

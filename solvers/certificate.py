@@ -51,13 +51,13 @@ class VerdictRecord:
 
     fixed: frozenset[int]
     verdict: Verdict
-    backend: str
+    path: str
     core: frozenset[int] | None = None
     seconds: float = 0.0
 
     @classmethod
     def from_check(cls, check: Check) -> "VerdictRecord":
-        return cls(check.fixed, check.verdict, check.backend, check.core, check.seconds)
+        return cls(check.fixed, check.verdict, check.path, check.core, check.seconds)
 
     @property
     def justified(self) -> frozenset[int]:
@@ -65,12 +65,13 @@ class VerdictRecord:
         return self.core if self.core is not None else self.fixed
 
     def as_dict(self) -> dict:
-        return {"fixed": sorted(self.fixed), "verdict": self.verdict.value, "backend": self.backend,
+        return {"fixed": sorted(self.fixed), "verdict": self.verdict.value, "path": self.path,
                 "core": None if self.core is None else sorted(self.core), "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "VerdictRecord":
-        return cls(frozenset(int(k) for k in d["fixed"]), Verdict(d["verdict"]), str(d["backend"]),
+        path = d["path"] if "path" in d else d["backend"]  # "backend": the key before 2026-12-03
+        return cls(frozenset(int(k) for k in d["fixed"]), Verdict(d["verdict"]), str(path),
                    None if d["core"] is None else frozenset(int(k) for k in d["core"]), float(d["seconds"]))
 
 
@@ -130,7 +131,7 @@ class CXpCertificate:
         question: what it explains.
         features: the CXp (the freed features).
         witness: an input agreeing with the instance outside ``features`` and predicted ``!= target``.
-        witness_backend: which path found it.
+        witness_path: which path found it.
         necessity: feature -> ENTAILED verdict on a fixed set ``⊆ (F \\ features) ∪ {feature}``.
         unproven: features kept without a decided necessity.
     """
@@ -138,7 +139,7 @@ class CXpCertificate:
     question: Question
     features: frozenset[int]
     witness: np.ndarray
-    witness_backend: str
+    witness_path: str
     necessity: Mapping[int, VerdictRecord]
     unproven: frozenset[int] = frozenset()
     kind: str = field(default="cxp", init=False)
@@ -149,7 +150,7 @@ class CXpCertificate:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "question": self.question.as_dict(), "features": sorted(self.features),
-                "witness": self.question.witness_as_dict(self.witness), "witness_backend": self.witness_backend,
+                "witness": self.question.witness_as_dict(self.witness), "witness_path": self.witness_path,
                 "necessity": {str(k): r.as_dict() for k, r in sorted(self.necessity.items())},
                 "unproven": sorted(self.unproven)}
 
@@ -160,7 +161,8 @@ class CXpCertificate:
             raise ValueError(f"not a CXp certificate (kind {d.get('kind')!r})")
         q = Question.from_dict(d["question"], model)
         return cls(q, frozenset(int(k) for k in d["features"]), q.witness_from_dict(d["witness"]),
-                   str(d["witness_backend"]), {int(k): VerdictRecord.from_dict(r) for k, r in d["necessity"].items()},
+                   str(d["witness_path"] if "witness_path" in d else d["witness_backend"]),  # the older key
+                   {int(k): VerdictRecord.from_dict(r) for k, r in d["necessity"].items()},
                    frozenset(int(k) for k in d["unproven"]))
 
 
@@ -230,7 +232,7 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
         s = cert.features
         producer = ""
         if cert.sufficiency is not None:
-            producer = cert.sufficiency.backend
+            producer = cert.sufficiency.path
             if cert.sufficiency.verdict is not Verdict.ENTAILED:
                 problems.append(f"sufficiency record has verdict {cert.sufficiency.verdict.value}, not entailed")
             if not cert.sufficiency.justified <= s:
@@ -254,7 +256,7 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
                 problems.append(f"feature {i}: necessity record has verdict {record.verdict.value}")
             if not record.fixed <= (everything - x) | {i}:
                 problems.append(f"feature {i}: necessity record is about an unrelated fixed set")
-            entailed_checks.append(((everything - x) | {i}, record.backend, f"necessity of feature {i}"))
+            entailed_checks.append(((everything - x) | {i}, record.path, f"necessity of feature {i}"))
         minimal = not cert.unproven
     else:  # pragma: no cover - guarded by certificate_of
         raise TypeError(type(cert).__name__)
@@ -293,16 +295,16 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
                 left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
                 answer = oracle.check(fixed, time_limit=left)
                 checks += 1
-                names.add(answer.backend)
-                if answer.backend == producer:
+                names.add(answer.path)
+                if answer.path == producer:
                     independent = False
                     if require_independent:
                         problems.append(f"{what}: re-checked by the same backend that produced it ({producer})")
                 if answer.verdict is Verdict.NOT_ENTAILED:
-                    problems.append(f"{what}: REFUTED by {answer.backend} (a counterexample exists)")
+                    problems.append(f"{what}: REFUTED by {answer.path} (a counterexample exists)")
                 elif answer.verdict is Verdict.UNKNOWN:
                     status = out_of_time() or status
-                    problems.append(f"{what}: {answer.backend} could not decide it"
+                    problems.append(f"{what}: {answer.path} could not decide it"
                                     f"{'' if status == 'complete' else f' ({status})'}")
         finally:
             if watcher is not None:

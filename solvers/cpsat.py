@@ -116,20 +116,20 @@ class CPSATOracle(EntailmentOracle):
         cp_model = self._cp_model
         form = build_formulation(self.model, self.instance, self.features, fixed, self.target, self.max_distance)
         if form.no_rival:
-            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, path=self.name)
         m, _ = cpsat_model(form)
         solver = self._solver(time_limit)
         if self._interrupted:
-            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.name)
         status = solver.solve(m)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             values = np.asarray(solver.response_proto.solution, dtype=np.int64)
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=form.witness(self.instance, values), backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=form.witness(self.instance, values), path=self.name)
         if status == cp_model.INFEASIBLE:
-            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, path=self.name)
         if status == cp_model.MODEL_INVALID:
             raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
-        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+        return Check(Verdict.UNKNOWN, fixed, path=self.name)
 
     def _check_by_rival(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         """One rival at a time: NOT_ENTAILED at the first feasible one, ENTAILED if none is,
@@ -151,28 +151,28 @@ class CPSATOracle(EntailmentOracle):
             for problem in problems:
                 remaining = None if deadline is None else deadline - time.perf_counter()
                 if remaining is not None and remaining <= 0:
-                    return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                    return Check(Verdict.UNKNOWN, fixed, path=self.name)
                 budget = remaining if cap is None else (cap if remaining is None else min(cap, remaining))
                 m = models.get(problem.rival)
                 if m is None:
                     m = models[problem.rival] = cpsat_model(problem.formulation)[0]
                 solver = self._solver(budget)
                 if self._interrupted:
-                    return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                    return Check(Verdict.UNKNOWN, fixed, path=self.name)
                 status = solver.solve(m)
                 if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     self._feasible_rivals[problem.rival] = self._feasible_rivals.get(problem.rival, 0) + 1
                     values = np.asarray(solver.response_proto.solution, dtype=np.int64)
                     return Check(Verdict.NOT_ENTAILED, fixed,
-                                 witness=problem.formulation.witness(self.instance, values), backend=self.name)
+                                 witness=problem.formulation.witness(self.instance, values), path=self.name)
                 if status == cp_model.MODEL_INVALID:
                     raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
                 if status != cp_model.INFEASIBLE:
                     undecided.append(problem)
             problems = undecided
             if not problems:
-                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
-        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, path=self.name)
+        return Check(Verdict.UNKNOWN, fixed, path=self.name)
 
     def close(self) -> None:
         self._active = None

@@ -74,7 +74,7 @@ class CXpSteps(OracleAlgorithm):
         timed_out = self._run.timed_out if timed_out is None else timed_out
         status = Status.COMPLETE if not unproven else self._early_status() if timed_out or self.stopped \
             else Status.UNDECIDED
-        cert = CXpCertificate(self.question, frozenset(x), change.witness, change.backend,
+        cert = CXpCertificate(self.question, frozenset(x), change.witness, change.path,
                               {i: VerdictRecord.from_check(c) for i, c in necessity.items()}, frozenset(unproven))
         return FormalExplanation("cxp", tuple(sorted(x)), status, not unproven, cert, self._run_stats(),
                                  self._elapsed())

@@ -228,30 +228,30 @@ class LayeredOracle(EntailmentOracle):
         if self._cache is not None:
             witness = self._cache.find(fixed)
             if witness is not None:
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="cache")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path="cache")
         if self._lookahead is not None and self._worth("lookahead"):
             with self._timed("lookahead") as hit:
                 witness = hit.value = self._lookahead.find(fixed)
             if witness is not None:
                 self._remember(witness)
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="lookahead")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path="lookahead")
         if self._cores is not None and len(self._cores):
             # a core C proves S when C ⊆ S: no core feature outside S
             if not np.all(np.any(self._cores & ~self._mask(fixed)[None, :], axis=1)):
-                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="cores"))
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, path="cores"))
         if self._bounds is not None and self._worth("bounds"):
             with self._timed("bounds") as hit:
                 hit.value = self._bounds.entailed(fixed)
             if hit.value:
-                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="bounds"))
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, path="bounds"))
         if self._exhaustive_limit and self._worth("exhaustive"):
             with self._timed("exhaustive") as hit:
                 done = hit.value = self._counterexamples.exhaust(fixed, self._exhaustive_limit)
             if done is not None:
                 if done.found:
                     self._remember(done.witness)
-                    return Check(Verdict.NOT_ENTAILED, fixed, witness=done.witness, backend="exhaustive")
-                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="exhaustive"))
+                    return Check(Verdict.NOT_ENTAILED, fixed, witness=done.witness, path="exhaustive")
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, path="exhaustive"))
         if self._attack is not None and self._worth("attack"):
             starts = self._cache.recent(self.attack_starts) if self._cache is not None else []
             with self._timed("attack") as hit:
@@ -259,7 +259,7 @@ class LayeredOracle(EntailmentOracle):
                 hit.value = found.found
             if found.found:
                 self._remember(found.witness)
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, backend="attack")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=found.witness, path="attack")
         if self._bab is not None and self._worth("branch-and-bound"):
             # the search may use at most half of what is left of the per-call budget, and (adaptive)
             # no more than an exact call costs on average
@@ -268,17 +268,17 @@ class LayeredOracle(EntailmentOracle):
                 decided = self._bab.decide(fixed, max_nodes=self.search_nodes, time_limit=self._capped(left))
                 hit.value = decided.verdict is not Verdict.UNKNOWN
             if decided.verdict is Verdict.ENTAILED:
-                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, backend="branch-and-bound"))
+                return self._entailed(fixed, Check(Verdict.ENTAILED, fixed, core=fixed, path="branch-and-bound"))
             if decided.verdict is Verdict.NOT_ENTAILED:
                 self._remember(decided.witness)
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, backend="branch-and-bound")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=decided.witness, path="branch-and-bound")
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
         if remaining is not None and remaining <= 0:
-            return Check(Verdict.UNKNOWN, fixed, backend=self.exact.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.exact.name)
         answer = self.exact.check(fixed, time_limit=remaining)
         self._exact_calls += 1
         self._exact_seconds += answer.seconds
-        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, backend=answer.backend,
+        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, path=answer.path,
                        witness_verified=answer.witness_verified)  # the exact oracle asked the same question
         if answer.verdict is Verdict.NOT_ENTAILED:
             self._remember(answer.witness)

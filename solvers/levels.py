@@ -271,7 +271,7 @@ class LevelOracle(EntailmentOracle):
                                      "rounds": self.counters["rounds"] - rounds,
                                      "outcome": "out" if answer is True else "unknown" if answer is None else "wins"})
             if answer is None:
-                return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                return Check(Verdict.UNKNOWN, fixed, path=self.name)
             if answer is not True:
                 rival.feasible += 1
                 witness = self._v.copy()
@@ -279,8 +279,8 @@ class LevelOracle(EntailmentOracle):
                 self._last_witness = witness
                 return Check(Verdict.NOT_ENTAILED, fixed,
                              witness=np.repeat(witness[None].astype(np.uint8), self.model.n_steps, axis=0),
-                             backend=self.name)
-        return Check(Verdict.ENTAILED, fixed, core=fixed, backend=self.name)
+                             path=self.name)
+        return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
 
 
 class _Question:

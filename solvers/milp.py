@@ -192,17 +192,17 @@ class MILPOracle(EntailmentOracle):
             raise ValueError("this MILPOracle was closed")
         form = build_formulation(self.model, self.instance, self.features, fixed, self.target, self.max_distance)
         if form.no_rival:
-            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=fixed - self._disconnected, path=self.name)
         if self.engine == "highspy":
             self._engine.load(form)
             verdict, values = self._engine.solve(time_limit)
         else:
             verdict, values = self._engine.solve(form, time_limit)
         if verdict is Verdict.NOT_ENTAILED:
-            return Check(verdict, fixed, witness=form.witness(self.instance, values), backend=self.name)
+            return Check(verdict, fixed, witness=form.witness(self.instance, values), path=self.name)
         if verdict is Verdict.ENTAILED:
-            return Check(verdict, fixed, core=fixed - self._disconnected, backend=self.name)
-        return Check(verdict, fixed, backend=self.name)
+            return Check(verdict, fixed, core=fixed - self._disconnected, path=self.name)
+        return Check(verdict, fixed, path=self.name)
 
     def close(self) -> None:
         if self._engine is not None:

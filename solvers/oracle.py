@@ -50,7 +50,8 @@ class Check:
             instance on S, respect the coding's free domain (and the distance bound) and
             whose reference-forward prediction is not the target.
         core: for ENTAILED, a subset of S that is itself sufficient (S if none smaller known).
-        backend: which answer path decided (``"bounds"``, ``"attack"``, ``"sat:cadical195"``, ``"z3"``...).
+        path: which answer path decided: a fast path (``"bounds"``, ``"attack"``, ``"rival-repair"``...)
+            or the exact oracle's name (``"sat:cadical195"``, ``"cpsat"``...).
         seconds: wall time of the check.
         witness_verified: set by :meth:`EntailmentOracle.check` once the witness has been re-run
             through the reference forward for this question; an oracle that passes on an inner
@@ -62,21 +63,21 @@ class Check:
     fixed: frozenset[int]
     witness: np.ndarray | None = None
     core: frozenset[int] | None = None
-    backend: str = ""
+    path: str = ""
     seconds: float = 0.0
     witness_verified: bool = False
 
 
 @dataclass
 class OracleStats:
-    """Counters kept by an oracle: calls and time per backend that answered."""
+    """Counters kept by an oracle: calls and time per answer path."""
 
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def record(self, check: Check) -> None:
-        self.calls[check.backend] = self.calls.get(check.backend, 0) + 1
-        self.seconds[check.backend] = self.seconds.get(check.backend, 0.0) + check.seconds
+        self.calls[check.path] = self.calls.get(check.path, 0) + 1
+        self.seconds[check.path] = self.seconds.get(check.path, 0.0) + check.seconds
 
     def as_dict(self) -> dict:
         return {"calls": dict(self.calls), "seconds": {k: round(v, 6) for k, v in self.seconds.items()}}
@@ -207,19 +208,19 @@ class EntailmentOracle(abc.ABC):
             fixed_set.n_features = n_features
         start = time.perf_counter()
         if self._interrupted:
-            return Check(Verdict.UNKNOWN, fixed_set, backend="interrupted")
+            return Check(Verdict.UNKNOWN, fixed_set, path="interrupted")
         answer = self._check(fixed_set, time_limit)
         if self._interrupted and answer.verdict is Verdict.UNKNOWN:
-            answer = Check(Verdict.UNKNOWN, fixed_set, backend="interrupted")
+            answer = Check(Verdict.UNKNOWN, fixed_set, path="interrupted")
         verified = answer.witness_verified and (answer.fixed is fixed_set or answer.fixed == fixed_set)
         if answer.verdict is Verdict.NOT_ENTAILED and not verified:
             if answer.witness is None:
-                raise WitnessError(f"{answer.backend or self.name} answered NOT_ENTAILED without a witness")
+                raise WitnessError(f"{answer.path or self.name} answered NOT_ENTAILED without a witness")
             if self._witness_verifier is None:
                 self._witness_verifier = WitnessVerifier(self.model, self.instance, self.features, self.target,
                                                          self.max_distance)
             self._witness_verifier(fixed_set, answer.witness)
-        check = Check(answer.verdict, fixed_set, answer.witness, answer.core, answer.backend or self.name,
+        check = Check(answer.verdict, fixed_set, answer.witness, answer.core, answer.path or self.name,
                       time.perf_counter() - start, answer.verdict is Verdict.NOT_ENTAILED)
         self.stats.record(check)
         return check

@@ -80,7 +80,7 @@ class PortfolioOracle(EntailmentOracle):
             check = self._stage_or_stop(index).check(fixed, time_limit=limit)
             if check.verdict is not Verdict.UNKNOWN:
                 return check
-        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+        return Check(Verdict.UNKNOWN, fixed, path=self.name)
 
     def _interrupt_solver(self) -> None:
         for stage in self.stages:

@@ -180,7 +180,7 @@ class RivalSATOracle(EntailmentOracle):
         if self._solvers is None:
             raise ValueError("this RivalSATOracle was closed")
         if not self._rivals:  # no rival can win whatever the input: the empty set is sufficient
-            return Check(Verdict.ENTAILED, fixed, core=frozenset(), backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=frozenset(), path=self.name)
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
         ruled_out, has_core = self._gate.advance(fixed)
         n_rivals = len(self._rivals)
@@ -199,21 +199,21 @@ class RivalSATOracle(EntailmentOracle):
         if order and self.witness_repair:
             witness = self._repair.find(self._gate.fixed_pixels)
             if witness is not None:
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend="rival-repair")
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path="rival-repair")
         # the selectors of the fixed features (from the mask: about 3x cheaper than from the set)
         assumptions = (np.flatnonzero(self._gate.fixed_mask) + offset).tolist() if order else []
         in_core = np.zeros(n_features, bool)
         for r in order:
             remaining = None if deadline is None else deadline - time.perf_counter()
             if remaining is not None and remaining <= 0:
-                return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                return Check(Verdict.UNKNOWN, fixed, path=self.name)
             solver = self._solver(r)
             self._active = solver
             if self._interrupted:
-                return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                return Check(Verdict.UNKNOWN, fixed, path=self.name)
             status = solve_limited(solver, self.solver_name, assumptions, remaining)
             if status is None:
-                return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+                return Check(Verdict.UNKNOWN, fixed, path=self.name)
             if status:
                 self._feasible[r] = self._feasible.get(r, 0) + 1
                 self._last_sat = r
@@ -223,7 +223,7 @@ class RivalSATOracle(EntailmentOracle):
                 witness[:] = bits
                 if self.witness_repair:
                     self._repair.add(bits, self._gate.fixed_pixels)
-                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+                return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path=self.name)
             # only selectors are assumed, so the core holds selectors n + 1 + k (feature k in S)
             k = np.array(solver.get_core() or (), np.int64) - offset
             k = k[(k >= 0) & (k < n_features)]
@@ -238,7 +238,7 @@ class RivalSATOracle(EntailmentOracle):
         # the core is a subset of the fixed set, most of it: built as the fixed set minus the rest
         # (copying a set is much cheaper than making a new one from hundreds of ints)
         outside = np.flatnonzero(self._gate.fixed_mask & ~in_core).tolist()
-        return Check(Verdict.ENTAILED, fixed, core=fixed.difference(outside), backend=backend)
+        return Check(Verdict.ENTAILED, fixed, core=fixed.difference(outside), path=backend)
 
     def _interrupt_solver(self) -> None:
         solver = getattr(self, "_active", None)

@@ -158,13 +158,13 @@ class SATOracle(EntailmentOracle):
             raise ValueError("this SATOracle was closed")
         status = solve_limited(self._solver, self.solver_name, self.encoding.assumptions(fixed), time_limit)
         if status is None:
-            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.name)
         if status:
             witness = self.encoding.decode_inputs(self._solver.get_model())
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path=self.name)
         core_lits = set(self._solver.get_core() or [])
         core = frozenset(k for k in fixed if int(self.encoding.selectors[k]) in core_lits)
-        return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
+        return Check(Verdict.ENTAILED, fixed, core=core, path=self.name)
 
     def _interrupt_solver(self) -> None:
         solver = self._solver

@@ -50,18 +50,18 @@ class SMTOracle(EntailmentOracle):
         if self._solver is None:
             raise ValueError("this SMTOracle was closed")
         if time_limit is not None and time_limit <= 0:
-            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.name)
         millis = _NO_TIMEOUT if time_limit is None else max(1, int(time_limit * 1000))
         self._solver.set("timeout", millis)
         result = self._solver.check(*self.encoding.assumptions(fixed))
         if result == z3.sat:
             witness = self.encoding.decode_inputs(self._solver.model())
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=witness, path=self.name)
         if result == z3.unsat:
             core = frozenset(self._selector_feature[str(lit)] for lit in self._solver.unsat_core())
-            return Check(Verdict.ENTAILED, fixed, core=core, backend=self.name)
+            return Check(Verdict.ENTAILED, fixed, core=core, path=self.name)
         log.debug("%s: unknown (%s)", self.name, self._solver.reason_unknown())
-        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+        return Check(Verdict.UNKNOWN, fixed, path=self.name)
 
     def _interrupt_solver(self) -> None:
         solver = self._solver

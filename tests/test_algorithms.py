@@ -142,7 +142,7 @@ class CoreBruteForce(BruteForceOracle):
         for i in sorted(fixed):
             if super()._check(frozenset(core - {i}), None).verdict is Verdict.ENTAILED:
                 core.discard(i)
-        return Check(Verdict.ENTAILED, fixed, core=frozenset(core), backend=self.name)
+        return Check(Verdict.ENTAILED, fixed, core=frozenset(core), path=self.name)
 
 
 class FlakyOracle(EntailmentOracle):
@@ -157,7 +157,7 @@ class FlakyOracle(EntailmentOracle):
     def _check(self, fixed, time_limit):
         n = len(self.features)
         if 0 < len(fixed) < n and (hash((self.salt, tuple(sorted(fixed)))) % 3 == 0):
-            return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+            return Check(Verdict.UNKNOWN, fixed, path=self.name)
         answer = self.inner.check(fixed)
         return Check(answer.verdict, fixed, answer.witness, answer.core, self.name)
 

@@ -180,7 +180,7 @@ def test_a_false_witness_is_caught_directly_and_through_a_portfolio():
         name = "wrong-witness"
 
         def _check(self, fixed, time_limit):
-            return Check(Verdict.NOT_ENTAILED, fixed, witness=self.instance.copy(), backend=self.name)
+            return Check(Verdict.NOT_ENTAILED, fixed, witness=self.instance.copy(), path=self.name)
 
     rng = np.random.default_rng(4)
     model = random_model(rng, [3], 6, 3, n_steps=2, max_threshold=2)

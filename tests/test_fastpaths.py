@@ -209,7 +209,7 @@ class UnknownOracle(EntailmentOracle):
     name = "always-unknown"
 
     def _check(self, fixed, time_limit):
-        return Check(Verdict.UNKNOWN, fixed, backend=self.name)
+        return Check(Verdict.UNKNOWN, fixed, path=self.name)
 
 
 @settings(max_examples=60, deadline=None)
@@ -225,7 +225,7 @@ def test_layered_verdicts_equal_exact(seed):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
         assert got.verdict is reference.check(fixed).verdict
-        assert got.backend in {"cache", "lookahead", "cores", "bounds", "attack", "bruteforce"}
+        assert got.path in {"cache", "lookahead", "cores", "bounds", "attack", "bruteforce"}
     assert sum(layered.stats.calls.values()) == 6
 
 
@@ -241,7 +241,7 @@ def test_exhaustive_path_is_exact(seed):
         fixed = random_fixed(rng, len(features))
         truth = reference.check(fixed).verdict
         got = layered.check(fixed)
-        assert got.verdict is truth and got.backend == "exhaustive"
+        assert got.verdict is truth and got.path == "exhaustive"
         assert search.exhaust(fixed, limit=1) is None or len(fixed) == len(features)
 
 
@@ -265,7 +265,7 @@ def test_branch_and_bound_is_exact(seed, leaf_limit):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
         assert got.verdict is reference.check(fixed).verdict
-        assert got.backend in {"cache", "bounds", "branch-and-bound"}
+        assert got.path in {"cache", "bounds", "branch-and-bound"}
 
 
 def test_branch_and_bound_needs_pixel_features():
@@ -289,7 +289,7 @@ def test_layered_records_paths_and_reuses_witnesses():
                 # any subset of a refuted fixed set is refuted by the cached witness
                 sub = frozenset(sorted(fixed)[: len(fixed) // 2])
                 again = layered.check(sub)
-                assert again.verdict is Verdict.NOT_ENTAILED and again.backend == "cache"
+                assert again.verdict is Verdict.NOT_ENTAILED and again.path == "cache"
         paths |= set(layered.stats.calls)
     assert {"cache", "bounds", "attack"} <= paths
 
@@ -314,9 +314,9 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
             got = layered.check(fixed)
             if got.verdict is not Verdict.UNKNOWN:
                 assert got.verdict is reference.check(fixed).verdict
-                assert got.backend in {"cache", "lookahead", "bounds", "attack"}
+                assert got.path in {"cache", "lookahead", "bounds", "attack"}
             else:
-                assert got.backend == "always-unknown"
+                assert got.path == "always-unknown"
 
 
 def test_witness_cache_semantics():
@@ -387,4 +387,4 @@ def test_unknown_fast_paths_are_named():
         LayeredOracle(BruteForceOracle(model, instance), paths={"bounds", "search"})
     with pytest.raises(ValueError, match="collection"):
         LayeredOracle(BruteForceOracle(model, instance), paths="bounds")
-    assert LayeredOracle(BruteForceOracle(model, instance), paths=()).check(range(4)).backend == "bruteforce"
+    assert LayeredOracle(BruteForceOracle(model, instance), paths=()).check(range(4)).path == "bruteforce"

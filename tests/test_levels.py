@@ -320,6 +320,6 @@ def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(se
             assert all(chosen <= worst(order[:k] + [f]) for f in order[k + 1:])
     for k in range(n + 1):
         fixed = frozenset(order[k:])
-        if oracle.check(fixed).backend != "rival-bounds":
+        if oracle.check(fixed).path != "rival-bounds":
             break
         assert truth.check(fixed).verdict is Verdict.ENTAILED
