@@ -202,6 +202,22 @@ def test_json_round_trip_is_exact(tmp_path, kind, options):
         Explanation.from_dict({"schema": "something else"})
 
 
+@pytest.mark.parametrize("kind", ["axp", "cxp"])
+def test_certificates_saved_with_the_older_backend_keys_still_load(kind):
+    """Before 2026-12-03 a certificate named each verdict's answer path "backend" (and a CXp's
+    witness path "witness_backend"); such a file loads to the same explanation."""
+    model = tiny_model(5, n_classes=3)
+    e = xsnn.explain(model, tiny_image(5), kind, backend="sat", verify=True)
+    new = e.to_dict()
+    text = json.dumps(new)
+    assert '"path"' in text and '"backend": "' in text  # the option "backend" stays (the exact oracle)
+    old = json.loads(text.replace('"path":', '"backend":').replace('"witness_path":', '"witness_backend":'))
+    assert old != new
+    back = Explanation.from_dict(old, model=model)
+    assert json.dumps(back.to_dict()) == text
+    assert xsnn.verify(back).ok
+
+
 def test_explanation_settings_name_the_model_data_and_options(sample):
     model = xsnn.load_model("mnist159-binary")
     e = xsnn.explain(model, sample[0][2], max_distance=1, source={"data": "sample", "index": 2})
