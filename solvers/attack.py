@@ -30,9 +30,11 @@ Candidates are scored from first-layer *currents*: a move of pixel ``i`` to trai
 still flips; smaller witnesses answer more later questions) and then verified by the reference
 forward (:func:`xsnn.solvers.oracle.verify_witness`) before it is returned.
 
-Two *complete* searches share the same scorer: :meth:`CounterexampleSearch.exhaust` evaluates
-every completion when there are few, and :class:`BoundSearch` runs a branch and bound pruned
-by :class:`~xsnn.solvers.bounds.BoundPropagator`; both answer ENTAILED when nothing flips.
+Two *complete* searches use the same scorer: :meth:`CounterexampleSearch.exhaust` evaluates
+every completion when there are few (the ``exhaustive`` path of the layered oracle), and
+:class:`~xsnn.solvers.branchbound.BoundSearch` runs a branch and bound pruned by
+:class:`~xsnn.solvers.bounds.BoundPropagator` (the ``branch-and-bound`` path), enumerating its
+leaves with :meth:`CounterexampleSearch.enumerate`; both answer ENTAILED when nothing flips.
 """
 from __future__ import annotations
 
@@ -44,12 +46,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xsnn.features import FeatureSet
-from xsnn.model import BSNN, forward, integrate_and_fire
+from xsnn.model import BSNN, integrate_and_fire
 from xsnn.question import Question
-from .bounds import BoundPropagator
-from .oracle import Verdict, verify_witness
+from .oracle import verify_witness
 
-__all__ = ["CounterexampleSearch", "AttackResult", "BoundSearch", "SearchResult"]
+__all__ = ["CounterexampleSearch", "AttackResult"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,10 @@ class CounterexampleSearch:
         chain = np.eye(model.layer_sizes[-1])
         for w in reversed(model.weights):
             chain = chain @ w.astype(np.float64)
-        self._guides = (self._readout.astype(np.float64) - self._readout[self.target].astype(np.float64)) @ chain
+        self.guides = (self._readout.astype(np.float64) - self._readout[self.target].astype(np.float64)) @ chain
         v = self.instance.astype(np.int64)
         match = np.all(self._trains[:, :, None] == v[None, :, :], axis=1)  # (k, n)
-        self._inst_train = np.where(match.any(axis=0), match.argmax(axis=0), -1)
+        self.inst_train = np.where(match.any(axis=0), match.argmax(axis=0), -1)
 
     # ------------------------------------------------------------------ public
 
@@ -164,7 +165,7 @@ class CounterexampleSearch:
         free = np.flatnonzero(~self.features.pixel_mask(sorted(fixed_set)))
         n_free_features = len(self.features) - len(fixed_set)
         budget = self.max_distance if self.max_distance is not None and self.max_distance < n_free_features else None
-        done = self._enumerate(free, self.instance, budget, limit)
+        done = self.enumerate(free, self.instance, budget, limit)
         if done is None:
             return None
         x, evaluations = done
@@ -173,7 +174,7 @@ class CounterexampleSearch:
         verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x, self.max_distance)
         return AttackResult(True, x, evaluations, time.perf_counter() - t0, "exhaustive", True)
 
-    def _enumerate(self, free: np.ndarray, values: np.ndarray, budget: int | None, limit: int,
+    def enumerate(self, free: np.ndarray, values: np.ndarray, budget: int | None, limit: int,
                    chunk: int = 4096) -> tuple[np.ndarray | None, int] | None:
         """Every assignment of trains to the pixels ``free`` (others as in ``values``) changing at most
         ``budget`` features of the instance among them; ``None`` if more than ``limit`` candidates.
@@ -194,7 +195,7 @@ class CounterexampleSearch:
             _, member = np.unique(owner[owned], return_inverse=True)
             membership = np.zeros((len(free), int(member.max()) + 1 if len(member) else 0), np.int64)
             membership[np.flatnonzero(owned), member] = 1
-        inst_train = self._inst_train[free]
+        inst_train = self.inst_train[free]
         evaluations = 0
         for start in range(0, total, chunk):
             idx = np.arange(start, min(total, start + chunk))
@@ -300,7 +301,7 @@ class _Run:
     def base_point(self) -> np.ndarray:
         """The instance, with free pixels outside the free domain set to the first free train."""
         x = self.v.copy()
-        bad = self.free[self.s._inst_train[self.free] < 0]
+        bad = self.free[self.s.inst_train[self.free] < 0]
         if len(bad):
             x[:, bad] = self.s._trains[0][:, None]
         return x
@@ -371,7 +372,7 @@ class _Run:
         for c in rivals:
             if not self.budget_left():
                 return None
-            gain = self.s._guides[c][pix] * delta.sum(axis=1)
+            gain = self.s.guides[c][pix] * delta.sum(axis=1)
             # best move per pixel, positive gains only, best first
             order = np.lexsort((-gain, pix))
             first = np.r_[True, pix[order][1:] != pix[order][:-1]]
@@ -474,7 +475,7 @@ class _Run:
             differs = np.any(x != self.v, axis=0)
             owner = self.s._owner[differs]
             changed = np.unique(owner[owner >= 0])
-            changed = [g for g in changed.tolist() if self.s._inst_train[list(groups[g])].min() >= 0]
+            changed = [g for g in changed.tolist() if self.s.inst_train[list(groups[g])].min() >= 0]
             if not changed:
                 break
             cands = np.repeat(x[None], len(changed), axis=0)
@@ -507,125 +508,3 @@ def _prefix_lengths(n: int) -> np.ndarray:
         lengths.add(min(n, int(round(x))))
     lengths.add(n)
     return np.array(sorted(lengths), dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Outcome of :meth:`BoundSearch.decide`.
-
-    Attributes:
-        verdict: ENTAILED (every branch pruned by the bounds or enumerated), NOT_ENTAILED (with a
-            witness), or UNKNOWN (node or time budget exhausted first).
-        witness: for NOT_ENTAILED, a verified witness ``(T, n_inputs)``.
-        nodes: branch-and-bound nodes visited.
-        seconds: wall time.
-    """
-
-    verdict: Verdict
-    witness: np.ndarray | None
-    nodes: int
-    seconds: float
-
-
-class BoundSearch:
-    """A complete decision procedure: branch and bound over the free features, pruned by the bounds.
-
-    A node assigns some free features to trains of the free domain (the rest stay free, within
-    the remaining distance budget). If :meth:`~xsnn.solvers.bounds.BoundPropagator.propagate`
-    proves the target at a node, its whole subtree is pruned; if the node's free pixels have at
-    most ``leaf_limit`` completions, they are all evaluated at once. Otherwise a *probe* input
-    is tried (each free pixel set to the train that lowers the weakest rival's linear margin
-    bound most, within the budget) and the node branches on the free pixel with the largest
-    sensitivity, the margin-lowering train first (depth first). All branches closed: ENTAILED;
-    budget overrun: UNKNOWN. Needs one feature per pixel, covering every pixel (``supported``).
-
-    Args:
-        propagator: the bounds for the question (model, instance, features, target, ``k``).
-        leaf_limit: enumerate a node's completions when there are at most this many.
-    """
-
-    def __init__(self, propagator: BoundPropagator, leaf_limit: int = 1024) -> None:
-        self.prop = propagator
-        model = propagator.model
-        f = propagator.features
-        self.leaf_limit = int(leaf_limit)
-        self.supported = all(len(g) == 1 for g in f.groups) and bool(np.all(f.feature_of_pixel() >= 0))
-        self._pixel = np.array([g[0] for g in f.groups], dtype=np.int64)
-        self._search = CounterexampleSearch(model, propagator.instance, f, propagator.target,
-                                            propagator.max_distance)
-        self._trains = model.coding.free_trains(model.n_steps).astype(np.uint8)
-        self._inst_train = self._search._inst_train
-        self._guides = self._search._guides  # (C, n): d(score_c' - score_c)/dx, linear
-        self._train_mass = self._trains.sum(axis=1).astype(np.float64)  # spikes per train
-
-    def decide(self, fixed: Iterable[int], max_nodes: int = 2000, time_limit: float | None = None) -> SearchResult:
-        """Decide the question for ``fixed`` within ``max_nodes`` nodes and ``time_limit`` seconds."""
-        if not self.supported:
-            raise ValueError("branch and bound needs one feature per pixel, covering every pixel")
-        t0 = time.perf_counter()
-        deadline = None if time_limit is None else t0 + time_limit
-        prop = self.prop
-        target, k = prop.target, prop.max_distance
-        n_feat = len(prop.features)
-        root = frozenset(int(i) for i in fixed)
-        stack = [(root, prop.instance.copy(), 0)]
-        nodes = 0
-
-        def found(x: np.ndarray) -> SearchResult:
-            verify_witness(prop.model, prop.instance, prop.features, root, target, x, k)
-            return SearchResult(Verdict.NOT_ENTAILED, x.astype(np.uint8), nodes, time.perf_counter() - t0)
-
-        while stack:
-            if nodes >= max_nodes or (deadline is not None and time.perf_counter() >= deadline):
-                return SearchResult(Verdict.UNKNOWN, None, nodes, time.perf_counter() - t0)
-            assigned, values, used = stack.pop()
-            nodes += 1
-            budget = None if k is None else k - used
-            b = prop.propagate(assigned, values, budget)
-            if b.entailed:
-                continue
-            free = np.array(sorted(set(range(n_feat)) - assigned), dtype=np.int64)
-            pixels = self._pixel[free]
-            bound = budget if budget is not None and budget < len(free) else None
-            leaf = self._search._enumerate(pixels, values, bound, self.leaf_limit)
-            if leaf is not None:
-                if leaf[0] is not None:
-                    return found(leaf[0])
-                continue
-            slack = b.margin_lo - prop._need
-            slack[target] = np.iinfo(np.int64).max
-            worst = int(np.argmin(slack))
-            slope = (b.sensitivity[worst][pixels] if b.sensitivity is not None
-                     else -self._guides[worst][pixels])  # > 0: more spikes raise the margin
-            gain = slope[:, None] * self._train_mass[None, :]  # (n_free, k_trains): margin change
-            best = np.argmin(gain, axis=1)
-            probe = self._probe(values, pixels, best, gain, budget)
-            if probe is not None and int(forward(prop.model, probe).prediction[0]) != target:
-                return found(probe)
-            j = int(np.argmax(np.abs(slope)))
-            feature, pixel = int(free[j]), int(pixels[j])
-            for r in np.argsort(-gain[j], kind="stable").tolist():  # the last pushed is explored first
-                extra = int(r != self._inst_train[pixel])
-                if k is not None and used + extra > k:
-                    continue
-                child = values.copy()
-                child[:, pixel] = self._trains[r]
-                stack.append((assigned | {feature}, child, used + extra))
-        return SearchResult(Verdict.ENTAILED, None, nodes, time.perf_counter() - t0)
-
-    def _probe(self, values: np.ndarray, pixels: np.ndarray, best: np.ndarray, gain: np.ndarray,
-               budget: int | None) -> np.ndarray | None:
-        """Free pixels moved to their margin-lowering trains (the strongest ``budget`` moves only)."""
-        inst = self._inst_train[pixels]
-        moves = best != inst
-        if budget is not None:
-            rows = np.arange(len(pixels))
-            cost = np.where(moves, gain[rows, best] - gain[rows, np.maximum(inst, 0)], 0.0)
-            keep = np.zeros(len(pixels), bool)
-            keep[np.argsort(cost, kind="stable")[:max(budget, 0)]] = True
-            moves &= keep
-        if not moves.any():
-            return None
-        probe = values.copy()
-        probe[:, pixels[moves]] = self._trains[best[moves]].T
-        return probe

@@ -117,7 +117,7 @@ class Bounds:
         entailed: ``True`` when the bounds prove the prediction stays the target.
         sensitivity: ``(n_classes, n_inputs)`` slopes of the linear margin bound per input pixel
             (one spiking layer, time-constant input), else ``None``; used to branch in
-            :class:`~xsnn.solvers.attack.BoundSearch`.
+            :class:`~xsnn.solvers.branchbound.BoundSearch`.
     """
 
     fixed: frozenset[int]
@@ -322,7 +322,7 @@ class BoundPropagator:
         over the free pixels (and the distance bound) is exact. Unlike the interval bound, this
         keeps the correlation between neurons that share inputs (one free pixel: exact).
         Also returns the slopes ``(C, n)`` of that linear function per input pixel (the
-        sensitivity used to branch in :class:`~xsnn.solvers.attack.BoundSearch`).
+        sensitivity used to branch in :class:`~xsnn.solvers.branchbound.BoundSearch`).
         """
         tab = self._table
         lo, hi = cur.lo[0], cur.hi[0]

@@ -18,7 +18,7 @@ For each question "fixed set ``S``: can the prediction change?" it tries, cheape
    of them are evaluated (exact integer arithmetic) -> ENTAILED, or NOT_ENTAILED with a witness;
 4. ``"attack"`` — :class:`~xsnn.solvers.attack.CounterexampleSearch` finds a witness (seeded
    with the most recent cached witnesses) -> NOT_ENTAILED;
-5. ``"branch-and-bound"`` — :class:`~xsnn.solvers.attack.BoundSearch`, branch and bound pruned by the
+5. ``"branch-and-bound"`` — :class:`~xsnn.solvers.branchbound.BoundSearch`, branch and bound pruned by the
    bounds, within ``search_nodes`` nodes -> ENTAILED, or NOT_ENTAILED with a witness;
 6. the exact oracle (its own backend name) -> its verdict.
 
@@ -42,8 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attack import BoundSearch, CounterexampleSearch
+from .attack import CounterexampleSearch
 from .bounds import BoundPropagator
+from .branchbound import BoundSearch
 from .oracle import Check, EntailmentOracle, Verdict
 from .witnesses import WitnessCache
 

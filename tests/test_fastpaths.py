@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
-from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
+from xsnn.solvers.attack import CounterexampleSearch
+from xsnn.solvers.branchbound import BoundSearch
 from xsnn.solvers.bounds import BoundPropagator
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.layered import PATHS, LayeredOracle
