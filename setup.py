@@ -2,7 +2,9 @@
 
 - ``xsnn.kernel._ckernel``: the forward kernel (``xsnn/kernel/_ckernel.c``);
 - ``xsnn.solvers._rivalstate``: the rival SAT oracle's helpers (``solvers/_rivalstate.c``),
-  beside their numpy references in ``solvers/rivalstate.py``.
+  beside their numpy references in ``solvers/rivalstate.py``;
+- ``xsnn.solvers._ballscan``: the ball enumeration's inner loops (``solvers/_ballscan.c``),
+  beside their numpy reference in ``solvers/ballscan.py``.
 
 The extensions use only the CPython C API (buffer protocol), no numpy headers.
 A failed compilation logs a warning and the package falls back to the numpy
@@ -62,6 +64,12 @@ setup(
         Extension(
             "xsnn.solvers._rivalstate",
             sources=["solvers/_rivalstate.c"],
+            extra_compile_args=compile_args,
+            optional=not _required(),
+        ),
+        Extension(
+            "xsnn.solvers._ballscan",
+            sources=["solvers/_ballscan.c"],
             extra_compile_args=compile_args,
             optional=not _required(),
         ),

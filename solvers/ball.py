@@ -70,7 +70,7 @@ rival that can win.
   dropped; only the neurons of the remaining terms are carried (on the shipped models 0-30%
   of the layer at ``k <= 3``). A node holds those inputs and the rival scores; a child's scores
   are its parent's, corrected at the terms whose indicator its move turns on or off (a move
-  touches a few terms on a sparse model): :class:`~xsnn.kernel.ballscan.BallScan`, in C.
+  touches a few terms on a sparse model): :class:`~xsnn.solvers.ballscan.BallScan`, in C.
 * ``"kernel"`` (every network the packed kernel runs: any number of layers, any coding):
   nodes are packed inputs (a move is an XOR of a few words), evaluated by
   :class:`~xsnn.kernel.PackedNetwork` (C kernel, numpy fallback).
@@ -104,7 +104,7 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.kernel import PackedNetwork, pack_bits, unpack_bits
-from xsnn.kernel.ballscan import BallScan
+from .ballscan import BallScan
 from xsnn.model import BSNN, check_spikes
 
 from .bounds import BoundPropagator
@@ -425,7 +425,7 @@ class _CurState:
 class _CurrentEngine(_Engine):
     """One spiking layer, constant input: a node is the integer inputs ``I_j`` of the neurons that
     matter and the rival scores ``D_c'``; a flip is ``D_c' >= need`` for some rival (module
-    docstring). The inner loops are :class:`~xsnn.kernel.ballscan.BallScan` (C, numpy fallback)."""
+    docstring). The inner loops are :class:`~xsnn.solvers.ballscan.BallScan` (C, numpy fallback)."""
 
     name = "currents"
 

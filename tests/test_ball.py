@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.kernel import available_implementations
-from xsnn.kernel.ballscan import BallScan
+from xsnn.solvers.ballscan import BallScan
+from xsnn.solvers.ballscan import available_implementations as scan_implementations
 from xsnn.model import random_model
 from xsnn.solvers.axp import DeletionAXp, QuickXplainAXp
 from xsnn.solvers.ball import (BALL_INPUT_LIMIT, BallChoice, BallOracle, ball_choice, ball_size, enumeration_size,
@@ -26,7 +27,7 @@ from xsnn.solvers.cxp import DeletionCXp
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.result import NoExplanationError
 
-SCAN_IMPLEMENTATIONS = ["numpy"] + (["c"] if "c" in available_implementations() else [])
+SCAN_IMPLEMENTATIONS = list(reversed(scan_implementations()))  # numpy first
 
 
 def random_case(seed: int, *, static: bool | None = None, layers: int | None = None, max_inputs: int = 8,

@@ -1,5 +1,6 @@
 """Inner loops of ball enumeration (:mod:`xsnn.solvers.ball`): rival scores of changed inputs, and
-interval bounds of enumeration nodes, in C (``_ckernel``) with this numpy reference beside it.
+interval bounds of enumeration nodes, in C (``_ballscan.c``, the optional extension
+``xsnn.solvers._ballscan``) with this numpy reference beside it.
 
 A node is an input of a one-layer network with constant input currents: the integer inputs
 ``cur[j]`` of ``L`` neurons, and the scores of ``R`` rivals
@@ -27,13 +28,30 @@ All integers are int32 (scores are at most ``T * sum |readout|`` in magnitude).
 """
 from __future__ import annotations
 
+import logging
+from types import ModuleType
+
 import numpy as np
 
-from xsnn.kernel.c_forward import load_extension
+__all__ = ["BallScan", "load_extension", "available_implementations"]
 
-__all__ = ["BallScan"]
+log = logging.getLogger(__name__)
 
-_EXTENSION = load_extension()
+
+def load_extension() -> ModuleType | None:
+    """The compiled inner loops ``xsnn.solvers._ballscan``, or ``None`` when they were not built
+    (logged at debug level; the numpy reference serves then). Never compiles."""
+    try:
+        from xsnn.solvers import _ballscan
+    except ImportError as exc:
+        log.debug("xsnn ball scan in C not available (%s); using numpy", exc)
+        return None
+    return _ballscan
+
+
+def available_implementations() -> tuple[str, ...]:
+    """The implementations of :class:`BallScan` usable in this installation, best first."""
+    return ("c", "numpy") if load_extension() is not None else ("numpy",)
 
 
 def _int32(a) -> np.ndarray:
@@ -60,8 +78,9 @@ class BallScan:
                  implementation: str | None = None) -> None:
         if implementation not in (None, "c", "numpy"):
             raise ValueError(f"implementation must be 'c', 'numpy' or None, got {implementation!r}")
-        if implementation == "c" and (_EXTENSION is None or not hasattr(_EXTENSION, "make_ball_scan")):
-            raise RuntimeError("the C kernel with ball_children is not built in this installation")
+        extension = load_extension()
+        if implementation == "c" and extension is None:
+            raise RuntimeError("the ball scan in C (xsnn.solvers._ballscan) is not built in this installation")
         self.n_neurons = int(n_neurons)
         if self.n_neurons < 1:
             raise ValueError("a node needs at least one neuron column")
@@ -87,10 +106,10 @@ class BallScan:
             raise ValueError(f"gains must be (U, R) = ({len(self.unit_col)}, {self.n_rivals}), got {self.gains.shape}")
         # the unit and the column of each CSR entry, for the numpy reference
         self._entry_col = self.unit_col[self.move_unit].astype(np.int64)
-        self.implementation = implementation or ("c" if _EXTENSION is not None and hasattr(_EXTENSION, "make_ball_scan") else "numpy")
-        self._c = None
+        self.implementation = implementation or ("c" if extension is not None else "numpy")
+        self._ext, self._c = extension, None
         if self.implementation == "c":
-            self._c = _EXTENSION.make_ball_scan(self.n_neurons, self.n_rivals, len(self.unit_col), n_moves,
+            self._c = extension.make_ball_scan(self.n_neurons, self.n_rivals, len(self.unit_col), n_moves,
                                                 self.move_ptr, self.move_unit, self.move_delta, self.unit_col,
                                                 self.unit_at, self.gains, self.gain_pos, self.gain_neg, self.need)
 
@@ -113,7 +132,7 @@ class BallScan:
             return self.children_reference(parent_cur, parent_scores, parent_idx, moves, scores_out)
         if scores_out is not None and (scores_out.dtype != np.int32 or not scores_out.flags.c_contiguous):
             raise ValueError("scores_out must be a C-contiguous int32 array")
-        return int(_EXTENSION.ball_children(self._c, parent_cur, parent_scores, parent_idx, moves, scores_out))
+        return int(self._ext.ball_children(self._c, parent_cur, parent_scores, parent_idx, moves, scores_out))
 
     def children_reference(self, parent_cur: np.ndarray, parent_scores: np.ndarray, parent_idx: np.ndarray,
                            moves: np.ndarray, scores_out: np.ndarray | None = None) -> int:
@@ -147,7 +166,7 @@ class BallScan:
             return self.leaves_reference(parent_cur, parent_scores, lo, hi, move_ids)
         if len(lo) != len(hi) or len(parent_cur) != len(lo) or len(parent_scores) != len(lo):
             raise ValueError("ball_leaves: parent_cur, parent_scores, lo and hi need one row per parent")
-        return int(_EXTENSION.ball_leaves(self._c, parent_cur, parent_scores, lo, hi, move_ids))
+        return int(self._ext.ball_leaves(self._c, parent_cur, parent_scores, lo, hi, move_ids))
 
     def leaves_reference(self, parent_cur: np.ndarray, parent_scores: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                          move_ids: np.ndarray) -> int:
@@ -172,7 +191,7 @@ class BallScan:
         if rise.shape != fall.shape:
             raise ValueError("rise and fall must have the same shape")
         out = np.empty(len(rows), np.uint8)
-        _EXTENSION.ball_bounds(self._c, cur, scores, rows, rise, fall, out)
+        self._ext.ball_bounds(self._c, cur, scores, rows, rise, fall, out)
         return out.astype(bool)
 
     def bounds_reference(self, cur: np.ndarray, scores: np.ndarray, rows: np.ndarray, rise: np.ndarray,
