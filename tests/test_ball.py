@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -447,3 +448,12 @@ def test_shipped_model_axps_equal_the_solvers(name, k):
         assert ball.status.value == "complete" and solver.status.value == "complete"
         assert ball.features == solver.features == kernel.features
         assert verify_by_enumeration(solver).ok
+
+
+def test_ball_scan_in_c_required_in_ci():
+    """CI sets XSNN_REQUIRE_C_KERNEL=1: then the ball scan's C twin must be built (the tests above
+    compare it with the numpy reference only where it is)."""
+    if os.environ.get("XSNN_REQUIRE_C_KERNEL", "").strip() in ("", "0", "false", "no"):
+        pytest.skip("XSNN_REQUIRE_C_KERNEL is not set")
+    assert "c" in SCAN_IMPLEMENTATIONS
+    assert BallScan(2, [0, 1], [0], [1], [1], [0], [[1]], [1]).implementation == "c"
