@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in rotation:
             calls["n"] = 0
             t0 = time.perf_counter()
-            oracle = RivalSATOracle(model, spikes, **OPTIONS[name])
+            # the options are class attributes of the oracle: set in a subclass for this run
+            oracle = type(f"RivalSAT_{name}", (RivalSATOracle,), OPTIONS[name])(model, spikes)
             with DeletionAXp(oracle) as algorithm:
                 result = algorithm.compute()
             row[name] = {"seconds": round(time.perf_counter() - t0, 4), "sat_calls": calls["n"],

@@ -34,7 +34,7 @@ invariant, is returned with status ``timeout``.
 cores). A :class:`~xsnn.solvers.layered.LayeredOracle` returns the exact verdict for every
 question, so with ``use_cores=False`` the AXp is identical with and without fast paths, for
 every order. With ``use_cores=True`` it is identical when the layered oracle answers no
-ENTAILED itself (``bounds=False``, ``exhaustive_limit=0``, ``core_cache=False``: cache, look-ahead
+ENTAILED itself (without the paths ``bounds``, ``exhaustive`` and ``cores``: cache, look-ahead
 and attack only answer
 NOT_ENTAILED, which carries no core) *and* the exact oracle's cores are a function of the
 question alone (true for brute force; an incremental SAT solver's raw cores depend on its

@@ -72,7 +72,8 @@ class CPSATOracle(EntailmentOracle):
     name = "cpsat"
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, num_workers: int = 1, seed: int = 0, split_rivals: bool = True,
+                 target: int | None = None, max_distance: int | None = None, *, num_workers: int = 1, seed: int = 0,
+                 split_rivals: bool = True,
                  probe_seconds: float = 0.05, parameters: Mapping[str, object] | None = None) -> None:
         super().__init__(model, instance, features, target, max_distance)
         from ortools.sat.python import cp_model

@@ -87,15 +87,20 @@ class RivalSATOracle(EntailmentOracle):
             :func:`~xsnn.encoders.rivals.distance_input_range`).
         solver: a python-sat solver with native AtMost constraints (``minicard``, ``gluecard3``,
             ``gluecard4``).
-        bound_pruning: skip the solver of a rival whose interval bound rules it out (module
-            docstring); the verdict is the same either way, only the time and the core differ.
-        core_cache: keep each rival's newest UNSAT cores and skip a rival whose kept core lies
-            inside the fixed set (:class:`~xsnn.solvers.rivalstate.RivalCores`: each rival's question is monotone); in
-            deletion most features asked about outside the current cores are settled this way,
-            with the answer that the solvers would give.
-        witness_repair: before the solvers, try the repaired recent witnesses (module
-            docstring); only NOT_ENTAILED answers come this way, each with a witness that
-            :meth:`check` verifies. Off under a distance bound.
+
+    Three mechanisms in front of the solvers, each on (class attributes: a benchmark or a test
+    that measures one without the others switches them off in a subclass); the verdict is the
+    same either way, only the time and the core differ:
+
+    - ``bound_pruning``: skip the solver of a rival whose interval bound rules it out (module
+      docstring);
+    - ``core_cache``: keep each rival's newest UNSAT cores and skip a rival whose kept core lies
+      inside the fixed set (:class:`~xsnn.solvers.rivalstate.RivalCores`: each rival's question
+      is monotone); in deletion most features asked about outside the current cores are settled
+      this way;
+    - ``witness_repair``: before the solvers, try the repaired recent witnesses (module
+      docstring); only NOT_ENTAILED answers come this way, each with a witness that
+      :meth:`check` verifies. Off under a distance bound.
 
     ``stats`` counts answers by path: the solver name, ``rival-repair`` for a repaired witness, or
     ``rival-bounds`` / ``rival-cores`` for an ENTAILED answer that needed no solver (every rival
@@ -105,10 +110,12 @@ class RivalSATOracle(EntailmentOracle):
     """
 
     recent_witnesses = 4  # witnesses kept for repair, the newest first
+    bound_pruning = True
+    core_cache = True
+    witness_repair = True
 
     def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, solver: str = "minicard",
-                 bound_pruning: bool = True, core_cache: bool = True, witness_repair: bool = True) -> None:
+                 target: int | None = None, max_distance: int | None = None, solver: str = "minicard") -> None:
         super().__init__(model, instance, features, target, max_distance)
         self.solver_name = solver_name(solver)
         if self.solver_name not in NATIVE_SOLVERS:
@@ -120,14 +127,12 @@ class RivalSATOracle(EntailmentOracle):
         self.name = f"sat-rivals:{self.solver_name}"
         self._solvers: dict[int, Solver] = {}  # built when the rival is first asked
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
-        self.bound_pruning = bound_pruning
-        self.core_cache = core_cache
         self.pruned = 0  # rival solves saved by the interval bound
         self.skipped_by_cores = 0  # rival solves saved by a kept core
         self._last_sat = -1
         self._prepare_rivals()
         self._cores = RivalCores(len(self._rivals), len(self.features))
-        self.witness_repair = witness_repair and max_distance is None
+        self.witness_repair = self.witness_repair and max_distance is None
         extension = load_extension()  # the C helpers, or None: then the numpy references serve
         self._repair = WitnessRepair(self.model, self.instance, self._ladders, self.target, extension,
                                      keep=self.recent_witnesses)

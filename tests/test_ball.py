@@ -237,7 +237,8 @@ def test_scan_equals_a_direct_evaluation(seed, implementation):
     touched = delta[:, unit_col] != 0 if U else np.zeros((M, 0), bool)
     move_of, unit_of = np.nonzero(touched)
     move_ptr = np.concatenate([[0], np.cumsum(np.bincount(move_of, minlength=M))])
-    scan = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need, implementation)
+    scan = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need,
+                    implementation)
 
     def direct(cur):  # (N, R) scores from scratch
         return base + (cur[:, unit_col] >= unit_at).astype(np.int64) @ gains.reshape(U, R)

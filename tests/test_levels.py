@@ -306,7 +306,8 @@ def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(se
     assert sorted(scores.tolist()) == list(range(n))
     assert np.array_equal(scores, influence_order(model, instance, features))
     order = np.argsort(scores).tolist()
-    oracle = RivalSATOracle(model, instance, features, core_cache=False, witness_repair=False)
+    bounds_only = type("BoundsOnlyRivalSAT", (RivalSATOracle,), {"core_cache": False, "witness_repair": False})
+    oracle = bounds_only(model, instance, features)
     truth = BruteForceOracle(model, instance, features)
     bound = oracle._bound
     if len(bound.need):

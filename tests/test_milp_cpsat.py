@@ -80,7 +80,8 @@ def test_verdicts_equal_bruteforce(seed, kind, reset, coding, n_steps, n_layers,
         expected = truth.check(fixed).verdict
         for oracle in oracles:
             check = oracle.check(fixed)  # a NOT_ENTAILED witness is verified by the base class
-            assert check.verdict is expected, (type(oracle).__name__, oracle.__dict__.get("split_rivals"), sorted(fixed))
+            assert check.verdict is expected, (type(oracle).__name__, oracle.__dict__.get("split_rivals"),
+                                               sorted(fixed))
             if check.verdict is Verdict.ENTAILED:
                 assert_core_sufficient(check, fixed, truth)
 

@@ -198,7 +198,8 @@ def test_input_sums_equal_the_integer_product(n_rows):
     assert np.array_equal(_input_sums(spikes, np.ascontiguousarray(w, np.float32)), expected)
 
 
-def _integrate_and_fire_by_hand(currents: list[int], theta: int, reset: str, fixed: list[int | None]) -> tuple[list, list]:
+def _integrate_and_fire_by_hand(currents: list[int], theta: int, reset: str,
+                                fixed: list[int | None]) -> tuple[list, list]:
     """The contract's equations for one neuron, in plain Python integers, one step at a time."""
     v, s, spikes, potentials = 0, 0, [], []
     for t, current in enumerate(currents):

@@ -22,11 +22,20 @@ from xsnn.solvers.layered import LayeredOracle
 from xsnn.encoders.linear import potential_bounds
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
-from xsnn.encoders.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.encoders.rivals import (build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies,
+                                  rival_terms)
 from xsnn.solvers.rivalsat import RivalSATOracle, rival_sat_applies
 from xsnn.solvers.rivalstate import RivalCores
 from xsnn.solvers.sat import SATOracle
 
+
+
+def plain_rival_sat(*args, **kwargs) -> RivalSATOracle:
+    """The rival SAT oracle with its bounds, kept cores and witness repair off: every question
+    goes to the solvers."""
+    plain = type("PlainRivalSAT", (RivalSATOracle,), {"bound_pruning": False, "core_cache": False,
+                                                       "witness_repair": False})
+    return plain(*args, **kwargs)
 
 def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
     rng = np.random.default_rng(seed)
@@ -82,7 +91,7 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
     truth = BruteForceOracle(model, instance, features, **args)
     assert rival_sat_applies(model, instance)
     oracles = [RivalSATOracle(model, instance, features, **args),
-               RivalSATOracle(model, instance, features, bound_pruning=False, core_cache=False, witness_repair=False,
+               plain_rival_sat(model, instance, features,
                               **args),
                RivalSATOracle(model, instance, features, solver="gluecard4", **args),
                CPSATOracle(model, instance, features, **args),
@@ -338,7 +347,7 @@ def test_witness_repair_gives_genuine_witnesses_and_the_same_axp(seed):
     for _ in range(3):
         order = rng.permutation(n_inputs).tolist()
         fast = RivalSATOracle(model, instance)
-        plain = RivalSATOracle(model, instance, bound_pruning=False, core_cache=False, witness_repair=False)
+        plain = plain_rival_sat(model, instance)
         with DeletionAXp(fast, order=order) as a, DeletionAXp(plain, order=order) as b:
             assert a.compute().features == b.compute().features
         repaired += fast.stats.calls.get("rival-repair", 0)

@@ -43,8 +43,8 @@ from xsnn.kernel.c_forward import CNetwork, load_extension
 from xsnn.kernel.numpy_forward import NumpyNetwork
 from xsnn.model import BSNN
 
-__all__ = ["IMPLEMENTATION", "IMPLEMENTATIONS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores", "predict",
-           "available_implementations", "c_isa", "pack_bits", "unpack_bits"]
+__all__ = ["IMPLEMENTATION", "IMPLEMENTATIONS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores",
+           "predict", "available_implementations", "c_isa", "pack_bits", "unpack_bits"]
 
 IMPLEMENTATIONS = ("c", "numpy")
 _EXTENSION = load_extension()
