@@ -7,6 +7,8 @@ import z3
 from hypothesis import given, settings, strategies as st
 from pysat.formula import CNF
 
+from conftest import random_groups
+
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.encoders.cnf import encode_cnf
 from xsnn.encoders.export import export_instance, write_dimacs
@@ -45,10 +47,7 @@ def problems(draw):
     if draw(st.booleans()):
         features = FeatureSet.pixels(n_inputs)
     else:                                   # random groups of pixels (some pixels in no feature: always free)
-        order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]
-        cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-        groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-        features = FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+        features = random_groups(rng, n_inputs)
     target = draw(st.sampled_from([None, None, int(rng.integers(0, model.n_classes))]))
     return model, x, features, max_distance, target, rng
 

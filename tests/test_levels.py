@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import one_layer_static_case, random_features
+
 from xsnn.coding import StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
@@ -24,25 +26,9 @@ from xsnn.solvers.rivalsat import RivalSATOracle
 
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
-    """A random one-layer network, dense (binary weights: no zeros) unless ``kind`` says otherwise,
-    with an instance of the static coding."""
-    rng = np.random.default_rng(seed)
-    n_inputs = int(rng.integers(2, max_inputs + 1))
-    model = random_model(rng, [int(rng.integers(1, 9))], n_inputs, int(rng.integers(2, 5)), weight_kind=kind,
-                         reset=reset, n_steps=n_steps, coding=StaticCoding(int(rng.integers(1, 256))),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
-
-
-def random_features(rng: np.random.Generator, n_inputs: int) -> FeatureSet:
-    """One feature per pixel, or random groups (maybe one pixel in no feature)."""
-    if rng.random() < 0.5:
-        return FeatureSet.pixels(n_inputs)
-    order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]
-    cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-    groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-    return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+    """A random one-layer network of up to 8 neurons, dense (binary weights: no zeros) unless
+    ``kind`` says otherwise, with an instance of the static coding."""
+    return one_layer_static_case(seed, kind, reset, n_steps, max_inputs=max_inputs, max_neurons=8)
 
 
 SIGN_CLASSES = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]  # pair_feasible's order

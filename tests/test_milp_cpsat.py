@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_instance, random_network
+
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, random_model
@@ -33,17 +35,16 @@ MAX_INPUT_COMPLETIONS = 16384  # with every feature free (cores may be small)
 
 
 def make_case(seed: int, kind: str, reset: str, coding: str, n_steps: int, n_layers: int):
-    """A random network, an instance of it, and the rng that drew them."""
+    """A random network (:func:`conftest.random_network`) with at most MAX_INPUT_COMPLETIONS inputs
+    for brute force, an instance of it, and the rng that drew them."""
     rng = np.random.default_rng(seed)
     n_trains = 2 if coding == "static" else n_steps + 1
     most = min(12, int(np.log(MAX_INPUT_COMPLETIONS) / np.log(n_trains)))  # brute force can free every input
     n_inputs = int(rng.integers(2, most + 1))
     sizes = [int(rng.integers(1, 6)) for _ in range(n_layers)]
     cod = StaticCoding(int(rng.integers(1, 256))) if coding == "static" else LatencyCoding(int(rng.integers(1, 256)))
-    model = random_model(rng, sizes, n_inputs, int(rng.integers(2, 5)), weight_kind=kind, reset=reset,
-                         n_steps=n_steps, coding=cod, max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
+    model = random_network(rng, sizes, n_inputs, n_steps=n_steps, coding=cod, kind=kind, reset=reset)
+    return model, random_instance(model, rng), rng
 
 
 def random_fixed(rng: np.random.Generator, model: BSNN, features: FeatureSet) -> frozenset[int]:

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import one_layer_static_case, random_features
+
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.solvers.backends import exact_oracle_factory, make_oracle
 from xsnn.features import FeatureSet
@@ -28,22 +30,7 @@ from xsnn.solvers.sat import SATOracle
 
 
 def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
-    rng = np.random.default_rng(seed)
-    n_inputs = int(rng.integers(2, max_inputs + 1))
-    model = random_model(rng, [int(rng.integers(1, 7))], n_inputs, int(rng.integers(2, 5)), weight_kind=kind,
-                         reset=reset, n_steps=n_steps, coding=StaticCoding(int(rng.integers(1, 256))),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
-
-
-def random_features(rng: np.random.Generator, n_inputs: int) -> FeatureSet:
-    if rng.random() < 0.5:
-        return FeatureSet.pixels(n_inputs)
-    order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]  # maybe one pixel in no feature
-    cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-    groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-    return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+    return one_layer_static_case(seed, kind, reset, n_steps, max_inputs=max_inputs)
 
 
 case_args = dict(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["binary", "ternary"]),
