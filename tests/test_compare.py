@@ -15,9 +15,28 @@ from scipy.stats import kendalltau
 from test_algorithms import ground_truth, make_case
 
 from xsnn.coding import StaticCoding
-from xsnn.compare import (IRRELEVANT, METRICS, RELEVANT, UNKNOWN, Background, Budgets, MarginModel, ShapValues,
-                          attribution_error, compare, compare_image, kendall_tau, make_background, margins,
-                          parse_indices, rbo, shap_values, structurally_irrelevant, summarise)
+from xsnn.compare import (
+    IRRELEVANT,
+    METRICS,
+    RELEVANT,
+    TABLE_COLUMNS,
+    UNKNOWN,
+    Background,
+    Budgets,
+    MarginModel,
+    ShapValues,
+    attribution_error,
+    compare,
+    compare_image,
+    kendall_tau,
+    make_background,
+    margins,
+    parse_indices,
+    rbo,
+    shap_values,
+    structurally_irrelevant,
+    summarise,
+)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, load_model, random_model
 
@@ -375,12 +394,34 @@ def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
     assert code == 0, captured.err
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["index"] for r in rows] == ["0", "1"] and tuple(rows[0]) == METRICS
+    assert [r["index"] for r in rows] == ["0", "1"] and tuple(rows[0]) == TABLE_COLUMNS
+    assert [r["status"] for r in rows] == ["complete", "complete"] and rows[0]["n_features"] == "16"
     assert "jaccard" in captured.err and "95% CI" in captured.err
     code, captured = _cli([*args[:2], "0:3", *args[3:]], capsys)
     assert code == 0 and "2 of 3 images already" in captured.err
     with open(out) as handle:
         assert [r["index"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+    other = [a if a != "exact" else "permutation" for a in args]  # rows of another question: refused
+    code, captured = _cli([*other[:2], "0:4", *other[3:]], capsys)
+    assert code == 2 and "another question" in captured.err and "shap_explainer" in captured.err
+    with open(out) as handle:
+        assert [r["index"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+def test_compare_task_records_errors_as_rows():
+    """An image the comparison cannot take becomes a row with status error (the run goes on)."""
+    from xsnn.batch import Instance
+    from xsnn.compare import CompareSetup
+    from xsnn.model import load_model
+
+    model = load_model("mnist10-binary")
+    setup = CompareSetup("mnist10-binary", model.content_hash(), make_background("blank", n_inputs=model.n_inputs),
+                         "none", "pixels", "permutation", None, 0, Budgets.scaled(1.0), "portfolio", None)
+    row = setup.run(Instance(3, np.zeros((5, 5), np.uint8), 1))
+    assert row["status"] == "error" and row["index"] == 3 and row["label"] == 1 and set(row) == set(TABLE_COLUMNS)
+    assert row["error"].startswith("ValueError: image has shape (5, 5)")
+    record = CompareSetup.record(row)
+    assert record["id"] == 3 and record["question"] == setup.question()
 
 
 @pytest.mark.usefixtures("no_mnist_folder")
