@@ -149,11 +149,16 @@ def random_question(seed: int, *, max_inputs: tuple[int, int] = (6, 8), groups: 
     return Case(model, instance, features, max_distance, target, rng)
 
 
+STATIC_OR_LATENCY = st.booleans()
+ONE_OR_TWO_LAYERS = st.sampled_from([1, 1, 2])
+SMALL_DISTANCES = st.sampled_from([None, None, 0, 1, 2, 3])
+
+
 @st.composite
-def small_questions(draw, *, static: st.SearchStrategy[bool] = st.booleans(),
-                    layers: st.SearchStrategy[int] = st.sampled_from([1, 1, 2]),
-                    distances: st.SearchStrategy[int | None] = st.sampled_from([None, None, 0, 1, 2, 3]),
-                    max_static_inputs: int = 8, max_latency_inputs: int = 6) -> Case:
+def small_questions(draw, *, static: st.SearchStrategy[bool] = STATIC_OR_LATENCY,
+                    layers: st.SearchStrategy[int] = ONE_OR_TWO_LAYERS,
+                    distances: st.SearchStrategy[int | None] = SMALL_DISTANCES, max_static_inputs: int = 8,
+                    max_latency_inputs: int = 6) -> Case:
     """Hypothesis strategy: a small question whose every completion brute force can enumerate.
 
     Draws the shape (static or latency coding with a random firing threshold, the number of

@@ -17,8 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SEEDS, random_question
-
 from xsnn.model import BSNN, forward
 from xsnn.solvers.axp import DeletionAXp, ProgressionAXp, QuickXplainAXp, feature_order
 from xsnn.solvers.bruteforce import BruteForceOracle
@@ -29,6 +27,8 @@ from xsnn.solvers.layered import LayeredOracle
 from xsnn.solvers.minimum import MinimumAXp
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict
 from xsnn.solvers.result import NoExplanationError, RelevanceAnswer, Status
+
+from conftest import SEEDS, random_question
 
 AXP_ALGORITHMS = (DeletionAXp, QuickXplainAXp, ProgressionAXp)
 
@@ -287,7 +287,7 @@ def _single_questions(result) -> int:
 def test_deletion_blocks_save_questions_on_a_run_of_free_features():
     """Not vacuous: where several features in a row can go, blocks answered by the fast paths
     replace one-feature questions."""
-    saved, entailed_blocks = [], 0
+    saved = []
     for seed in range(30):
         model, instance, features, _, rng = make_case(seed, max_distance=None)
         if not has_axp(model, instance, features, None):

@@ -18,8 +18,15 @@ from xsnn.kernel import available_backends
 from xsnn.kernel.ballscan import BallScan
 from xsnn.model import random_model
 from xsnn.solvers.axp import DeletionAXp, QuickXplainAXp
-from xsnn.solvers.ball import (BALL_INPUT_LIMIT, BallChoice, BallOracle, ball_choice, ball_size, enumeration_size,
-                               verify_by_enumeration)
+from xsnn.solvers.ball import (
+    BALL_INPUT_LIMIT,
+    BallChoice,
+    BallOracle,
+    ball_choice,
+    ball_size,
+    enumeration_size,
+    verify_by_enumeration,
+)
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.certificate import AXpCertificate
 from xsnn.solvers.cxp import DeletionCXp
@@ -41,7 +48,8 @@ def random_case(seed: int, *, static: bool | None = None, layers: int | None = N
     n_steps = int(rng.integers(1, 4))
     coding = StaticCoding(int(rng.integers(1, 256))) if static else LatencyCoding(int(rng.integers(1, 256)))
     model = random_model(rng, [int(rng.integers(1, 6)) for _ in range(n_layers)], n, int(rng.integers(2, 5)),
-                         weight_kind=str(rng.choice(["binary", "ternary"])), reset=str(rng.choice(["zero", "subtract"])),
+                         weight_kind=str(rng.choice(["binary", "ternary"])),
+                         reset=str(rng.choice(["zero", "subtract"])),
                          n_steps=n_steps, coding=coding, max_threshold=int(rng.integers(1, 4)))
     if odd_instance and rng.random() < 0.15:  # raw spikes: a pixel's train may lie outside the free domain
         instance = rng.integers(0, 2, size=(n_steps, n)).astype(np.uint8)
@@ -163,7 +171,8 @@ def test_one_layer_static_nets_prune_and_stay_exact(seed, k):
         if fresh.check(frozenset()).verdict is Verdict.ENTAILED:  # the full ball, bounded at least as tightly
             assert fresh.ball_stats.inputs <= pruned
     ball = oracles(model, instance, features, max_distance=k)
-    for fixed in question_sequence(rng, len(features))[: len(features) + 1] + question_sequence(rng, len(features))[-6:]:
+    n = len(features)
+    for fixed in question_sequence(rng, n)[: n + 1] + question_sequence(rng, n)[-6:]:
         expected = truth.check(fixed).verdict
         for oracle in ball:
             assert oracle.check(fixed).verdict is expected, (oracle.engine.name, oracle.bounds, sorted(fixed))
@@ -382,7 +391,8 @@ def test_ball_choice_is_pure_and_follows_the_limit():
     assert over.use == (effective <= size - 1 or pruned <= size - 1)
     assert over.pruned_size == (None if effective <= size - 1 else pruned)
     assert not ball_choice(model, instance, None, 2, limit=0).use
-    assert ball_choice(model, instance, None, 2, fixed=frozenset(range(6))).size == sum(math.comb(6, j) for j in range(3))
+    choice = ball_choice(model, instance, None, 2, fixed=frozenset(range(6)))
+    assert choice.size == sum(math.comb(6, j) for j in range(3))
     assert small.as_dict()["limit"] == BALL_INPUT_LIMIT
 
 

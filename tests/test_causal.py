@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xsnn.causal import (CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike)
+from xsnn.causal import CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.model import BSNN, forward, random_model
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import z3
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pysat.formula import CNF
-
-from conftest import random_groups
 
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.encoders.cnf import encode_cnf
@@ -18,6 +17,8 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.sat import SATOracle, new_solver
 from xsnn.solvers.smt import SMTOracle
+
+from conftest import random_groups
 
 ORACLES = [
     ("sat-cadical-adder", lambda *a, **k: SATOracle(*a, **k, solver="cadical195", encoding="adder")),

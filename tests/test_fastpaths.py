@@ -10,8 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SEEDS, random_fixed, random_question
-
 from xsnn.coding import StaticCoding
 from xsnn.model import forward
 from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
@@ -20,6 +18,7 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.layered import LayeredOracle, WitnessCache
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict, feature_distance, verify_witness
 
+from conftest import SEEDS, random_fixed, random_question
 
 
 def make_case(seed: int, groups: bool = False):

@@ -241,7 +241,7 @@ def test_pack_roundtrip_and_layout():
 def test_bad_inputs_raise_clear_errors():
     model = random_model(np.random.default_rng(1), [5], 70, 3, n_steps=2)
     good = np.zeros((2, 2, 70), np.uint8)
-    for name, net in variants(model):
+    for _name, net in variants(model):
         with pytest.raises(ValueError, match="0 or 1"):
             bad = good.copy()
             bad[1, 1, 69] = 2

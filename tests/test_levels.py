@@ -10,19 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import one_layer_static_case, random_features
-
 from xsnn.coding import StaticCoding
-from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
 from xsnn.solvers import levels
 from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.influence import influence_order
-from xsnn.solvers.levels import (LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio,
-                                 pair_feasible)
+from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio, pair_feasible
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.rivalsat import RivalSATOracle
+
+from conftest import one_layer_static_case, random_features
 
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
@@ -249,10 +247,9 @@ def test_level_oracle_refuses_what_it_cannot_answer():
 def test_level_oracle_decides_a_dense_mnist_question():
     """A hard question of the shipped dense model (30 border pixels free, image 2): the level
     search and CP-SAT agree."""
-    from xsnn.solvers.cpsat import CPSATOracle
-
     import xsnn
     from xsnn import data
+    from xsnn.solvers.cpsat import CPSATOracle
 
     model = xsnn.load_model("mnist159-binary")
     images, _ = data.load_sample()

@@ -19,16 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_instance, random_network
-
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, random_model
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
-from xsnn.solvers.milp import (MILPOracle, build_formulation, input_ladders, instance_selectors,
-                               potential_bounds)
+from xsnn.solvers.milp import MILPOracle, build_formulation, input_ladders, instance_selectors, potential_bounds
 from xsnn.solvers.oracle import Verdict
+
+from conftest import random_instance, random_network
 
 MAX_COMPLETIONS = 1024  # per query (speed)
 MAX_INPUT_COMPLETIONS = 16384  # with every feature free (cores may be small)

@@ -19,20 +19,21 @@ and a sequence of fixed sets (deletion-like, progression-like, random, repeated)
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Case, small_questions
 from xsnn.model import forward
 from xsnn.solvers.backends import BACKEND_NAMES, exact_oracle_factory, make_oracle
 from xsnn.solvers.ball import BallOracle
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.levels import LevelOracle, level_portfolio
 from xsnn.solvers.oracle import EntailmentOracle, Verdict
+
+from conftest import Case, small_questions
 
 MAX_EXAMPLES = 25  # per backend
 ONE_STATIC_LAYER = "needs one spiking layer and the static coding"

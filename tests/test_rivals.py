@@ -11,22 +11,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import one_layer_static_case, random_features
-
-from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.solvers.backends import exact_oracle_factory, make_oracle
+from xsnn.coding import LatencyCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
 from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.backends import exact_oracle_factory, make_oracle
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
 from xsnn.solvers.milp import potential_bounds
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
-from xsnn.solvers.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.solvers.rivals import (
+    build_rival_problems,
+    distance_input_range,
+    neuron_ladders,
+    rival_split_applies,
+    rival_terms,
+)
 from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
 from xsnn.solvers.sat import SATOracle
+
+from conftest import one_layer_static_case, random_features
 
 
 def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
@@ -406,7 +412,8 @@ def test_portfolio_budget_runs_out_to_the_next_stage():
     assert built == [True]
     assert portfolio.check([], time_limit=0).verdict is Verdict.UNKNOWN
     other_target = (truth.target + 1) % model.n_classes
-    wrong = PortfolioOracle([RivalSATOracle(model, instance), lambda: CPSATOracle(model, instance, target=other_target)],
+    wrong = PortfolioOracle([RivalSATOracle(model, instance),
+                             lambda: CPSATOracle(model, instance, target=other_target)],
                             [1e-9])
     with pytest.raises(ValueError, match="same question"):
         wrong.check([])
