@@ -11,11 +11,9 @@ this directory on the import path (rootdir-based conftest loading).
 """
 from __future__ import annotations
 
-import zlib
 from typing import NamedTuple
 
 import numpy as np
-import pytest
 from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
@@ -180,9 +178,3 @@ def small_questions(draw, *, static: st.SearchStrategy[bool] = STATIC_OR_LATENCY
     max_distance = draw(distances)
     target = int(rng.integers(model.n_classes)) if draw(st.integers(0, 3)) == 0 else None
     return Case(model, instance, features, max_distance, target, rng)
-
-
-@pytest.fixture
-def rng(request) -> np.random.Generator:
-    """A generator seeded by the test's id: reproducible, different per test."""
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

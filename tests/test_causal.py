@@ -10,10 +10,12 @@ from xsnn.causal import CausalModel, Input, Neuron, Pixel, Prediction, Score, Sp
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.model import BSNN, forward, random_model
 
+from conftest import SEEDS
+
 
 @st.composite
 def nets(draw, max_inputs=7):
-    seed = draw(st.integers(0, 2**32 - 1))
+    seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     n_layers = draw(st.integers(1, 3))
     sizes = [draw(st.integers(1, 5)) for _ in range(n_layers)]

@@ -40,9 +40,10 @@ from xsnn.compare import (
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, load_model, random_model
 
+from conftest import SEEDS
+
 shap = pytest.importorskip("shap")
 
-SEEDS = st.integers(0, 2**32 - 1)
 GENEROUS = Budgets(axp=60, shap_order_axp=60, questions=60, question=60, minimum=60, relevance=60,
                    relevance_question=60, ffa=60, cxp=60)
 

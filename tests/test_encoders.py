@@ -20,6 +20,8 @@ from xsnn.encoders.smt import SMT_VARIANTS, encode_smt
 from xsnn.model import BSNN, random_model
 from xsnn.solvers.sat import new_solver
 
+from conftest import SEEDS
+
 
 def solver_for(encoding: str) -> str:
     return "minicard" if encoding == "native" else "cadical195"
@@ -123,7 +125,7 @@ CODINGS = (StaticCoding(), LatencyCoding(), ChoiceCoding())
 
 @st.composite
 def nets(draw, max_inputs=6, max_steps=6, codings=CODINGS):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rng = np.random.default_rng(draw(SEEDS))
     sizes = [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3)))]
     model = random_model(rng, sizes, draw(st.integers(1, max_inputs)), draw(st.integers(2, 4)),
                          weight_kind=draw(st.sampled_from(["binary", "ternary"])),
