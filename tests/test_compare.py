@@ -455,3 +455,35 @@ def test_cli_compare_bad_input(args, message, capsys, tmp_path, monkeypatch):
     code, captured = _cli(["compare", *args], capsys)
     assert code == 2 and captured.err.startswith("xsnn: error:") and message in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_compare_table_is_a_resumable_csv(tmp_path):
+    """The batch results file with the compare task: one header, rows one per line (line breaks in
+    text removed), a torn last line or a torn header dropped and redone, a foreign header refused."""
+    from xsnn.batch import BatchError, Instance, ResultsFile, read_results
+    from xsnn.compare import CompareSetup
+
+    setup = CompareSetup("m", "h", make_background("blank", n_inputs=4), "none", "pixels", "exact", None, 0,
+                         Budgets.scaled(1.0), "cpsat", None)
+    path = tmp_path / "t.csv"
+    with ResultsFile(path, setup, resume=True) as table:
+        table.write(setup.failed_row(Instance(0, None, 1), "died", 3))
+        table.write(setup.failed_row(Instance(1, None, 2), "a, \"b\"\nc", 3))
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(TABLE_COLUMNS) and len(lines) == 3
+    rows = [{k: v for k, v in r.items() if k not in ("id", "question")} for r in read_results(path, task=setup).records]
+    assert [(r["index"], r["label"], r["status"], r["error"]) for r in rows] == [(0, 1, "failed", "died"),
+                                                                               (1, 2, "failed", 'a, "b" c')]
+    path.write_text(path.read_text() + "2,3,")  # a crash while writing
+    with ResultsFile(path, setup, resume=True) as table:
+        assert table.done == {0, 1}
+        table.write(setup.failed_row(Instance(2, None, 3), "died", 3))
+    assert [r["index"] for r in read_results(path, task=setup).records] == [0, 1, 2]
+    path.write_text(",".join(TABLE_COLUMNS)[:10])  # torn while writing the header
+    with ResultsFile(path, setup, resume=True) as table:
+        assert table.done == set()
+        table.write(setup.failed_row(Instance(5, None, 3), "died", 3))
+    assert path.read_text().splitlines()[0] == ",".join(TABLE_COLUMNS)
+    path.write_text("index,label\n0,1\n")
+    with pytest.raises(BatchError, match="columns are not those of 'xsnn compare'"):
+        ResultsFile(path, setup, resume=True).open()

@@ -717,7 +717,7 @@ class ResultsFile:
                 handle.truncate(0)
             elif existing:
                 handle = self._load(handle)
-            if self._csv and handle.tell() == 0:
+            if self._csv and os.fstat(handle.fileno()).st_size == 0:  # a new table starts with its header
                 handle.write(_csv_line(self.setup.columns))
                 handle.flush()
         except BaseException:
