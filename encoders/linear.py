@@ -192,7 +192,7 @@ def input_ladders(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps
     changed[1:] = np.any(spikes[:, 1:] != spikes[:, :-1], axis=0)
     changed[starts] = False
     out = []
-    for j, (a, n) in enumerate(zip(starts.tolist(), counts.tolist())):
+    for a, n in zip(starts.tolist(), counts.tolist()):
         where = a + np.flatnonzero(changed[a:a + n])
         out.append((inputs[where], spikes[:, np.concatenate([[a], where])].T))
     return out
@@ -301,7 +301,7 @@ class Builder:
         empty = np.zeros(0, np.int64)
         return np.concatenate(self.lower or [empty]), np.concatenate(self.upper or [empty])
 
-    def formulation(self, pending_rows: list[tuple], pending_ind: list[tuple], **fields) -> "Formulation":
+    def formulation(self, pending_rows: list[tuple], pending_ind: list[tuple], **fields) -> Formulation:
         """The :class:`Formulation` of every column so far, with ``pending_rows`` ``(cols, coefs,
         lower, upper)`` and ``pending_ind`` ``(col, value, cols, coefs, lower, upper)`` made into
         rows (a missing side filled from the column bounds); ``fields`` are the remaining ones."""

@@ -9,12 +9,13 @@ witness) within a node budget; it scores and enumerates leaves with the countere
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
 from xsnn.model import forward
+
 from .attack import CounterexampleSearch
 from .bounds import BoundPropagator
 from .oracle import Verdict, verify_witness

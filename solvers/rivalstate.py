@@ -53,7 +53,7 @@ class RivalGate:
 
     max_changes_in_c = 32  # more changed features than this: recomputed in numpy
 
-    def __init__(self, features: FeatureSet, n_pixels: int, bound: "RivalBounds", cores: "RivalCores",
+    def __init__(self, features: FeatureSet, n_pixels: int, bound: RivalBounds, cores: RivalCores,
                  extension: ModuleType | None) -> None:
         self.bound, self.cores = bound, cores
         self.n_features = len(features)

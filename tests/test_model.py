@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.model import (BSNN, ModelFileError, forward, integrate_and_fire, load_model, load_model_file, random_model,
-                        save_model)
+from xsnn.model import (
+    BSNN,
+    ModelFileError,
+    forward,
+    integrate_and_fire,
+    load_model,
+    load_model_file,
+    random_model,
+    save_model,
+)
 
 
 def tiny(**overrides) -> BSNN:

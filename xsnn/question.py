@@ -5,8 +5,8 @@ propagation, the searches and the encoders take their question, and which a cert
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class Question:
 
     @classmethod
     def build(cls, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
-              max_distance: int | None = None) -> "Question":
+              max_distance: int | None = None) -> Question:
         """The validated question: ``instance`` becomes uint8 ``(T, n)`` (:func:`~xsnn.model.check_spikes`),
         ``features`` defaults to one feature per pixel, ``target`` to the model's prediction of the
         instance; a wrong part raises ``ValueError`` naming what was given and what was expected."""
@@ -59,7 +59,7 @@ class Question:
         return cls(model, instance, features, int(target), max_distance)
 
     @classmethod
-    def from_oracle(cls, oracle) -> "Question":
+    def from_oracle(cls, oracle) -> Question:
         """The question an oracle (anything with the five attributes) answers, its instance a read-only copy."""
         instance = np.array(oracle.instance, dtype=np.uint8, copy=True)
         instance.setflags(write=False)
@@ -74,7 +74,7 @@ class Question:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping, model: BSNN) -> "Question":
+    def from_dict(cls, d: Mapping, model: BSNN) -> Question:
         """Inverse of :meth:`as_dict`; ``model`` must be the network the dict names by its hash."""
         if d["model_hash"] != model.content_hash():
             raise ValueError(f"the certificate is about the model with hash {d['model_hash'][:12]}..., "
