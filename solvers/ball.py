@@ -590,6 +590,10 @@ class _KernelEngine(_Engine):
         varying = ~np.all(first.known_one == first.maybe_one, axis=0)  # first-layer neurons not constant
         feeds = (model.weights[0][varying] != 0).any(axis=0)  # per pixel
         self._null = np.array([not feeds[list(g)].any() for g in features.groups], bool) & ~domain.forced
+        if domain.forced.any():
+            # a fixed forced feature keeps its instance train, outside the free domain and so outside
+            # the all-free bounds above: a neuron constant there may vary once it is fixed
+            self._null[:] = False
         self._all = frozenset(range(len(features)))
         self.min_subtree = _KERNEL_BOUND_SUBTREE  # bound only the nodes with at least this many descendants
 

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding
@@ -140,6 +140,7 @@ def test_oracle_equals_brute_force_on_any_sequence_of_questions(seed, k, other_t
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=SEEDS, k=st.integers(1, 3))
+@example(seed=37933, k=2)  # a fixed forced feature made a neuron vary that the kernel engine took as constant
 def test_instances_outside_the_free_domain(seed, k):
     """Raw-spike instances whose trains lie outside the coding's free domain: a freed feature with
     such a pixel must change (it is outside the ball otherwise), which breaks monotonicity; the
