@@ -35,7 +35,7 @@ ORDERS = ("index", "influence")
 def make_stack(name: str, model, spikes):
     """The exact oracle of stack ``name`` for one instance (module docstring)."""
     if name == "default":
-        from xsnn.explain import make_oracle
+        from xsnn.solvers.backends import make_oracle
 
         return make_oracle(model, spikes)
     if name in ("levels", "levels-fast", "sat-levels-fast"):

@@ -4,10 +4,15 @@ A *backend* is an exact entailment oracle (:class:`~xsnn.solvers.oracle.Entailme
 chosen by name:
 
 ==================  ===========================================================================
-``portfolio``       the default: incremental per-rival SAT (:class:`RivalSATOracle`) for at most
-                    :data:`PORTFOLIO_SAT_SECONDS` per question, then CP-SAT on the rival split
-                    (behind the sound fast paths of :class:`LayeredOracle`); CP-SAT alone where
-                    the rival SAT oracle does not apply (several layers, non-static codings)
+``portfolio``       the default. One spiking layer and the static coding: on a sparse hidden layer
+                    (weight density below :data:`DENSE_WEIGHT_DENSITY`) incremental per-rival SAT
+                    (:class:`RivalSATOracle`) for at most :data:`PORTFOLIO_SAT_SECONDS` per
+                    question, then CP-SAT on the rival split; on a dense one the level search
+                    (:class:`LevelOracle`); both behind the sound fast paths of
+                    :class:`LayeredOracle`. CP-SAT alone where neither applies (several layers,
+                    non-static codings)
+``levels``          the level search alone (dense one-layer networks, static coding;
+                    :mod:`xsnn.solvers.levels`)
 ``sat-rivals``      the per-rival SAT oracle alone (``sat-rivals:<minicard|gluecard3|gluecard4>``)
 ``sat``             one SAT solver on the causal-model CNF (``sat:<python-sat solver name>``)
 ``smt``             z3 on the causal model (``smt:lia``, ``smt:pb``)
@@ -19,7 +24,8 @@ chosen by name:
 ``bruteforce``      every completion of the free features (tiny networks only; ground truth)
 ==================  ===========================================================================
 
-The measurements that chose the default are in ``docs/solvers.md`` and ``docs/oracles.md``.
+The measurements that chose the default are in ``docs/solvers.md``, ``docs/oracles.md`` and
+``docs/binary.md`` (the density rule).
 """
 from __future__ import annotations
 
@@ -31,12 +37,18 @@ from .certificate import OracleFactory
 from .layered import LayeredOracle
 from .oracle import EntailmentOracle
 
-__all__ = ["DEFAULT_BACKEND", "PORTFOLIO_SAT_SECONDS", "BACKEND_NAMES", "exact_oracle_factory", "make_oracle",
-           "verifier_backend"]
+__all__ = ["DEFAULT_BACKEND", "PORTFOLIO_SAT_SECONDS", "DENSE_WEIGHT_DENSITY", "BACKEND_NAMES",
+           "exact_oracle_factory", "make_oracle", "verifier_backend", "weight_density", "rival_sat_stack"]
 
 DEFAULT_BACKEND = "portfolio"  # measured fastest on the shipped models (docs/solvers.md)
 PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per question (docs/solvers.md)
-BACKEND_NAMES = ("portfolio", "sat-rivals", "sat", "smt", "milp", "cpsat", "ball", "bruteforce")
+DENSE_WEIGHT_DENSITY = 0.5  # at or above: the level search answers the default's questions (docs/binary.md)
+BACKEND_NAMES = ("portfolio", "levels", "sat-rivals", "sat", "smt", "milp", "cpsat", "ball", "bruteforce")
+
+
+def weight_density(model: BSNN) -> float:
+    """The fraction of nonzero weights in the first spiking layer (1.0 for binary weights)."""
+    return float(np.count_nonzero(model.weights[0])) / model.weights[0].size
 
 def exact_oracle_factory(backend: str) -> OracleFactory:
     """``backend`` name -> a callable ``(model, instance, features=, target=, max_distance=) -> oracle``.
@@ -67,6 +79,10 @@ def exact_oracle_factory(backend: str) -> OracleFactory:
         return lambda *a, **k: RivalSATOracle(*a, **k, **({"solver": option} if option else {}))
     if kind == "portfolio" and not option:
         return _portfolio
+    if kind == "levels" and not option:
+        from .levels import LevelOracle
+
+        return LevelOracle
     if kind == "ball" and not option:
         from .ball import BallOracle
 
@@ -76,11 +92,24 @@ def exact_oracle_factory(backend: str) -> OracleFactory:
 
         return BruteForceOracle
     raise ValueError(f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
-                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat, ball or bruteforce")
+                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat, levels, ball or bruteforce")
 
 
 def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
                max_distance: int | None = None, *, fast_paths: bool = False) -> EntailmentOracle:
+    """The default exact stack for one instance (module docstring): the level search on a dense
+    one-layer network without a distance bound, rival SAT then CP-SAT on a sparse one, CP-SAT
+    alone where neither applies; behind the fast paths if asked."""
+    from .levels import level_portfolio, level_search_applies
+
+    spikes = check_spikes(model, instance)[0]
+    if max_distance is None and weight_density(model) >= DENSE_WEIGHT_DENSITY and level_search_applies(model, spikes):
+        return level_portfolio(model, instance, features, target, fast_paths=fast_paths)
+    return rival_sat_stack(model, instance, features, target, max_distance, fast_paths=fast_paths)
+
+
+def rival_sat_stack(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
+                    max_distance: int | None = None, *, fast_paths: bool = True) -> EntailmentOracle:
     """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT (behind the
     fast paths if asked: they pay in front of the slow stage only, docs/solvers.md); CP-SAT alone
     where the rival SAT oracle does not apply (several layers, non-static codings)."""

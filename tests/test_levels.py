@@ -323,3 +323,39 @@ def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(se
         if oracle.check(fixed).backend != "bounds":
             break
         assert truth.check(fixed).verdict is Verdict.ENTAILED
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3), kind=st.sampled_from(["binary", "sparse"]))
+def test_default_pipeline_takes_the_level_search_on_dense_networks_only(seed, n_steps, kind):
+    """The default backend's stack is the level search exactly when the hidden layer is dense
+    (density >= DENSE_WEIGHT_DENSITY), and its AXps are brute force's in both cases."""
+    import dataclasses
+
+    from xsnn.solvers.backends import DENSE_WEIGHT_DENSITY, make_oracle, weight_density
+
+    model, instance, rng = dense_case(seed, "zero", n_steps, kind="binary" if kind == "binary" else "ternary")
+    if kind == "sparse":  # ternary weights with a random share of them zeroed: densities across the rule
+        w = model.weights[0] * (rng.random(model.weights[0].shape) < rng.uniform(0.1, 1.0))
+        model = dataclasses.replace(model, weights=(w,))
+    features = random_features(rng, model.n_inputs)
+    order = rng.permutation(len(features)).tolist()
+    with DeletionAXp(BruteForceOracle(model, instance, features), order=order) as algorithm:
+        expected = algorithm.compute()
+    with DeletionAXp(make_oracle(model, instance, features=features), order=order) as algorithm:
+        got = algorithm.compute()
+    assert got.features == expected.features and got.status == expected.status
+    with make_oracle(model, instance, features=features, fast_paths=False) as exact:
+        assert isinstance(exact, LevelOracle) == (weight_density(model) >= DENSE_WEIGHT_DENSITY)
+    if kind == "binary":
+        assert weight_density(model) == 1.0
+
+
+def test_levels_is_a_backend_name_and_refuses_a_distance_bound():
+    from xsnn.solvers.backends import BACKEND_NAMES, exact_oracle_factory
+
+    model, instance, _ = dense_case(3, "zero", 2)
+    assert "levels" in BACKEND_NAMES
+    assert isinstance(exact_oracle_factory("levels")(model, instance), LevelOracle)
+    with pytest.raises(ValueError, match="distance bound"):
+        exact_oracle_factory("levels")(model, instance, max_distance=1)
