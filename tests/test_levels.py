@@ -359,3 +359,28 @@ def test_levels_is_a_backend_name_and_refuses_a_distance_bound():
     assert isinstance(exact_oracle_factory("levels")(model, instance), LevelOracle)
     with pytest.raises(ValueError, match="distance bound"):
         exact_oracle_factory("levels")(model, instance, max_distance=1)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_explain_in_the_influence_order_is_the_brute_force_axp_of_that_order(seed, n_steps):
+    """``order="influence"`` in the front door: the deletion AXp of brute force in the order
+    :func:`influence_order` gives (the lowest score tried first)."""
+    import xsnn
+
+    model, instance, _ = dense_case(seed, "zero", n_steps)
+    scores = influence_order(model, instance)
+    with DeletionAXp(BruteForceOracle(model, instance), order=scores) as algorithm:
+        expected = algorithm.compute()
+    e = xsnn.explain(model, instance, order="influence")
+    assert e.status == "complete" and sorted(e.features) == sorted(expected.features)
+    assert e.settings["options"]["order"] == "influence"
+
+
+def test_influence_order_is_refused_where_it_does_not_apply():
+    import xsnn
+
+    rng = np.random.default_rng(1)
+    two_layers = random_model(rng, [3, 3], 6, 2)
+    with pytest.raises(ValueError, match="influence order needs one spiking layer"):
+        xsnn.explain(two_layers, rng.integers(0, 256, size=6), order="influence")
