@@ -192,7 +192,7 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
             fixed_pixels = np.zeros(n, bool)
             fixed_pixels[list(fixed)] = True
             for rival in oracle._rivals:
-                for claims in rival.holding_cuts(fixed_pixels, v):
+                for claims, _ in rival.holding_cuts(fixed_pixels, v):
                     assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
     for rival, cut, free_pixels in cuts:  # each cut holds where it was found (weakened claims included)
         assert not _claims_feasible(model, instance, rival, cut, free_pixels)
@@ -232,7 +232,7 @@ def test_kept_cuts_hold_where_they_are_reused(seed, n_steps):
         fixed_pixels = np.zeros(n, bool)
         fixed_pixels[list(fixed)] = True
         for rival in oracle._rivals + cpsat_oracle._rivals:
-            for claims in rival.holding_cuts(fixed_pixels, v):
+            for claims, _ in rival.holding_cuts(fixed_pixels, v):
                 assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
 
 

@@ -428,8 +428,10 @@ def verify_explanation(explanation: Explanation, model: BSNN, *, backend: str | 
             return report
         except ValueError as exc:  # the ball is too large to enumerate: the solvers re-check it
             log.info("verification by the solvers: %s", exc)
+    proof = explanation.proof
     backend = backend or verifier_backend("ball" if engine.get("use") else
-                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND))
+                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND),
+                                          proof.question.model, proof.question.instance, explanation.max_distance)
     report, _ = _run_stoppable(
         lambda: verify_certificate(explanation.proof, exact_oracle_factory(backend), time_limit=time_limit,
                                    stop=stop), stop.set)
