@@ -133,8 +133,8 @@ def table(report: dict) -> str:
     lines.append(f"  16 workers, linear scaling from the 1-worker rate (an upper bound): "
                  f"{report['extrapolated_16_workers_minutes']} min")
     for cores, minutes in report["cpu_bound_minutes"].items():
-        lines.append(f"  CPU-bound estimate, {cores} free cores: {minutes} min ({report['target']} x the mean CPU s per "
-                     f"AXp of the worker runs / {cores}; excludes setup, waits and other load)")
+        lines.append(f"  CPU-bound estimate, {cores} free cores: {minutes} min ({report['target']} x the mean "
+                     f"CPU s per AXp of the worker runs / {cores}; excludes setup, waits and other load)")
     lines.append(f"Goal: {report['target']} images in at most {report['goal_minutes']} min with 2 workers: "
                  f"{report['goal_verdict']}")
     return "\n".join(lines)
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "one_worker_rate": one_rate, "target": args.target, "goal_minutes": args.goal_minutes,
         "extrapolated_minutes": extrapolated,
         "extrapolated_16_workers_minutes": round(args.target / (16 * one_rate), 1) if one_rate else None,
-        "cpu_bound_minutes": {cores: round(args.target * statistics.mean(r["cpu_s_mean"] for r in local) / cores / 60, 1)
+        "cpu_bound_minutes": {cores: round(args.target * statistics.mean(r["cpu_s_mean"] for r in local)
+                                           / cores / 60, 1)
                               for cores in (2, 16)} if local else {},
         "goal_verdict": verdict,
     }

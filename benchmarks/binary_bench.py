@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.models:
             model = xsnn.load_model(name)
-            chosen = [i for i in range(len(images)) if int(labels[i]) in model.labels][args.skip: args.skip + args.images]
+            eligible = [i for i in range(len(images)) if int(labels[i]) in model.labels]
+            chosen = eligible[args.skip: args.skip + args.images]
             rows = []
             for index in chosen:
                 spikes = model.encode(images[index][None])[0]

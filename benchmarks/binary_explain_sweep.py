@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    from xsnn.solvers.axp import DeletionAXp
-    from xsnn.solvers.influence import influence_order
-    from xsnn.solvers.levels import level_portfolio
 
     import xsnn
     from xsnn import data
+    from xsnn.solvers.axp import DeletionAXp
+    from xsnn.solvers.influence import influence_order
+    from xsnn.solvers.levels import level_portfolio
 
     paths = args.models if args.models else sorted(str(p) for p in CANDIDATES.glob("*.npz"))
     images, labels = data.load_sample()
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         done = [r for r in runs if r["status"] == "complete"]
         card = json.loads(Path(path).with_suffix(".json").read_text()) if Path(path).with_suffix(".json").is_file() \
             else {"test_accuracy": float(model.info.get("test_accuracy", "nan"))}
-        record = {"model": Path(path).stem, "architecture": f"{model.n_inputs}-{model.layer_sizes[0]}-{model.n_classes}",
+        record = {"model": Path(path).stem,
+                  "architecture": f"{model.n_inputs}-{model.layer_sizes[0]}-{model.n_classes}",
                   "n_steps": model.n_steps, "test_accuracy": card.get("test_accuracy"),
                   "thresholds_median": float(np.median(model.thresholds[0])),
                   "complete": len(done), "axps": len(runs),
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             Path(args.out).write_text(json.dumps({
                 "benchmark": "binary 1/5/9 sweep (explanation half)",
-                "command": "python benchmarks/binary_explain_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": "python benchmarks/binary_explain_sweep.py "
+                           + " ".join(sys.argv[1:] if argv is None else argv),
                 "time_limit": args.time_limit, "order": args.order, "python": platform.python_version(),
                 "records": records}, indent=1) + "\n")
     return 0

@@ -74,7 +74,8 @@ class _Worker:
     def __init__(self, site: Path, model: str, options: dict) -> None:
         env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
-        self.process = subprocess.Popen([sys.executable, "-c", WORKER, model, json.dumps(options)], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER, model, json.dumps(options)],
+                                        stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
         self._expect("ready")
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()},
-        "model": args.model, "options": options, "images": indices, "rounds": args.rounds, "commits": revs, "summary": summary,
+        "model": args.model, "options": options, "images": indices, "rounds": args.rounds, "commits": revs,
+        "summary": summary,
         "ratio_of_totals": round(summary["base"]["total_s"] / summary["head"]["total_s"], 3),
         "median_of_ratios": round(statistics.median(ratios), 3),
         "both_complete": len(both), "same_axps": len(same),
@@ -170,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         report["command"], f"started {started}, load at start {load_start}",
         f"options {options or 'none'}",
-        *(f"{name} {revs[name][:10]}: median {summary[name]['median_s']:.3f} s, total {summary[name]['total_s']:.2f} s, "
+        *(f"{name} {revs[name][:10]}: median {summary[name]['median_s']:.3f} s, "
+          f"total {summary[name]['total_s']:.2f} s, "
           f"{summary[name]['complete']} of {len(indices)} complete" for name in ("base", "head")),
-        f"base / head: {report['ratio_of_totals']:.3f} (totals), {report['median_of_ratios']:.3f} (median of per-image ratios)",
+        f"base / head: {report['ratio_of_totals']:.3f} (totals), "
+        f"{report['median_of_ratios']:.3f} (median of per-image ratios)",
         f"identical AXps: {len(same)} of {len(both)} that both completed",
     ])
     Path(args.out).with_suffix(".txt").write_text(text + "\n")

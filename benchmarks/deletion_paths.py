@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import xsnn
     from xsnn import data
-    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.axp import DeletionAXp
+    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.oracle import EntailmentOracle
 
     class Recorder(EntailmentOracle):

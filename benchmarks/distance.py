@@ -60,8 +60,8 @@ def _features(spec: str, model):
 
 def run_one(method: str, model, spikes, features, k: int, time_limit: float, engine: str | None = None) -> dict:
     """One deletion dAXp; the row's fields (``engine``: the ball oracle's engine, None for its default)."""
-    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.axp import DeletionAXp
+    from xsnn.solvers.backends import make_oracle
     from xsnn.solvers.ball import BallOracle, verify_by_enumeration
 
     start = time.perf_counter()
@@ -140,7 +140,8 @@ def table(summary: list[dict], methods: list[str]) -> list[str]:
             line += (f" | {'':<7}{e['complete']:>5}{cell(e['median_s']):>9}{cell(e['p95_s']):>9}"
                      f"{cell(e['median_size'], '6g'):>6}")
         if len(methods) == 2:
-            line += f" | {s['both_complete']:>4}{s['identical']:>5}{s['solver_verified_ok']:>3}/{s['solver_verified']:<2}"
+            line += (f" | {s['both_complete']:>4}{s['identical']:>5}"
+                     f"{s['solver_verified_ok']:>3}/{s['solver_verified']:<2}")
         line += (f" | {cell(s['median_ball'], '9.3g'):>9}{cell(s['median_effective_ball'], '10.3g'):>10}"
                  f"{s['ball_chosen']:>7}")
         lines.append(line)
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                           "load_end": os.getloadavg(), "c_kernel": c_isa()},
-              "time_limit_s": args.time_limit, "ball_time_limit_s": args.ball_time_limit, "ball_engine": args.ball_engine,
+              "time_limit_s": args.time_limit, "ball_time_limit_s": args.ball_time_limit,
+              "ball_engine": args.ball_engine,
               "ball_input_limit": BALL_INPUT_LIMIT, "summary": summary, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

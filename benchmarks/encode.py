@@ -100,9 +100,9 @@ def worker(spec: dict) -> dict:
     The formula is built ONCE (``build_seconds`` is the encoder's own time) and loaded into each
     solver (``load_seconds[solver]``: oracle construction with the prebuilt formula).
     """
+    import xsnn.solvers.sat as sat_module
     from xsnn.encoders.cnf import encode_cnf
     from xsnn.model import forward, load_model_file
-    import xsnn.solvers.sat as sat_module
     from xsnn.solvers.sat import SATOracle
     from xsnn.solvers.smt import SMTOracle
 
@@ -375,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {"command": " ".join([Path(sys.executable).name, "benchmarks/encode.py", *(argv or sys.argv[1:])]),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "python": platform.python_version(),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "python": platform.python_version(),
             "time_limit": args.time_limit, "query_limit": args.query_limit, "trace_steps": args.trace_steps,
             "date": time.strftime("%Y-%m-%d %H:%M"), "max_clauses": args.max_clauses,
             "wall_seconds": round(time.perf_counter() - run_start, 1), "load_average_start": load_start,

@@ -52,9 +52,9 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
-import subprocess
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +148,7 @@ class _Profile:
         self._undo.append((owner, attr, original))
         setattr(owner, attr, wrapper)
 
-    def install(self) -> "_Profile":
+    def install(self) -> _Profile:
         from xsnn.solvers import oracle as oracle_module
         from xsnn.solvers.attack import CounterexampleSearch
         from xsnn.solvers.bounds import BoundPropagator
@@ -196,8 +196,8 @@ def _mask_hex(features, n: int) -> str:
 
 def run_task(model_path: str, config: Config, index: int, time_limit: float | None, profile: bool) -> dict:
     """One AXp (worker process): model ``model_path``, sample image ``index``, configuration ``config``."""
-    from xsnn.data import load_sample
     from xsnn.api import explain
+    from xsnn.data import load_sample
     from xsnn.model import load_model
 
     model = load_model(model_path)
@@ -370,13 +370,15 @@ def tables(report: dict) -> str:
     git = report.get("git", {})
     lines.append(f"code: commit {git.get('commit', '?')[:10]}, locally modified: "
                  f"{', '.join(x.split()[-1] for x in git.get('modified', [])) or 'none'}")
-    lines.append(f"models: " + "; ".join(f"{k} = {v['description']} (test acc {v.get('test_accuracy', '?')})" for k, v in report["models"].items()))
+    lines.append("models: " + "; ".join(f"{k} = {v['description']} (test acc {v.get('test_accuracy', '?')})"
+                                        for k, v in report["models"].items()))
     lines.append(f"deletion AXps, index order; fast time limit {s['fast_time_limit'] or 'none'} s, plain time limit "
                  f"{s['plain_time_limit']} s on the first {s['plain_images']} images of each model")
     if report.get("budget_stop"):
         lines.append(f"budget of {s['budget']} s reached: {report['budget_stop']}")
     lines.append("")
-    lines.append("Per AXp (wall s includes oracle construction; '>=': some runs hit the time limit, figure is a lower bound)")
+    lines.append("Per AXp (wall s includes oracle construction; '>=': some runs hit the time limit, "
+                 "figure is a lower bound)")
     head = (f"{'model':<18} {'config':<14} {'done':>5} {'compl':>5} {'t/o':>4} {'med s':>9} {'p95 s':>9} "
             f"{'max s':>9} {'med cpu':>9} {'p95 cpu':>9} {'exact/AXp':>9} {'size':>5} {'load':>5}")
     lines.append(head)
@@ -394,13 +396,15 @@ def tables(report: dict) -> str:
     lines.append("Speed-up of the fast configuration over plain ones, on the same images (plain time / fast time;"
                  " '>=': plain hit its limit, '<=': fast hit its limit, '~': mixed; images where neither completed"
                  " are left out)")
-    head = f"{'model':<18} {'fast':<14} {'plain':<14} {'imgs':>4} {'wall x med':>11} {'wall x sum':>11} {'cpu x med':>11} {'cpu x sum':>11}"
+    head = (f"{'model':<18} {'fast':<14} {'plain':<14} {'imgs':>4} {'wall x med':>11} {'wall x sum':>11} "
+            f"{'cpu x med':>11} {'cpu x sum':>11}")
     lines.append(head)
     lines.append("-" * len(head))
     for row in report["ratios"]:
         w, c = row["wall"], row["cpu"]
         if not w.get("n"):
-            lines.append(f"{row['model']:<18} {row['fast']:<14} {row['plain']:<14} {0:>4}   (no image where either run completed)")
+            lines.append(f"{row['model']:<18} {row['fast']:<14} {row['plain']:<14} {0:>4}   "
+                         f"(no image where either run completed)")
             continue
         mark = {"exact": "", "lower": ">=", "upper": "<="}.get(w["bounds"][0], "") if len(w["bounds"]) == 1 else "~"
         lines.append(f"{row['model']:<18} {row['fast']:<14} {row['plain']:<14} {w['n']:>4} "
@@ -425,7 +429,8 @@ def tables(report: dict) -> str:
         if "components" in v:
             lines.append(f"  time inside each component (tried/AXp, succeeded/AXp, s/AXp, s/AXp when it succeeded, "
                          f"share of wall, ms/try); setup (encoding) median {v['setup_s_median']:.3f} s")
-            lines.append(f"  {'component':<16} {'tried':>8} {'hit':>8} {'s/AXp':>9} {'hit s':>9} {'share':>7} {'ms/try':>9}")
+            lines.append(f"  {'component':<16} {'tried':>8} {'hit':>8} {'s/AXp':>9} {'hit s':>9} {'share':>7} "
+                         f"{'ms/try':>9}")
             for key, c in v["components"].items():
                 lines.append(f"  {key:<16} {c['calls_per_axp']:>8.1f} {c['hits_per_axp']:>8.1f} "
                              f"{c['seconds_per_axp']:>9.3f} {c['hit_seconds_per_axp']:>9.3f} "
@@ -488,7 +493,8 @@ def assemble(report: dict, records: list[dict], configs: list[Config]) -> None:
     by_model_config: dict[tuple[str, str], dict[int, dict]] = {}
     for r in records:
         by_model_config.setdefault((r["model"], r["config"]), {})[r["index"]] = r
-    report["summary"] = [{"model": m, "config": c.name, "stats": summarise(list(by_model_config.get((m, c.name), {}).values()))}
+    report["summary"] = [{"model": m, "config": c.name,
+                          "stats": summarise(list(by_model_config.get((m, c.name), {}).values()))}
                          for m in report["models"] for c in configs]
     report["ratios"] = []
     fast_configs = [c for c in configs if c.fast_paths]
@@ -626,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
                 record["model"] = key
                 records.append(record)
                 print(f"[{time.perf_counter() - start:7.1f}s] {key} {config.name} #{idx}: {record.get('status')} "
-                      f"size {record.get('size', '-')} wall {record.get('wall_s', '-')} s cpu {record.get('cpu_s', '-')} s "
+                      f"size {record.get('size', '-')} wall {record.get('wall_s', '-')} s "
+                      f"cpu {record.get('cpu_s', '-')} s "
                       f"exact {record.get('exact_calls', '-')} {record.get('error', '')}", file=sys.stderr, flush=True)
                 report["records"] = records
                 assemble(report, records, configs)

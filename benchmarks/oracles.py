@@ -408,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                   {"queries": [{"id": q["id"], "k": q["k"], "free": q["free"]} for q in c["queries"]]}
                   for c in plan["cases"]],
         "settings": {"time_limit": args.time_limit, "budget_per_backend_and_model": args.budget,
-                     "kill_after": plan["kill_after"], "build_limit": args.build_limit, "images": args.images, "free": args.free,
+                     "kill_after": plan["kill_after"], "build_limit": args.build_limit, "images": args.images,
+                     "free": args.free,
                      "queries": args.queries, "seed": args.seed},
         "backend_wall_s": wall,
         "summary": summary,

@@ -192,10 +192,9 @@ def report(name: str, data_dir: str | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from xsnn import plots
+    from xsnn import data, plots
     from xsnn.compare import Budgets, compare, format_summary, make_background, read_rows, summarise
     from xsnn.model import load_model
-    from xsnn import data
 
     table = RESULTS / f"shap-compare-{name}.csv"
     rows = read_rows(table)

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=None, help="shipped model names or .npz paths (default: the default model)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="shipped model names or .npz paths (default: the default model)")
     parser.add_argument("--images", type=int, default=100, help="first N sample images of each model's classes")
     parser.add_argument("--backend", default="portfolio", help="backend that finds the AXps")
     parser.add_argument("--verifier", default="smt", help="backend that re-checks them (must differ)")

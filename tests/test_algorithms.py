@@ -17,9 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.features import FeatureSet
-from xsnn.model import BSNN, forward, random_model
+from xsnn.model import BSNN, forward
 from xsnn.solvers.axp import DeletionAXp, ProgressionAXp, QuickXplainAXp, feature_order
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.certificate import AXpCertificate, verify
@@ -30,7 +28,8 @@ from xsnn.solvers.minimum import MinimumAXp
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict
 from xsnn.solvers.result import NoExplanationError, RelevanceAnswer, Status
 
-SEEDS = st.integers(0, 2**32 - 1)
+from conftest import SEEDS, random_question
+
 AXP_ALGORITHMS = (DeletionAXp, QuickXplainAXp, ProgressionAXp)
 
 
@@ -38,29 +37,12 @@ AXP_ALGORITHMS = (DeletionAXp, QuickXplainAXp, ProgressionAXp)
 
 
 def make_case(seed: int, max_distance: int | None | str = "random", groups: bool = False):
-    """A random tiny question: (model, instance, features, max_distance, rng)."""
-    rng = np.random.default_rng(seed)
-    latency = bool(rng.integers(2))
-    n = int(rng.integers(3, 7 if latency else 9))
-    T = 2 if latency else int(rng.integers(1, 4))
-    layers = [int(rng.integers(2, 7)) for _ in range(int(rng.integers(1, 3)))]
-    model = random_model(rng, layers, n, int(rng.integers(2, 5)),
-                         weight_kind=("binary", "ternary")[int(rng.integers(2))],
-                         reset=("zero", "subtract")[int(rng.integers(2))], n_steps=T,
-                         coding=LatencyCoding() if latency else StaticCoding(),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n)).astype(np.uint8))[0]
-    if groups:
-        perm = rng.permutation(n)
-        cut = sorted(rng.choice(np.arange(1, n), size=min(n - 1, max(1, n // 2)), replace=False).tolist())
-        parts = np.split(perm, cut)
-        features = FeatureSet(tuple(tuple(sorted(int(p) for p in part)) for part in parts),
-                              tuple(f"g{k}" for k in range(len(parts))), n)
-    else:
-        features = FeatureSet.pixels(n)
-    if max_distance == "random":
-        max_distance = None if rng.random() < 0.6 else int(rng.integers(1, len(features) + 1))
-    return model, instance, features, max_distance, rng
+    """A random tiny question (:func:`conftest.random_question`): (model, instance, features,
+    max_distance, rng); ``max_distance`` "random": none at odds 0.6, else 1..len(features)."""
+    case = random_question(seed, groups="partition" if groups else None,
+                           distance=(0.6, 1) if max_distance == "random" else None)
+    return case.model, case.instance, case.features, case.max_distance if max_distance == "random" else max_distance, \
+        case.rng
 
 
 @dataclass
@@ -305,7 +287,7 @@ def _single_questions(result) -> int:
 def test_deletion_blocks_save_questions_on_a_run_of_free_features():
     """Not vacuous: where several features in a row can go, blocks answered by the fast paths
     replace one-feature questions."""
-    saved, entailed_blocks = [], 0
+    saved = []
     for seed in range(30):
         model, instance, features, _, rng = make_case(seed, max_distance=None)
         if not has_axp(model, instance, features, None):

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from xsnn import batch
+from xsnn.api import explain
 from xsnn.cli import main
 from xsnn.coding import StaticCoding
-from xsnn.api import explain
-from xsnn.solvers.backends import make_oracle
 from xsnn.model import BSNN, load_model_file, save_model
+from xsnn.solvers.backends import make_oracle
 from xsnn.solvers.oracle import Verdict
 
 SIDE = 10  # 100 features: an AXp takes tens of milliseconds

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xsnn.causal import (CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike)
+from xsnn.causal import CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike
 from xsnn.coding import LatencyCoding, StaticCoding
 from xsnn.model import BSNN, forward, random_model
+
+from conftest import SEEDS
 
 
 @st.composite
 def nets(draw, max_inputs=7):
-    seed = draw(st.integers(0, 2**32 - 1))
+    seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     n_layers = draw(st.integers(1, 3))
     sizes = [draw(st.integers(1, 5)) for _ in range(n_layers)]

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from xsnn import data
 from xsnn.cli import main
 from xsnn.coding import StaticCoding
 from xsnn.model import BSNN, forward, save_model
-from xsnn import data
 
 
 @pytest.fixture(scope="module")

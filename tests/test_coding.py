@@ -1,7 +1,8 @@
 """Input codings and feature sets."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xsnn.coding import LatencyCoding, StaticCoding, coding_from_spec
 from xsnn.features import FeatureSet

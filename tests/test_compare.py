@@ -15,15 +15,35 @@ from scipy.stats import kendalltau
 from test_algorithms import ground_truth, make_case
 
 from xsnn.coding import StaticCoding
-from xsnn.compare import (IRRELEVANT, METRICS, RELEVANT, UNKNOWN, Background, Budgets, MarginModel, ShapValues,
-                          attribution_error, compare, compare_image, kendall_tau, make_background, margins,
-                          parse_indices, rbo, shap_values, structurally_irrelevant, summarise)
+from xsnn.compare import (
+    IRRELEVANT,
+    METRICS,
+    RELEVANT,
+    TABLE_COLUMNS,
+    UNKNOWN,
+    Background,
+    Budgets,
+    MarginModel,
+    ShapValues,
+    attribution_error,
+    compare,
+    compare_image,
+    kendall_tau,
+    make_background,
+    margins,
+    parse_indices,
+    rbo,
+    shap_values,
+    structurally_irrelevant,
+    summarise,
+)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, load_model, random_model
 
+from conftest import SEEDS
+
 shap = pytest.importorskip("shap")
 
-SEEDS = st.integers(0, 2**32 - 1)
 GENEROUS = Budgets(axp=60, shap_order_axp=60, questions=60, question=60, minimum=60, relevance=60,
                    relevance_question=60, ffa=60, cxp=60)
 
@@ -375,12 +395,34 @@ def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
     assert code == 0, captured.err
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["index"] for r in rows] == ["0", "1"] and tuple(rows[0]) == METRICS
+    assert [r["index"] for r in rows] == ["0", "1"] and tuple(rows[0]) == TABLE_COLUMNS
+    assert [r["status"] for r in rows] == ["complete", "complete"] and rows[0]["n_features"] == "16"
     assert "jaccard" in captured.err and "95% CI" in captured.err
     code, captured = _cli([*args[:2], "0:3", *args[3:]], capsys)
     assert code == 0 and "2 of 3 images already" in captured.err
     with open(out) as handle:
         assert [r["index"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+    other = [a if a != "exact" else "permutation" for a in args]  # rows of another question: refused
+    code, captured = _cli([*other[:2], "0:4", *other[3:]], capsys)
+    assert code == 2 and "another question" in captured.err and "shap_explainer" in captured.err
+    with open(out) as handle:
+        assert [r["index"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+def test_compare_task_records_errors_as_rows():
+    """An image the comparison cannot take becomes a row with status error (the run goes on)."""
+    from xsnn.batch import Instance
+    from xsnn.compare import CompareSetup
+    from xsnn.model import load_model
+
+    model = load_model("mnist10-binary")
+    setup = CompareSetup("mnist10-binary", model.content_hash(), make_background("blank", n_inputs=model.n_inputs),
+                         "none", "pixels", "permutation", None, 0, Budgets.scaled(1.0), "portfolio", None)
+    row = setup.run(Instance(3, np.zeros((5, 5), np.uint8), 1))
+    assert row["status"] == "error" and row["index"] == 3 and row["label"] == 1 and set(row) == set(TABLE_COLUMNS)
+    assert row["error"].startswith("ValueError: image has shape (5, 5)")
+    record = CompareSetup.record(row)
+    assert record["id"] == 3 and record["question"] == setup.question()
 
 
 @pytest.mark.usefixtures("no_mnist_folder")
@@ -413,3 +455,35 @@ def test_cli_compare_bad_input(args, message, capsys, tmp_path, monkeypatch):
     code, captured = _cli(["compare", *args], capsys)
     assert code == 2 and captured.err.startswith("xsnn: error:") and message in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_compare_table_is_a_resumable_csv(tmp_path):
+    """The batch results file with the compare task: one header, rows one per line (line breaks in
+    text removed), a torn last line or a torn header dropped and redone, a foreign header refused."""
+    from xsnn.batch import BatchError, Instance, ResultsFile, read_results
+    from xsnn.compare import CompareSetup
+
+    setup = CompareSetup("m", "h", make_background("blank", n_inputs=4), "none", "pixels", "exact", None, 0,
+                         Budgets.scaled(1.0), "cpsat", None)
+    path = tmp_path / "t.csv"
+    with ResultsFile(path, setup, resume=True) as table:
+        table.write(setup.failed_row(Instance(0, None, 1), "died", 3))
+        table.write(setup.failed_row(Instance(1, None, 2), "a, \"b\"\nc", 3))
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(TABLE_COLUMNS) and len(lines) == 3
+    rows = [{k: v for k, v in r.items() if k not in ("id", "question")} for r in read_results(path, task=setup).records]
+    assert [(r["index"], r["label"], r["status"], r["error"]) for r in rows] == [(0, 1, "failed", "died"),
+                                                                               (1, 2, "failed", 'a, "b" c')]
+    path.write_text(path.read_text() + "2,3,")  # a crash while writing
+    with ResultsFile(path, setup, resume=True) as table:
+        assert table.done == {0, 1}
+        table.write(setup.failed_row(Instance(2, None, 3), "died", 3))
+    assert [r["index"] for r in read_results(path, task=setup).records] == [0, 1, 2]
+    path.write_text(",".join(TABLE_COLUMNS)[:10])  # torn while writing the header
+    with ResultsFile(path, setup, resume=True) as table:
+        assert table.done == set()
+        table.write(setup.failed_row(Instance(5, None, 3), "died", 3))
+    assert path.read_text().splitlines()[0] == ",".join(TABLE_COLUMNS)
+    path.write_text("index,label\n0,1\n")
+    with pytest.raises(BatchError, match="columns are not those of 'xsnn compare'"):
+        ResultsFile(path, setup, resume=True).open()

@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import z3
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xsnn.causal import CausalModel, Input, Neuron, Pixel, Prediction, Score, Spike
 from xsnn.coding import LatencyCoding, StaticCoding
@@ -18,6 +19,8 @@ from xsnn.encoders.cnf import ENCODINGS, encode_cnf
 from xsnn.encoders.smt import SMT_VARIANTS, encode_smt
 from xsnn.model import BSNN, random_model
 from xsnn.solvers.sat import new_solver
+
+from conftest import SEEDS
 
 
 def solver_for(encoding: str) -> str:
@@ -66,7 +69,10 @@ def test_backend_outputs_are_exact(name):
             for values in itertools.product([0, 1], repeat=len(base)):
                 assume = [v if a else -v for v, a in zip(base, values)]
                 truth = {v: a for v, a in zip(base, values)}
-                value = lambda l: truth[abs(l)] if l > 0 else 1 - truth[abs(l)]
+
+                def value(l, truth=truth):
+                    return truth[abs(l)] if l > 0 else 1 - truth[abs(l)]
+
                 c = sum(value(l) for l in lits)
                 c_total = c + sum(value(l) for l in other.lits)
                 for o, b in list(zip(outputs, bounds)) + list(zip(total_outputs, total_bounds)):
@@ -114,9 +120,12 @@ class ChoiceCoding:
         return {"name": self.name, "threshold": self.threshold}
 
 
+CODINGS = (StaticCoding(), LatencyCoding(), ChoiceCoding())
+
+
 @st.composite
-def nets(draw, max_inputs=6, max_steps=6, codings=(StaticCoding(), LatencyCoding(), ChoiceCoding())):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+def nets(draw, max_inputs=6, max_steps=6, codings=CODINGS):
+    rng = np.random.default_rng(draw(SEEDS))
     sizes = [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3)))]
     model = random_model(rng, sizes, draw(st.integers(1, max_inputs)), draw(st.integers(2, 4)),
                          weight_kind=draw(st.sampled_from(["binary", "ternary"])),
@@ -177,10 +186,12 @@ def cnf_equality_problems(causal: CausalModel, x: np.ndarray, encoding: str) -> 
             for l, (got, want) in enumerate(zip(enc.decode_spikes(model), ref.layer_spikes)):
                 if not np.array_equal(got, want):
                     problems.append(f"{encoding}: layer {l} spikes differ")
-            if not np.array_equal(enc.decode_scores(model), ref.scores) or enc.decode_prediction(model) != ref.prediction:
+            if not np.array_equal(enc.decode_scores(model), ref.scores) \
+                    or enc.decode_prediction(model) != ref.prediction:
                 problems.append(f"{encoding}: scores/prediction differ")
             free = [int(l) for layer in enc.spikes for l in layer.ravel() if abs(int(l)) != enc.true_lit]
-            block = [-l if v else l for l, v in zip(free, enc._decode(enc._values(model), np.array(free, dtype=np.int64)))]
+            values = enc._decode(enc._values(model), np.array(free, dtype=np.int64))
+            block = [-l if v else l for l, v in zip(free, values)]
             if block:                                          # no second spike assignment for these inputs
                 s.add_clause(block)
                 if s.solve(assumptions=enc.assumptions(everything)):
@@ -300,7 +311,8 @@ def test_the_equality_check_catches_a_broken_tie_rule(monkeypatch):
     monkeypatch.setattr(cnf_module, "_score_difference", broken)
     rng = np.random.default_rng(7)
     models = [random_model(rng, [3], 4, 3, n_steps=2, max_threshold=2) for _ in range(40)]
-    broken_problems = [p for m in models for p in cnf_equality_problems(CausalModel(m), random_instance(m, rng), "adder")]
+    broken_problems = [p for m in models
+                       for p in cnf_equality_problems(CausalModel(m), random_instance(m, rng), "adder")]
     assert broken_problems, "the equality check did not notice a flipped tie rule"
 
 

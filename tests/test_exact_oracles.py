@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import z3
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pysat.formula import CNF
 
 from xsnn.coding import LatencyCoding, StaticCoding
@@ -16,6 +17,8 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.sat import SATOracle, new_solver
 from xsnn.solvers.smt import SMTOracle
+
+from conftest import SEEDS, random_groups
 
 ORACLES = [
     ("sat-cadical-adder", lambda *a, **k: SATOracle(*a, **k, solver="cadical195", encoding="adder")),
@@ -30,7 +33,7 @@ ORACLES = [
 
 @st.composite
 def problems(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rng = np.random.default_rng(draw(SEEDS))
     coding = draw(st.sampled_from([StaticCoding(), LatencyCoding()]))
     n_steps = draw(st.integers(1, 4 if coding.name == "static" else 2))
     max_distance = draw(st.sampled_from([None, None, 0, 1, 2]))
@@ -45,10 +48,7 @@ def problems(draw):
     if draw(st.booleans()):
         features = FeatureSet.pixels(n_inputs)
     else:                                   # random groups of pixels (some pixels in no feature: always free)
-        order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]
-        cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-        groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-        features = FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+        features = random_groups(rng, n_inputs)
     target = draw(st.sampled_from([None, None, int(rng.integers(0, model.n_classes))]))
     return model, x, features, max_distance, target, rng
 
@@ -193,7 +193,7 @@ def test_a_false_witness_is_caught_directly_and_through_a_portfolio():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), latency=st.booleans(), distance=st.sampled_from([None, 0, 1, 3]))
+@given(seed=SEEDS, latency=st.booleans(), distance=st.sampled_from([None, 0, 1, 3]))
 def test_witness_verifier_accepts_exactly_the_genuine_counterexamples(seed, latency, distance):
     """WitnessVerifier (which looks only at the pixels a witness changes) against the definition
     checked pixel by pixel: fixed features unchanged, every free pixel's train a free train of

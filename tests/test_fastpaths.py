@@ -10,50 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.features import FeatureSet
-from xsnn.model import forward, random_model
+from xsnn.coding import StaticCoding
+from xsnn.model import forward
 from xsnn.solvers.attack import BoundSearch, CounterexampleSearch
 from xsnn.solvers.bounds import BoundPropagator
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.layered import LayeredOracle, WitnessCache
 from xsnn.solvers.oracle import Check, EntailmentOracle, Verdict, feature_distance, verify_witness
 
-SEEDS = st.integers(0, 2**32 - 1)
+from conftest import SEEDS, random_fixed, random_question
 
 
 def make_case(seed: int, groups: bool = False):
-    """A random tiny question: (model, instance, features, max_distance, target, rng)."""
-    rng = np.random.default_rng(seed)
-    latency = bool(rng.integers(2))
-    n = int(rng.integers(3, 8 if latency else 10))
-    T = 2 if latency else int(rng.integers(1, 4))
-    layers = [int(rng.integers(2, 7)) for _ in range(int(rng.integers(1, 3)))]
-    model = random_model(rng, layers, n, int(rng.integers(2, 5)),
-                         weight_kind=("binary", "ternary")[int(rng.integers(2))],
-                         reset=("zero", "subtract")[int(rng.integers(2))], n_steps=T,
-                         coding=LatencyCoding() if latency else StaticCoding(),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n)).astype(np.uint8))[0]
-    if groups:
-        # features of 1-2 pixels, and one pixel left out of every feature (always free)
-        perm = rng.permutation(n)
-        owned, groups_ = perm[1:], []
-        i = 0
-        while i < len(owned):
-            size = int(rng.integers(1, 3))
-            groups_.append(tuple(sorted(int(p) for p in owned[i:i + size])))
-            i += size
-        features = FeatureSet(tuple(groups_), tuple(f"g{k}" for k in range(len(groups_))), n)
-    else:
-        features = FeatureSet.pixels(n)
-    max_distance = None if rng.random() < 0.5 else int(rng.integers(0, len(features) + 1))
-    target = None if rng.random() < 0.85 else int(rng.integers(model.n_classes))
-    return model, instance, features, max_distance, target, rng
-
-
-def random_fixed(rng, n_features: int) -> frozenset[int]:
-    return frozenset(np.flatnonzero(rng.random(n_features) < rng.random()).tolist())
+    """A random tiny question (:func:`conftest.random_question`): (model, instance, features,
+    max_distance, target, rng); features of 1-2 pixels and one pixel of no feature if ``groups``."""
+    return tuple(random_question(seed, max_inputs=(7, 9), groups="small" if groups else None, distance=(0.5, 0),
+                                 keep_prediction=0.85))
 
 
 # ---------------------------------------------------------------------------- bounds

@@ -25,6 +25,8 @@ from xsnn.kernel import KernelUnavailable, PackedNetwork
 from xsnn.kernel._layout import pack_bits, unpack_bits
 from xsnn.model import BSNN, forward, predict_indices, random_model
 
+from conftest import SEEDS
+
 HAVE_C = "c" in kernel.available_backends()
 MODELS_DIR = Path(xsnn.__file__).resolve().parent / "models"
 
@@ -89,7 +91,7 @@ INPUTS = [1, 3, 63, 64, 65, 130, 300]
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    seed=st.integers(0, 2**32 - 1),
+    seed=SEEDS,
     n_in=st.sampled_from(INPUTS),
     sizes=st.lists(st.sampled_from(WIDTHS), min_size=1, max_size=3),
     n_classes=st.integers(1, 6),
@@ -241,7 +243,7 @@ def test_pack_roundtrip_and_layout():
 def test_bad_inputs_raise_clear_errors():
     model = random_model(np.random.default_rng(1), [5], 70, 3, n_steps=2)
     good = np.zeros((2, 2, 70), np.uint8)
-    for name, net in variants(model):
+    for _name, net in variants(model):
         with pytest.raises(ValueError, match="0 or 1"):
             bad = good.copy()
             bad[1, 1, 69] = 2

@@ -11,38 +11,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xsnn.coding import StaticCoding
-from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
 from xsnn.solvers import levels
 from xsnn.solvers.axp import DeletionAXp
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.influence import influence_order
-from xsnn.solvers.levels import (LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio,
-                                 pair_feasible)
+from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio, pair_feasible
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.rivalsat import RivalSATOracle
 
+from conftest import SEEDS, one_layer_static_case, random_features
+
 
 def dense_case(seed: int, reset: str, n_steps: int, max_inputs: int = 11, kind: str = "binary"):
-    """A random one-layer network, dense (binary weights: no zeros) unless ``kind`` says otherwise,
-    with an instance of the static coding."""
-    rng = np.random.default_rng(seed)
-    n_inputs = int(rng.integers(2, max_inputs + 1))
-    model = random_model(rng, [int(rng.integers(1, 9))], n_inputs, int(rng.integers(2, 5)), weight_kind=kind,
-                         reset=reset, n_steps=n_steps, coding=StaticCoding(int(rng.integers(1, 256))),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
-
-
-def random_features(rng: np.random.Generator, n_inputs: int) -> FeatureSet:
-    """One feature per pixel, or random groups (maybe one pixel in no feature)."""
-    if rng.random() < 0.5:
-        return FeatureSet.pixels(n_inputs)
-    order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]
-    cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-    groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-    return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
+    """A random one-layer network of up to 8 neurons, dense (binary weights: no zeros) unless
+    ``kind`` says otherwise, with an instance of the static coding."""
+    return one_layer_static_case(seed, kind, reset, n_steps, max_inputs=max_inputs, max_neurons=8)
 
 
 SIGN_CLASSES = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]  # pair_feasible's order
@@ -72,7 +56,7 @@ def test_pair_feasible_equals_enumeration(counts, alpha, beta, sign_a, sign_b, b
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
+@given(seed=SEEDS)
 def test_lp_certificates_are_exact(seed):
     """An LP certificate always proves infeasibility (checked by enumeration), and a feasible
     system is never given one."""
@@ -94,7 +78,7 @@ def test_lp_certificates_are_exact(seed):
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
+@given(seed=SEEDS)
 def test_parity_cuts_hold_and_their_certificates_are_exact(seed):
     """Every pair parity cut holds at every binary solution of its two rows, and a certificate of
     the rows with the cuts proves its rows (with both rows of every cut it uses) infeasible."""
@@ -129,7 +113,7 @@ OPTIONS = [dict(), dict(pair_cuts=False), dict(lp_cuts=False), dict(reuse_cuts=F
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 4),
+@given(seed=SEEDS, reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 4),
        other_target=st.booleans(), kind=st.sampled_from(["binary", "binary", "ternary"]))
 def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kind):
     """Every option set gives brute force's verdict on nested (deletion-like, in both
@@ -154,7 +138,7 @@ def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kin
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 2), lp_only_with_parity=st.booleans())
+@given(seed=SEEDS, n_steps=st.integers(1, 2), lp_only_with_parity=st.booleans())
 def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with_parity):
     """Wider random dense networks (6-12 hidden neurons), deletion-like questions, with the
     plain LP certificates switched off (so every LP-infeasible claim set goes to the parity cuts or
@@ -213,7 +197,7 @@ def _claims_feasible(model, instance, rival, claims, free_pixels) -> bool:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+@given(seed=SEEDS, n_steps=st.integers(1, 3))
 def test_kept_cuts_hold_where_they_are_reused(seed, n_steps):
     """Every kept cut that the oracle would reuse on a later question (``holding_cuts``: an LP
     certificate where its exact test passes, a CP-SAT core where the free pixels are a subset of
@@ -237,7 +221,7 @@ def test_kept_cuts_hold_where_they_are_reused(seed, n_steps):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+@given(seed=SEEDS, n_steps=st.integers(1, 3))
 def test_deletion_with_the_level_search_equals_brute_force(seed, n_steps):
     """Deletion AXps over the level search equal those over brute force, for a random order."""
     model, instance, rng = dense_case(seed, "zero", n_steps)
@@ -263,10 +247,9 @@ def test_level_oracle_refuses_what_it_cannot_answer():
 def test_level_oracle_decides_a_dense_mnist_question():
     """A hard question of the shipped dense model (30 border pixels free, image 2): the level
     search and CP-SAT agree."""
-    from xsnn.solvers.cpsat import CPSATOracle
-
     import xsnn
     from xsnn import data
+    from xsnn.solvers.cpsat import CPSATOracle
 
     model = xsnn.load_model("mnist159-binary")
     images, _ = data.load_sample()
@@ -281,7 +264,7 @@ def test_level_oracle_decides_a_dense_mnist_question():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+@given(seed=SEEDS, n_steps=st.integers(1, 3))
 def test_level_portfolio_equals_brute_force(seed, n_steps):
     """The stack of rival SAT and the level search behind the fast paths: brute force's verdicts."""
     model, instance, rng = dense_case(seed, "zero", n_steps)
@@ -295,7 +278,7 @@ def test_level_portfolio_equals_brute_force(seed, n_steps):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+@given(seed=SEEDS, n_steps=st.integers(1, 3))
 def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(seed, n_steps):
     """The scores rank the features 0..n-1 (the same twice); freeing the longest prefix of the
     order that the interval bound proves safe keeps the prediction (brute force)."""

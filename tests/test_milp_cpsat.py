@@ -24,26 +24,26 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN, forward, random_model
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
-from xsnn.solvers.milp import (MILPOracle, build_formulation, input_ladders, instance_selectors,
-                               potential_bounds)
+from xsnn.solvers.milp import MILPOracle, build_formulation, input_ladders, instance_selectors, potential_bounds
 from xsnn.solvers.oracle import Verdict
+
+from conftest import SEEDS, random_instance, random_network
 
 MAX_COMPLETIONS = 1024  # per query (speed)
 MAX_INPUT_COMPLETIONS = 16384  # with every feature free (cores may be small)
 
 
 def make_case(seed: int, kind: str, reset: str, coding: str, n_steps: int, n_layers: int):
-    """A random network, an instance of it, and the rng that drew them."""
+    """A random network (:func:`conftest.random_network`) with at most MAX_INPUT_COMPLETIONS inputs
+    for brute force, an instance of it, and the rng that drew them."""
     rng = np.random.default_rng(seed)
     n_trains = 2 if coding == "static" else n_steps + 1
     most = min(12, int(np.log(MAX_INPUT_COMPLETIONS) / np.log(n_trains)))  # brute force can free every input
     n_inputs = int(rng.integers(2, most + 1))
     sizes = [int(rng.integers(1, 6)) for _ in range(n_layers)]
     cod = StaticCoding(int(rng.integers(1, 256))) if coding == "static" else LatencyCoding(int(rng.integers(1, 256)))
-    model = random_model(rng, sizes, n_inputs, int(rng.integers(2, 5)), weight_kind=kind, reset=reset,
-                         n_steps=n_steps, coding=cod, max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
+    model = random_network(rng, sizes, n_inputs, n_steps=n_steps, coding=cod, kind=kind, reset=reset)
+    return model, random_instance(model, rng), rng
 
 
 def random_fixed(rng: np.random.Generator, model: BSNN, features: FeatureSet) -> frozenset[int]:
@@ -61,7 +61,7 @@ def assert_core_sufficient(check, fixed, truth: BruteForceOracle) -> None:
     assert truth.check(check.core).verdict is Verdict.ENTAILED, "a core that is not sufficient"
 
 
-case_args = dict(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["binary", "ternary"]),
+case_args = dict(seed=SEEDS, kind=st.sampled_from(["binary", "ternary"]),
                  reset=st.sampled_from(["zero", "subtract"]), coding=st.sampled_from(["static", "latency"]),
                  n_steps=st.integers(1, 5), n_layers=st.integers(1, 3))
 

@@ -7,10 +7,9 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from xsnn import plots  # noqa: E402
+from xsnn import explain, plots  # noqa: E402
 from xsnn.compare import IRRELEVANT, RELEVANT, Budgets, compare, make_background  # noqa: E402
 from xsnn.data import load_sample  # noqa: E402
-from xsnn import explain  # noqa: E402
 from xsnn.features import FeatureSet  # noqa: E402
 from xsnn.model import load_model  # noqa: E402
 

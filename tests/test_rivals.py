@@ -11,42 +11,35 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xsnn.coding import LatencyCoding, StaticCoding
-from xsnn.solvers.backends import exact_oracle_factory, make_oracle
+from xsnn.coding import LatencyCoding
 from xsnn.features import FeatureSet
 from xsnn.model import forward, random_model
 from xsnn.solvers.axp import DeletionAXp
+from xsnn.solvers.backends import exact_oracle_factory, make_oracle
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.cpsat import CPSATOracle
 from xsnn.solvers.layered import LayeredOracle
 from xsnn.solvers.milp import potential_bounds
 from xsnn.solvers.oracle import Verdict
 from xsnn.solvers.portfolio import PortfolioOracle
-from xsnn.solvers.rivals import build_rival_problems, distance_input_range, neuron_ladders, rival_split_applies, rival_terms
+from xsnn.solvers.rivals import (
+    build_rival_problems,
+    distance_input_range,
+    neuron_ladders,
+    rival_split_applies,
+    rival_terms,
+)
 from xsnn.solvers.rivalsat import RivalSATOracle, _RivalCores, rival_sat_applies
 from xsnn.solvers.sat import SATOracle
 
+from conftest import SEEDS, one_layer_static_case, random_features
+
 
 def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
-    rng = np.random.default_rng(seed)
-    n_inputs = int(rng.integers(2, max_inputs + 1))
-    model = random_model(rng, [int(rng.integers(1, 7))], n_inputs, int(rng.integers(2, 5)), weight_kind=kind,
-                         reset=reset, n_steps=n_steps, coding=StaticCoding(int(rng.integers(1, 256))),
-                         max_threshold=int(rng.integers(1, 5)))
-    instance = model.encode(rng.integers(0, 256, size=(1, n_inputs)))[0]
-    return model, instance, rng
+    return one_layer_static_case(seed, kind, reset, n_steps, max_inputs=max_inputs)
 
 
-def random_features(rng: np.random.Generator, n_inputs: int) -> FeatureSet:
-    if rng.random() < 0.5:
-        return FeatureSet.pixels(n_inputs)
-    order = rng.permutation(n_inputs)[: max(1, n_inputs - int(rng.integers(0, 2)))]  # maybe one pixel in no feature
-    cuts = sorted(set(rng.integers(1, len(order), size=2).tolist())) if len(order) > 1 else []
-    groups = [tuple(int(i) for i in g) for g in np.split(order, cuts) if len(g)]
-    return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n_inputs)
-
-
-case_args = dict(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["binary", "ternary"]),
+case_args = dict(seed=SEEDS, kind=st.sampled_from(["binary", "ternary"]),
                  reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 5))
 
 
@@ -191,7 +184,7 @@ def test_rival_bounds_under_a_distance_bound_hold_on_the_ball(seed, kind, reset,
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
+@given(seed=SEEDS)
 def test_rival_core_counts_follow_the_fixed_set(seed):
     """_RivalCores, kept up to date feature by feature or reset, says a rival is covered exactly
     when one of its newest ``size`` cores lies inside the fixed set."""
@@ -419,7 +412,8 @@ def test_portfolio_budget_runs_out_to_the_next_stage():
     assert built == [True]
     assert portfolio.check([], time_limit=0).verdict is Verdict.UNKNOWN
     other_target = (truth.target + 1) % model.n_classes
-    wrong = PortfolioOracle([RivalSATOracle(model, instance), lambda: CPSATOracle(model, instance, target=other_target)],
+    wrong = PortfolioOracle([RivalSATOracle(model, instance),
+                             lambda: CPSATOracle(model, instance, target=other_target)],
                             [1e-9])
     with pytest.raises(ValueError, match="same question"):
         wrong.check([])

@@ -14,8 +14,21 @@ import torch
 
 from xsnn.data import filter_classes, load_sample
 from xsnn.model import forward, load_model_file
-from xsnn.train import (TrainConfig, _Spike, add_train_arguments, build_network, check_agreement, config_from_args, fit,
-                        export, quantize_thresholds, quantize_weights, run_train, torch_scores, train)
+from xsnn.train import (
+    TrainConfig,
+    _Spike,
+    add_train_arguments,
+    build_network,
+    check_agreement,
+    config_from_args,
+    export,
+    fit,
+    quantize_thresholds,
+    quantize_weights,
+    run_train,
+    torch_scores,
+    train,
+)
 
 
 @pytest.fixture(scope="module")

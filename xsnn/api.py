@@ -23,7 +23,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,11 +32,12 @@ from xsnn.explanation import Explanation
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, contrastive_model, forward, load_model
 from xsnn.solvers.backends import DEFAULT_BACKEND, exact_oracle_factory, make_oracle, verifier_backend
-from xsnn.solvers.certificate import VerificationReport, verify as verify_certificate
+from xsnn.solvers.certificate import VerificationReport
+from xsnn.solvers.certificate import verify as verify_certificate
 from xsnn.solvers.result import FormalExplanation, NoExplanationError, Status
 
-__all__ = ["explain", "enumerate", "attribution", "verify", "explain_many", "predict", "Enumeration",
-           "ALGORITHMS", "KINDS", "ORDERS", "check_image"]
+__all__ = ["explain", "enumerate", "attribution", "verify", "explain_many", "predict", "feature_set",
+           "Enumeration", "ALGORITHMS", "KINDS", "ORDERS", "check_image"]
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,10 @@ def _as_model(model: BSNN | str) -> BSNN:
     raise TypeError(f"model must be a BSNN or a shipped model name / .npz path, got {type(model).__name__}")
 
 
-def _feature_set(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
-    """``None`` or ``"pixels"``: one feature per pixel; ``"patches:K"``: K x K patches; or a FeatureSet."""
+def feature_set(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
+    """The features of a question on ``model``: ``None`` or ``"pixels"``: one feature per pixel;
+    ``"patches:K"``: K x K patches of a 2-D image; or a FeatureSet over the model's inputs (checked).
+    Anything else raises ``ValueError`` naming what was given."""
     if features is None or features == "pixels":
         return FeatureSet.pixels(model.n_inputs, model.input_shape)
     if isinstance(features, FeatureSet):
@@ -181,7 +185,7 @@ class _Question:
 
         self.base = _as_model(model)
         self.data, self.spikes = check_image(self.base, image, binarized=binarized)
-        self.features = _feature_set(self.base, features)
+        self.features = feature_set(self.base, features)
         self.max_distance = _check_count("max_distance", max_distance, 0)
         scores = forward(self.base, self.spikes)
         self.prediction_index = int(scores.prediction[0])

@@ -20,9 +20,16 @@ of the solver stack are paid once per worker process, by its first task (that ro
 
 Results stream back as they complete; only the driver writes the output.
 
+**Tasks.** What runs per instance is the batch's *task* (:class:`BatchTask`): explaining
+(:class:`WorkerSetup`, ``xsnn explain-batch``) or comparing SHAP with the formal explanations
+(:class:`xsnn.compare.CompareSetup`, ``xsnn compare``). The task says how to run one instance,
+which row records a failed one, which row field holds the instance index and which columns the
+output keeps; the engines, the output file, resuming and the progress line are the same for all.
+
 **Output.** One JSON line per instance (:func:`make_row`), written and flushed as each
-finishes. ``status`` is the explanation's (``complete``, ``timeout`` (a sound partial result:
-the explanation is sufficient, minimality not fully proven), ``undecided``, ...) or one of
+finishes (a task with columns may write CSV instead: a header line, then one line per row).
+``status`` is the explanation's (``complete``, ``timeout`` (a sound partial result: the
+explanation is sufficient, minimality not fully proven), ``undecided``, ...) or one of
 ``no-explanation`` (the instance has none of the asked kind), ``error`` (the task raised) and
 ``failed`` (the workers running it kept dying). Resuming (:class:`ResultsFile`) skips every id
 that has a row; a last line without its newline (a crash while writing) is dropped and redone;
@@ -39,6 +46,8 @@ rest.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import math
@@ -50,19 +59,20 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, ClassVar, Protocol, TextIO
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from xsnn.model import BSNN
 
-__all__ = ["BatchError", "BatchData", "BatchSettings", "Instance", "WorkerSetup", "LocalEngine", "DaskEngine",
-           "ResultsFile", "FINAL_STATUSES", "load_batch_data", "parse_indices", "explain_instance",
-           "worker_model", "make_row", "read_results", "run_batch", "summarize", "format_summary",
-           "add_batch_commands"]
+__all__ = ["BatchError", "BatchData", "BatchSettings", "BatchTask", "Instance", "WorkerSetup", "LocalEngine",
+           "DaskEngine", "ResultsFile", "Progress", "FINAL_STATUSES", "load_batch_data", "parse_indices",
+           "explain_instance", "run_task", "worker_model", "make_row", "read_results", "csv_value", "run_batch",
+           "summarize", "format_summary", "add_batch_commands"]
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +124,10 @@ def load_batch_data(source: str, *, data_dir: str | None = None, split: str = "t
     return BatchData(source, images, None if labels is None else np.asarray(labels, dtype=np.int64))
 
 
-def parse_indices(text: str | None, n: int, *, what: str = "the data") -> list[int]:
+def parse_indices(text: str | None, n: int, *, what: str = "the data", clip: bool = False) -> list[int]:
     """``"0:10000"``, ``"5"``, ``"0:100:2"``, ``"1,7,20:30"`` (Python slices, stop excluded; ``None``:
-    everything) -> the indices, in order, without repeats. Every index must lie in ``0..n-1``."""
+    everything) -> the indices, in order, without repeats. Every index must lie in ``0..n-1``;
+    ``clip``: a slice that reaches past the data stops at its end instead."""
     if text is None or not text.strip():
         return list(range(n))
     out: dict[int, None] = {}
@@ -133,6 +144,8 @@ def parse_indices(text: str | None, n: int, *, what: str = "the data") -> list[i
                 step = 1 if step is None else step
                 if step <= 0 or start < 0 or stop < start:
                     raise ValueError
+                if stop > n and clip:
+                    stop = max(start, n)
                 if stop > n:
                     raise BatchError(f"--indices {text!r}: {part} reaches index {stop - 1} but {what} has {n} "
                                      f"images (0..{n - 1})")
@@ -154,12 +167,55 @@ def parse_indices(text: str | None, n: int, *, what: str = "the data") -> list[i
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One instance of a batch: its index in the data set (the row's ``id``), image and label."""
+
+    index: int
+    image: np.ndarray
+    label: int | None
+
+
+class BatchTask(Protocol):
+    """The per-instance work of a batch: small and picklable (it travels to every worker with
+    each instance), with the model named by ``model`` and checked by ``model_hash`` (a worker
+    loads it once: :func:`worker_model`).
+
+    ``name`` names the task (Dask keys, logs); ``id_field`` is the row field that holds the
+    instance index; ``columns``: the fields the output keeps, in order (None: whole rows, as
+    JSON lines only; with columns a ``.csv`` output is possible).
+    """
+
+    name: ClassVar[str]
+    id_field: ClassVar[str]
+    columns: ClassVar[tuple[str, ...] | None]
+    model: str
+    model_hash: str
+
+    def run(self, instance: Instance) -> dict:
+        """The row of one instance; errors of the work itself become rows (status ``error``)."""
+
+    def failed_row(self, instance: Instance, error: str, attempts: int) -> dict:
+        """The row of an instance whose workers kept dying (status ``failed``)."""
+
+    def question(self) -> dict:
+        """The fields that make rows comparable (a resumed output must agree on all of them)."""
+
+    def record(self, row: dict) -> dict:
+        """The compact record of a row for resuming and summaries: ``id``, ``status``,
+        ``question`` (the row's :meth:`question` fields) and whatever the summaries read."""
+
+
+@dataclass(frozen=True)
 class WorkerSetup:
-    """What every task needs besides its instance (small and picklable).
+    """The explanation task (:class:`BatchTask`): what every instance needs besides itself.
 
     ``model``: shipped name or path (a worker loads it itself: models are not sent per task);
     ``model_hash``: the driver's :meth:`~xsnn.model.BSNN.content_hash`, checked on each worker.
     """
+
+    name: ClassVar[str] = "explain"
+    id_field: ClassVar[str] = "id"
+    columns: ClassVar[tuple[str, ...] | None] = None
 
     model: str
     model_hash: str
@@ -176,14 +232,15 @@ class WorkerSetup:
         return {"model": self.model, "model_hash": self.model_hash, "kind": self.kind, "distance": self.distance,
                 "time_limit": self.time_limit, "data": self.data}
 
+    def run(self, instance: Instance) -> dict:
+        return explain_instance(self, instance)
 
-@dataclass(frozen=True)
-class Instance:
-    """One instance of a batch: its index in the data set (the row's ``id``), image and label."""
+    def failed_row(self, instance: Instance, error: str, attempts: int) -> dict:
+        return make_row(self, instance.index, instance.label, None, "failed", error=error, attempt=attempts)
 
-    index: int
-    image: np.ndarray
-    label: int | None
+    @staticmethod
+    def record(row: dict) -> dict:
+        return _record(row)
 
 
 # --------------------------------------------------------------------------- the per-instance task
@@ -194,7 +251,7 @@ _WORKER_MODELS: dict[tuple[str, str], BSNN] = {}
 _WORKER_LOCK = threading.Lock()  # Dask workers may run several tasks of one process in threads
 
 
-def worker_model(setup: WorkerSetup) -> tuple[BSNN, float]:
+def worker_model(setup: BatchTask) -> tuple[BSNN, float]:
     """The model of ``setup`` from this process's worker cache, and the seconds spent loading it now
     (0 when cached). The first call also imports the solver stack. Raises :class:`BatchError` when
     the file found here is not the driver's model (content hash mismatch)."""
@@ -292,6 +349,11 @@ def make_row(setup: WorkerSetup, index: int, label: int | None, prediction: int 
 # --------------------------------------------------------------------------- engines
 
 
+def run_task(setup: BatchTask, instance: Instance) -> dict:
+    """What a worker runs: ``setup.run(instance)`` (a module-level function: it pickles by name)."""
+    return setup.run(instance)
+
+
 def _ignore_sigint() -> None:
     """Worker initializer: Ctrl-C is the driver's to handle (it terminates the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -305,12 +367,13 @@ class LocalEngine:
     recorded as ``failed`` once ``max_attempts`` workers died while it was in flight.
     ``max_tasks_per_worker`` recycles each worker after that many instances (1: a fresh process
     per instance, setup paid every time -- the baseline of ``benchmarks/batch.py``). ``task``: the
-    per-instance function (a module-level function, so that it pickles by name).
+    per-instance function ``(setup, instance) -> row`` (a module-level function, so that it
+    pickles by name); by default the setup's own :meth:`BatchTask.run`.
     """
 
     def __init__(self, jobs: int = 1, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  max_tasks_per_worker: int | None = None,
-                 task: Callable[[WorkerSetup, Instance], dict] = explain_instance) -> None:
+                 task: Callable[[BatchTask, Instance], dict] = run_task) -> None:
         if jobs < 1:
             raise BatchError(f"--jobs must be at least 1, got {jobs}")
         if max_attempts < 1:
@@ -337,7 +400,7 @@ class LocalEngine:
         return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_ignore_sigint, max_tasks_per_child=self.max_tasks_per_worker)
 
-    def results(self, setup: WorkerSetup, instances: Iterable[Instance]) -> Iterator[dict]:
+    def results(self, setup: BatchTask, instances: Iterable[Instance]) -> Iterator[dict]:
         """Rows as instances finish (any order); every instance yields exactly one row."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -368,7 +431,8 @@ class LocalEngine:
                         except BrokenProcessPool:
                             broken.append(instance)
                             continue
-                        row["attempt"] = deaths[instance.index] + 1
+                        if "attempt" in row:
+                            row["attempt"] = deaths[instance.index] + 1
                         finished += 1
                         yield row
                     if broken:
@@ -392,9 +456,8 @@ class LocalEngine:
             for instance in reversed(broken):
                 deaths[instance.index] += 1
                 if deaths[instance.index] >= self.max_attempts:
-                    yield make_row(setup, instance.index, instance.label, None, "failed",
-                                   error=f"a worker process died {deaths[instance.index]} times while this instance "
-                                         f"was in flight", attempt=deaths[instance.index])
+                    yield setup.failed_row(instance, f"a worker process died {deaths[instance.index]} times while "
+                                                     f"this instance was in flight", deaths[instance.index])
                 else:
                     todo.appendleft(instance)
 
@@ -453,7 +516,7 @@ class DaskEngine:
     def _limit(self) -> int:
         return 2 * sum(self._client.nthreads().values()) + 4
 
-    def results(self, setup: WorkerSetup, instances: Iterable[Instance]) -> Iterator[dict]:
+    def results(self, setup: BatchTask, instances: Iterable[Instance]) -> Iterator[dict]:
         from distributed import as_completed
 
         if self._client is None:
@@ -468,7 +531,7 @@ class DaskEngine:
         def fill() -> None:
             while todo and len(running) < limit:
                 instance = todo.popleft()
-                future = client.submit(explain_instance, setup, instance, key=f"xsnn-explain-{token}-{instance.index}",
+                future = client.submit(run_task, setup, instance, key=f"xsnn-{setup.name}-{token}-{instance.index}",
                                        pure=False, retries=self.max_attempts - 1)
                 running[future] = instance
                 completed.add(future)
@@ -483,8 +546,7 @@ class DaskEngine:
                     exc = future.exception() if future.status == "error" else future.status
                     if isinstance(exc, BatchError):  # a worker cannot set up (e.g. another model file there)
                         raise exc
-                    row = make_row(setup, instance.index, instance.label, None, "failed",
-                                   error=f"{type(exc).__name__}: {exc}", attempt=self.max_attempts)
+                    row = setup.failed_row(instance, f"{type(exc).__name__}: {exc}", self.max_attempts)
                 future.release()
                 yield row
                 if time.monotonic() - limit_checked > 2.0:
@@ -524,35 +586,79 @@ def _record(row: dict) -> dict:
     return record
 
 
-def read_results(path: str | os.PathLike, *, keep_lines: bool = False) -> ResultsScan:
-    """Scan a JSON-lines results file. A last line without newline, or a last line that is not
-    JSON, is *torn* (left by a crash while writing); any other line that is not a JSON row with an
-    integer ``id`` raises :class:`BatchError` naming its line number."""
+def csv_value(text: str):
+    """A CSV cell as the value that was written: None (empty), a Boolean, an int, a float or text."""
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _csv_line(values: Sequence) -> bytes:
+    """One CSV line (quoted where needed; line breaks inside text become spaces: one row, one line)."""
+    buffer = io.StringIO()
+    cells = ["" if v is None else " ".join(v.splitlines()) if isinstance(v, str) else v for v in values]
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue().encode()
+
+
+def _is_csv(path: Path | None, task: BatchTask | None) -> bool:
+    return path is not None and path.suffix == ".csv" and task is not None and task.columns is not None
+
+
+def read_results(path: str | os.PathLike, *, keep_lines: bool = False, task: BatchTask | None = None) -> ResultsScan:
+    """Scan a results file of ``task`` (default: the explanation task's JSON lines; a ``.csv`` file
+    of a task with columns: its header, then one row per line). A last line without newline, or a
+    last line that cannot be read, is *torn* (left by a crash while writing); any other line that
+    is not a row with an integer index raises :class:`BatchError` naming its line number, and so
+    does a CSV header other than the task's columns. The records are ``task.record(row)``."""
     path = Path(path)
+    id_field = "id" if task is None else task.id_field
+    record = _record if task is None else task.record
+    as_csv = _is_csv(path, task)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BatchError(f"cannot read {path}: {exc.strerror or exc}") from None
     records, lines, good, torn = [], [], 0, False
     pieces = data.split(b"\n")
+    header = None
     for number, piece in enumerate(pieces, start=1):
         last_piece = number == len(pieces)
         if last_piece:
             torn = bool(piece.strip())  # text after the last newline: an unfinished line
             break
+        if as_csv and header is None:
+            header = next(csv.reader([piece.decode()]), [])
+            if tuple(header) != task.columns:
+                raise BatchError(f"{path}: its columns are not those of 'xsnn {task.name}'; write to another --out")
+            good += len(piece) + 1
+            continue
         if piece.strip():
             try:
-                row = json.loads(piece)
-                is_row = isinstance(row, dict) and isinstance(row.get("id"), int)
+                if as_csv:
+                    cells = next(csv.reader([piece.decode()]))
+                    row = dict(zip(header, map(csv_value, cells))) if len(cells) == len(header) else None
+                else:
+                    row = json.loads(piece)
+                is_row = isinstance(row, dict) and isinstance(row.get(id_field), int) \
+                    and not isinstance(row.get(id_field), bool)
             except ValueError:
                 is_row = False
             if not is_row:
                 if number == len(pieces) - 1:  # the last line, newline written but content cut
                     torn = True
                     break
-                raise BatchError(f"{path} line {number} is not a JSON result row; fix or remove that line "
-                                 f"(or write to another --out)") from None
-            records.append(_record(row))
+                kind = "CSV" if as_csv else "JSON"
+                raise BatchError(f"{path} line {number} is not a {kind} result row (with an integer {id_field!r}); "
+                                 f"fix or remove that line (or write to another --out)") from None
+            records.append(record(row))
             if keep_lines:
                 lines.append(piece)
         good += len(piece) + 1
@@ -562,19 +668,24 @@ def read_results(path: str | os.PathLike, *, keep_lines: bool = False) -> Result
 class ResultsFile:
     """The output of a batch: opened once by the driver, locked, appended to line by line.
 
-    ``resume``: keep the rows there (they must have been made with the same model, kind,
-    distance and data; the time limit may differ), drop a torn last line, and skip their ids;
-    ``retry``: statuses whose rows are removed first, so that their ids are redone; ``overwrite``:
-    start from an empty file. Without either, an existing non-empty file is an error.
+    ``resume``: keep the rows there (they must answer the same question: ``setup.question()``;
+    for explanations the same model, kind, distance and data, while the time limit may differ),
+    drop a torn last line, and skip their ids; ``retry``: statuses whose rows are removed first,
+    so that their ids are redone; ``overwrite``: start from an empty file. Without either, an
+    existing non-empty file is an error. ``path`` None: rows go to standard output (nothing to
+    resume). Rows are whole JSON lines, or only ``setup.columns`` (JSON lines, or CSV for a
+    ``.csv`` path) where the task has columns.
     """
 
-    def __init__(self, path: str | os.PathLike, setup: WorkerSetup, *, resume: bool = False,
+    def __init__(self, path: str | os.PathLike | None, setup: BatchTask, *, resume: bool = False,
                  overwrite: bool = False, retry: Sequence[str] = ()) -> None:
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
         self.setup = setup
         self.resume, self.overwrite, self.retry = resume, overwrite, tuple(retry)
         self.records: list[dict] = []
         self._handle = None
+        self._opened = False
+        self._csv = _is_csv(self.path, setup)
 
     @property
     def done(self) -> set[int]:
@@ -585,6 +696,9 @@ class ResultsFile:
             raise BatchError("--resume and --overwrite exclude each other")
         if self.retry and not self.resume:
             raise BatchError("--retry needs --resume (it redoes rows of an existing output)")
+        if self.path is None:
+            self._opened = True
+            return self
         if not self.path.parent.is_dir():
             raise BatchError(f"--out {self.path}: folder {self.path.parent} does not exist")
         if self.path.is_dir():
@@ -603,20 +717,24 @@ class ResultsFile:
                 handle.truncate(0)
             elif existing:
                 handle = self._load(handle)
+            if self._csv and os.fstat(handle.fileno()).st_size == 0:  # a new table starts with its header
+                handle.write(_csv_line(self.setup.columns))
+                handle.flush()
         except BaseException:
             handle.close()
             raise
         self._handle = handle
+        self._opened = True
         return self
 
     def _load(self, handle):
         """Read the rows there, drop a torn last line and the rows to retry; the handle to append with."""
-        scan = read_results(self.path, keep_lines=bool(self.retry))
+        scan = read_results(self.path, keep_lines=bool(self.retry), task=self.setup)
         expected = self.setup.question()
         for record in scan.records:
             if record["question"] != expected:
-                diff = ", ".join(f"{k} {record['question'][k]!r} (this run: {v!r})"
-                                 for k, v in expected.items() if record["question"][k] != v)
+                diff = ", ".join(f"{k} {record['question'].get(k)!r} (this run: {v!r})"
+                                 for k, v in expected.items() if record["question"].get(k) != v)
                 raise BatchError(f"--out {self.path} holds rows of another question (row id {record['id']}: {diff}); "
                                  f"write to another --out")
         if scan.torn:
@@ -630,6 +748,8 @@ class ResultsFile:
                 log.info("redoing %d row(s) of status %s", len(scan.records) - len(kept), ", ".join(self.retry))
                 fresh = self.path.with_name(self.path.name + ".retry-tmp")
                 with open(fresh, "wb") as out:
+                    if self._csv:
+                        out.write(_csv_line(self.setup.columns))
                     out.write(b"".join(line + b"\n" for _, line in kept))
                     out.flush()
                     os.fsync(out.fileno())
@@ -642,10 +762,21 @@ class ResultsFile:
 
     def write(self, row: dict) -> None:
         """Append one row as one line, flushed to the operating system at once."""
-        row = {**row, "finished_at": round(time.time(), 3)}
-        self._handle.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
-        self._handle.flush()
-        self.records.append(_record(row))
+        columns = self.setup.columns
+        if columns is None:
+            row = {**row, "finished_at": round(time.time(), 3)}
+            line = json.dumps(row, separators=(",", ":")).encode() + b"\n"
+        elif self._csv:
+            line = _csv_line([row.get(k) for k in columns])
+        else:
+            line = json.dumps({k: row.get(k) for k in columns}, separators=(",", ":")).encode() + b"\n"
+        if self.path is None:
+            sys.stdout.write(line.decode())
+            sys.stdout.flush()
+        else:
+            self._handle.write(line)
+            self._handle.flush()
+        self.records.append(self.setup.record(row))
 
     def close(self) -> None:
         if self._handle is not None:
@@ -653,10 +784,11 @@ class ResultsFile:
                 os.fsync(self._handle.fileno())
             finally:
                 self._handle.close()
-                self._handle = None
+        self._handle = None
+        self._opened = False
 
     def __enter__(self) -> ResultsFile:
-        return self.open() if self._handle is None else self
+        return self if self._opened else self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -681,10 +813,10 @@ def _lock(handle, path: Path) -> None:
 class BatchSettings:
     """A whole batch: what to explain (``setup``, ``data``, ``indices``), where to write it and how."""
 
-    setup: WorkerSetup
+    setup: BatchTask
     data: BatchData
     indices: tuple[int, ...]
-    out: Path
+    out: Path | None  # None: rows go to standard output
     resume: bool = False
     overwrite: bool = False
     retry: tuple[str, ...] = ()
@@ -705,8 +837,9 @@ class BatchOutcome:
 def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
               on_start: Callable[[int, int], None] | None = None,
               on_row: Callable[[dict], None] | None = None) -> BatchOutcome:
-    """Explain ``settings.indices`` of ``settings.data`` on ``engine``, appending one row per instance
-    to ``settings.out`` (skipping ids it already holds when resuming).
+    """Run the task ``settings.setup`` (explain, compare, ...) on ``settings.indices`` of
+    ``settings.data`` on ``engine``, appending one row per instance to ``settings.out`` (skipping ids
+    it already holds when resuming).
 
     ``on_start(to_do, already_done)`` is called once the output is read, ``on_row(row)`` after each
     row is written (progress display). Ctrl-C stops the workers and re-raises; the rows written so
@@ -727,7 +860,8 @@ def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
             statuses: Counter = Counter()
             start = time.perf_counter()
             if todo:
-                log.info("explaining %d instance(s) on %s (%d already done)", len(todo), engine.describe(), skipped)
+                log.info("%s: %d instance(s) on %s (%d already done)", settings.setup.name, len(todo),
+                         engine.describe(), skipped)
                 stream = engine.results(settings.setup, instances)
                 try:
                     for row in stream:
@@ -923,7 +1057,8 @@ def _settings_from_args(args: argparse.Namespace) -> BatchSettings:
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     unknown = [s for s in retry if s not in FINAL_STATUSES]
     if unknown:
-        raise BatchError(f"--retry {args.retry!r}: unknown status {unknown[0]!r}; statuses: {', '.join(FINAL_STATUSES)}")
+        raise BatchError(f"--retry {args.retry!r}: unknown status {unknown[0]!r}; "
+                         f"statuses: {', '.join(FINAL_STATUSES)}")
     model = load_model(args.model)
     data = load_batch_data(args.data, data_dir=args.data_dir, split=args.split)
     if data.images.shape[1:] != tuple(model.input_shape) and \

@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -255,8 +256,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         if e.status != "error":
             print(e.render())
         if e.status in ("timeout", "interrupted") and e.kind == "axp" and args.distance is None:
-            print(f"Hint: a global explanation of this network may take long; --distance 2 (valid for every image "
-                  f"within 2 changed pixels) or --features patches:4 often finish fast.")
+            print("Hint: a global explanation of this network may take long; --distance 2 (valid for every image "
+                  "within 2 changed pixels) or --features patches:4 often finish fast.")
     return _exit_status(e.status)
 
 
@@ -380,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(func=_cmd_predict)
 
-    explain = sub.add_parser("explain", parents=[common], help="explain one prediction: AXp (default), CXp or minimum AXp")
+    explain = sub.add_parser("explain", parents=[common],
+                             help="explain one prediction: AXp (default), CXp or minimum AXp")
     _add_instance_arguments(explain)
     explain.add_argument("--kind", choices=("axp", "cxp", "min-axp"), default="axp",
                          help="axp: pixels whose values guarantee the prediction (subset-minimal); cxp: pixels "
@@ -402,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also write the explanation with its proof as JSON (xsnn.Explanation.load reads it)")
     explain.set_defaults(func=_cmd_explain)
 
-    enumerate_ = sub.add_parser("enumerate", parents=[common], help="enumerate the AXps or CXps of one prediction, as they are found")
+    enumerate_ = sub.add_parser("enumerate", parents=[common],
+                                help="enumerate the AXps or CXps of one prediction, as they are found")
     _add_instance_arguments(enumerate_)
     enumerate_.add_argument("--kind", choices=("axp", "cxp"), default="axp")
     enumerate_.add_argument("--limit", type=positive, default=None, help="stop after this many")

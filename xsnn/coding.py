@@ -16,7 +16,7 @@ whose feature is not fixed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class LatencyCoding:
         return {"name": self.name, "threshold": int(self.threshold)}
 
 
-Coding = Union[StaticCoding, LatencyCoding]
+Coding = StaticCoding | LatencyCoding
 _CODINGS = {"static": StaticCoding, "latency": LatencyCoding}
 
 

@@ -57,19 +57,23 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from xsnn.solvers.backends import DEFAULT_BACKEND, make_oracle
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
+from xsnn.solvers.backends import DEFAULT_BACKEND, make_oracle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xsnn.batch import Instance
 
 __all__ = ["EXPLAINERS", "BACKGROUNDS", "Background", "make_background", "MarginModel", "margins", "ShapValues",
            "shap_values", "Budgets", "Comparison", "compare", "compare_image", "METRICS", "rank_features",
            "rbo", "kendall_tau", "attribution_error", "summarise", "format_summary", "read_rows",
-           "add_compare_command"]
+           "TABLE_COLUMNS", "CompareSetup", "run_compare", "add_compare_command"]
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +191,7 @@ class MarginModel:
         self._owner = np.where(owner < 0, len(features), owner)                  # last column: always absent
         self.evaluations = 0
         if backend == "kernel":
-            from xsnn.kernel import PackedNetwork
-            from xsnn.kernel._layout import pack_bits
+            from xsnn.kernel import PackedNetwork, pack_bits
 
             self._net = PackedNetwork(model)
             self._pack = pack_bits
@@ -306,7 +309,7 @@ class ShapValues:
     @classmethod
     def from_shap(cls, explanation, *, model: BSNN, image: np.ndarray, features: FeatureSet | None = None,
                   target: int | None = None, explainer: str = "external", max_evals: int | None = None,
-                  seed: int = 0, background: dict | None = None) -> "ShapValues":
+                  seed: int = 0, background: dict | None = None) -> ShapValues:
         """Read a ``shap.Explanation`` of one instance (values per feature, or per pixel for pixel features)."""
         values = np.asarray(explanation.values, dtype=np.float64)
         data, spikes = _instance(model, image)
@@ -335,9 +338,9 @@ def _instance(model: BSNN, image: np.ndarray) -> tuple[np.ndarray | None, np.nda
 
 def _features(model: BSNN, features: FeatureSet | str | None) -> FeatureSet:
     """``None`` / ``"pixels"``, ``"patches:K"`` or a FeatureSet, as for :func:`xsnn.explain`."""
-    from xsnn.api import _feature_set
+    from xsnn.api import feature_set
 
-    return _feature_set(model, features)
+    return feature_set(model, features)
 
 
 def _feature_clustering(features: FeatureSet, input_shape: Sequence[int]) -> np.ndarray:
@@ -523,7 +526,7 @@ class Budgets:
     cxp: float = 1.0
 
     @classmethod
-    def scaled(cls, total: float, ffa_max_axps: int | None = None) -> "Budgets":
+    def scaled(cls, total: float, ffa_max_axps: int | None = None) -> Budgets:
         if not total > 0:
             raise ValueError(f"the time limit must be positive seconds, got {total}")
         base = cls()
@@ -830,7 +833,8 @@ def summarise(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
     Booleans: the share of True with a Wilson interval; numbers: the mean with a Student-t
     interval. Undecided values (``None``) are left out and counted in ``undecided``.
     """
-    from scipy.stats import norm, t as student
+    from scipy.stats import norm
+    from scipy.stats import t as student
 
     out = []
     for name in METRICS:
@@ -875,24 +879,13 @@ def format_summary(summary: Sequence[dict]) -> str:
 
 
 def parse_indices(text: str, count: int) -> list[int]:
-    """``"0:1000"``, ``"0:1000:10"``, ``"3,5,7"`` or ``"12"`` -> indices in ``0..count-1`` (slices clipped)."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = [int(p) if p.strip() else None for p in text.split(":")]
-            if len(parts) > 3 or (len(parts) == 3 and parts[2] is not None and parts[2] <= 0):
-                raise ValueError
-            chosen = list(range(count))[slice(*parts)]
-        else:
-            chosen = [int(p) for p in text.split(",") if p.strip()]
-            if not chosen:
-                raise ValueError
-    except ValueError:
-        raise ValueError(f"--indices {text!r} is not a range like 0:1000 (or 0:1000:10) or a list like 3,5,7") from None
-    bad = [i for i in chosen if not 0 <= i < count]
-    if bad:
-        raise ValueError(f"--indices {text!r}: index {bad[0]} is out of range (the data has {count} images)")
-    return chosen
+    """``"0:1000"``, ``"0:1000:10"``, ``"3,5,7"`` or ``"12"`` -> indices in ``0..count-1`` (slices
+    clipped to the data; :func:`xsnn.batch.parse_indices`)."""
+    from xsnn.batch import parse_indices as batch_indices
+
+    if not text.strip():
+        raise ValueError(f"--indices {text!r} is not a range like 0:1000 (or 0:1000:10) or a list like 3,5,7")
+    return batch_indices(text, count, what="the data", clip=True)
 
 
 def parse_features(text: str, model: BSNN) -> FeatureSet:
@@ -940,13 +933,24 @@ def add_compare_command(subparsers) -> None:
     p.set_defaults(func=run_compare)
 
 
+TABLE_COLUMNS = (*METRICS, "status", "error")  # the columns of an ``xsnn compare`` table
+_QUESTION = ("shap_explainer", "shap_background", "max_distance")  # rows of one table agree on these
+
+
 @dataclass(frozen=True)
-class _Task:
+class CompareSetup:
+    """The ``xsnn compare`` task of :func:`xsnn.batch.run_batch` (a :class:`xsnn.batch.BatchTask`):
+    one row of :data:`TABLE_COLUMNS` per image, ``status`` ``complete``, ``error`` (the comparison
+    raised; ``error`` says why) or ``failed`` (its workers kept dying)."""
+
+    name: ClassVar[str] = "compare"
+    id_field: ClassVar[str] = "index"
+    columns: ClassVar[tuple[str, ...] | None] = TABLE_COLUMNS
+
     model: str
-    index: int
-    image: np.ndarray
-    label: int
+    model_hash: str
     background: Background
+    background_source: str
     features: str
     explainer: str
     max_evals: int | None
@@ -954,73 +958,50 @@ class _Task:
     budgets: Budgets
     backend: str
     max_distance: int | None
-    background_source: str
 
+    def question(self) -> dict:
+        return {"shap_explainer": self.explainer,
+                "shap_background": f"{self.background.kind}:{len(self.background.images)}@{self.background_source}",
+                "max_distance": self.max_distance}
 
-def _run_task(task: _Task) -> dict:
-    from xsnn.model import load_model
+    def _row(self, instance: Instance, status: str, error: str | None = None) -> dict:
+        return {**dict.fromkeys(TABLE_COLUMNS), **self.question(), "index": instance.index, "label": instance.label,
+                "status": status, "error": error}
 
-    model = load_model(task.model)
-    features = parse_features(task.features, model)
-    row = compare_image(model, task.image, explainer=task.explainer, max_evals=task.max_evals,
-                        background=task.background, seed=task.seed, features=features, budgets=task.budgets,
-                        backend=task.backend, max_distance=task.max_distance, index=task.index, label=task.label)
-    row["shap_background"] += f"@{task.background_source}"
-    return row
+    def run(self, instance: Instance) -> dict:
+        from xsnn.batch import BatchError, worker_model
 
+        model, _ = worker_model(self)
+        try:
+            row = compare_image(model, instance.image, explainer=self.explainer, max_evals=self.max_evals,
+                                background=self.background, seed=self.seed,
+                                features=parse_features(self.features, model), budgets=self.budgets,
+                                backend=self.backend, max_distance=self.max_distance, index=instance.index,
+                                label=instance.label)
+        except BatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (recorded in the row; the run goes on)
+            log.warning("image %d: %s: %s", instance.index, type(exc).__name__, exc)
+            return self._row(instance, "error", f"{type(exc).__name__}: {exc}")
+        row["shap_background"] += f"@{self.background_source}"
+        return {**row, "status": "complete", "error": None}
 
-class _Table:
-    """Rows appended to a CSV or JSON-lines file (or stdout), one per finished image; resumable."""
+    def failed_row(self, instance: Instance, error: str, attempts: int) -> dict:
+        return self._row(instance, "failed", error)
 
-    def __init__(self, path: str | None) -> None:
-        import sys
-        from pathlib import Path
-
-        self.path = None if path is None else Path(path)
-        if self.path is not None and self.path.suffix not in (".csv", ".jsonl"):
-            raise ValueError(f"--out {path!r}: the file name must end in .csv or .jsonl")
-        self.rows: list[dict] = []
-        if self.path is not None and self.path.exists() and self.path.stat().st_size:
-            self.rows = self._read()
-        self._stream = sys.stdout if self.path is None else open(self.path, "a", newline="")
-        if self.path is not None and self.path.suffix == ".csv" and not self.rows and not self.path.stat().st_size:
-            self._stream.write(",".join(METRICS) + "\n")
-
-    def _read(self) -> list[dict]:
-        rows = read_rows(self.path)
-        if self.path.suffix == ".csv" and rows and tuple(rows[0]) != METRICS:
-            raise ValueError(f"--out {self.path}: its columns are not those of 'xsnn compare'; use a new file")
-        if any("index" not in r for r in rows):
-            raise ValueError(f"--out {self.path}: a row has no index column; use a new file")
-        return rows
-
-    def done(self) -> set:
-        return {int(r["index"]) for r in self.rows if r.get("index") is not None}
-
-    def write(self, row: dict) -> None:
-        import csv
-        import io
-        import json
-
-        self.rows.append(row)
-        if self.path is not None and self.path.suffix == ".csv":
-            buffer = io.StringIO()
-            csv.writer(buffer).writerow(["" if row.get(k) is None else row.get(k) for k in METRICS])
-            self._stream.write(buffer.getvalue())
-        else:
-            self._stream.write(json.dumps({k: row.get(k) for k in METRICS}) + "\n")
-        self._stream.flush()
-
-    def close(self) -> None:
-        if self.path is not None:
-            self._stream.close()
+    @staticmethod
+    def record(row: dict) -> dict:
+        return {**row, "id": int(row["index"]), "question": {k: row.get(k) for k in _QUESTION}}
 
 
 def read_rows(path) -> list[dict]:
-    """The rows of an ``xsnn compare`` table (``.csv`` or ``.jsonl``), with numbers, Booleans and ``None``."""
+    """The rows of an ``xsnn compare`` table (``.csv`` or ``.jsonl``), with numbers, Booleans and
+    ``None`` (any columns: tables written before a column was added read too)."""
     import csv
     import json
     from pathlib import Path
+
+    from xsnn.batch import csv_value
 
     path = Path(path)
     text = path.read_text()
@@ -1029,55 +1010,18 @@ def read_rows(path) -> list[dict]:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not a JSON-lines table ({exc})") from None
-    return [{k: _from_csv(v) for k, v in r.items()} for r in csv.DictReader(text.splitlines())]
-
-
-def _from_csv(text: str):
-    if text == "" or text is None:
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-class _Progress:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        import sys
-
-        self.total, self.enabled, self.done, self.stream = total, enabled, 0, sys.stderr
-        self.start = time.perf_counter()
-
-    def step(self, note: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        filled = int(30 * self.done / max(1, self.total))
-        self.stream.write(f"\rcompare [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                          f"{elapsed:.0f}s, ETA {eta:.0f}s {note:<24}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+    return [{k: csv_value(v) for k, v in r.items()} for r in csv.DictReader(text.splitlines())]
 
 
 def run_compare(args) -> int:
-    """The ``xsnn compare`` command."""
+    """The ``xsnn compare`` command: :func:`xsnn.batch.run_batch` with the :class:`CompareSetup` task."""
     import json
+    import os
     import sys
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from pathlib import Path
 
     from xsnn import data as xdata
+    from xsnn.batch import TROUBLE, BatchData, BatchSettings, LocalEngine, Progress, run_batch
     from xsnn.model import load_model
 
     if args.jobs < 1:
@@ -1086,14 +1030,14 @@ def run_compare(args) -> int:
         raise ValueError(f"--distance must be >= 0, got {args.distance}")
     if args.background_size < 1:
         raise ValueError(f"--background-size must be >= 1, got {args.background_size}")
+    if args.out is not None and Path(args.out).suffix not in (".csv", ".jsonl"):
+        raise ValueError(f"--out {args.out!r}: the file name must end in .csv or .jsonl")
     budgets = Budgets.scaled(args.time_limit, args.ffa_max_axps)
     model = load_model(args.model)
     features = parse_features(args.features, model)
     if args.explainer == "exact" and len(features) > EXACT_MAX_FEATURES:
         raise ValueError(f"--explainer exact needs at most {EXACT_MAX_FEATURES} features (e.g. --features "
                          f"patches:7), got {len(features)}")
-    import os
-
     if args.data is None:
         args.data = "mnist" if (args.data_dir or os.environ.get(xdata.DATA_ENV)) else "sample"
     if args.data == "sample":
@@ -1111,36 +1055,33 @@ def run_compare(args) -> int:
         pool, source = (xdata.load_mnist("train", args.data_dir)[0], "train") if args.data == "mnist" \
             else (images, "sample")
         background = make_background(args.background, pool, size=args.background_size, seed=args.seed)
-    table = _Table(args.out)
-    todo = [i for i in indices if i not in table.done()]
-    if len(todo) < len(indices):
-        print(f"compare: {len(indices) - len(todo)} of {len(indices)} images already in {args.out}; resuming",
-              file=sys.stderr)
-    tasks = [_Task(args.model, i, np.asarray(images[i]), int(labels[i]), background, args.features, args.explainer,
-                   args.max_evals, args.seed, budgets, args.backend, args.distance, source) for i in todo]
-    progress = _Progress(len(tasks), not args.no_progress)
+    setup = CompareSetup(str(args.model), model.content_hash(), background, source, args.features, args.explainer,
+                         args.max_evals, args.seed, budgets, args.backend, args.distance)
+    settings = BatchSettings(setup, BatchData(args.data, images, np.asarray(labels, dtype=np.int64)),
+                             tuple(indices), None if args.out is None else Path(args.out), resume=args.out is not None)
+    progress: list[Progress] = []
+
+    def on_start(to_do: int, already_done: int) -> None:
+        if already_done:
+            print(f"compare: {already_done} of {len(indices)} images already in {args.out}; resuming",
+                  file=sys.stderr)
+        progress.append(Progress(to_do, sys.stderr, enabled=not args.no_progress, interval=30.0))
+
     try:
-        if args.jobs == 1:
-            for task in tasks:
-                table.write(_run_task(task))
-                progress.step(f"image {task.index}")
-        else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool_:
-                futures = {pool_.submit(_run_task, t): t.index for t in tasks}
-                for future in as_completed(futures):
-                    table.write(future.result())
-                    progress.step(f"image {futures[future]}")
+        outcome = run_batch(settings, LocalEngine(args.jobs), on_start=on_start,
+                            on_row=lambda row: progress[0].update(row))
     finally:
-        progress.close()
-        table.close()
+        for bar in progress:
+            bar.close()
     chosen = set(indices)
-    summary = summarise([r for r in table.rows if r.get("index") in chosen])
+    rows = [r for r in outcome.records if r["id"] in chosen]
+    summary = summarise([r for r in rows if r["status"] == "complete"])
     print(format_summary(summary), file=sys.stderr)
     if args.summary:
         with open(args.summary, "w") as handle:
             json.dump({"images": len(chosen), "settings": _settings(args, budgets), "summary": summary}, handle,
                       indent=1)
-    return 0
+    return 1 if any(outcome.statuses[s] for s in TROUBLE) else 0
 
 
 def _settings(args, budgets: Budgets) -> dict:

@@ -28,8 +28,8 @@ import hashlib
 import logging
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -131,7 +131,8 @@ class Explanation:
         versus = f"{self.prediction} over {self.target}" if self.target is not None else str(self.prediction)
         beats = (f"class {self.prediction} beats class {self.target}" if self.target is not None
                  else f"the prediction is {self.prediction}")
-        lines = [f"Prediction: {self.prediction}" + ("" if self.target is None else f" (contrasted with {self.target})")]
+        contrast = "" if self.target is None else f" (contrasted with {self.target})"
+        lines = [f"Prediction: {self.prediction}{contrast}"]
         if self.status == "error":
             lines.append(f"No explanation: {self.stats.get('error', 'error')}")
             return "\n".join(lines)
@@ -172,7 +173,8 @@ class Explanation:
             v = self.verification
             verdict = ("confirmed" if v.ok else
                        f"NOT confirmed ({v.status}): " + "; ".join(v.problems[:3]))
-            lines.append(f"Independent check ({', '.join(v.verifier) or 'witness replay'}, {v.checks} checks): {verdict}")
+            checker = ", ".join(v.verifier) or "witness replay"
+            lines.append(f"Independent check ({checker}, {v.checks} checks): {verdict}")
         return "\n".join(lines)
 
     def _minimality_words(self, reason: str) -> str:
@@ -232,7 +234,7 @@ class Explanation:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, model: BSNN | None = None) -> "Explanation":
+    def from_dict(cls, d: dict, model: BSNN | None = None) -> Explanation:
         """Inverse of :meth:`to_dict`. The proof needs the model it is about: pass it, or leave it
         to be loaded by the name in ``settings`` (a shipped model); its content hash must match."""
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
@@ -278,7 +280,7 @@ class Explanation:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: BSNN | None = None) -> "Explanation":
+    def load(cls, path: str | os.PathLike, model: BSNN | None = None) -> Explanation:
         """Read an explanation written by :meth:`save` (see :meth:`from_dict` for ``model``)."""
         path = Path(path)
         try:

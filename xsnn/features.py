@@ -7,8 +7,8 @@ The default is one feature per pixel.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class FeatureSet:
         return len(self.groups)
 
     @classmethod
-    def pixels(cls, n_inputs: int, shape: Sequence[int] | None = None) -> "FeatureSet":
+    def pixels(cls, n_inputs: int, shape: Sequence[int] | None = None) -> FeatureSet:
         """One feature per pixel, named ``(row, col)`` for 2-D images, else ``x{i}``."""
         if shape is not None and len(shape) == 2:
             width = shape[1]
@@ -56,7 +56,7 @@ class FeatureSet:
         return cls(tuple((i,) for i in range(n_inputs)), names, n_inputs)
 
     @classmethod
-    def patches(cls, shape: Sequence[int], size: int) -> "FeatureSet":
+    def patches(cls, shape: Sequence[int], size: int) -> FeatureSet:
         """Square ``size x size`` patches of a 2-D image (edge patches may be smaller)."""
         rows, cols = shape
         if size < 1:

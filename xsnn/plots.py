@@ -10,8 +10,8 @@ Nothing here computes an explanation: pass the objects of :mod:`xsnn.explanation
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -54,9 +54,9 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -758,7 +758,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``xsnn train`` options to ``parser`` (defaults are :class:`TrainConfig`'s)."""
     d = TrainConfig()
     p = parser
-    p.add_argument("--out", "-o", required=True, help="model file to write (NAME.npz; the card NAME.json goes beside it)")
+    p.add_argument("--out", "-o", required=True,
+                   help="model file to write (NAME.npz; the card NAME.json goes beside it)")
     p.add_argument("--name", default=None, help="model name recorded in the file and card (default: file stem)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $XSNN_DATA)")
     p.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden layer sizes, e.g. 128 or 256,64")
