@@ -18,6 +18,7 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.influence import influence_order
 from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio, pair_feasible
 from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.result import NoExplanationError
 from xsnn.solvers.rivalsat import RivalSATOracle
 
 from conftest import SEEDS, one_layer_static_case, random_features
@@ -323,11 +324,16 @@ def test_default_pipeline_takes_the_level_search_on_dense_networks_only(seed, n_
         model = dataclasses.replace(model, weights=(w,))
     features = random_features(rng, model.n_inputs)
     order = rng.permutation(len(features)).tolist()
-    with DeletionAXp(BruteForceOracle(model, instance, features), order=order) as algorithm:
-        expected = algorithm.compute()
-    with DeletionAXp(make_oracle(model, instance, features=features), order=order) as algorithm:
-        got = algorithm.compute()
-    assert got.features == expected.features and got.status == expected.status
+
+    def axp(oracle):
+        with DeletionAXp(oracle, order=order) as algorithm:
+            try:
+                found = algorithm.compute()
+            except NoExplanationError:  # a pixel in no feature: fixing every feature is not enough
+                return None
+            return found.features, found.status
+
+    assert axp(make_oracle(model, instance, features=features)) == axp(BruteForceOracle(model, instance, features))
     with make_oracle(model, instance, features=features, fast_paths=False) as exact:
         assert isinstance(exact, LevelOracle) == (weight_density(model) >= DENSE_WEIGHT_DENSITY)
     if kind == "binary":
