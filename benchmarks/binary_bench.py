@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -51,8 +52,12 @@ def summarise(rows: list[dict], key: str, limit: float) -> dict:
     if seconds:
         median, p95 = percentile(seconds, 50), percentile(seconds, 95)
         slowest_complete = complete[-1] if complete else -1.0
-        out.update(median_seconds=round(median, 3), p95_seconds=round(p95, 3),
+        out.update(median_seconds=round(median, 3), p95_seconds=round(p95, 3), max_seconds=round(seconds[-1], 3),
                    median_is_bound=median > slowest_complete, p95_is_bound=p95 > slowest_complete)
+    cpu = [r["cpu_seconds"] for r in runs if "cpu_seconds" in r]
+    if cpu:
+        out.update(median_cpu_seconds=round(percentile(cpu, 50), 3), p95_cpu_seconds=round(percentile(cpu, 95), 3),
+                   max_cpu_seconds=round(max(cpu), 3))
     return out
 
 
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20, help="first N sample images of each model's digits")
     parser.add_argument("--skip", type=int, default=0, help="skip the first K of those images")
     parser.add_argument("--order", choices=("index", "influence"), default="index")
-    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per AXp, ours")
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per AXp, ours (0: do not run it)")
     parser.add_argument("--plain-time-limit", type=float, default=600.0,
                         help="seconds per AXp, plain SAT deletion (0: do not run it)")
     parser.add_argument("--certificates", default=None, help="JSON-lines file for our AXps' certificates")
@@ -90,29 +95,33 @@ def main(argv: list[str] | None = None) -> int:
             for index in chosen:
                 spikes = model.encode(images[index][None])[0]
                 row = {"image": index, "label": int(labels[index])}
-                start = time.perf_counter()
                 order = influence_order(model, spikes) if args.order == "influence" else "index"
-                with DeletionAXp(level_portfolio(model, spikes), order=order, time_limit=args.time_limit) as alg:
-                    ours = alg.compute()
-                row["ours"] = {"status": ours.status.value, "size": len(ours.features),
-                               "seconds": round(time.perf_counter() - start, 3),
-                               "questions": ours.stats["oracle_calls"]}
-                if certificates is not None:
-                    certificates.write(json.dumps({"model": name, "image": index, "status": ours.status.value,
-                                                   "certificate": ours.certificate.as_dict()}) + "\n")
-                    certificates.flush()
+                if args.time_limit > 0:
+                    start, cpu = time.perf_counter(), time.process_time()
+                    with DeletionAXp(level_portfolio(model, spikes), order=order, time_limit=args.time_limit) as alg:
+                        ours = alg.compute()
+                    row["ours"] = {"status": ours.status.value, "size": len(ours.features),
+                                   "seconds": round(time.perf_counter() - start, 3),
+                                   "cpu_seconds": round(time.process_time() - cpu, 3),
+                                   "questions": ours.stats["oracle_calls"]}
+                    if certificates is not None:
+                        certificates.write(json.dumps({"model": name, "image": index, "status": ours.status.value,
+                                                       "certificate": ours.certificate.as_dict()}) + "\n")
+                        certificates.flush()
                 if args.plain_time_limit > 0:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     with DeletionAXp(SATOracle(model, spikes), order=order, time_limit=args.plain_time_limit) as alg:
                         plain = alg.compute()
                     row["plain"] = {"status": plain.status.value, "size": len(plain.features),
                                     "seconds": round(time.perf_counter() - start, 3),
+                                    "cpu_seconds": round(time.process_time() - cpu, 3),
                                     "questions": plain.stats["oracle_calls"]}
-                    if ours.status.value == "complete" and plain.status.value == "complete":
+                    if args.time_limit > 0 and ours.status.value == "complete" and plain.status.value == "complete":
                         row["identical"] = ours.features == plain.features
+                row["load_average"] = round(os.getloadavg()[0], 2)
                 rows.append(row)
                 print(json.dumps({"model": name, **row}), flush=True)
-            result = {"model": name, "ours": summarise(rows, "ours", args.time_limit),
+            result = {"model": name, "ours": summarise(rows, "ours", args.time_limit) if args.time_limit > 0 else None,
                       "plain": summarise(rows, "plain", args.plain_time_limit) if args.plain_time_limit > 0 else None,
                       "identical": sum(r.get("identical", False) for r in rows),
                       "both_complete": sum("identical" in r for r in rows), "rows": rows}

@@ -10,8 +10,9 @@ calls, reused cuts).
     python benchmarks/binary_profile.py --model mnist159-binary --images 2 --stack default --order index \\
         --time-limit 1500 --out benchmarks/results/binary-profile-default-index.json
 
-Stacks: ``default`` (the explain default: rival SAT within 0.1 s, then CP-SAT behind the fast
-paths), ``levels`` (the level search alone), ``levels-fast`` (the level search behind the fast
+Stacks: ``default`` (the explain default: on these dense networks the level search behind the
+fast paths), ``rival-sat-cpsat`` (the default of sparse networks, and of every network before
+the level search: rival SAT within 0.1 s, then CP-SAT behind the fast paths), ``levels`` (the level search alone), ``levels-fast`` (the level search behind the fast
 paths), ``sat-levels-fast`` (rival SAT within 0.1 s, then the level search behind the fast
 paths), ``plain-sat`` (the causal
 model's CNF and one incremental SAT solver: plain SAT deletion, the reference paper's method).
@@ -28,16 +29,20 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("default", "levels", "levels-fast", "sat-levels-fast", "plain-sat")
+STACKS = ("default", "rival-sat-cpsat", "levels", "levels-fast", "sat-levels-fast", "plain-sat")
 ORDERS = ("index", "influence")
 
 
 def make_stack(name: str, model, spikes):
     """The exact oracle of stack ``name`` for one instance (module docstring)."""
     if name == "default":
-        from xsnn.explain import make_oracle
+        from xsnn.solvers.backends import make_oracle
 
         return make_oracle(model, spikes)
+    if name == "rival-sat-cpsat":
+        from xsnn.solvers.backends import rival_sat_stack
+
+        return rival_sat_stack(model, spikes)
     if name in ("levels", "levels-fast", "sat-levels-fast"):
         from xsnn.solvers.levels import level_portfolio
 

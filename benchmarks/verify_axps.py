@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None,
                         help="shipped model names or .npz paths (default: the default model)")
     parser.add_argument("--images", type=int, default=100, help="first N sample images of each model's classes")
+    parser.add_argument("--data-dir", default=None,
+                        help="full MNIST (IDX files): take the first N *test* images of each model's classes "
+                             "from there instead of the shipped sample")
+    parser.add_argument("--order", default="index", help="removal order of the AXps (explain's order)")
     parser.add_argument("--backend", default="portfolio", help="backend that finds the AXps")
     parser.add_argument("--verifier", default="smt", help="backend that re-checks them (must differ)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per AXp")
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=None, help="stop starting AXps after this many seconds")
     parser.add_argument("--max-distance", type=int, default=None,
                         help="distance-restricted AXps (valid within this many changed features)")
+    parser.add_argument("--partial", default=None, help="JSON-lines file each row is appended to as it is made")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "verify.json"))
     args = parser.parse_args(argv)
     if args.backend.split(":")[0] == args.verifier.split(":")[0]:
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         from xsnn.model import DEFAULT_MODEL
 
         args.models = [DEFAULT_MODEL]
-    images, labels = data.load_sample()
+    images, labels = data.load_mnist("test", args.data_dir) if args.data_dir else data.load_sample()
     verifier = exact_oracle_factory(args.verifier)
     started = time.time()
     rows = []
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.budget is not None and time.time() - started > args.budget:
                 break
             e = explain(model, images[index], backend=args.backend, time_limit=args.time_limit,
-                        max_distance=args.max_distance)
+                        max_distance=args.max_distance, order=args.order)
             t = time.perf_counter()
             report = verify(e.proof, verifier, time_limit=args.check_limit)
             row = {"model": name, "image": index, "max_distance": args.max_distance, "status": e.status, "size": e.size,
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                    "witnesses_checked": len(e.proof.witnesses)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.partial:
+                Path(args.partial).parent.mkdir(parents=True, exist_ok=True)
+                with open(args.partial, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
     summary = {}
     for name in args.models:
         mine = [r for r in rows if r["model"] == name]

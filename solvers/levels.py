@@ -179,6 +179,7 @@ class _Rival:
         self.cert_claims: list[np.ndarray] = []
         self.cert_g: list[np.ndarray] = []
         self.cert_h: list[int] = []
+        self.cert_reason: list[dict] = []  # the rows and multipliers behind each (G, H), for proofs
         self.core_claims: list[np.ndarray] = []
         self.core_free: list[np.ndarray] = []
         self.feasible = 0  # how often this rival had a counterexample
@@ -186,20 +187,20 @@ class _Rival:
     def __len__(self) -> int:
         return len(self.neuron)
 
-    def holding_cuts(self, fixed_pixels: np.ndarray, value: np.ndarray) -> list[np.ndarray]:
-        """The kept cuts (claim index arrays) that hold with the pixels ``fixed_pixels`` fixed to
-        ``value`` and the others free: an LP certificate ``(G, H)`` where
+    def holding_cuts(self, fixed_pixels: np.ndarray, value: np.ndarray) -> list[tuple[np.ndarray, dict | None]]:
+        """The kept cuts that hold with the pixels ``fixed_pixels`` fixed to ``value`` and the
+        others free, each as ``(claim indices, reason)``: an LP certificate ``(G, H)`` where
         ``sum_fixed G_i v_i + sum_free max(0, G_i) < H``, a CP-SAT core where every free pixel was
         free when it was found."""
         holding = []
         if self.cert_claims:
             g = np.array(self.cert_g)  # (m, n)
             best = g[:, fixed_pixels] @ value[fixed_pixels] + np.maximum(g[:, ~fixed_pixels], 0).sum(axis=1)
-            holding += [self.cert_claims[k] for k in np.flatnonzero(best < np.array(self.cert_h))]
+            holding += [(self.cert_claims[k], self.cert_reason[k]) for k in np.flatnonzero(best < np.array(self.cert_h))]
         if self.core_claims:
             free_then = np.array(self.core_free)
             inside = ~(~fixed_pixels[None, :] & ~free_then).any(axis=1)
-            holding += [self.core_claims[k] for k in np.flatnonzero(inside)]
+            holding += [(self.core_claims[k], None) for k in np.flatnonzero(inside)]
         return holding
 
 
@@ -237,6 +238,7 @@ class LevelOracle(EntailmentOracle):
         self._i0 = self._w @ self._v
         self._last_witness = self._v.copy()  # the newest counterexample's pixels (the instance at first)
         self.last_rivals: list[dict] = []
+        self.last_proof: dict[int, list[tuple[np.ndarray, dict | None]]] | None = None
         w = self._w
         ladders = neuron_ladders(model, np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1))
         self._rivals: list[_Rival] = []
@@ -263,7 +265,7 @@ class LevelOracle(EntailmentOracle):
         # the reference point: the newest witness with the fixed pixels back at the instance
         reference = np.where(fixed_pixels, self._v, self._last_witness)
         question = _Question(self, fixed_pixels, free, w_free, const, lo, hi, deadline, reference)
-        self.last_rivals = []
+        self.last_rivals, self.last_proof = [], None
         for rival in sorted(self._rivals, key=lambda r: -r.feasible):
             start, rounds = time.perf_counter(), self.counters["rounds"]
             answer = question.decide(rival)
@@ -280,6 +282,7 @@ class LevelOracle(EntailmentOracle):
                 return Check(Verdict.NOT_ENTAILED, fixed,
                              witness=np.repeat(witness[None].astype(np.uint8), self.model.n_steps, axis=0),
                              path=self.name)
+        self.last_proof = question.proof
         return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
 
 
@@ -294,6 +297,8 @@ class _Question:
         self.reference = reference[free]  # a completion: the newest witness, fixed pixels reset
         self.reference_drive = oracle._w @ reference  # its I_j
         self._pairs = None
+        self.proof: dict[int, list[tuple[np.ndarray, dict | None]]] = {}  # rival -> the cuts given to its master
+        self._reason: dict | None = None  # the newest cut's certificate (None: a CP-SAT core)
 
     def _expired(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
@@ -327,8 +332,9 @@ class _Question:
             return self._exact(rival, claims[:0])[0]
         var = {int(t): k + 1 for k, t in enumerate(claims.tolist())}  # claim -> master variable
         clauses = self._structural_cuts(rival, claims)
+        recorded = self.proof.setdefault(rival.rival, [])
         if o.reuse_cuts:
-            clauses += self._reused_cuts(rival, var, always, never)
+            clauses += self._reused_cuts(rival, var, always, never, recorded)
         with Solver(name="minicard") as master:
             lits = [lit for k, t in enumerate(claims.tolist()) for lit in [-(k + 1)] * int(rival.weight[t])]
             master.add_atmost(lits, len(lits) - goal)  # sum |e| q >= goal
@@ -357,6 +363,7 @@ class _Question:
                 clause = [-var[int(t)] for t in cut if int(t) in var]
                 if not clause:
                     raise RuntimeError("a cut refutes claims that hold for every completion: inconsistent cut")
+                recorded.append((np.asarray(cut), self._reason))
                 master.add_clause(clause)
 
     def _minimal_winning(self, rival: _Rival, claims: np.ndarray, held: np.ndarray, by_demand: np.ndarray,
@@ -397,16 +404,18 @@ class _Question:
         return clauses
 
     def _reused_cuts(self, rival: _Rival, var: dict[int, int], always: np.ndarray,
-                     never: np.ndarray) -> list[list[int]]:
-        """The kept cuts that still hold for this question, as clauses over its open claims."""
+                     never: np.ndarray, recorded: list) -> list[list[int]]:
+        """The kept cuts that still hold for this question, as clauses over its open claims
+        (each also appended to ``recorded`` with its reason)."""
         clauses = []
-        for cut in rival.holding_cuts(self.fixed_pixels, self.o._v):
+        for cut, reason in rival.holding_cuts(self.fixed_pixels, self.o._v):
             if never[cut].any():
                 continue  # a claim that cannot hold: the cut says nothing new
             clause = [-var[int(t)] for t in cut if not always[t]]
             if not clause:  # claims that hold for every completion cannot be infeasible together
                 raise RuntimeError("a kept cut contradicts the claims that always hold: inconsistent cuts")
             clauses.append(clause)
+            recorded.append((cut, reason))
         self.o.counters["reused_cuts"] += len(clauses)
         return clauses
 
@@ -466,6 +475,7 @@ class _Question:
             if self._cpsat(a[keep], t[keep]) is not True:
                 keep[k] = True
         cut = claims[keep]
+        self._reason = None
         o.counters["cpsat_cuts"] += 1
         if o.reuse_cuts:
             _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
@@ -530,9 +540,12 @@ class _Question:
         if len(pairs):
             used[pairs.ravel()] = True
         cut = np.unique(chosen[used])
+        self._reason = {"rows": chosen.copy(), "multipliers": multipliers.copy(), "pairs": pairs.copy(),
+                        "pair_multipliers": np.asarray(pair_multipliers).copy()}
         if o.reuse_cuts:
             if integral:
-                _push(rival.cert_claims, cut, o.keep, rival.cert_g, g_full, rival.cert_h, rhs(signed))
+                _push(rival.cert_claims, cut, o.keep, rival.cert_g, g_full, rival.cert_h, rhs(signed),
+                      rival.cert_reason, self._reason)
             else:
                 _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
         return cut

@@ -13,7 +13,7 @@ import pytest
 from xsnn import data
 from xsnn.data import DataError, filter_classes, load_images, load_mnist, load_sample, read_idx
 
-MNIST = os.environ.get("XSNN_DATA") or ("/work/shared/data/mnist" if Path("/work/shared/data/mnist").is_dir() else None)
+MNIST = os.environ.get("XSNN_DATA")
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:

@@ -323,3 +323,5 @@ def test_time_limit_bounds_a_hard_axp_and_its_verification(sample):
     assert time.perf_counter() - start < 3 + 3 + 4  # both limits plus setup
     assert e.status == "timeout" and e.verification is not None
     assert e.verification.status in ("complete", "timeout")
+    assert "--distance 2" in e.summary() and "--order influence" in e.summary()  # what to ask instead
+    assert "Faster questions" not in xsnn.explain(model, sample[0][2], max_distance=1).summary()

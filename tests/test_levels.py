@@ -18,6 +18,7 @@ from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.influence import influence_order
 from xsnn.solvers.levels import LevelOracle, _lp_check, _pair_rounding_cuts, certifies, level_portfolio, pair_feasible
 from xsnn.solvers.oracle import Verdict
+from xsnn.solvers.result import NoExplanationError
 from xsnn.solvers.rivalsat import RivalSATOracle
 
 from conftest import SEEDS, one_layer_static_case, random_features
@@ -176,7 +177,7 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
             fixed_pixels = np.zeros(n, bool)
             fixed_pixels[list(fixed)] = True
             for rival in oracle._rivals:
-                for claims in rival.holding_cuts(fixed_pixels, v):
+                for claims, _ in rival.holding_cuts(fixed_pixels, v):
                     assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
     for rival, cut, free_pixels in cuts:  # each cut holds where it was found (weakened claims included)
         assert not _claims_feasible(model, instance, rival, cut, free_pixels)
@@ -216,7 +217,7 @@ def test_kept_cuts_hold_where_they_are_reused(seed, n_steps):
         fixed_pixels = np.zeros(n, bool)
         fixed_pixels[list(fixed)] = True
         for rival in oracle._rivals + cpsat_oracle._rivals:
-            for claims in rival.holding_cuts(fixed_pixels, v):
+            for claims, _ in rival.holding_cuts(fixed_pixels, v):
                 assert not _claims_feasible(model, instance, rival, claims, ~fixed_pixels)
 
 
@@ -307,3 +308,69 @@ def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(se
         if oracle.check(fixed).path != "rival-bounds":
             break
         assert truth.check(fixed).verdict is Verdict.ENTAILED
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3), kind=st.sampled_from(["binary", "sparse"]))
+def test_default_pipeline_takes_the_level_search_on_dense_networks_only(seed, n_steps, kind):
+    """The default backend's stack is the level search exactly when the hidden layer is dense
+    (density >= DENSE_WEIGHT_DENSITY), and its AXps are brute force's in both cases."""
+    import dataclasses
+
+    from xsnn.solvers.backends import DENSE_WEIGHT_DENSITY, make_oracle, weight_density
+
+    model, instance, rng = dense_case(seed, "zero", n_steps, kind="binary" if kind == "binary" else "ternary")
+    if kind == "sparse":  # ternary weights with a random share of them zeroed: densities across the rule
+        w = model.weights[0] * (rng.random(model.weights[0].shape) < rng.uniform(0.1, 1.0))
+        model = dataclasses.replace(model, weights=(w,))
+    features = random_features(rng, model.n_inputs)
+    order = rng.permutation(len(features)).tolist()
+
+    def axp(oracle):
+        with DeletionAXp(oracle, order=order) as algorithm:
+            try:
+                found = algorithm.compute()
+            except NoExplanationError:  # a pixel in no feature: fixing every feature is not enough
+                return None
+            return found.features, found.status
+
+    assert axp(make_oracle(model, instance, features=features)) == axp(BruteForceOracle(model, instance, features))
+    with make_oracle(model, instance, features=features, fast_paths=False) as exact:
+        assert isinstance(exact, LevelOracle) == (weight_density(model) >= DENSE_WEIGHT_DENSITY)
+    if kind == "binary":
+        assert weight_density(model) == 1.0
+
+
+def test_levels_is_a_backend_name_and_refuses_a_distance_bound():
+    from xsnn.solvers.backends import BACKEND_NAMES, exact_oracle_factory
+
+    model, instance, _ = dense_case(3, "zero", 2)
+    assert "levels" in BACKEND_NAMES
+    assert isinstance(exact_oracle_factory("levels")(model, instance), LevelOracle)
+    with pytest.raises(ValueError, match="distance bound"):
+        exact_oracle_factory("levels")(model, instance, max_distance=1)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
+def test_explain_in_the_influence_order_is_the_brute_force_axp_of_that_order(seed, n_steps):
+    """``order="influence"`` in the front door: the deletion AXp of brute force in the order
+    :func:`influence_order` gives (the lowest score tried first)."""
+    import xsnn
+
+    model, instance, _ = dense_case(seed, "zero", n_steps)
+    scores = influence_order(model, instance)
+    with DeletionAXp(BruteForceOracle(model, instance), order=scores) as algorithm:
+        expected = algorithm.compute()
+    e = xsnn.explain(model, instance, order="influence")
+    assert e.status == "complete" and sorted(e.features) == sorted(expected.features)
+    assert e.settings["options"]["order"] == "influence"
+
+
+def test_influence_order_is_refused_where_it_does_not_apply():
+    import xsnn
+
+    rng = np.random.default_rng(1)
+    two_layers = random_model(rng, [3, 3], 6, 2)
+    with pytest.raises(ValueError, match="influence order needs one spiking layer"):
+        xsnn.explain(two_layers, rng.integers(0, 256, size=6), order="influence")

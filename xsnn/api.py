@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("axp", "cxp", "min-axp")
 ALGORITHMS = ("deletion", "quickxplain", "progression")
-ORDERS = ("index", "reverse", "brightest", "darkest")
+ORDERS = ("index", "reverse", "brightest", "darkest", "influence")
 STOP_GRACE_SECONDS = 1.5  # after a stop request, how long to wait for the solver before taking a snapshot
 PROGRESS_SECONDS = 0.5     # how often a progress callback is called
 
@@ -159,9 +159,14 @@ def _check_count(name: str, value: Any, minimum: int) -> int | None:
     return int(value)
 
 
-def _check_order(order: Any, n_features: int) -> str | np.ndarray:
+def _check_order(order: Any, q: "_Question") -> str | np.ndarray:
+    n_features = len(q.features)
     if isinstance(order, str):
         _check_choice("order", order, ORDERS)
+        if order == "influence":  # one score per feature: the least influential tried first
+            from xsnn.solvers.influence import influence_order
+
+            return influence_order(q.model, q.spikes, q.features)
         return order
     scores = np.asarray(order, dtype=np.float64)
     if scores.shape != (n_features,) or not np.isfinite(scores).all():
@@ -330,8 +335,10 @@ def explain(model: BSNN | str, image: Any, kind: str = "axp", *, max_distance: i
         target: a class label: the contrastive question "why the prediction and not
             ``target``?" (an AXp entails that the prediction beats ``target``).
         order: the order in which features are tried for removal (``index``, ``reverse``,
-            ``brightest``: bright pixels tried first, so dark ones tend to stay, ``darkest``), or
-            one score per feature (lowest tried first, so high scores tend to stay).
+            ``brightest``: bright pixels tried first, so dark ones tend to stay, ``darkest``,
+            ``influence``: the least influential first, by the rivals' interval bounds, which makes
+            AXps of dense one-layer networks several times faster; :mod:`xsnn.solvers.influence`),
+            or one score per feature (lowest tried first, so high scores tend to stay).
         algorithm: for ``axp``: ``deletion``, ``quickxplain`` or ``progression`` (the same AXp for
             the same order; they differ in the number of questions).
         backend: the exact oracle (:mod:`xsnn.solvers.backends`).
@@ -366,7 +373,7 @@ def explain(model: BSNN | str, image: Any, kind: str = "axp", *, max_distance: i
                "order": order if isinstance(order, str) else "scores", "fast_paths": bool(fast_paths)}
     q = _Question(model, image, target=target, max_distance=max_distance, features=features, binarized=binarized,
                   source=source, options=options)
-    order = _check_order(order, len(q.features))
+    order = _check_order(order, q)
     explanation = _explain_question(q, kind, algorithm, backend, order, time_limit, fast_paths, progress)
     if verify and explanation.proof is not None:
         report = verify_explanation(explanation, q.model, time_limit=verify_time_limit or time_limit)
@@ -425,8 +432,10 @@ def verify_explanation(explanation: Explanation, model: BSNN, *, backend: str | 
             return report
         except ValueError as exc:  # the ball is too large to enumerate: the solvers re-check it
             log.info("verification by the solvers: %s", exc)
+    proof = explanation.proof
     backend = backend or verifier_backend("ball" if engine.get("use") else
-                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND))
+                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND),
+                                          proof.question.model, proof.question.instance, explanation.max_distance)
     report, _ = _run_stoppable(
         lambda: verify_certificate(explanation.proof, exact_oracle_factory(backend), time_limit=time_limit,
                                    stop=stop), stop.set)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xsnn.api import ORDERS
 from xsnn.batch import add_batch_commands
 from xsnn.compare import add_compare_command
 from xsnn.model import DEFAULT_MODEL
@@ -388,9 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "whose change can change it; min-axp: an AXp of minimum size")
     explain.add_argument("--algorithm", choices=("deletion", "quickxplain", "progression"), default="deletion",
                          help="AXp algorithm (the same AXp for the same order; default deletion)")
-    explain.add_argument("--order", choices=("index", "reverse", "brightest", "darkest"), default="index",
+    explain.add_argument("--order", choices=ORDERS, default="index",
                          help="order in which pixels are tried for removal: index (default), reverse, brightest "
-                              "(bright pixels first, so dark ones tend to stay), darkest")
+                              "(bright pixels first, so dark ones tend to stay), darkest, influence (the least "
+                              "influential first: faster on dense one-layer networks)")
     _add_question_arguments(explain, default_time=120.0)
     explain.add_argument("--verify", action="store_true",
                          help="re-check the certificate with a second solver and the reference forward")

@@ -165,6 +165,12 @@ class Explanation:
                          f"{' (all of them: exact)' if exact else f' ({self.status}: not all AXps found)'}: "
                          f"{self.size} of {n} {unit} occur in some AXp"
                          + (f", {n - self.size} in none (irrelevant)." if exact else "."))
+        if self.kind in ("axp", "min-axp") and self.status in ("timeout", "interrupted"):
+            lines.append("Faster questions: coarser features (features='patches:4', --features patches:4), the "
+                         "least influential features first (order='influence', --order influence) or a "
+                         "distance bound (max_distance=2, --distance 2: often answered in a second)."
+                         if k is None else "Faster questions: coarser features (features='patches:4', "
+                         "--features patches:4) or a smaller distance bound.")
         lines.append(f"Time: {self.seconds:.2f} s, {self.stats.get('questions', 0)} entailment questions.")
         if verbose and self.stats.get("answered_by"):
             lines.append("Answered by: " + ", ".join(f"{name} {count}" for name, count
