@@ -11,6 +11,7 @@ A failed compilation logs a warning and the package falls back to the numpy
 references, unless the environment sets ``XSNN_REQUIRE_C_KERNEL=1``: then the
 build fails.
 """
+
 import os
 import sys
 

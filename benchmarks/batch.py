@@ -31,6 +31,7 @@ Extrapolations are labelled as such: ``--target`` images at a run's measured rat
 per worker); and CPU-bound estimates for 2 and 16 free cores, ``target`` times the mean CPU seconds
 per image over the number of cores. Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -70,8 +76,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices: list[int], engine,
-            workers: int, folder: Path) -> dict:
+def measure(
+    name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices: list[int], engine, workers: int, folder: Path
+) -> dict:
     """One run into a fresh output file; its figures and the features of each AXp (for identity)."""
     out = folder / f"{name}.jsonl"
     settings = batch.BatchSettings(setup, data, tuple(indices), out)
@@ -86,57 +93,88 @@ def measure(name: str, setup: batch.WorkerSetup, data: batch.BatchData, indices:
     cpu_s = [r["timings"]["cpu_s"] for r in rows if r["timings"].get("cpu_s") is not None]
     setups = [r["timings"]["setup_s"] for r in rows if r["timings"].get("setup_s")]
     result = {
-        "name": name, "workers": workers, "images": len(rows), "wall_s": round(wall, 2),
+        "name": name,
+        "workers": workers,
+        "images": len(rows),
+        "wall_s": round(wall, 2),
         "images_per_min": round(60 * len(rows) / wall, 1),
         "explain_s_median": round(statistics.median(explain_s), 4),
         "explain_s_p95": round(float(np.percentile(explain_s, 95)), 4),
         "explain_s_sum": round(sum(explain_s), 2),
-        "cpu_s_mean": round(statistics.mean(cpu_s), 4), "cpu_s_median": round(statistics.median(cpu_s), 4),
+        "cpu_s_mean": round(statistics.mean(cpu_s), 4),
+        "cpu_s_median": round(statistics.median(cpu_s), 4),
         "worker_cpu_s": round(cpu, 2) if cpu > 0 else None,
-        "setups": len(setups), "setup_s_mean": round(statistics.mean(setups), 3) if setups else None,
-        "statuses": dict(outcome.statuses), "load_before": round(load_before, 2),
+        "setups": len(setups),
+        "setup_s_mean": round(statistics.mean(setups), 3) if setups else None,
+        "statuses": dict(outcome.statuses),
+        "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "size_median": statistics.median(r["size"] for r in rows if r["size"] is not None),
     }
     features = {r["id"]: r["explanation"]["features"] for r in rows if r["status"] == "complete"}
-    print(f"{name}: {len(rows)} images in {wall:.1f} s = {result['images_per_min']} / min "
-          f"(median AXp {result['explain_s_median']} s, load {load_before:.2f} -> {result['load_after']:.2f})",
-          file=sys.stderr, flush=True)
+    print(
+        f"{name}: {len(rows)} images in {wall:.1f} s = {result['images_per_min']} / min "
+        f"(median AXp {result['explain_s_median']} s, load {load_before:.2f} -> {result['load_after']:.2f})",
+        file=sys.stderr,
+        flush=True,
+    )
     return {"result": result, "features": features}
 
 
 def table(report: dict) -> str:
-    lines = [f"# xsnn explain-batch throughput ({report['date']}, commit {report['commit']})",
-             f"# command: {report['command']}",
-             (f"# machine: {report['machine']['cpus']} CPU(s), {report['machine']['python']}; "
-              f"load average at start {report['machine']['load_at_start']}"),
-             f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image",
-             *([f"# note: {report['note']}"] if report.get("note") else []), "",
-             ("| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
-              "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"# xsnn explain-batch throughput ({report['date']}, commit {report['commit']})",
+        f"# command: {report['command']}",
+        (
+            f"# machine: {report['machine']['cpus']} CPU(s), {report['machine']['python']}; "
+            f"load average at start {report['machine']['load_at_start']}"
+        ),
+        f"# model {report['model']}, data {report['data']}, time limit {report['time_limit']} s per image",
+        *([f"# note: {report['note']}"] if report.get("note") else []),
+        "",
+        (
+            "| run | workers | images | wall s | images/min | scaling vs 1 worker | median AXp s | p95 AXp s | "
+            "mean CPU s per AXp | worker CPU s (all) | setups | load before/after | statuses |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     base = report["one_worker_rate"]
     for r in report["runs"]:
         scaling = f"{r['images_per_min'] / base:.2f}x" if base and not r["name"].startswith("baseline") else "-"
-        lines.append(f"| {r['name']} | {r['workers']} | {r['images']} | {r['wall_s']} | {r['images_per_min']} | "
-                     f"{scaling} | {r['explain_s_median']} | {r['explain_s_p95']} | {r['cpu_s_mean']} | "
-                     f"{r['worker_cpu_s']} | "
-                     f"{r['setups']} | {r['load_before']}/{r['load_after']} | "
-                     f"{', '.join(f'{k} {v}' for k, v in r['statuses'].items())} |")
+        lines.append(
+            f"| {r['name']} | {r['workers']} | {r['images']} | {r['wall_s']} | {r['images_per_min']} | "
+            f"{scaling} | {r['explain_s_median']} | {r['explain_s_p95']} | {r['cpu_s_mean']} | "
+            f"{r['worker_cpu_s']} | "
+            f"{r['setups']} | {r['load_before']}/{r['load_after']} | "
+            f"{', '.join(f'{k} {v}' for k, v in r['statuses'].items())} |"
+        )
     per_image = [(r["name"], r["worker_cpu_s"] / r["images"]) for r in report["runs"] if r["worker_cpu_s"]]
-    lines += ["", "CPU seconds per image of all worker processes (start-up, imports, model loading included): "
-              + "; ".join(f"{name} {value:.3f}" for name, value in per_image)]
-    lines += ["", f"Identical AXps across runs (images complete in both): {report['identical']}", "",
-              f"EXTRAPOLATED to {report['target']} images (at each run's measured rate; not measured):"]
+    lines += [
+        "",
+        "CPU seconds per image of all worker processes (start-up, imports, model loading included): "
+        + "; ".join(f"{name} {value:.3f}" for name, value in per_image),
+    ]
+    lines += [
+        "",
+        f"Identical AXps across runs (images complete in both): {report['identical']}",
+        "",
+        f"EXTRAPOLATED to {report['target']} images (at each run's measured rate; not measured):",
+    ]
     for name, minutes in report["extrapolated_minutes"].items():
         lines.append(f"  {name}: {minutes} min")
-    lines.append(f"  16 workers, linear scaling from the 1-worker rate (an upper bound): "
-                 f"{report['extrapolated_16_workers_minutes']} min")
+    lines.append(
+        f"  16 workers, linear scaling from the 1-worker rate (an upper bound): "
+        f"{report['extrapolated_16_workers_minutes']} min"
+    )
     for cores, minutes in report["cpu_bound_minutes"].items():
-        lines.append(f"  CPU-bound estimate, {cores} free cores: {minutes} min ({report['target']} x the mean "
-                     f"CPU s per AXp of the worker runs / {cores}; excludes setup, waits and other load)")
-    lines.append(f"Goal: {report['target']} images in at most {report['goal_minutes']} min with 2 workers: "
-                 f"{report['goal_verdict']}")
+        lines.append(
+            f"  CPU-bound estimate, {cores} free cores: {minutes} min ({report['target']} x the mean "
+            f"CPU s per AXp of the worker runs / {cores}; excludes setup, waits and other load)"
+        )
+    lines.append(
+        f"Goal: {report['target']} images in at most {report['goal_minutes']} min with 2 workers: "
+        f"{report['goal_verdict']}"
+    )
     return "\n".join(lines)
 
 
@@ -167,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.baseline_images:
-            m = measure("baseline: fresh process per image", setup, data, indices[:args.baseline_images],
-                        batch.LocalEngine(1, max_tasks_per_worker=1), 1, folder)
+            m = measure(
+                "baseline: fresh process per image",
+                setup,
+                data,
+                indices[: args.baseline_images],
+                batch.LocalEngine(1, max_tasks_per_worker=1),
+                1,
+                folder,
+            )
             runs.append(m["result"])
             features["baseline"] = m["features"]
         seen: dict[int, int] = {}
@@ -189,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(features)
     identical, compared = 0, 0
     for k, a in enumerate(names):
-        for b in names[k + 1:]:
+        for b in names[k + 1 :]:
             for i in set(features[a]) & set(features[b]):
                 compared += 1
                 identical += features[a][i] == features[b][i]
@@ -200,23 +245,38 @@ def main(argv: list[str] | None = None) -> int:
     extrapolated = {r["name"]: round(args.target / r["images_per_min"], 1) for r in runs}
     if two:
         minutes = args.target / statistics.mean(two)
-        verdict = (f"{'MET' if minutes <= args.goal_minutes else 'NOT MET'} (extrapolated: {minutes:.1f} min at "
-                   f"the measured 2-worker rate {statistics.mean(two):.1f} images/min)")
+        verdict = (
+            f"{'MET' if minutes <= args.goal_minutes else 'NOT MET'} (extrapolated: {minutes:.1f} min at "
+            f"the measured 2-worker rate {statistics.mean(two):.1f} images/min)"
+        )
     else:
         verdict = "not measured (no 2-worker run)"
     report = {
-        "date": datetime.date.today().isoformat(), "commit": _commit(),
+        "date": datetime.date.today().isoformat(),
+        "commit": _commit(),
         "command": "python benchmarks/batch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_at_start": runs[0]["load_before"] if runs else None},
-        "note": args.note, "model": args.model, "data": data.name, "time_limit": args.time_limit, "runs": runs,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_at_start": runs[0]["load_before"] if runs else None,
+        },
+        "note": args.note,
+        "model": args.model,
+        "data": data.name,
+        "time_limit": args.time_limit,
+        "runs": runs,
         "identical": f"{identical} of {compared} pairwise comparisons",
-        "one_worker_rate": one_rate, "target": args.target, "goal_minutes": args.goal_minutes,
+        "one_worker_rate": one_rate,
+        "target": args.target,
+        "goal_minutes": args.goal_minutes,
         "extrapolated_minutes": extrapolated,
         "extrapolated_16_workers_minutes": round(args.target / (16 * one_rate), 1) if one_rate else None,
-        "cpu_bound_minutes": {cores: round(args.target * statistics.mean(r["cpu_s_mean"] for r in local)
-                                           / cores / 60, 1)
-                              for cores in (2, 16)} if local else {},
+        "cpu_bound_minutes": {
+            cores: round(args.target * statistics.mean(r["cpu_s_mean"] for r in local) / cores / 60, 1)
+            for cores in (2, 16)
+        }
+        if local
+        else {},
         "goal_verdict": verdict,
     }
     out = Path(args.out)

@@ -21,6 +21,7 @@ bound, printed with ``>=``), and the speed-up where it is measured.
     python benchmarks/binary_bench.py --models mnist159-binary --images 20 --time-limit 600 \\
         --plain-time-limit 600 --out benchmarks/results/binary-bench.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,20 @@ def summarise(rows: list[dict], key: str, limit: float) -> dict:
     if seconds:
         median, p95 = percentile(seconds, 50), percentile(seconds, 95)
         slowest_complete = complete[-1] if complete else -1.0
-        out.update(median_seconds=round(median, 3), p95_seconds=round(p95, 3), max_seconds=round(seconds[-1], 3),
-                   median_is_bound=median > slowest_complete, p95_is_bound=p95 > slowest_complete)
+        out.update(
+            median_seconds=round(median, 3),
+            p95_seconds=round(p95, 3),
+            max_seconds=round(seconds[-1], 3),
+            median_is_bound=median > slowest_complete,
+            p95_is_bound=p95 > slowest_complete,
+        )
     cpu = [r["cpu_seconds"] for r in runs if "cpu_seconds" in r]
     if cpu:
-        out.update(median_cpu_seconds=round(percentile(cpu, 50), 3), p95_cpu_seconds=round(percentile(cpu, 95), 3),
-                   max_cpu_seconds=round(max(cpu), 3))
+        out.update(
+            median_cpu_seconds=round(percentile(cpu, 50), 3),
+            p95_cpu_seconds=round(percentile(cpu, 95), 3),
+            max_cpu_seconds=round(max(cpu), 3),
+        )
     return out
 
 
@@ -68,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", type=int, default=0, help="skip the first K of those images")
     parser.add_argument("--order", choices=("index", "influence"), default="index")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per AXp, ours (0: do not run it)")
-    parser.add_argument("--plain-time-limit", type=float, default=600.0,
-                        help="seconds per AXp, plain SAT deletion (0: do not run it)")
+    parser.add_argument(
+        "--plain-time-limit", type=float, default=600.0, help="seconds per AXp, plain SAT deletion (0: do not run it)"
+    )
     parser.add_argument("--certificates", default=None, help="JSON-lines file for our AXps' certificates")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             model = xsnn.load_model(name)
             eligible = [i for i in range(len(images)) if int(labels[i]) in model.labels]
-            chosen = eligible[args.skip: args.skip + args.images]
+            chosen = eligible[args.skip : args.skip + args.images]
             rows = []
             for index in chosen:
                 spikes = model.encode(images[index][None])[0]
@@ -100,39 +110,68 @@ def main(argv: list[str] | None = None) -> int:
                     start, cpu = time.perf_counter(), time.process_time()
                     with DeletionAXp(level_portfolio(model, spikes), order=order, time_limit=args.time_limit) as alg:
                         ours = alg.compute()
-                    row["ours"] = {"status": ours.status.value, "size": len(ours.features),
-                                   "seconds": round(time.perf_counter() - start, 3),
-                                   "cpu_seconds": round(time.process_time() - cpu, 3),
-                                   "questions": ours.stats["oracle_calls"]}
+                    row["ours"] = {
+                        "status": ours.status.value,
+                        "size": len(ours.features),
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "cpu_seconds": round(time.process_time() - cpu, 3),
+                        "questions": ours.stats["oracle_calls"],
+                    }
                     if certificates is not None:
-                        certificates.write(json.dumps({"model": name, "image": index, "status": ours.status.value,
-                                                       "certificate": ours.certificate.as_dict()}) + "\n")
+                        certificates.write(
+                            json.dumps(
+                                {
+                                    "model": name,
+                                    "image": index,
+                                    "status": ours.status.value,
+                                    "certificate": ours.certificate.as_dict(),
+                                }
+                            )
+                            + "\n"
+                        )
                         certificates.flush()
                 if args.plain_time_limit > 0:
                     start, cpu = time.perf_counter(), time.process_time()
                     with DeletionAXp(SATOracle(model, spikes), order=order, time_limit=args.plain_time_limit) as alg:
                         plain = alg.compute()
-                    row["plain"] = {"status": plain.status.value, "size": len(plain.features),
-                                    "seconds": round(time.perf_counter() - start, 3),
-                                    "cpu_seconds": round(time.process_time() - cpu, 3),
-                                    "questions": plain.stats["oracle_calls"]}
+                    row["plain"] = {
+                        "status": plain.status.value,
+                        "size": len(plain.features),
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "cpu_seconds": round(time.process_time() - cpu, 3),
+                        "questions": plain.stats["oracle_calls"],
+                    }
                     if args.time_limit > 0 and ours.status.value == "complete" and plain.status.value == "complete":
                         row["identical"] = ours.features == plain.features
                 row["load_average"] = round(os.getloadavg()[0], 2)
                 rows.append(row)
                 print(json.dumps({"model": name, **row}), flush=True)
-            result = {"model": name, "ours": summarise(rows, "ours", args.time_limit) if args.time_limit > 0 else None,
-                      "plain": summarise(rows, "plain", args.plain_time_limit) if args.plain_time_limit > 0 else None,
-                      "identical": sum(r.get("identical", False) for r in rows),
-                      "both_complete": sum("identical" in r for r in rows), "rows": rows}
+            result = {
+                "model": name,
+                "ours": summarise(rows, "ours", args.time_limit) if args.time_limit > 0 else None,
+                "plain": summarise(rows, "plain", args.plain_time_limit) if args.plain_time_limit > 0 else None,
+                "identical": sum(r.get("identical", False) for r in rows),
+                "both_complete": sum("identical" in r for r in rows),
+                "rows": rows,
+            }
             results.append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
             if args.out:
-                Path(args.out).write_text(json.dumps({
-                    "benchmark": "binary AXps: level search against plain SAT deletion", "command": command,
-                    "order": args.order,
-                    "time_limit": args.time_limit, "plain_time_limit": args.plain_time_limit,
-                    "python": platform.python_version(), "results": results}, indent=1) + "\n")
+                Path(args.out).write_text(
+                    json.dumps(
+                        {
+                            "benchmark": "binary AXps: level search against plain SAT deletion",
+                            "command": command,
+                            "order": args.order,
+                            "time_limit": args.time_limit,
+                            "plain_time_limit": args.plain_time_limit,
+                            "python": platform.python_version(),
+                            "results": results,
+                        },
+                        indent=1,
+                    )
+                    + "\n"
+                )
     finally:
         if certificates is not None:
             certificates.close()

@@ -10,6 +10,7 @@ card), AXps completed, median / max seconds, median size.
     python benchmarks/binary_explain_sweep.py --images 10 --time-limit 60 \\
         --out benchmarks/results/binary-explain-sweep.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.models if args.models else sorted(str(p) for p in CANDIDATES.glob("*.npz"))
     images, labels = data.load_sample()
     records = []
-    print(f"started {datetime.now().isoformat(timespec='seconds')}; {args.images} images, "
-          f"{args.time_limit:g} s per AXp, order {args.order}", flush=True)
+    print(
+        f"started {datetime.now().isoformat(timespec='seconds')}; {args.images} images, "
+        f"{args.time_limit:g} s per AXp, order {args.order}",
+        flush=True,
+    )
     for path in paths:
         model = xsnn.load_model(path)
         chosen = [i for i in range(len(images)) if int(labels[i]) in model.labels][: args.images]
@@ -57,30 +61,56 @@ def main(argv: list[str] | None = None) -> int:
             order = influence_order(model, spikes) if args.order == "influence" else "index"
             with DeletionAXp(level_portfolio(model, spikes), order=order, time_limit=args.time_limit) as algorithm:
                 result = algorithm.compute()
-            runs.append({"image": index, "status": result.status.value, "size": len(result.features),
-                         "seconds": round(time.perf_counter() - start, 3)})
+            runs.append(
+                {
+                    "image": index,
+                    "status": result.status.value,
+                    "size": len(result.features),
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
+            )
         done = [r for r in runs if r["status"] == "complete"]
-        card = json.loads(Path(path).with_suffix(".json").read_text()) if Path(path).with_suffix(".json").is_file() \
+        card = (
+            json.loads(Path(path).with_suffix(".json").read_text())
+            if Path(path).with_suffix(".json").is_file()
             else {"test_accuracy": float(model.info.get("test_accuracy", "nan"))}
-        record = {"model": Path(path).stem,
-                  "architecture": f"{model.n_inputs}-{model.layer_sizes[0]}-{model.n_classes}",
-                  "n_steps": model.n_steps, "test_accuracy": card.get("test_accuracy"),
-                  "thresholds_median": float(np.median(model.thresholds[0])),
-                  "complete": len(done), "axps": len(runs),
-                  "median_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
-                  "max_seconds": round(max(r["seconds"] for r in runs), 3),
-                  "median_size": statistics.median(r["size"] for r in done) if done else None, "runs": runs}
+        )
+        record = {
+            "model": Path(path).stem,
+            "architecture": f"{model.n_inputs}-{model.layer_sizes[0]}-{model.n_classes}",
+            "n_steps": model.n_steps,
+            "test_accuracy": card.get("test_accuracy"),
+            "thresholds_median": float(np.median(model.thresholds[0])),
+            "complete": len(done),
+            "axps": len(runs),
+            "median_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
+            "max_seconds": round(max(r["seconds"] for r in runs), 3),
+            "median_size": statistics.median(r["size"] for r in done) if done else None,
+            "runs": runs,
+        }
         records.append(record)
-        print(f"{record['model']:24s} acc {record['test_accuracy']:.4f}  {record['complete']}/{record['axps']} complete"
-              f"  median {record['median_seconds']:8.2f} s  max {record['max_seconds']:8.2f} s"
-              f"  median size {record['median_size']}", flush=True)
+        print(
+            f"{record['model']:24s} acc {record['test_accuracy']:.4f}  {record['complete']}/{record['axps']} complete"
+            f"  median {record['median_seconds']:8.2f} s  max {record['max_seconds']:8.2f} s"
+            f"  median size {record['median_size']}",
+            flush=True,
+        )
         if args.out:
-            Path(args.out).write_text(json.dumps({
-                "benchmark": "binary 1/5/9 sweep (explanation half)",
-                "command": "python benchmarks/binary_explain_sweep.py "
-                           + " ".join(sys.argv[1:] if argv is None else argv),
-                "time_limit": args.time_limit, "order": args.order, "python": platform.python_version(),
-                "records": records}, indent=1) + "\n")
+            Path(args.out).write_text(
+                json.dumps(
+                    {
+                        "benchmark": "binary 1/5/9 sweep (explanation half)",
+                        "command": "python benchmarks/binary_explain_sweep.py "
+                        + " ".join(sys.argv[1:] if argv is None else argv),
+                        "time_limit": args.time_limit,
+                        "order": args.order,
+                        "python": platform.python_version(),
+                        "records": records,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
     return 0
 
 

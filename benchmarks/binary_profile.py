@@ -12,12 +12,14 @@ calls, reused cuts).
 
 Stacks: ``default`` (the explain default: on these dense networks the level search behind the
 fast paths), ``rival-sat-cpsat`` (the default of sparse networks, and of every network before
-the level search: rival SAT within 0.1 s, then CP-SAT behind the fast paths), ``levels`` (the level search alone), ``levels-fast`` (the level search behind the fast
-paths), ``sat-levels-fast`` (rival SAT within 0.1 s, then the level search behind the fast
-paths), ``plain-sat`` (the causal
-model's CNF and one incremental SAT solver: plain SAT deletion, the reference paper's method).
+the level search: rival SAT within 0.1 s, then CP-SAT behind the fast paths), ``levels`` (the
+level search alone), ``levels-fast`` (the level search behind the fast paths),
+``sat-levels-fast`` (rival SAT within 0.1 s, then the level search behind the fast paths),
+``plain-sat`` (the causal model's CNF and one incremental SAT solver: plain SAT deletion, the
+reference paper's method).
 Orders: ``index`` and ``influence`` (:func:`xsnn.solvers.influence.influence_order`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +48,9 @@ def make_stack(name: str, model, spikes):
     if name in ("levels", "levels-fast", "sat-levels-fast"):
         from xsnn.solvers.levels import level_portfolio
 
-        return level_portfolio(model, spikes, fast_paths=name != "levels",
-                               sat_seconds=0.1 if name.startswith("sat-") else 0.0)
+        return level_portfolio(
+            model, spikes, fast_paths=name != "levels", sat_seconds=0.1 if name.startswith("sat-") else 0.0
+        )
     if name == "plain-sat":
         from xsnn.solvers.sat import SATOracle
 
@@ -96,8 +99,12 @@ def profile_one(model, spikes, stack: str, order: str, time_limit: float, slow_s
             levels = level_stage(self.inner)
             before = dict(levels.counters) if levels is not None else None
             check = self.inner.check(fixed, time_limit=time_limit)
-            record = {"free": len(self.features) - len(fixed), "verdict": check.verdict.value,
-                      "path": check.path, "seconds": round(check.seconds, 6)}
+            record = {
+                "free": len(self.features) - len(fixed),
+                "verdict": check.verdict.value,
+                "path": check.path,
+                "seconds": round(check.seconds, 6),
+            }
             if check.seconds >= slow_seconds:  # kept for replays: the free features
                 record["free_features"] = sorted(set(range(len(self.features))) - set(fixed))
             levels = level_stage(self.inner)
@@ -114,12 +121,18 @@ def profile_one(model, spikes, stack: str, order: str, time_limit: float, slow_s
     start = time.perf_counter()
     order_scores = make_order(order, model, spikes)
     order_seconds = time.perf_counter() - start
-    with DeletionAXp(Recorder(make_stack(stack, model, spikes)), order=order_scores,
-                     time_limit=time_limit) as algorithm:
+    with DeletionAXp(
+        Recorder(make_stack(stack, model, spikes)), order=order_scores, time_limit=time_limit
+    ) as algorithm:
         result = algorithm.compute()
-    return {"status": result.status.value, "size": len(result.features), "features": list(result.features),
-            "seconds": round(time.perf_counter() - start, 3), "order_seconds": round(order_seconds, 3),
-            "questions": questions}
+    return {
+        "status": result.status.value,
+        "size": len(result.features),
+        "features": list(result.features),
+        "seconds": round(time.perf_counter() - start, 3),
+        "order_seconds": round(order_seconds, 3),
+        "questions": questions,
+    }
 
 
 def summary(run: dict) -> dict:
@@ -131,10 +144,12 @@ def summary(run: dict) -> dict:
         entry["count"] += 1
         entry["seconds"] = round(entry["seconds"] + q["seconds"], 6)
     slowest = sorted(run["questions"], key=lambda q: -q["seconds"])[:10]
-    return {"questions": len(run["questions"]),
-            "entailed": sum(q["verdict"] == "entailed" for q in run["questions"]),
-            "by_path": by_path,
-            "slowest": [{k: q[k] for k in ("free", "verdict", "path", "seconds")} for q in slowest]}
+    return {
+        "questions": len(run["questions"]),
+        "entailed": sum(q["verdict"] == "entailed" for q in run["questions"]),
+        "by_path": by_path,
+        "slowest": [{k: q[k] for k in ("free", "verdict", "path", "seconds")} for q in slowest],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     model = xsnn.load_model(args.model)
     images, labels = data.load_sample()
     runs = []
-    print(f"started {datetime.now().isoformat(timespec='seconds')}; {args.model}, stack {args.stack}, "
-          f"order {args.order}, {args.time_limit:g} s per AXp", flush=True)
+    print(
+        f"started {datetime.now().isoformat(timespec='seconds')}; {args.model}, stack {args.stack}, "
+        f"order {args.order}, {args.time_limit:g} s per AXp",
+        flush=True,
+    )
     for index in args.images:
         spikes = model.encode(images[index][None])[0]
         run = profile_one(model, spikes, args.stack, args.order, args.time_limit)
@@ -162,16 +180,31 @@ def main(argv: list[str] | None = None) -> int:
         run["summary"] = summary(run)
         runs.append(run)
         s = run["summary"]
-        print(f"image {index}: {run['status']}, {run['size']} features, {run['seconds']:.1f} s, "
-              f"{s['questions']} questions ({s['entailed']} ENTAILED)", flush=True)
+        print(
+            f"image {index}: {run['status']}, {run['size']} features, {run['seconds']:.1f} s, "
+            f"{s['questions']} questions ({s['entailed']} ENTAILED)",
+            flush=True,
+        )
         for key, entry in sorted(s["by_path"].items(), key=lambda kv: -kv[1]["seconds"]):
             print(f"    {key:40s} {entry['count']:5d} {entry['seconds']:10.2f} s", flush=True)
         if args.out:
-            Path(args.out).write_text(json.dumps({
-                "benchmark": "binary profile", "command": "python benchmarks/binary_profile.py " + " ".join(
-                    sys.argv[1:] if argv is None else argv),
-                "model": args.model, "stack": args.stack, "order": args.order, "time_limit": args.time_limit,
-                "python": platform.python_version(), "runs": runs}, indent=None) + "\n")
+            Path(args.out).write_text(
+                json.dumps(
+                    {
+                        "benchmark": "binary profile",
+                        "command": "python benchmarks/binary_profile.py "
+                        + " ".join(sys.argv[1:] if argv is None else argv),
+                        "model": args.model,
+                        "stack": args.stack,
+                        "order": args.order,
+                        "time_limit": args.time_limit,
+                        "python": platform.python_version(),
+                        "runs": runs,
+                    },
+                    indent=None,
+                )
+                + "\n"
+            )
     return 0
 
 

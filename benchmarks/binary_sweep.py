@@ -14,6 +14,7 @@ model is measured on the 3,036 test images of those digits and kept, with its ca
 ``benchmarks/results/binary-sweep.json`` (rewritten after every run; ``--resume`` skips runs
 already there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,30 @@ RESULTS = ROOT / "benchmarks" / "results" / "binary-sweep.json"
 CANDIDATES = ROOT / "runs" / "binary-candidates"
 
 # the recipe of the shipped mnist159-binary (its card's training command)
-RECIPE = dict(weight_kind="binary", sparsity=0.0, readout_sparsity=0.0, sparsity_scope="neuron", sparsity_warmup=0.3,
-              reset="zero", coding="static", tau=128, classes=(1, 5, 9), epochs=30, batch_size=128, lr=0.005,
-              threshold_lr=0.05, weight_decay=0.0, init_scale=0.1, threshold_init=4.0, threshold_penalty=0.0,
-              surrogate="fast_sigmoid", surrogate_width=2.0, detach_reset=True, augment_shift=1, seed=0)
+RECIPE = dict(
+    weight_kind="binary",
+    sparsity=0.0,
+    readout_sparsity=0.0,
+    sparsity_scope="neuron",
+    sparsity_warmup=0.3,
+    reset="zero",
+    coding="static",
+    tau=128,
+    classes=(1, 5, 9),
+    epochs=30,
+    batch_size=128,
+    lr=0.005,
+    threshold_lr=0.05,
+    weight_decay=0.0,
+    init_scale=0.1,
+    threshold_init=4.0,
+    threshold_penalty=0.0,
+    surrogate="fast_sigmoid",
+    surrogate_width=2.0,
+    detach_reset=True,
+    augment_shift=1,
+    seed=0,
+)
 
 
 def run_name(config: TrainConfig) -> str:
@@ -63,8 +84,11 @@ def grid(kind: str) -> list[TrainConfig]:
     # longer training and other seeds at 16
     configs += [TrainConfig(hidden=(20,), n_steps=t, **RECIPE) for t in (2, 1)]
     configs += [TrainConfig(hidden=(16,), n_steps=2, **{**RECIPE, "epochs": 60})]
-    configs += [TrainConfig(hidden=(h,), n_steps=t, **{**RECIPE, "seed": s}) for h, t in ((16, 2), (16, 1), (24, 1))
-                for s in (1, 2)]
+    configs += [
+        TrainConfig(hidden=(h,), n_steps=t, **{**RECIPE, "seed": s})
+        for h, t in ((16, 2), (16, 1), (24, 1))
+        for s in (1, 2)
+    ]
     # third round: 60 epochs brought 16 neurons to 99%; the same for 8 and 12, and for T = 1
     configs += [TrainConfig(hidden=(h,), n_steps=t, **{**RECIPE, "epochs": 60}) for h, t in ((8, 2), (12, 2), (16, 1))]
     return configs
@@ -95,17 +119,34 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         save_trained(result, CANDIDATES / f"{name}.npz", name=name)
         thresholds = result.model.thresholds[0]
-        record = {"name": name, "hidden": config.hidden[0], "n_steps": config.n_steps,
-                  "threshold_init": config.threshold_init, "threshold_penalty": config.threshold_penalty,
-                  "test_accuracy": round(float(result.test_accuracy), 6),
-                  "threshold_median": float(sorted(thresholds.tolist())[len(thresholds) // 2]),
-                  "threshold_max": int(thresholds.max()), "exact_export": bool(result.agreement.exact),
-                  "train_seconds": round(seconds, 1)}
+        record = {
+            "name": name,
+            "hidden": config.hidden[0],
+            "n_steps": config.n_steps,
+            "threshold_init": config.threshold_init,
+            "threshold_penalty": config.threshold_penalty,
+            "test_accuracy": round(float(result.test_accuracy), 6),
+            "threshold_median": float(sorted(thresholds.tolist())[len(thresholds) // 2]),
+            "threshold_max": int(thresholds.max()),
+            "exact_export": bool(result.agreement.exact),
+            "train_seconds": round(seconds, 1),
+        }
         runs.append(record)
         print(json.dumps(record), flush=True)
-        out.write_text(json.dumps({"benchmark": "binary 1/5/9 sweep (accuracy half)", "recipe": RECIPE,
-                                   "torch": torch.__version__, "python": platform.python_version(),
-                                   "threads": args.threads, "runs": runs}, indent=1) + "\n")
+        out.write_text(
+            json.dumps(
+                {
+                    "benchmark": "binary 1/5/9 sweep (accuracy half)",
+                    "recipe": RECIPE,
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                    "threads": args.threads,
+                    "runs": runs,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

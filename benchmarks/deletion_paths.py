@@ -7,6 +7,7 @@ questions still reach the exact solver.
 
     python benchmarks/deletion_paths.py --model mnist10-ternary --index 0 --backend sat:minicard --time-limit 120
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,13 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     with DeletionAXp(recorder, time_limit=args.time_limit) as algorithm:
         result = algorithm.compute()
     total = time.perf_counter() - start
-    rows = [{"path": p, "verdict": v, "answers": n, "seconds": round(recorder.seconds[(p, v)], 3)}
-            for (p, v), n in sorted(recorder.count.items())]
+    rows = [
+        {"path": p, "verdict": v, "answers": n, "seconds": round(recorder.seconds[(p, v)], 3)}
+        for (p, v), n in sorted(recorder.count.items())
+    ]
     for row in rows:
         print(f"{row['path']:>16} {row['verdict']:>13} {row['answers']:6d} {row['seconds']:10.2f} s")
-    print(json.dumps({"model": args.model, "index": args.index, "backend": args.backend, "plain": args.plain,
-                      "time_limit": args.time_limit, "status": result.status.value, "size": len(result.features),
-                      "questions": sum(recorder.count.values()), "seconds": round(total, 2)}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "index": args.index,
+                "backend": args.backend,
+                "plain": args.plain,
+                "time_limit": args.time_limit,
+                "status": result.status.value,
+                "size": len(result.features),
+                "questions": sum(recorder.count.values()),
+                "seconds": round(total, 2),
+            }
+        )
+    )
     return 0
 
 

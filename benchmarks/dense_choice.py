@@ -14,6 +14,7 @@ line per AXp and a summary per model (median seconds of each stack, their ratio)
     python benchmarks/dense_choice.py --models mnist10-sparse192 mnist10-sparse mnist10-ternary \\
         --images 5 --time-limit 120 --out benchmarks/results/dense-choice.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 with DeletionAXp(build(model, spikes), time_limit=args.time_limit) as alg:
                     found = alg.compute()
-                row[stack] = {"status": found.status.value, "size": len(found.features),
-                              "seconds": round(time.perf_counter() - start, 3)}
+                row[stack] = {
+                    "status": found.status.value,
+                    "size": len(found.features),
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
                 row[stack + "_features"] = sorted(found.features)
             if all(row[s]["status"] == "complete" for s in stacks):
                 row["identical"] = row["rival-sat_features"] == row["levels_features"]
@@ -67,18 +71,31 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps({"model": name, **row}), flush=True)
         medians = {s: float(np.median([r[s]["seconds"] for r in rows])) for s in stacks}
-        summary = {"model": name, "weight_density": round(weight_density(model), 4),
-                   "complete": {s: sum(r[s]["status"] == "complete" for r in rows) for s in stacks},
-                   "median_seconds": medians, "levels_over_rival_sat": round(medians["levels"] / medians["rival-sat"], 3),
-                   "identical": sum(r.get("identical", False) for r in rows),
-                   "both_complete": sum("identical" in r for r in rows)}
+        summary = {
+            "model": name,
+            "weight_density": round(weight_density(model), 4),
+            "complete": {s: sum(r[s]["status"] == "complete" for r in rows) for s in stacks},
+            "median_seconds": medians,
+            "levels_over_rival_sat": round(medians["levels"] / medians["rival-sat"], 3),
+            "identical": sum(r.get("identical", False) for r in rows),
+            "both_complete": sum("identical" in r for r in rows),
+        }
         print(json.dumps(summary), flush=True)
         results.append({**summary, "rows": rows})
         if args.out:
-            Path(args.out).write_text(json.dumps({
-                "benchmark": "default stack by weight density: rival SAT + CP-SAT against the level search",
-                "command": command, "time_limit": args.time_limit, "python": platform.python_version(),
-                "results": results}, indent=1) + "\n")
+            Path(args.out).write_text(
+                json.dumps(
+                    {
+                        "benchmark": "default stack by weight density: rival SAT + CP-SAT against the level search",
+                        "command": command,
+                        "time_limit": args.time_limit,
+                        "python": platform.python_version(),
+                        "results": results,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
     return 0
 
 

@@ -23,6 +23,7 @@ enumeration, minimality witnesses by the reference forward), and the row records
 ``--features patches:2`` uses 2x2 patches instead of pixels; ``--methods ball`` runs one method;
 ``--ball-engine kernel`` makes the ball oracle evaluate whole inputs with the packed kernel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,17 +73,28 @@ def run_one(method: str, model, spikes, features, k: int, time_limit: float, eng
     with DeletionAXp(oracle, time_limit=time_limit) as algorithm:
         result = algorithm.compute()
     seconds = time.perf_counter() - start  # oracle set-up included
-    row = {"status": result.status.value, "size": len(result.features), "seconds": round(seconds, 4),
-           "features": list(result.features), "calls": result.stats.get("calls", {})}
+    row = {
+        "status": result.status.value,
+        "size": len(result.features),
+        "seconds": round(seconds, 4),
+        "features": list(result.features),
+        "calls": result.stats.get("calls", {}),
+    }
     if method == "ball":
-        row["ball"] = {**oracle.ball_stats.as_dict(), "effective_size": oracle.effective_size(),
-                       "engine": oracle.engine.name}
+        row["ball"] = {
+            **oracle.ball_stats.as_dict(),
+            "effective_size": oracle.effective_size(),
+            "engine": oracle.engine.name,
+        }
     elif result.status.value == "complete":
         t = time.perf_counter()
         try:
             report = verify_by_enumeration(result, time_limit=time_limit)
-            row["verified_by_enumeration"] = {"ok": report.ok, "problems": list(report.problems),
-                                              "seconds": round(time.perf_counter() - t, 4)}
+            row["verified_by_enumeration"] = {
+                "ok": report.ok,
+                "problems": list(report.problems),
+                "seconds": round(time.perf_counter() - t, 4),
+            }
         except ValueError as exc:  # the ball is too large to enumerate
             row["verified_by_enumeration"] = {"ok": None, "problems": [str(exc)], "seconds": 0.0}
     return row
@@ -99,11 +111,14 @@ def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
             done = [r for r in runs if r["status"] == "complete"]
             times = [r["seconds"] for r in runs]
             entry[method] = {
-                "runs": len(runs), "complete": len(done), "empty": sum(r["size"] == 0 for r in done),
+                "runs": len(runs),
+                "complete": len(done),
+                "empty": sum(r["size"] == 0 for r in done),
                 "median_s": round(statistics.median(times), 4) if times else None,
                 "p95_s": round(_percentile(times, 0.95), 4) if times else None,
                 "max_s": round(max(times), 4) if times else None,
-                "median_size": statistics.median(r["size"] for r in done) if done else None}
+                "median_size": statistics.median(r["size"] for r in done) if done else None,
+            }
         if len(methods) == 2:
             by_image = {}
             for r in mine:
@@ -137,13 +152,18 @@ def table(summary: list[dict], methods: list[str]) -> list[str]:
         line = f"{s['model']:<18}{s['features']:<11}{s['k']:>2}{s['images']:>5}"
         for m in methods:
             e = s[m]
-            line += (f" | {'':<7}{e['complete']:>5}{cell(e['median_s']):>9}{cell(e['p95_s']):>9}"
-                     f"{cell(e['median_size'], '6g'):>6}")
+            line += (
+                f" | {'':<7}{e['complete']:>5}{cell(e['median_s']):>9}{cell(e['p95_s']):>9}"
+                f"{cell(e['median_size'], '6g'):>6}"
+            )
         if len(methods) == 2:
-            line += (f" | {s['both_complete']:>4}{s['identical']:>5}"
-                     f"{s['solver_verified_ok']:>3}/{s['solver_verified']:<2}")
-        line += (f" | {cell(s['median_ball'], '9.3g'):>9}{cell(s['median_effective_ball'], '10.3g'):>10}"
-                 f"{s['ball_chosen']:>7}")
+            line += (
+                f" | {s['both_complete']:>4}{s['identical']:>5}{s['solver_verified_ok']:>3}/{s['solver_verified']:<2}"
+            )
+        line += (
+            f" | {cell(s['median_ball'], '9.3g'):>9}{cell(s['median_effective_ball'], '10.3g'):>10}"
+            f"{s['ball_chosen']:>7}"
+        )
         lines.append(line)
     return lines
 
@@ -156,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-image", type=int, default=0, help="skip this many of those images")
     parser.add_argument("--features", default="pixels", help="'pixels' (default) or 'patches:<size>'")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--ball-engine", choices=("currents", "kernel"), default=None,
-                        help="the ball oracle's engine (default: currents where it applies)")
+    parser.add_argument(
+        "--ball-engine",
+        choices=("currents", "kernel"),
+        default=None,
+        help="the ball oracle's engine (default: currents where it applies)",
+    )
     parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per solver dAXp")
     parser.add_argument("--ball-time-limit", type=float, default=120.0, help="seconds per ball dAXp")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distance.json"))
@@ -180,41 +204,69 @@ def main(argv: list[str] | None = None) -> int:
         model = xsnn.load_model(name)
         features = _features(args.features, model)
         chosen = np.flatnonzero(np.isin(labels, np.asarray(model.labels)))
-        chosen = chosen[args.first_image:args.first_image + args.images].tolist()
-        warm = model.encode(images[chosen[0]:chosen[0] + 1])[0]
+        chosen = chosen[args.first_image : args.first_image + args.images].tolist()
+        warm = model.encode(images[chosen[0] : chosen[0] + 1])[0]
         for method in methods:  # warm-up (imports, solver start-up), not timed
             run_one(method, model, warm, features, 0, args.time_limit, args.ball_engine)
         for k in args.distances:
             for index in chosen:
-                spikes = model.encode(images[index:index + 1])[0]
+                spikes = model.encode(images[index : index + 1])[0]
                 choice = ball_choice(model, spikes, features, k).as_dict()
                 for method in methods:
                     limit = args.ball_time_limit if method == "ball" else args.time_limit
-                    row = {"model": name, "features_spec": args.features, "k": k, "image": index, "method": method,
-                           **run_one(method, model, spikes, features, k, limit, args.ball_engine), "choice": choice}
+                    row = {
+                        "model": name,
+                        "features_spec": args.features,
+                        "k": k,
+                        "image": index,
+                        "method": method,
+                        **run_one(method, model, spikes, features, k, limit, args.ball_engine),
+                        "choice": choice,
+                    }
                     rows.append(row)
-                    print(json.dumps({key: v for key, v in row.items() if key not in ("features", "choice")}),
-                          file=sys.stderr, flush=True)
+                    print(
+                        json.dumps({key: v for key, v in row.items() if key not in ("features", "choice")}),
+                        file=sys.stderr,
+                        flush=True,
+                    )
     summary = summarise(rows, methods)
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if argv is None else \
-        "python benchmarks/distance.py " + " ".join(argv)
-    report = {"command": command, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                          "load_end": os.getloadavg(), "c_kernel": c_isa()},
-              "time_limit_s": args.time_limit, "ball_time_limit_s": args.ball_time_limit,
-              "ball_engine": args.ball_engine,
-              "ball_input_limit": BALL_INPUT_LIMIT, "summary": summary, "rows": rows}
+    command = (
+        "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+        if argv is None
+        else "python benchmarks/distance.py " + " ".join(argv)
+    )
+    report = {
+        "command": command,
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_end": os.getloadavg(),
+            "c_kernel": c_isa(),
+        },
+        "time_limit_s": args.time_limit,
+        "ball_time_limit_s": args.ball_time_limit,
+        "ball_engine": args.ball_engine,
+        "ball_input_limit": BALL_INPUT_LIMIT,
+        "summary": summary,
+        "rows": rows,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    when = (f"started {started}, finished {report['finished']}; solver limit {args.time_limit:g} s, "
-            f"ball limit {args.ball_time_limit:g} s per dAXp; load at the end {os.getloadavg()[0]:.2f} "
-            f"on {os.cpu_count()} cores")
-    legend = ("done: complete dAXps; med/p95 s over all runs (incomplete ones at their time limit); size: median "
-              "of the complete; both/same: images both methods completed / with identical sets; verif: solver "
-              "dAXps confirmed by enumeration; ball, effective: median inputs of the ball and of the part the ball "
-              "oracle may evaluate (features that can move the prediction); chosen: images for which "
-              f"ball_choice picks enumeration (limit {BALL_INPUT_LIMIT:,})")
+    when = (
+        f"started {started}, finished {report['finished']}; solver limit {args.time_limit:g} s, "
+        f"ball limit {args.ball_time_limit:g} s per dAXp; load at the end {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
+    legend = (
+        "done: complete dAXps; med/p95 s over all runs (incomplete ones at their time limit); size: median "
+        "of the complete; both/same: images both methods completed / with identical sets; verif: solver "
+        "dAXps confirmed by enumeration; ball, effective: median inputs of the ball and of the part the ball "
+        "oracle may evaluate (features that can move the prediction); chosen: images for which "
+        f"ball_choice picks enumeration (limit {BALL_INPUT_LIMIT:,})"
+    )
     lines = [command, when, legend, *table(summary, methods)]
     text = "\n".join(lines)
     out.with_suffix(".txt").write_text(text + "\n")

@@ -11,6 +11,7 @@ pixel free (the loosest case) so that the bound can be judged before it is built
 
     python benchmarks/distance_credit_bound.py --model mnist10-sparse192 --distances 5 10 --images 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import xsnn
     from xsnn import data
-    from xsnn.model import forward
     from xsnn.encoders.rivals import neuron_ladders, rival_terms
+    from xsnn.model import forward
 
     images, _ = data.load_sample()
     model = xsnn.load_model(args.model)
@@ -59,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             rivals += 1
             for k, total in sums.items():
                 ruled_out[k] += total < need - d_at_v
-            print(f"image {index} target {target} rival {rival}: need - D(v) = {need - d_at_v}, "
-                  + ", ".join(f"k={k}: {total:.1f}" for k, total in sums.items()))
-    print("rivals ruled out with every pixel free: "
-          + ", ".join(f"k={k}: {n} of {rivals}" for k, n in ruled_out.items()))
+            print(
+                f"image {index} target {target} rival {rival}: need - D(v) = {need - d_at_v}, "
+                + ", ".join(f"k={k}: {total:.1f}" for k, total in sums.items())
+            )
+    print(
+        "rivals ruled out with every pixel free: " + ", ".join(f"k={k}: {n} of {rivals}" for k, n in ruled_out.items())
+    )
     return 0
 
 

@@ -27,6 +27,7 @@ rows of the same run.
     python benchmarks/encode.py                   # writes benchmarks/results/encode.json and .txt
     python benchmarks/encode.py --models a.npz b.npz --time-limit 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ def _instance(model, image: int):
     from xsnn.data import load_sample
 
     images, _ = load_sample()
-    return model.encode(images[image:image + 1])[0]
+    return model.encode(images[image : image + 1])[0]
 
 
 def deletion_trace(model, x: np.ndarray, steps: int, limit: float) -> list[list[int]]:
@@ -85,7 +86,7 @@ def _limit_memory(gigabytes: float) -> None:
 
         limit = int(gigabytes * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):   # pragma: no cover - platform without RLIMIT_AS
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform without RLIMIT_AS
         pass
 
 
@@ -115,7 +116,7 @@ def worker(spec: dict) -> dict:
     result: dict = {"target": target, "load_seconds": {}, "checks": {}}
     built: dict = {}
 
-    def cached_encode(*args, **kwargs):                 # one build shared by the solvers
+    def cached_encode(*args, **kwargs):  # one build shared by the solvers
         if "cnf" not in built:
             built["cnf"] = encode_cnf(*args, **kwargs)
         return built["cnf"]
@@ -148,7 +149,7 @@ def worker(spec: dict) -> dict:
                 checks[name] = {"verdict": check.verdict.value, "seconds": round(check.seconds, 3)}
                 _partial(result)
             verdicts, seconds = [], []
-            for fixed in (trace if spec["with_trace"] else []):
+            for fixed in trace if spec["with_trace"] else []:
                 check = oracle.check(fixed, time_limit=spec["query_limit"])
                 verdicts.append(check.verdict.value)
                 seconds.append(round(check.seconds, 3))
@@ -222,10 +223,18 @@ def _random_models(hidden: list[int], steps: int, folder: Path) -> list[Path]:
     for h in hidden:
         rng = np.random.default_rng(h)
         model = random_model(rng, [h], 784, 10, n_steps=steps, max_threshold=8)
-        model = type(model)(weights=model.weights, thresholds=model.thresholds, readout=model.readout,
-                            weight_kind=model.weight_kind, reset=model.reset, n_steps=model.n_steps,
-                            coding=model.coding, labels=model.labels, input_shape=(28, 28),
-                            info={"name": f"random-784-{h}-10"})
+        model = type(model)(
+            weights=model.weights,
+            thresholds=model.thresholds,
+            readout=model.readout,
+            weight_kind=model.weight_kind,
+            reset=model.reset,
+            n_steps=model.n_steps,
+            coding=model.coding,
+            labels=model.labels,
+            input_shape=(28, 28),
+            info={"name": f"random-784-{h}-10"},
+        )
         path = folder / f"random-784-{h}-10-T{steps}.npz"
         save_model(model, path)
         paths.append(path)
@@ -237,7 +246,7 @@ def _load_average() -> list[float] | None:
         import os
 
         return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):   # pragma: no cover - platform without getloadavg
+    except (AttributeError, OSError):  # pragma: no cover - platform without getloadavg
         return None
 
 
@@ -275,8 +284,22 @@ def _fmt_trace(trace: dict | None) -> list[str]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["model", "encoding", "solver", "vars", "clauses", "atmost", "build s", "load s", "all fixed", "none fixed",
-            "trace s", "E/N/timeout", "worst s", "status"]
+    head = [
+        "model",
+        "encoding",
+        "solver",
+        "vars",
+        "clauses",
+        "atmost",
+        "build s",
+        "load s",
+        "all fixed",
+        "none fixed",
+        "trace s",
+        "E/N/timeout",
+        "worst s",
+        "status",
+    ]
     lines = [head]
     for r in rows:
         size = [str(r.get("vars", r.get("assertions", "-"))), str(r.get("clauses", "-")), str(r.get("atmosts", "-"))]
@@ -285,13 +308,22 @@ def table(rows: list[dict]) -> str:
         checks = dict(r.get("checks") or {})
         if not r.get("status", "ok").startswith("skipped"):
             for solver in _solvers(r["encoding"]):
-                checks.setdefault(solver, {})         # a solver the worker did not reach
+                checks.setdefault(solver, {})  # a solver the worker did not reach
         for solver, c in (checks or {None: {}}).items():
-            lines.append([r["model"], r["encoding"], solver or "-", *size,
-                          f"{r['build_seconds']:.2f}" if "build_seconds" in r else "-",
-                          f"{r['load_seconds'][solver]:.2f}" if solver in r.get("load_seconds", {}) else "-",
-                          _fmt_check(c.get("all")), _fmt_check(c.get("none")), *_fmt_trace(c.get("trace")),
-                          r.get("status", "ok")])
+            lines.append(
+                [
+                    r["model"],
+                    r["encoding"],
+                    solver or "-",
+                    *size,
+                    f"{r['build_seconds']:.2f}" if "build_seconds" in r else "-",
+                    f"{r['load_seconds'][solver]:.2f}" if solver in r.get("load_seconds", {}) else "-",
+                    _fmt_check(c.get("all")),
+                    _fmt_check(c.get("none")),
+                    *_fmt_trace(c.get("trace")),
+                    r.get("status", "ok"),
+                ]
+            )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
@@ -306,13 +338,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per all/none check")
     parser.add_argument("--query-limit", type=float, default=10.0, help="seconds per deletion-like query")
     parser.add_argument("--trace-steps", type=int, default=20, help="deletion steps in the shared workload")
-    parser.add_argument("--trace-encodings", nargs="*", default=["native", "adder", "lia", "pb"],
-                        help="encodings that also answer the deletion workload (the others: all/none only)")
+    parser.add_argument(
+        "--trace-encodings",
+        nargs="*",
+        default=["native", "adder", "lia", "pb"],
+        help="encodings that also answer the deletion workload (the others: all/none only)",
+    )
     parser.add_argument("--build-limit", type=float, default=240.0, help="seconds to build one encoding")
-    parser.add_argument("--max-clauses", type=float, default=2e7,
-                        help="skip a unary encoding whose estimated size is larger (clauses)")
-    parser.add_argument("--max-memory-gb", type=float, default=8.0,
-                        help="address-space cap of each worker (0: none); an encoding over it fails")
+    parser.add_argument(
+        "--max-clauses", type=float, default=2e7, help="skip a unary encoding whose estimated size is larger (clauses)"
+    )
+    parser.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=8.0,
+        help="address-space cap of each worker (0: none); an encoding over it fails",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encode"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -342,26 +383,41 @@ def main(argv: list[str] | None = None) -> int:
         trace = deletion_trace(model, _instance(model, args.image), args.trace_steps, args.query_limit)
         trace_file = work / f"{path.stem}.json"
         trace_file.write_text(json.dumps(trace))
-        print(f"{name}: reference deletion trace of {len(trace)} steps in {time.perf_counter() - start:.1f}s",
-              flush=True)
+        print(
+            f"{name}: reference deletion trace of {len(trace)} steps in {time.perf_counter() - start:.1f}s", flush=True
+        )
         for encoding in encodings:
             row = {"model": name, "model_file": str(path), "describe": model.describe(), "encoding": encoding}
             if encoding in UNARY:
                 row["estimated_clauses"] = estimate = estimate_clauses(model, _instance(model, args.image), encoding)
                 if estimate > args.max_clauses:
-                    row["status"] = (f"skipped: ~{estimate / 1e6:.0f}M clauses estimated (> --max-clauses "
-                                     f"{args.max_clauses / 1e6:g}M)")
+                    row["status"] = (
+                        f"skipped: ~{estimate / 1e6:.0f}M clauses estimated (> --max-clauses "
+                        f"{args.max_clauses / 1e6:g}M)"
+                    )
                     rows.append(row)
                     print(row["model"], encoding, row["status"], flush=True)
                     continue
-            spec = {"model": str(path), "image": args.image, "encoding": encoding, "time_limit": args.time_limit,
-                    "query_limit": args.query_limit, "trace": str(trace_file), "max_memory_gb": args.max_memory_gb,
-                    "with_trace": encoding in args.trace_encodings}
+            spec = {
+                "model": str(path),
+                "image": args.image,
+                "encoding": encoding,
+                "time_limit": args.time_limit,
+                "query_limit": args.query_limit,
+                "trace": str(trace_file),
+                "max_memory_gb": args.max_memory_gb,
+                "with_trace": encoding in args.trace_encodings,
+            }
             n_checks = 2 * (2 * args.time_limit + spec["with_trace"] * len(trace) * args.query_limit) * 1.5
             wall = args.build_limit + n_checks + 60
             try:
-                proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                      text=True, timeout=wall, cwd=ROOT)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(spec)],
+                    capture_output=True,
+                    text=True,
+                    timeout=wall,
+                    cwd=ROOT,
+                )
                 if proc.returncode != 0:
                     lines = proc.stderr.strip().splitlines()
                     row.update(_last_partial(proc.stderr))
@@ -374,13 +430,20 @@ def main(argv: list[str] | None = None) -> int:
                 row["status"] = f"timeout (build + checks > {wall:.0f}s)"
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"command": " ".join([Path(sys.executable).name, "benchmarks/encode.py", *(argv or sys.argv[1:])]),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "python": platform.python_version(),
-            "time_limit": args.time_limit, "query_limit": args.query_limit, "trace_steps": args.trace_steps,
-            "date": time.strftime("%Y-%m-%d %H:%M"), "max_clauses": args.max_clauses,
-            "wall_seconds": round(time.perf_counter() - run_start, 1), "load_average_start": load_start,
-            "load_average_end": _load_average(), "versions": _versions()}
+    meta = {
+        "command": " ".join([Path(sys.executable).name, "benchmarks/encode.py", *(argv or sys.argv[1:])]),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "time_limit": args.time_limit,
+        "query_limit": args.query_limit,
+        "trace_steps": args.trace_steps,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "max_clauses": args.max_clauses,
+        "wall_seconds": round(time.perf_counter() - run_start, 1),
+        "load_average_start": load_start,
+        "load_average_end": _load_average(),
+        "versions": _versions(),
+    }
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     text = table(rows)
     out.with_suffix(".txt").write_text(f"# {meta['command']}  ({meta['date']})\n{text}\n")

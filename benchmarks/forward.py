@@ -33,6 +33,7 @@ the ratio to ``torch`` (default threads); both from wall time.
 which is steadier when other jobs share the machine. Results go to
 ``benchmarks/results/forward.json`` and a table is printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,7 @@ def torch_forward(model: BSNN, spikes: np.ndarray, static_first_layer: bool) -> 
     out = []
     with torch.no_grad():
         for lo in range(0, len(spikes), BATCH):
-            x = torch.from_numpy(spikes[lo:lo + BATCH]).float()           # (B, T, n_in)
+            x = torch.from_numpy(spikes[lo : lo + BATCH]).float()  # (B, T, n_in)
             layer_in = [x[:, t] for t in range(model.n_steps)]
             for l, (w, theta) in enumerate(zip(weights, thetas)):
                 v = torch.zeros(x.shape[0], w.shape[0])
@@ -107,6 +108,7 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
         def go():
             torch.set_num_threads(threads)
             return torch_forward(model, spikes, static)
+
         return go
 
     # (key, function returning scores, exact integers expected)
@@ -115,14 +117,18 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
         net = kernel.PackedNetwork(model, "c")
         packed = net.pack(spikes)
         ref = kernel.PackedNetwork(model, "c", algorithm="reference")
-        cases += [("c", lambda: net.scores(spikes), True),
-                  ("c_packed", lambda: net.scores_packed(packed), True),
-                  ("c_reference", lambda: ref.scores(spikes), True)]
+        cases += [
+            ("c", lambda: net.scores(spikes), True),
+            ("c_packed", lambda: net.scores_packed(packed), True),
+            ("c_reference", lambda: ref.scores(spikes), True),
+        ]
     net_np = kernel.PackedNetwork(model, "numpy")
-    cases += [("numpy", lambda: net_np.scores(spikes), True),
-              ("torch_1t", run_torch(1, False), False),
-              ("torch_static_1t", run_torch(1, True), False),
-              ("torch", run_torch(default_threads, False), False)]
+    cases += [
+        ("numpy", lambda: net_np.scores(spikes), True),
+        ("torch_1t", run_torch(1, False), False),
+        ("torch_static_1t", run_torch(1, True), False),
+        ("torch", run_torch(default_threads, False), False),
+    ]
 
     # rounds: every backend once per round, so that load from other jobs hits all of them alike
     best = {key: (float("inf"), float("inf")) for key, _, _ in cases}
@@ -136,8 +142,10 @@ def bench_model(name: str, model: BSNN, images: np.ndarray, repeats: int, defaul
     check(name, "reference", result.scores[:256], truth, True)
     best["reference"] = (wall, cpu)
 
-    rows = {key: {"images_per_s": n / wall, "seconds": wall, "images_per_cpu_s": n / cpu, "cpu_seconds": cpu}
-            for key, (wall, cpu) in best.items()}
+    rows = {
+        key: {"images_per_s": n / wall, "seconds": wall, "images_per_cpu_s": n / cpu, "cpu_seconds": cpu}
+        for key, (wall, cpu) in best.items()
+    }
     if kernel.IMPLEMENTATION == "c":
         rows["c"]["pack_model_seconds"] = best_time(lambda: kernel.PackedNetwork(model, "c"), 3)[0]
     for row in rows.values():
@@ -173,8 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         for hidden in (128, 256):
             models[f"random-784-{hidden}-10-T4"] = random_model(
-                rng, [hidden], 784, 10, weight_kind="binary", reset="zero", n_steps=4,
-                coding=StaticCoding(128), max_threshold=60)
+                rng,
+                [hidden],
+                784,
+                10,
+                weight_kind="binary",
+                reset="zero",
+                n_steps=4,
+                coding=StaticCoding(128),
+                max_threshold=60,
+            )
     else:
         models = {name: load_model(name) for name in names}
 
@@ -184,28 +200,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name}: {model.describe()}", file=sys.stderr, flush=True)
         results[name] = bench_model(name, model, images, args.repeats, default_threads)
 
-    header = (f"{'model':<28} {'backend':<16} {'images/s':>11} {'vs torch 1t':>12} "
-              f"{'vs torch ' + str(default_threads) + 't':>11} {'images/cpu-s':>13} {'cpu vs 1t':>10}")
+    header = (
+        f"{'model':<28} {'backend':<16} {'images/s':>11} {'vs torch 1t':>12} "
+        f"{'vs torch ' + str(default_threads) + 't':>11} {'images/cpu-s':>13} {'cpu vs 1t':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, rows in results.items():
         for key, row in rows.items():
-            print(f"{name:<28} {key:<16} {row['images_per_s']:>11,.0f} {row['vs_torch']:>12.1f} "
-                  f"{row['vs_torch_default']:>11.1f} {row['images_per_cpu_s']:>13,.0f} {row['vs_torch_cpu']:>10.1f}")
+            print(
+                f"{name:<28} {key:<16} {row['images_per_s']:>11,.0f} {row['vs_torch']:>12.1f} "
+                f"{row['vs_torch_default']:>11.1f} {row['images_per_cpu_s']:>13,.0f} {row['vs_torch_cpu']:>10.1f}"
+            )
     results["_meta"] = {
         "command": "python benchmarks/forward.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "n_images": int(len(images)),
         "c_kernel": {"implementation": kernel.IMPLEMENTATION, "isa": kernel.c_isa(), "threads": 1},
-        "torch": {"version": torch.__version__, "threads_1t": 1, "threads_default": default_threads,
-                  "batch": BATCH, "dtype": "float32"},
+        "torch": {
+            "version": torch.__version__,
+            "threads_1t": 1,
+            "threads_default": default_threads,
+            "batch": BATCH,
+            "dtype": "float32",
+        },
         "numpy": np.__version__,
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "timing": f"best of {args.repeats} rounds over all images, every backend once per round "
-                  "(reference: 1 run); images_per_s from wall time, images_per_cpu_s from process CPU time "
-                  "(all threads); vs_torch / vs_torch_default / vs_torch_cpu: ratios to torch_1t (wall), "
-                  "torch (default threads, wall), torch_1t (CPU time)",
+        "(reference: 1 run); images_per_s from wall time, images_per_cpu_s from process CPU time "
+        "(all threads); vs_torch / vs_torch_default / vs_torch_cpu: ratios to torch_1t (wall), "
+        "torch (default threads, wall), torch_1t (CPU time)",
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "models": {name: m.describe() for name, m in models.items()},
     }

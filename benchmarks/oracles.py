@@ -26,6 +26,7 @@ that solver's default encoding), ``smt`` (z3, integer potentials).
 
 Results: ``--out`` (JSON) and the same path with ``.txt`` (the table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,18 +55,23 @@ def make_oracle(backend: str, model, instance):
     """The oracle named ``backend`` for one instance (imports happen here, in the worker process)."""
     if backend == "milp":
         from xsnn.solvers.milp import MILPOracle
+
         return MILPOracle(model, instance)
     if backend == "cpsat":
         from xsnn.solvers.cpsat import CPSATOracle
+
         return CPSATOracle(model, instance)
     if backend == "sat":  # the SAT oracle's defaults
         from xsnn.solvers.sat import SATOracle
+
         return SATOracle(model, instance)
     if backend.startswith("sat:"):
         from xsnn.solvers.sat import SATOracle
+
         return SATOracle(model, instance, solver=backend.split(":", 1)[1])
     if backend == "smt":
         from xsnn.solvers.smt import SMTOracle
+
         return SMTOracle(model, instance)
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(DEFAULT_BACKENDS)} (any sat:<solver>)")
 
@@ -96,13 +102,14 @@ def run_worker(backend: str, plan_path: Path, result_path: Path, first_case: int
         progress.write_text(json.dumps({"case": case_i, "query": query_i, "phase": phase, "since": time.time()}))
 
     with open(result_path, "a") as out:
+
         def emit(rec: dict) -> None:
             out.write(json.dumps(rec) + "\n")
             out.flush()
 
         for case_i in range(first_case, len(plan["cases"])):
             case = plan["cases"][case_i]
-            queries = case["queries"][first_query if case_i == first_case else 0:]
+            queries = case["queries"][first_query if case_i == first_case else 0 :]
             model_name = case["model"]
             if spent.get(model_name, 0.0) >= plan["budget"]:
                 for q in queries:
@@ -131,14 +138,21 @@ def run_worker(backend: str, plan_path: Path, result_path: Path, first_case: int
                     t0 = time.perf_counter()
                     try:
                         check = oracle.check(fixed, time_limit=plan["time_limit"])
-                        rec.update(verdict=check.verdict.value, seconds=check.seconds,
-                                   core_size=None if check.core is None else len(check.core))
+                        rec.update(
+                            verdict=check.verdict.value,
+                            seconds=check.seconds,
+                            core_size=None if check.core is None else len(check.core),
+                        )
                     except Exception as exc:
                         rec.update(verdict="error", seconds=None, error=f"{type(exc).__name__}: {exc}")
                     spent[model_name] += time.perf_counter() - t0
                 emit(rec)
-                print(f"{backend} {case['id']} k={q['k']} {rec['verdict']} "
-                      f"{rec['seconds'] if rec['seconds'] is not None else '-'}", file=sys.stderr, flush=True)
+                print(
+                    f"{backend} {case['id']} k={q['k']} {rec['verdict']} "
+                    f"{rec['seconds'] if rec['seconds'] is not None else '-'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if oracle is not None:
                 oracle.close()
     progress.unlink(missing_ok=True)
@@ -154,8 +168,20 @@ def run_backend(backend: str, plan: dict, plan_path: Path, result_path: Path) ->
     progress = Path(str(result_path) + ".progress")
     position = (0, 0)
     while True:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--plan", str(plan_path),
-               "--result", str(result_path), "--first-case", str(position[0]), "--first-query", str(position[1])]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            backend,
+            "--plan",
+            str(plan_path),
+            "--result",
+            str(result_path),
+            "--first-case",
+            str(position[0]),
+            "--first-query",
+            str(position[1]),
+        ]
         proc = subprocess.Popen(cmd)
         killed = None
         while proc.poll() is None:
@@ -177,14 +203,34 @@ def run_backend(backend: str, plan: dict, plan_path: Path, result_path: Path) ->
         with open(result_path, "a") as out:
             if killed["phase"] == "query":
                 q = case["queries"][killed["query"]]
-                out.write(json.dumps({"case": case["id"], "query": q["id"], "verdict": "killed",
-                                      "seconds": plan["kill_after"], "build_seconds": None}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "case": case["id"],
+                            "query": q["id"],
+                            "verdict": "killed",
+                            "seconds": plan["kill_after"],
+                            "build_seconds": None,
+                        }
+                    )
+                    + "\n"
+                )
                 print(f"{backend} {case['id']} k={q['k']} killed after {plan['kill_after']} s", file=sys.stderr)
                 position = (killed["case"], killed["query"] + 1)
             else:
                 for q in case["queries"]:
-                    out.write(json.dumps({"case": case["id"], "query": q["id"], "verdict": "error", "seconds": None,
-                                          "error": f"construction over {plan['build_limit']} s"}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "case": case["id"],
+                                "query": q["id"],
+                                "verdict": "error",
+                                "seconds": None,
+                                "error": f"construction over {plan['build_limit']} s",
+                            }
+                        )
+                        + "\n"
+                    )
                 print(f"{backend} {case['id']} construction killed after {plan['build_limit']} s", file=sys.stderr)
                 position = (killed["case"] + 1, 0)
         if position[1] >= len(case["queries"]):
@@ -209,8 +255,10 @@ def model_paths(names: list[str] | None) -> list[Path]:
         return out
     shipped = shipped_model_names()
     if not shipped:
-        raise SystemExit("no shipped models in xsnn/models; name model files with --models "
-                         "(e.g. trained with `xsnn train --out m.npz --hidden 16`)")
+        raise SystemExit(
+            "no shipped models in xsnn/models; name model files with --models "
+            "(e.g. trained with `xsnn train --out m.npz --hidden 16`)"
+        )
     return [shipped_model_dir() / f"{n}.npz" for n in shipped]
 
 
@@ -223,8 +271,7 @@ def make_plan(args) -> dict:
     cases, models = [], []
     for path in model_paths(args.models):
         model = load_model(path)
-        info = {"path": str(path), "name": path.stem, "describe": model.describe(),
-                "hash": model.content_hash()[:16]}
+        info = {"path": str(path), "name": path.stem, "describe": model.describe(), "hash": model.content_hash()[:16]}
         card = path.with_suffix(".json")
         if card.is_file():  # the model card written by `xsnn train`
             meta = json.loads(card.read_text())
@@ -234,17 +281,26 @@ def make_plan(args) -> dict:
             keep = np.flatnonzero(np.isin(labels, np.array(model.labels)))
         else:
             keep = np.arange(len(images))
-        for idx in keep[:args.images].tolist():
-            x = model.encode(images[idx:idx + 1])
+        for idx in keep[: args.images].tolist():
+            x = model.encode(images[idx : idx + 1])
             pred = int(forward(model, x).prediction[0])
             queries = []
             for k in args.free:
                 for r in range(args.queries):
                     free = sorted(rng.choice(model.n_inputs, size=k, replace=False).tolist())
                     queries.append({"id": f"k{k}-{r}", "k": k, "free": free})
-            cases.append({"id": f"{path.stem}/img{idx}", "model": path.stem, "model_path": str(path),
-                          "image_index": idx, "label": int(labels[idx]), "prediction": int(model.labels[pred]),
-                          "image": images[idx].reshape(-1).tolist(), "queries": queries})
+            cases.append(
+                {
+                    "id": f"{path.stem}/img{idx}",
+                    "model": path.stem,
+                    "model_path": str(path),
+                    "image_index": idx,
+                    "label": int(labels[idx]),
+                    "prediction": int(model.labels[pred]),
+                    "image": images[idx].reshape(-1).tolist(),
+                    "queries": queries,
+                }
+            )
     return {"time_limit": args.time_limit, "cases": cases, "models": models}
 
 
@@ -285,8 +341,9 @@ def summarize(plan: dict, results: dict[str, list[dict]], time_limit: float) -> 
             "killed": sum(r["verdict"] == "killed" for r in run),
             "skipped": len(recs) - len(run),
             "errors": sum(r["verdict"] == "error" for r in run),
-            "disagree": sum(majority[(r["case"], r["query"])] not in (None, r["verdict"])
-                            for r in run if r["verdict"] in DEFINITE),
+            "disagree": sum(
+                majority[(r["case"], r["query"])] not in (None, r["verdict"]) for r in run if r["verdict"] in DEFINITE
+            ),
             "wins": sum(winner[(r["case"], r["query"])] == r["backend"] for r in run),
             "build_s_median": statistics.median(builds.values()) if builds else None,
         }
@@ -297,13 +354,21 @@ def summarize(plan: dict, results: dict[str, list[dict]], time_limit: float) -> 
     groups = []
     for model, k in sorted(set(k_of.values())):
         keys = {key for key, mk in k_of.items() if mk == (model, k)}
-        groups.append({"model": model, "free": k, "queries": len(keys),
-                       "verdicts": dict(Counter(majority[key] or "undecided" for key in keys)),
-                       "backends": {b: stats([r for r in recs if (r["case"], r["query"]) in keys])
-                                    for b, recs in results.items()}})
-    totals = {b: stats(recs) | {"error_messages": sorted({r.get("error", "") for r in recs
-                                                           if r["verdict"] == "error"})[:3]}
-              for b, recs in results.items()}
+        groups.append(
+            {
+                "model": model,
+                "free": k,
+                "queries": len(keys),
+                "verdicts": dict(Counter(majority[key] or "undecided" for key in keys)),
+                "backends": {
+                    b: stats([r for r in recs if (r["case"], r["query"]) in keys]) for b, recs in results.items()
+                },
+            }
+        )
+    totals = {
+        b: stats(recs) | {"error_messages": sorted({r.get("error", "") for r in recs if r["verdict"] == "error"})[:3]}
+        for b, recs in results.items()
+    }
     return {"groups": groups, "totals": totals, "conflicts": conflicts, "time_limit": time_limit}
 
 
@@ -312,9 +377,12 @@ def table(summary: dict, backends: list[str]) -> str:
         return "-" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
     width = 24
-    lines = [f"per-call limit {summary['time_limit']} s. Cell: median/max seconds per call, [u] UNKNOWN answers "
-             "(incl. killed), s skipped (budget), w wins (fastest definite answer), ! disagreements.",
-             "E/N/?: queries ENTAILED / NOT_ENTAILED / undecided by every backend.", ""]
+    lines = [
+        f"per-call limit {summary['time_limit']} s. Cell: median/max seconds per call, [u] UNKNOWN answers "
+        "(incl. killed), s skipped (budget), w wins (fastest definite answer), ! disagreements.",
+        "E/N/?: queries ENTAILED / NOT_ENTAILED / undecided by every backend.",
+        "",
+    ]
     header = f"{'model':<16} {'k':>4} {'E/N/?':>7} " + " ".join(f"{b:>{width}}" for b in backends)
     lines += [header, "-" * len(header)]
     for g in summary["groups"]:
@@ -331,14 +399,19 @@ def table(summary: dict, backends: list[str]) -> str:
             cells.append(f"{cell:>{width}}")
         ratio = f"{v.get('entailed', 0)}/{v.get('not_entailed', 0)}/{v.get('undecided', 0)}"
         lines.append(f"{g['model']:<16} {g['free']:>4} {ratio:>7} " + " ".join(cells))
-    lines += ["", "all queries: calls run, total/median/max seconds per call, UNKNOWN, skipped, wins, "
-              "median construction seconds per instance"]
+    lines += [
+        "",
+        "all queries: calls run, total/median/max seconds per call, UNKNOWN, skipped, wins, "
+        "median construction seconds per instance",
+    ]
     for b in backends:
         t = summary["totals"][b]
-        lines.append(f"  {b:<16} calls {t['calls']:>3}  total {fmt(t['total_s']):>6}  median {fmt(t['median_s']):>6}  "
-                     f"max {fmt(t['max_s']):>6}  unknown {t['unknown']:>3}  skipped {t['skipped']:>3}  "
-                     f"wins {t['wins']:>3}  build {fmt(t['build_s_median'])}"
-                     + (f"  errors {t['error_messages']}" if t["errors"] else ""))
+        lines.append(
+            f"  {b:<16} calls {t['calls']:>3}  total {fmt(t['total_s']):>6}  median {fmt(t['median_s']):>6}  "
+            f"max {fmt(t['max_s']):>6}  unknown {t['unknown']:>3}  skipped {t['skipped']:>3}  "
+            f"wins {t['wins']:>3}  build {fmt(t['build_s_median'])}"
+            + (f"  errors {t['error_messages']}" if t["errors"] else "")
+        )
     lines.append(f"verdict conflicts (ENTAILED vs NOT_ENTAILED on one query): {len(summary['conflicts'])}")
     return "\n".join(lines)
 
@@ -353,20 +426,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", type=lambda s: s.split(","), default=list(DEFAULT_BACKENDS))
     p.add_argument("--data-dir", default=os.environ.get("XSNN_DATA"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classes-of-model", action=argparse.BooleanOptionalAction, default=True,
-                   help="use only test images whose label is one of the model's labels")
-    p.add_argument("--budget", type=float, default=150.0,
-                   help="seconds one backend may spend on one model (construction + calls); the rest is skipped")
-    p.add_argument("--kill-after", type=float, default=None,
-                   help="end a call that runs this long past its start (default: 2 x time limit + 10)")
+    p.add_argument(
+        "--classes-of-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use only test images whose label is one of the model's labels",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=150.0,
+        help="seconds one backend may spend on one model (construction + calls); the rest is skipped",
+    )
+    p.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        help="end a call that runs this long past its start (default: 2 x time limit + 10)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--first-case", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--first-query", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--build-limit", type=float, default=120.0,
-                   help="seconds an oracle construction may take before its instance's queries count as errors")
+    p.add_argument(
+        "--build-limit",
+        type=float,
+        default=120.0,
+        help="seconds an oracle construction may take before its instance's queries count as errors",
+    )
     args = p.parse_args(argv)
     if args.worker:
         run_worker(args.worker, args.plan, args.result, args.first_case, args.first_query)
@@ -398,13 +487,21 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/oracles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "models": plan["models"],
-        "cases": [{k: v for k, v in c.items() if k not in ("image", "queries")} |
-                  {"queries": [{"id": q["id"], "k": q["k"], "free": q["free"]} for q in c["queries"]]}
-                  for c in plan["cases"]],
-        "settings": {"time_limit": args.time_limit, "budget_per_backend_and_model": args.budget,
-                     "kill_after": plan["kill_after"], "build_limit": args.build_limit, "images": args.images,
-                     "free": args.free,
-                     "queries": args.queries, "seed": args.seed},
+        "cases": [
+            {k: v for k, v in c.items() if k not in ("image", "queries")}
+            | {"queries": [{"id": q["id"], "k": q["k"], "free": q["free"]} for q in c["queries"]]}
+            for c in plan["cases"]
+        ],
+        "settings": {
+            "time_limit": args.time_limit,
+            "budget_per_backend_and_model": args.budget,
+            "kill_after": plan["kill_after"],
+            "build_limit": args.build_limit,
+            "images": args.images,
+            "free": args.free,
+            "queries": args.queries,
+            "seed": args.seed,
+        },
         "backend_wall_s": wall,
         "summary": summary,
         "records": results,

@@ -19,6 +19,7 @@ rotated from image to image so that drifts of the machine's speed do not favour 
 
     python benchmarks/rival_sat_options.py --images 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     for index in range(args.images):
         spikes = model.encode(images[index][None])[0]
-        rotation = names[index % len(names):] + names[: index % len(names)]
+        rotation = names[index % len(names) :] + names[: index % len(names)]
         row = {"index": index}
         for name in rotation:
             calls["n"] = 0
@@ -80,11 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             oracle = type(f"RivalSAT_{name}", (RivalSATOracle,), OPTIONS[name])(model, spikes)
             with DeletionAXp(oracle) as algorithm:
                 result = algorithm.compute()
-            row[name] = {"seconds": round(time.perf_counter() - t0, 4), "sat_calls": calls["n"],
-                         "pruned": oracle.pruned, "skipped_by_cores": oracle.skipped_by_cores,
-                         "repaired": result.stats["calls"].get("rival-repair", 0),
-                         "status": result.status.value, "size": len(result.features),
-                         "features": list(result.features)}
+            row[name] = {
+                "seconds": round(time.perf_counter() - t0, 4),
+                "sat_calls": calls["n"],
+                "pruned": oracle.pruned,
+                "skipped_by_cores": oracle.skipped_by_cores,
+                "repaired": result.stats["calls"].get("rival-repair", 0),
+                "status": result.status.value,
+                "size": len(result.features),
+                "features": list(result.features),
+            }
         for name in names:
             if row[name]["features"] != row["none"]["features"]:
                 mismatches += 1
@@ -105,23 +111,39 @@ def main(argv: list[str] | None = None) -> int:
             "skipped_by_cores_per_axp": round(statistics.mean(r[name]["skipped_by_cores"] for r in rows), 1),
             "repaired_per_axp": round(statistics.mean(r[name]["repaired"] for r in rows), 1),
             "speedup_total_vs_none": round(total_none / sum(seconds), 3),
-            "speedup_median_vs_none": round(statistics.median(r["none"]["seconds"] / r[name]["seconds"]
-                                                              for r in rows), 3),
+            "speedup_median_vs_none": round(
+                statistics.median(r["none"]["seconds"] / r[name]["seconds"] for r in rows), 3
+            ),
         }
-    report = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                          "cpu_count": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()},
-              "model": args.model, "images": args.images, "mismatches": mismatches,
-              "summary": summary, "rows": rows}
+    report = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_start": load_start,
+            "load_end": os.getloadavg(),
+        },
+        "model": args.model,
+        "images": args.images,
+        "mismatches": mismatches,
+        "summary": summary,
+        "rows": rows,
+    }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"{'options':8} {'median s':>9} {'p95 s':>7} {'total s':>8} {'x none':>7} {'SAT calls':>10} "
-             f"{'pruned':>7} {'by cores':>9} {'repaired':>9}"]
+    lines = [
+        f"{'options':8} {'median s':>9} {'p95 s':>7} {'total s':>8} {'x none':>7} {'SAT calls':>10} "
+        f"{'pruned':>7} {'by cores':>9} {'repaired':>9}"
+    ]
     for name in names:
         s = summary[name]
-        lines.append(f"{name:8} {s['median_s']:9.3f} {s['p95_s']:7.3f} {s['total_s']:8.2f} "
-                     f"{s['speedup_total_vs_none']:7.2f} {s['sat_calls_per_axp']:10.1f} {s['pruned_per_axp']:7.1f} "
-                     f"{s['skipped_by_cores_per_axp']:9.1f} {s['repaired_per_axp']:9.1f}")
+        lines.append(
+            f"{name:8} {s['median_s']:9.3f} {s['p95_s']:7.3f} {s['total_s']:8.2f} "
+            f"{s['speedup_total_vs_none']:7.2f} {s['sat_calls_per_axp']:10.1f} {s['pruned_per_axp']:7.1f} "
+            f"{s['skipped_by_cores_per_axp']:9.1f} {s['repaired_per_axp']:9.1f}"
+        )
     lines.append(f"identity: {mismatches} mismatches over {len(rows)} images x {len(names) - 1} option sets")
     text = "\n".join([report["command"], f"started {started}, load at start {load_start}", *lines])
     Path(args.out).with_suffix(".txt").write_text(text + "\n")

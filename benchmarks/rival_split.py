@@ -13,6 +13,7 @@ Every answer must equal the recorded verdict (a mismatch is reported and makes t
 
     python benchmarks/rival_split.py --model mnist10-ternary --index 0 --record-seconds 120 --hardest 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,17 +64,22 @@ def main(argv: list[str] | None = None) -> int:
         axp = algorithm.compute()
     log = [(fixed, verdict, seconds) for fixed, verdict, seconds in recorder.log if verdict.value != "unknown"]
     n_free = len(recorder.features)
-    print(f"recorded {len(log)} exact questions in {args.record_seconds:.0f} s (AXp status {axp.status.value}, "
-          f"{len(axp.features)} features)", flush=True)
+    print(
+        f"recorded {len(log)} exact questions in {args.record_seconds:.0f} s (AXp status {axp.status.value}, "
+        f"{len(axp.features)} features)",
+        flush=True,
+    )
 
     mismatches = 0
     hardest = sorted((e for e in log if e[1].value == "entailed"), key=lambda e: -e[2])[: args.hardest]
     rows = []
     for fixed, verdict, recorded in hardest:
         row = {"free": n_free - len(fixed), "recorded_s": round(recorded, 3)}
-        for name, make in (("cpsat_combined", lambda: CPSATOracle(model, spikes, split_rivals=False)),
-                           ("cpsat_split", lambda: CPSATOracle(model, spikes)),
-                           ("sat_rivals_cold", lambda: RivalSATOracle(model, spikes))):
+        for name, make in (
+            ("cpsat_combined", lambda: CPSATOracle(model, spikes, split_rivals=False)),
+            ("cpsat_split", lambda: CPSATOracle(model, spikes)),
+            ("sat_rivals_cold", lambda: RivalSATOracle(model, spikes)),
+        ):
             with make() as oracle:
                 check = oracle.check(fixed, time_limit=args.time_limit)
             row[name] = round(check.seconds, 3)
@@ -88,18 +94,26 @@ def main(argv: list[str] | None = None) -> int:
         replay_s = time.perf_counter() - started
     mismatches += sum(c.verdict.value not in (v.value, "unknown") for c, (_, v, _) in zip(replay, log))
     summary = {
-        "recorded_questions": len(log), "recorded_exact_s": round(sum(s for _, _, s in log), 3),
+        "recorded_questions": len(log),
+        "recorded_exact_s": round(sum(s for _, _, s in log), 3),
         "replay_sat_rivals_s": round(replay_s, 3),
         "replay_unknown": sum(c.verdict.value == "unknown" for c in replay),
-        "hardest_total": {k: round(sum(r[k] for r in rows), 3)
-                          for k in ("recorded_s", "cpsat_combined", "cpsat_split", "sat_rivals_cold")},
+        "hardest_total": {
+            k: round(sum(r[k] for r in rows), 3)
+            for k in ("recorded_s", "cpsat_combined", "cpsat_split", "sat_rivals_cold")
+        },
         "mismatches": mismatches,
     }
     print(json.dumps(summary), flush=True)
-    report = {"command": "python benchmarks/rival_split.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "model": args.model, "index": args.index, "record_seconds": args.record_seconds,
-              "machine": {"python": platform.python_version(), "platform": platform.platform()},
-              "hardest": rows, "summary": summary}
+    report = {
+        "command": "python benchmarks/rival_split.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": args.model,
+        "index": args.index,
+        "record_seconds": args.record_seconds,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "hardest": rows,
+        "summary": summary,
+    }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 1 if mismatches else 0
 

@@ -35,6 +35,7 @@ permutations, 784 pixels, 10 k-means centres) with the margin evaluated by the p
 by the reference forward, on the first ``--images`` (default 5) test images, in one run, and
 writes ``shap-compare-speed.json`` (the values must be identical, or the script fails).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,52 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks") / "results"  # relative to the repository root (the script runs there)
 
 CONFIGS = {
-    "default": dict(images=1000, args=["--model", "mnist10-sparse192", "--explainer", "permutation",
-                                       "--background", "kmeans", "--background-size", "10", "--time-limit", "11"]),
-    "blank": dict(images=200, args=["--model", "mnist10-sparse192", "--explainer", "permutation",
-                                    "--background", "blank", "--time-limit", "11"]),
-    "binary159": dict(images=300, args=["--model", "mnist159-binary", "--model-labels-only", "--features",
-                                        "patches:7", "--explainer", "exact", "--background", "kmeans",
-                                        "--background-size", "5", "--time-limit", "22"]),
+    "default": dict(
+        images=1000,
+        args=[
+            "--model",
+            "mnist10-sparse192",
+            "--explainer",
+            "permutation",
+            "--background",
+            "kmeans",
+            "--background-size",
+            "10",
+            "--time-limit",
+            "11",
+        ],
+    ),
+    "blank": dict(
+        images=200,
+        args=[
+            "--model",
+            "mnist10-sparse192",
+            "--explainer",
+            "permutation",
+            "--background",
+            "blank",
+            "--time-limit",
+            "11",
+        ],
+    ),
+    "binary159": dict(
+        images=300,
+        args=[
+            "--model",
+            "mnist159-binary",
+            "--model-labels-only",
+            "--features",
+            "patches:7",
+            "--explainer",
+            "exact",
+            "--background",
+            "kmeans",
+            "--background-size",
+            "5",
+            "--time-limit",
+            "22",
+        ],
+    ),
 }
 
 
@@ -80,9 +120,20 @@ def main(argv=None) -> int:
             continue
         config = CONFIGS[name]
         images = args.images or config["images"]
-        command = ["compare", "--data", "mnist", "--indices", f"0:{images}", "--jobs", str(args.jobs),
-                   *config["args"], "--out", str(RESULTS / f"shap-compare-{name}.csv"),
-                   "--summary", str(RESULTS / f"shap-compare-{name}.json")]
+        command = [
+            "compare",
+            "--data",
+            "mnist",
+            "--indices",
+            f"0:{images}",
+            "--jobs",
+            str(args.jobs),
+            *config["args"],
+            "--out",
+            str(RESULTS / f"shap-compare-{name}.csv"),
+            "--summary",
+            str(RESULTS / f"shap-compare-{name}.json"),
+        ]
         if args.data_dir:
             command += ["--data-dir", args.data_dir]
         if args.no_progress:
@@ -121,14 +172,27 @@ def speed(n_images: int, data_dir: str | None) -> int:
         if not np.array_equal(kernel.values, reference.values):
             print(f"image {i}: the kernel and the reference give different SHAP values", file=sys.stderr)
             return 1
-        rows.append({"image": i, "evaluations": kernel.evaluations, "kernel_seconds": round(kernel.seconds, 4),
-                     "reference_seconds": round(reference.seconds, 4),
-                     "ratio": round(reference.seconds / kernel.seconds, 2)})
+        rows.append(
+            {
+                "image": i,
+                "evaluations": kernel.evaluations,
+                "kernel_seconds": round(kernel.seconds, 4),
+                "reference_seconds": round(reference.seconds, 4),
+                "ratio": round(reference.seconds / kernel.seconds, 2),
+            }
+        )
         print(rows[-1], file=sys.stderr)
-    out = {"command": f"python benchmarks/shap_compare.py --speed --images {n_images}", "machine": platform.machine(),
-           "python": platform.python_version(), "model": "mnist10-sparse192", "explainer": "permutation",
-           "max_evals": 15690, "background": "kmeans:10@train", "images": rows,
-           "median_ratio": float(np.median([r["ratio"] for r in rows]))}
+    out = {
+        "command": f"python benchmarks/shap_compare.py --speed --images {n_images}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "model": "mnist10-sparse192",
+        "explainer": "permutation",
+        "max_evals": 15690,
+        "background": "kmeans:10@train",
+        "images": rows,
+        "median_ratio": float(np.median([r["ratio"] for r in rows])),
+    }
     (RESULTS / "shap-compare-speed.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
@@ -147,17 +211,24 @@ def derived(rows) -> list[str]:
     if complete:
         k = np.array([r["smallest_sufficient_k"] for r in complete], float)
         a = np.array([r["axp_size"] for r in complete], float)
-        lines += [f"images with a complete AXp and a decided smallest sufficient top-k: {len(complete)}",
-                  f"  smallest sufficient top-k SHAP set / |AXp|: median {np.median(k / a):.3f}, "
-                  f"mean {np.mean(k / a):.3f}, min {np.min(k / a):.3f}, max {np.max(k / a):.3f}",
-                  f"  top-k SHAP set sufficient at some k <= |AXp|: {int((k <= a).sum())} of {len(k)}"]
-    pairs = [r for r in _decided(rows, "shap_order_axp_size", "axp_size")
-             if r["axp_status"] == "complete" and r["shap_order_axp_status"] == "complete"]
+        lines += [
+            f"images with a complete AXp and a decided smallest sufficient top-k: {len(complete)}",
+            f"  smallest sufficient top-k SHAP set / |AXp|: median {np.median(k / a):.3f}, "
+            f"mean {np.mean(k / a):.3f}, min {np.min(k / a):.3f}, max {np.max(k / a):.3f}",
+            f"  top-k SHAP set sufficient at some k <= |AXp|: {int((k <= a).sum())} of {len(k)}",
+        ]
+    pairs = [
+        r
+        for r in _decided(rows, "shap_order_axp_size", "axp_size")
+        if r["axp_status"] == "complete" and r["shap_order_axp_status"] == "complete"
+    ]
     if pairs:
         d = np.array([r["shap_order_axp_size"] - r["axp_size"] for r in pairs], float)
-        lines.append(f"AXp in SHAP order minus AXp in index order (both complete, {len(pairs)} images): "
-                     f"median {np.median(d):+.0f}, mean {np.mean(d):+.1f}; smaller in {int((d < 0).sum())}, "
-                     f"equal in {int((d == 0).sum())}, larger in {int((d > 0).sum())}")
+        lines.append(
+            f"AXp in SHAP order minus AXp in index order (both complete, {len(pairs)} images): "
+            f"median {np.median(d):+.0f}, mean {np.mean(d):+.1f}; smaller in {int((d < 0).sum())}, "
+            f"equal in {int((d == 0).sum())}, larger in {int((d > 0).sum())}"
+        )
     minimum = _decided(rows, "min_axp_size")
     lines.append(f"minimum AXp found within its budget: {len(minimum)} of {len(rows)} images")
     status = {}
@@ -171,12 +242,16 @@ def derived(rows) -> list[str]:
     above = _decided(rows, "irrelevant_above_relevant")
     if above:
         share = np.array([r["irrelevant_above_relevant"] for r in above], float)
-        lines.append(f"images where SHAP ranks some proven-irrelevant feature above some relevant one: "
-                     f"{int((share > 0).sum())} of {len(share)}")
+        lines.append(
+            f"images where SHAP ranks some proven-irrelevant feature above some relevant one: "
+            f"{int((share > 0).sum())} of {len(share)}"
+        )
     nonzero = _decided(rows, "irrelevant_nonzero")
     if nonzero:
-        lines.append(f"images where a proven-irrelevant feature gets a non-zero SHAP value: "
-                     f"{sum(r['irrelevant_nonzero'] > 0 for r in nonzero)} of {len(nonzero)}")
+        lines.append(
+            f"images where a proven-irrelevant feature gets a non-zero SHAP value: "
+            f"{sum(r['irrelevant_nonzero'] > 0 for r in nonzero)} of {len(nonzero)}"
+        )
     changes = _decided(rows, "topk_cxp_changes", "smallest_changing_k", "cxp_size")
     if changes:
         k = np.array([r["smallest_changing_k"] for r in changes], float)
@@ -199,23 +274,46 @@ def report(name: str, data_dir: str | None) -> None:
     table = RESULTS / f"shap-compare-{name}.csv"
     rows = read_rows(table)
     settings = json.loads((RESULTS / f"shap-compare-{name}.json").read_text())["settings"]
-    text = [f"{name}: {len(rows)} images; settings: {json.dumps(settings)}", "", format_summary(summarise(rows)), "",
-            *derived(rows)]
+    text = [
+        f"{name}: {len(rows)} images; settings: {json.dumps(settings)}",
+        "",
+        format_summary(summarise(rows)),
+        "",
+        *derived(rows),
+    ]
     (RESULTS / f"shap-compare-{name}.txt").write_text("\n".join(text) + "\n")
     print("\n".join(text))
-    plots.save(plots.distributions_figure(rows, title=f"{settings['model']}: {len(rows)} MNIST test images"),
-               RESULTS / f"shap-compare-{name}-distributions")
+    plots.save(
+        plots.distributions_figure(rows, title=f"{settings['model']}: {len(rows)} MNIST test images"),
+        RESULTS / f"shap-compare-{name}-distributions",
+    )
     model = load_model(settings["model"])
     images, labels = data.load_mnist("test", data_dir)
     first = int(rows[0]["index"])
     pool = data.load_mnist("train", data_dir)[0]
-    background = make_background(settings["background"], pool if settings["background"] != "blank" else None,
-                                 size=settings["background_size"], seed=settings["seed"], n_inputs=model.n_inputs)
-    example = compare(model, images[first], features=settings["features"], explainer=settings["explainer"],
-                      max_evals=settings["max_evals"], background=background, seed=settings["seed"],
-                      budgets=Budgets.scaled(settings["time_limit"]), index=first, label=int(labels[first]))
-    plots.save(plots.comparison_figure(example, title=f"{settings['model']}, MNIST test image {first}"),
-               RESULTS / f"shap-compare-{name}-example")
+    background = make_background(
+        settings["background"],
+        pool if settings["background"] != "blank" else None,
+        size=settings["background_size"],
+        seed=settings["seed"],
+        n_inputs=model.n_inputs,
+    )
+    example = compare(
+        model,
+        images[first],
+        features=settings["features"],
+        explainer=settings["explainer"],
+        max_evals=settings["max_evals"],
+        background=background,
+        seed=settings["seed"],
+        budgets=Budgets.scaled(settings["time_limit"]),
+        index=first,
+        label=int(labels[first]),
+    )
+    plots.save(
+        plots.comparison_figure(example, title=f"{settings['model']}, MNIST test image {first}"),
+        RESULTS / f"shap-compare-{name}-example",
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ there). Ternary 10-class models reaching ``--keep-accuracy`` are kept, with
 their cards, under ``runs/candidates/`` (git-ignored) for explanation-speed
 benchmarks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,10 @@ TERNARY = dict(weight_kind="ternary", init_scale=0.01, weight_decay=0.3, readout
 def grid(kind: str) -> list[TrainConfig]:
     """The configurations of a sweep: ``"full"`` (the documented table) or ``"smoke"`` (seconds)."""
     if kind == "smoke":
-        return [TrainConfig(hidden=(16,), n_steps=2, train_limit=2000, **{**COMMON, "epochs": 1}),
-                TrainConfig(hidden=(16,), n_steps=2, sparsity=0.9, train_limit=2000,
-                            **{**COMMON, **TERNARY, "epochs": 1})]
+        return [
+            TrainConfig(hidden=(16,), n_steps=2, train_limit=2000, **{**COMMON, "epochs": 1}),
+            TrainConfig(hidden=(16,), n_steps=2, sparsity=0.9, train_limit=2000, **{**COMMON, **TERNARY, "epochs": 1}),
+        ]
     configs = []
     binary = dict(weight_kind="binary")
 
@@ -97,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--candidates", type=Path, default=CANDIDATES)
-    parser.add_argument("--keep-accuracy", type=float, default=0.97,
-                        help="keep ternary 10-class models at least this accurate as candidates")
+    parser.add_argument(
+        "--keep-accuracy",
+        type=float,
+        default=0.97,
+        help="keep ternary 10-class models at least this accurate as candidates",
+    )
     parser.add_argument("--resume", action="store_true", help="skip runs already in --out")
     parser.add_argument("--only", default=None, help="run only names containing this text")
     args = parser.parse_args(argv)
@@ -127,16 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "benchmark": "train_tradeoff",
             "command": "python benchmarks/train_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
-                        "python": platform.python_version(),
-                        "note": "2 CPU cores shared with other jobs: times are indicative"},
-            "common": COMMON, "ternary": TERNARY,
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "torch_threads": args.threads,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "note": "2 CPU cores shared with other jobs: times are indicative",
+            },
+            "common": COMMON,
+            "ternary": TERNARY,
             "runs": runs,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(payload, indent=1) + "\n")
-        print(f"{name}: accuracy {entry['test_accuracy']:.4f}, fan-in {entry['fan_in_mean']}, "
-              f"{entry['train_seconds']} s, agreement exact {entry['agreement_exact']}", file=sys.stderr, flush=True)
+        print(
+            f"{name}: accuracy {entry['test_accuracy']:.4f}, fan-in {entry['fan_in_mean']}, "
+            f"{entry['train_seconds']} s, agreement exact {entry['agreement_exact']}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"done in {time.perf_counter() - started:.0f} s; results in {args.out}", file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ out of time on a claim: neither confirmed nor refuted), failures (a refuted clai
 witness), and the re-check time. The exit status is 1 when there is a failure or an undecided
 re-check.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,20 +33,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=None,
-                        help="shipped model names or .npz paths (default: the default model)")
+    parser.add_argument(
+        "--models", nargs="+", default=None, help="shipped model names or .npz paths (default: the default model)"
+    )
     parser.add_argument("--images", type=int, default=100, help="first N sample images of each model's classes")
-    parser.add_argument("--data-dir", default=None,
-                        help="full MNIST (IDX files): take the first N *test* images of each model's classes "
-                             "from there instead of the shipped sample")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="full MNIST (IDX files): take the first N *test* images of each model's classes "
+        "from there instead of the shipped sample",
+    )
     parser.add_argument("--order", default="index", help="removal order of the AXps (explain's order)")
     parser.add_argument("--backend", default="portfolio", help="backend that finds the AXps")
     parser.add_argument("--verifier", default="smt", help="backend that re-checks them (must differ)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per AXp")
     parser.add_argument("--check-limit", type=float, default=300.0, help="seconds for the whole re-check of one AXp")
     parser.add_argument("--budget", type=float, default=None, help="stop starting AXps after this many seconds")
-    parser.add_argument("--max-distance", type=int, default=None,
-                        help="distance-restricted AXps (valid within this many changed features)")
+    parser.add_argument(
+        "--max-distance",
+        type=int,
+        default=None,
+        help="distance-restricted AXps (valid within this many changed features)",
+    )
     parser.add_argument("--partial", default=None, help="JSON-lines file each row is appended to as it is made")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "verify.json"))
     args = parser.parse_args(argv)
@@ -75,14 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         for index in chosen.tolist():
             if args.budget is not None and time.time() - started > args.budget:
                 break
-            e = explain(model, images[index], backend=args.backend, time_limit=args.time_limit,
-                        max_distance=args.max_distance, order=args.order)
+            e = explain(
+                model,
+                images[index],
+                backend=args.backend,
+                time_limit=args.time_limit,
+                max_distance=args.max_distance,
+                order=args.order,
+            )
             t = time.perf_counter()
             report = verify(e.proof, verifier, time_limit=args.check_limit)
-            row = {"model": name, "image": index, "max_distance": args.max_distance, "status": e.status, "size": e.size,
-                   "axp_seconds": round(e.seconds, 3), "verify_seconds": round(time.perf_counter() - t, 3),
-                   "ok": report.ok, "problems": list(report.problems)[:5],
-                   "witnesses_checked": len(e.proof.witnesses)}
+            row = {
+                "model": name,
+                "image": index,
+                "max_distance": args.max_distance,
+                "status": e.status,
+                "size": e.size,
+                "axp_seconds": round(e.seconds, 3),
+                "verify_seconds": round(time.perf_counter() - t, 3),
+                "ok": report.ok,
+                "problems": list(report.problems)[:5],
+                "witnesses_checked": len(e.proof.witnesses),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.partial:
@@ -93,19 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         mine = [r for r in rows if r["model"] == name]
         undecided = [r for r in mine if not r["ok"] and all("could not decide" in p for p in r["problems"])]
-        summary[name] = {"axps": len(mine), "complete": sum(r["status"] == "complete" for r in mine),
-                         "verified_ok": sum(r["ok"] for r in mine),
-                         "undecided": len(undecided),  # the verifier ran out of time: neither confirmed nor refuted
-                         "failures": sum(not r["ok"] for r in mine) - len(undecided),
-                         "witnesses_checked": sum(r["witnesses_checked"] for r in mine)}
-    out = {"command": "python benchmarks/verify_axps.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "host": {"python": platform.python_version(), "machine": platform.machine()},
-           "summary": summary, "rows": rows}
+        summary[name] = {
+            "axps": len(mine),
+            "complete": sum(r["status"] == "complete" for r in mine),
+            "verified_ok": sum(r["ok"] for r in mine),
+            "undecided": len(undecided),  # the verifier ran out of time: neither confirmed nor refuted
+            "failures": sum(not r["ok"] for r in mine) - len(undecided),
+            "witnesses_checked": sum(r["witnesses_checked"] for r in mine),
+        }
+    out = {
+        "command": "python benchmarks/verify_axps.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "host": {"python": platform.python_version(), "machine": platform.machine()},
+        "summary": summary,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     for name, s in summary.items():
-        print(f"{name}: {s['axps']} AXps ({s['complete']} complete), {s['verified_ok']} verified, "
-              f"{s['undecided']} undecided, {s['failures']} failures, {s['witnesses_checked']} witnesses replayed")
+        print(
+            f"{name}: {s['axps']} AXps ({s['complete']} complete), {s['verified_ok']} verified, "
+            f"{s['undecided']} undecided, {s['failures']} failures, {s['witnesses_checked']} witnesses replayed"
+        )
     return 0 if all(s["failures"] == 0 and s["undecided"] == 0 for s in summary.values()) else 1
 
 

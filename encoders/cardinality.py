@@ -30,12 +30,14 @@ Encodings (selected by name):
   ``atleast(L, b)`` with ``~o`` added, ``~o -> C <= b - 1`` every clause of ``atmost(L, b - 1)``
   with ``o`` added (exact: ``o -> exists aux. F`` is ``exists aux. (~o v F)``).
 """
+
 from __future__ import annotations
 
 import abc
-from collections import Counter as Multiset, deque
+from collections import Counter as Multiset
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from pysat.card import CardEnc, EncType, ITotalizer
 from pysat.formula import CNF, CNFPlus, IDPool
@@ -313,10 +315,24 @@ class AdderEncoding(CardinalityEncoding):
             carry = sink.or_(sink.and_(a, b), sink.and_(c, sink.or_(a, b)))
             return s, carry
         s, carry = sink.var(), sink.var()
-        sink.clauses.extend((
-            [-a, -b, -c, s], [-a, -b, c, -s], [-a, b, -c, -s], [-a, b, c, s],
-            [a, -b, -c, -s], [a, -b, c, s], [a, b, -c, s], [a, b, c, -s],
-            [-a, -b, carry], [-a, -c, carry], [-b, -c, carry], [a, b, -carry], [a, c, -carry], [b, c, -carry]))
+        sink.clauses.extend(
+            (
+                [-a, -b, -c, s],
+                [-a, -b, c, -s],
+                [-a, b, -c, -s],
+                [-a, b, c, s],
+                [a, -b, -c, -s],
+                [a, -b, c, s],
+                [a, b, -c, s],
+                [a, b, c, -s],
+                [-a, -b, carry],
+                [-a, -c, carry],
+                [-b, -c, carry],
+                [a, b, -carry],
+                [a, c, -carry],
+                [b, c, -carry],
+            )
+        )
         return s, carry
 
     def add(self, a: Count, b: Count) -> Count:
@@ -334,7 +350,7 @@ class AdderEncoding(CardinalityEncoding):
         sink = self.sink
         outputs = []
         for b in bounds:
-            ge = sink.true   # X[i..0] >= B[i..0], from the least significant bit up
+            ge = sink.true  # X[i..0] >= B[i..0], from the least significant bit up
             for i, x in enumerate(count.bits):
                 ge = sink.and_(x, ge) if (b >> i) & 1 else sink.or_(x, ge)
             outputs.append(ge)
@@ -359,11 +375,11 @@ class TotalizerEncoding(CardinalityEncoding):
     def _reify(self, count: Count, bounds: list[int]) -> list[int]:
         n = count.size
         lits = self._distinct(count.lits)
-        up = self._totalizer(lits, bounds[-1])                    # C >= k  ->  up[k-1]
+        up = self._totalizer(lits, bounds[-1])  # C >= k  ->  up[k-1]
         down = self._totalizer([-l for l in lits], n - bounds[0] + 1)  # n - C >= k  ->  down[k-1]
         outputs = [up[b - 1] for b in bounds]
         for o, b in zip(outputs, bounds):
-            self.sink.clause([-o, -down[n - b]])                   # o -> n - C <= n - b
+            self.sink.clause([-o, -down[n - b]])  # o -> n - C <= n - b
         self._ordered(outputs)
         return outputs
 
@@ -399,8 +415,8 @@ class PysatCardEncoding(CardinalityEncoding):
         outputs = []
         for b in bounds:
             o = self.sink.var()
-            self._atleast(lits, b, relax=-o)        # o -> C >= b
-            self._atmost(lits, b - 1, relax=o)      # ~o -> C <= b - 1
+            self._atleast(lits, b, relax=-o)  # o -> C >= b
+            self._atmost(lits, b - 1, relax=o)  # ~o -> C <= b - 1
             outputs.append(o)
         self._ordered(outputs)
         return outputs

@@ -34,12 +34,13 @@ weight differences in ``{-2..2}`` become repeated literals). With ties to the lo
 index, ``prediction != c`` iff some ``c' > c`` has ``D_c' >= 1`` or some ``c' < c`` has
 ``D_c' >= 0``; ``prediction = c`` iff no such ``c'``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from pysat.formula import CNF, CNFPlus, IDPool
@@ -47,11 +48,20 @@ from pysat.formula import CNF, CNFPlus, IDPool
 from xsnn.causal import CausalModel
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .cardinality import ENCODINGS, CardinalityEncoding, ClauseSink, Count, make_encoding
 from .common import GOALS, domain_kind, drive_table, prepare_query
 
-__all__ = ["CNFEncoding", "encode_cnf", "ENCODINGS", "DEFAULT_ENCODING", "DEFAULT_CLAUSAL_ENCODING",
-           "DEFAULT_SOLVER", "NATIVE_SOLVERS", "GOALS"]
+__all__ = [
+    "CNFEncoding",
+    "encode_cnf",
+    "ENCODINGS",
+    "DEFAULT_ENCODING",
+    "DEFAULT_CLAUSAL_ENCODING",
+    "DEFAULT_SOLVER",
+    "NATIVE_SOLVERS",
+    "GOALS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +171,14 @@ class CNFEncoding:
 # --------------------------------------------------------------------------- inputs
 
 
-def _encode_inputs(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, instance: np.ndarray,
-                   features: FeatureSet, max_distance: int | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _encode_inputs(
+    sink: ClauseSink,
+    card: CardinalityEncoding,
+    causal: CausalModel,
+    instance: np.ndarray,
+    features: FeatureSet,
+    max_distance: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Free domain, selectors and distance literals. Returns (inputs, selectors, distance_lits)."""
     n_steps, n_inputs = causal.n_steps, causal.n_inputs
     trains = causal.coding.free_trains(n_steps)
@@ -205,7 +220,7 @@ def _encode_inputs(sink: ClauseSink, card: CardinalityEncoding, causal: CausalMo
         sel = int(selectors[f])
         for i in group:
             if kind == "shared":
-                lit = int(inputs[0, i]) if instance[0, i] else -int(inputs[0, i])   # "x_i = v_i"
+                lit = int(inputs[0, i]) if instance[0, i] else -int(inputs[0, i])  # "x_i = v_i"
                 sink.clause([-sel, lit])
                 if distance is not None:
                     sink.clause([lit, int(distance[f])])
@@ -254,14 +269,14 @@ def _bucket_literal(sink: ClauseSink, outputs: list[int], values: Sequence[int])
     if all(v == values[0] for v in values):
         return sink.const(bool(values[0]))
     flips = [k for k in range(1, len(values)) if values[k] != values[k - 1]]
-    if len(flips) == 1:                                          # [C >= b] or its negation
+    if len(flips) == 1:  # [C >= b] or its negation
         k = flips[0]
         return outputs[k - 1] if values[k] else -outputs[k - 1]
     lows = [sink.true] + outputs
     highs = outputs + [sink.false]
     s = sink.var()
     k = 0
-    while k < len(values):                                       # one clause per run of equal values
+    while k < len(values):  # one clause per run of equal values
         end = k
         while end + 1 < len(values) and values[end + 1] == values[k]:
             end += 1
@@ -270,8 +285,9 @@ def _bucket_literal(sink: ClauseSink, outputs: list[int], values: Sequence[int])
     return s
 
 
-def _encode_constant_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, folded: tuple[int, ...],
-                           offset: int, n_steps: int) -> tuple[list[int], list[int]]:
+def _encode_constant_drive(
+    sink: ClauseSink, card: CardinalityEncoding, dyn, folded: tuple[int, ...], offset: int, n_steps: int
+) -> tuple[list[int], list[int]]:
     """Spike literals of a neuron whose input current is ``u = C + offset`` at every step, and
     its unary spike-count literals ``[K >= k]`` for ``k = 1..T`` (``K = sum_t s(t)``)."""
     breaks, table = drive_table(dyn, len(folded), offset, n_steps)
@@ -282,8 +298,9 @@ def _encode_constant_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, fol
     return spikes, counts
 
 
-def _encode_varying_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, folded: list[tuple[int, ...]],
-                          offsets: list[int], n_steps: int) -> list[int]:
+def _encode_varying_drive(
+    sink: ClauseSink, card: CardinalityEncoding, dyn, folded: list[tuple[int, ...]], offsets: list[int], n_steps: int
+) -> list[int]:
     """Spike literals of a neuron whose input literals differ between steps (windows / prefixes)."""
     step_counts = [card.count(f) for f in folded]
     theta = dyn.threshold
@@ -296,32 +313,32 @@ def _encode_varying_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, fold
             if dyn.fixed[t] is not None:
                 spikes.append(sink.const(bool(dyn.fixed[t])))
                 continue
-            cases = []                                          # (condition literals, window output)
+            cases = []  # (condition literals, window output)
             for r in range(t + 1):
-                condition = [spikes[r - 1]] if r > 0 else []    # last spike at r - 1 ...
+                condition = [spikes[r - 1]] if r > 0 else []  # last spike at r - 1 ...
                 condition += [-spikes[q] for q in range(r, t)]  # ... and none since
                 if any(c == sink.false for c in condition):
                     continue
                 condition = [c for c in condition if c != sink.true]
-                bound = theta - sum(offsets[r:t + 1])
+                bound = theta - sum(offsets[r : t + 1])
                 (w,) = card.reify(windows[(r, t)], [bound])
                 cases.append((condition, w))
             spikes.append(_case_split(sink, cases))
         return spikes
     prefix: Count | None = None
-    ladder = [sink.true]            # ladder[k] <-> (own variable spikes so far) >= k
-    fired = 0                       # own intervened spikes equal to 1 so far
+    ladder = [sink.true]  # ladder[k] <-> (own variable spikes so far) >= k
+    fired = 0  # own intervened spikes equal to 1 so far
     for t in range(n_steps):
         prefix = step_counts[t] if prefix is None else card.add(prefix, step_counts[t])
         if dyn.fixed[t] is not None:
             spikes.append(sink.const(bool(dyn.fixed[t])))
             fired += int(dyn.fixed[t])
             continue
-        total_offset = sum(offsets[:t + 1])
+        total_offset = sum(offsets[: t + 1])
         bounds = [theta * (fired + k + 1) - total_offset for k in range(len(ladder))]
         outputs = card.reify(prefix, bounds)
         cases = []
-        for k, g in enumerate(outputs):                          # K = k  <->  ladder[k] and not ladder[k+1]
+        for k, g in enumerate(outputs):  # K = k  <->  ladder[k] and not ladder[k+1]
             upper = ladder[k + 1] if k + 1 < len(ladder) else sink.false
             condition = [c for c in (ladder[k], -upper) if c != sink.true]
             if sink.false in condition:
@@ -329,8 +346,11 @@ def _encode_varying_drive(sink: ClauseSink, card: CardinalityEncoding, dyn, fold
             cases.append((condition, g))
         s = _case_split(sink, cases)
         spikes.append(s)
-        ladder = [sink.true] + [sink.or_(ladder[k], sink.and_(ladder[k - 1], s)) for k in range(1, len(ladder))] \
+        ladder = (
+            [sink.true]
+            + [sink.or_(ladder[k], sink.and_(ladder[k - 1], s)) for k in range(1, len(ladder))]
             + [sink.and_(ladder[-1], s)]
+        )
     return spikes
 
 
@@ -349,8 +369,9 @@ def _case_split(sink: ClauseSink, cases: list[tuple[list[int], int]]) -> int:
     return s
 
 
-def _encode_layer(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, layer: int,
-                  previous: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
+def _encode_layer(
+    sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, layer: int, previous: np.ndarray
+) -> tuple[np.ndarray, list[list[int]]]:
     """Spike literals ``(T, n_l)`` of ``layer`` given the previous layer's literals ``(T, n_{l-1})``,
     and per neuron a list of literals whose number of true ones is its spike count."""
     n_steps = causal.n_steps
@@ -373,8 +394,9 @@ def _encode_layer(sink: ClauseSink, card: CardinalityEncoding, causal: CausalMod
 # --------------------------------------------------------------------------- readout and goal
 
 
-def _score_difference(sink: ClauseSink, causal: CausalModel, counts: list[list[int]], better: int, target: int
-                      ) -> tuple[tuple[int, ...], int]:
+def _score_difference(
+    sink: ClauseSink, causal: CausalModel, counts: list[list[int]], better: int, target: int
+) -> tuple[tuple[int, ...], int]:
     """``score_better - score_target = count(folded) + offset`` (score interventions are constants).
 
     ``counts[j]`` are literals whose number of true ones is the spike count of last-layer neuron ``j``.
@@ -399,8 +421,9 @@ def _score_difference(sink: ClauseSink, causal: CausalModel, counts: list[list[i
     return tuple(folded), offset
 
 
-def _encode_goal(sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, counts: list[list[int]],
-                 target: int, goal: str) -> dict[int, int]:
+def _encode_goal(
+    sink: ClauseSink, card: CardinalityEncoding, causal: CausalModel, counts: list[list[int]], target: int, goal: str
+) -> dict[int, int]:
     fixed = causal.prediction_intervention()
     if fixed is not None:
         holds = (fixed != target) if goal == "differs" else (fixed == target)
@@ -412,7 +435,7 @@ def _encode_goal(sink: ClauseSink, card: CardinalityEncoding, causal: CausalMode
         if other == target:
             continue
         folded, offset = _score_difference(sink, causal, counts, other, target)
-        need = (1 if other > target else 0) - offset            # "other beats target": count >= need
+        need = (1 if other > target else 0) - offset  # "other beats target": count >= need
         count = card.count(folded)
         if goal == "differs":
             if need <= 0:
@@ -431,9 +454,16 @@ def _encode_goal(sink: ClauseSink, card: CardinalityEncoding, causal: CausalMode
 # --------------------------------------------------------------------------- entry point
 
 
-def encode_cnf(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *, goal: str = "differs",
-               features: FeatureSet | None = None, max_distance: int | None = None,
-               encoding: str = DEFAULT_ENCODING) -> CNFEncoding:
+def encode_cnf(
+    causal: CausalModel | BSNN,
+    instance: np.ndarray,
+    target: int,
+    *,
+    goal: str = "differs",
+    features: FeatureSet | None = None,
+    max_distance: int | None = None,
+    encoding: str = DEFAULT_ENCODING,
+) -> CNFEncoding:
     """Encode "some input agreeing with ``instance`` on the assumed features has prediction != target".
 
     Args:
@@ -464,8 +494,30 @@ def encode_cnf(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *,
     goal_lits = _encode_goal(sink, card, causal, counts, int(target), goal)
     formula = sink.formula()
     seconds = time.perf_counter() - start
-    log.debug("CNF (%s): %d vars, %d clauses, %d atmosts in %.2fs", encoding, formula.nv, len(formula.clauses),
-              len(sink.atmosts), seconds)
-    return CNFEncoding(formula, sink.pool, encoding, goal, int(target), causal, features, instance, inputs,
-                       network_inputs, tuple(spikes), selectors, distance, max_distance, goal_lits, sink.true,
-                       seconds)
+    log.debug(
+        "CNF (%s): %d vars, %d clauses, %d atmosts in %.2fs",
+        encoding,
+        formula.nv,
+        len(formula.clauses),
+        len(sink.atmosts),
+        seconds,
+    )
+    return CNFEncoding(
+        formula,
+        sink.pool,
+        encoding,
+        goal,
+        int(target),
+        causal,
+        features,
+        instance,
+        inputs,
+        network_inputs,
+        tuple(spikes),
+        selectors,
+        distance,
+        max_distance,
+        goal_lits,
+        sink.true,
+        seconds,
+    )

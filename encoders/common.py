@@ -1,4 +1,5 @@
 """Pieces shared by the CNF and SMT encoders: argument checks, free domains, drive tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,9 +26,14 @@ def domain_kind(trains: np.ndarray) -> str:
     return "choice"
 
 
-def prepare_query(causal: CausalModel | BSNN, instance: np.ndarray, target: int, goal: str,
-                  features: FeatureSet | None, max_distance: int | None
-                  ) -> tuple[CausalModel, np.ndarray, FeatureSet]:
+def prepare_query(
+    causal: CausalModel | BSNN,
+    instance: np.ndarray,
+    target: int,
+    goal: str,
+    features: FeatureSet | None,
+    max_distance: int | None,
+) -> tuple[CausalModel, np.ndarray, FeatureSet]:
     """Validate an encoder's arguments; returns (causal model, instance (T, n) uint8, feature set)."""
     if isinstance(causal, BSNN):
         causal = CausalModel(causal)
@@ -43,8 +49,10 @@ def prepare_query(causal: CausalModel | BSNN, instance: np.ndarray, target: int,
     rows = {tuple(r) for r in causal.coding.free_trains(causal.n_steps).tolist()}
     for i in np.flatnonzero(features.pixel_mask(range(len(features)))):
         if tuple(instance[:, i].tolist()) not in rows:
-            raise ValueError(f"the instance gives pixel {i} the train {instance[:, i].tolist()}, which is not in the "
-                             f"{causal.coding.name} coding's free domain; encode images with the model's coding")
+            raise ValueError(
+                f"the instance gives pixel {i} the train {instance[:, i].tolist()}, which is not in the "
+                f"{causal.coding.name} coding's free domain; encode images with the model's coding"
+            )
     return causal, instance, features
 
 

@@ -9,17 +9,19 @@ leaves every feature free: SAT unless the prediction holds for every input.
 SAT (sat) means NOT entailed (some input agreeing with the instance on the fixed
 features changes the prediction); UNSAT means the fixed features entail it.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .cnf import CNFEncoding, DEFAULT_CLAUSAL_ENCODING, encode_cnf
+
+from .cnf import DEFAULT_CLAUSAL_ENCODING, CNFEncoding, encode_cnf
 from .common import domain_kind
 from .smt import SMTEncoding, encode_smt
 
@@ -55,16 +57,19 @@ def _header(encoding: CNFEncoding | SMTEncoding, fix: str) -> list[str]:
     return lines
 
 
-def write_dimacs(encoding: CNFEncoding, path: str | os.PathLike, fix: str = "none",
-                 comments: Sequence[str] = ()) -> Path:
+def write_dimacs(
+    encoding: CNFEncoding, path: str | os.PathLike, fix: str = "none", comments: Sequence[str] = ()
+) -> Path:
     """Write ``encoding`` as DIMACS ``p cnf`` (``fix="all"``: every selector as a unit clause).
 
     Comment lines: ``c selector <feature> <literal> <name>`` and ``c input <pixel> <step> <literal>``.
     """
     _check_fix(fix)
     if encoding.native:
-        raise ValueError("the native encoding has AtMost constraints that plain DIMACS cannot hold; "
-                         "export with a clausal encoding (e.g. 'adder' or 'seqcounter')")
+        raise ValueError(
+            "the native encoding has AtMost constraints that plain DIMACS cannot hold; "
+            "export with a clausal encoding (e.g. 'adder' or 'seqcounter')"
+        )
     path = Path(path)
     units = [[int(s)] for s in encoding.selectors] if fix == "all" else []
     clauses = encoding.formula.clauses
@@ -87,14 +92,17 @@ def write_dimacs(encoding: CNFEncoding, path: str | os.PathLike, fix: str = "non
     return path
 
 
-def write_smt2(encoding: SMTEncoding, path: str | os.PathLike, fix: str = "none",
-               comments: Sequence[str] = ()) -> Path:
+def write_smt2(encoding: SMTEncoding, path: str | os.PathLike, fix: str = "none", comments: Sequence[str] = ()) -> Path:
     """Write ``encoding`` as SMT-LIB2 (``fix="all"``: every selector asserted), ending in ``(check-sat)``."""
     _check_fix(fix)
     path = Path(path)
     fixed = range(len(encoding.features)) if fix == "all" else ()
-    header = [*_header(encoding, fix), f"variant: {encoding.variant}", *comments,
-              "selectors: sel_<feature> (Bool); inputs: x_<pixel> (static) or x_<pixel>_<step>"]
+    header = [
+        *_header(encoding, fix),
+        f"variant: {encoding.variant}",
+        *comments,
+        "selectors: sel_<feature> (Bool); inputs: x_<pixel> (static) or x_<pixel>_<step>",
+    ]
     with open(path, "w") as out:
         for line in header:
             out.write(f"; {line}\n")
@@ -104,9 +112,18 @@ def write_smt2(encoding: SMTEncoding, path: str | os.PathLike, fix: str = "none"
     return path
 
 
-def export_instance(model: BSNN, instance_spikes: np.ndarray, target: int, fmt: str, fix: str,
-                    path: str | os.PathLike, encoding: str | None = None, *, features: FeatureSet | None = None,
-                    max_distance: int | None = None) -> Path:
+def export_instance(
+    model: BSNN,
+    instance_spikes: np.ndarray,
+    target: int,
+    fmt: str,
+    fix: str,
+    path: str | os.PathLike,
+    encoding: str | None = None,
+    *,
+    features: FeatureSet | None = None,
+    max_distance: int | None = None,
+) -> Path:
     """Write "prediction != target" for ``instance_spikes`` ``(T, n_inputs)`` as ``fmt`` ("dimacs" or "smt2").
 
     ``encoding``: for DIMACS, a clausal cardinality encoding (default
@@ -115,11 +132,18 @@ def export_instance(model: BSNN, instance_spikes: np.ndarray, target: int, fmt: 
     """
     _check_fix(fix)
     if fmt == "dimacs":
-        cnf = encode_cnf(model, instance_spikes, target, features=features, max_distance=max_distance,
-                         encoding=encoding or DEFAULT_CLAUSAL_ENCODING)
+        cnf = encode_cnf(
+            model,
+            instance_spikes,
+            target,
+            features=features,
+            max_distance=max_distance,
+            encoding=encoding or DEFAULT_CLAUSAL_ENCODING,
+        )
         return write_dimacs(cnf, path, fix)
     if fmt == "smt2":
-        smt = encode_smt(model, instance_spikes, target, features=features, max_distance=max_distance,
-                         variant=encoding or "lia")
+        smt = encode_smt(
+            model, instance_spikes, target, features=features, max_distance=max_distance, variant=encoding or "lia"
+        )
         return write_smt2(smt, path, fix)
     raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")

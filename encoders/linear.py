@@ -41,6 +41,7 @@ win are dropped, and when no rival can win the answer is ENTAILED without a solv
 :class:`Formulation`; HiGHS gets them (:func:`big_m_rows`) as big-M rows whose ``M`` is computed from those
 bounds (the tightest valid ``M``), CP-SAT as ``OnlyEnforceIf`` constraints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,23 @@ import numpy as np
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, integrate_and_fire
 
-__all__ = ["NeuronBounds", "potential_bounds", "input_ladders", "LinearRow", "Indicator", "Formulation", "Builder",
-           "is_static_like", "build_formulation", "input_columns", "distance_rows", "big_m_rows",
-           "disconnected_features", "input_domain", "instance_selectors"]
+__all__ = [
+    "NeuronBounds",
+    "potential_bounds",
+    "input_ladders",
+    "LinearRow",
+    "Indicator",
+    "Formulation",
+    "Builder",
+    "is_static_like",
+    "build_formulation",
+    "input_columns",
+    "distance_rows",
+    "big_m_rows",
+    "disconnected_features",
+    "input_domain",
+    "instance_selectors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +174,9 @@ def potential_bounds(model: BSNN, instance: np.ndarray, free_pixels: np.ndarray)
     return NeuronBounds(tuple(lowers), tuple(uppers), first, constant)
 
 
-def _simulate_ranges(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int,
-                     reset: str) -> tuple[np.ndarray, np.ndarray]:
+def _simulate_ranges(
+    i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int, reset: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Simulate neuron ``j`` for every constant integer input in ``[i_lo_j, i_hi_j]``.
 
     Returns ``(V, inputs)``: potentials ``(T, m)`` and the input of each of the ``m`` runs,
@@ -173,8 +189,9 @@ def _simulate_ranges(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_st
     return _simulate(inputs, theta[owner], n_steps, reset), inputs
 
 
-def input_ladders(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int,
-                  reset: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def input_ladders(
+    i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps: int, reset: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """For neurons fed one constant integer ``I_j in [i_lo_j, i_hi_j]`` at every step: the spike
     train as a step function of ``I_j``.
 
@@ -193,7 +210,7 @@ def input_ladders(i_lo: np.ndarray, i_hi: np.ndarray, theta: np.ndarray, n_steps
     changed[starts] = False
     out = []
     for a, n in zip(starts.tolist(), counts.tolist()):
-        where = a + np.flatnonzero(changed[a:a + n])
+        where = a + np.flatnonzero(changed[a : a + n])
         out.append((inputs[where], spikes[:, np.concatenate([[a], where])].T))
     return out
 
@@ -307,13 +324,20 @@ class Builder:
         rows (a missing side filled from the column bounds); ``fields`` are the remaining ones."""
         lower, upper = self.bounds()
         rows = [self.row(cols, coefs, lo, hi, lower, upper) for cols, coefs, lo, hi in pending_rows]
-        indicators = [Indicator(int(col), int(val), self.row(cols, coefs, lo, hi, lower, upper))
-                      for col, val, cols, coefs, lo, hi in pending_ind]
-        return Formulation(lower=lower, upper=upper, boolean=np.concatenate(self.boolean or [np.zeros(0, bool)]),
-                           rows=rows, indicators=indicators, **fields)
+        indicators = [
+            Indicator(int(col), int(val), self.row(cols, coefs, lo, hi, lower, upper))
+            for col, val, cols, coefs, lo, hi in pending_ind
+        ]
+        return Formulation(
+            lower=lower,
+            upper=upper,
+            boolean=np.concatenate(self.boolean or [np.zeros(0, bool)]),
+            rows=rows,
+            indicators=indicators,
+            **fields,
+        )
 
-    def row(self, cols, coefs, lower: int | None, upper: int | None, lo_b: np.ndarray,
-            hi_b: np.ndarray) -> LinearRow:
+    def row(self, cols, coefs, lower: int | None, upper: int | None, lo_b: np.ndarray, hi_b: np.ndarray) -> LinearRow:
         """A row; a missing side is filled with the expression's extreme over the column bounds."""
         cols = np.asarray(cols, dtype=np.int64)
         coefs = np.asarray(coefs, dtype=np.int64)
@@ -346,13 +370,25 @@ def instance_selectors(model: BSNN, instance: np.ndarray) -> np.ndarray:
     sel = np.where(match.any(axis=1), np.argmax(match, axis=1), -1)
     bad = (sel < 0) & (x.any(axis=0) | (not silent_ok))
     if bad.any():
-        raise ValueError(f"the instance gives pixel {int(np.flatnonzero(bad)[0])} a spike train outside the "
-                         f"{model.coding.name} coding's free domain; the linear oracles need it inside")
+        raise ValueError(
+            f"the instance gives pixel {int(np.flatnonzero(bad)[0])} a spike train outside the "
+            f"{model.coding.name} coding's free domain; the linear oracles need it inside"
+        )
     return sel.astype(np.int64)
 
 
-def _ladder_layer(b: Builder, rows: list, indicators: list, s: np.ndarray, const: np.ndarray, in_cols: np.ndarray,
-                  in_coefs: np.ndarray, bounds: NeuronBounds, theta: np.ndarray, model: BSNN) -> np.ndarray:
+def _ladder_layer(
+    b: Builder,
+    rows: list,
+    indicators: list,
+    s: np.ndarray,
+    const: np.ndarray,
+    in_cols: np.ndarray,
+    in_coefs: np.ndarray,
+    bounds: NeuronBounds,
+    theta: np.ndarray,
+    model: BSNN,
+) -> np.ndarray:
     """First layer with a constant integer input ``I_j`` (static coding): spikes from a ladder on ``I_j``.
 
     Columns ``I_j`` (``I_j = const_j + in_coefs_j @ in_cols``) and ``z_jm = [I_j >= a_jm]`` with
@@ -364,23 +400,41 @@ def _ladder_layer(b: Builder, rows: list, indicators: list, s: np.ndarray, const
     for j, (breaks, trains) in enumerate(input_ladders(i_lo, i_hi, theta, model.n_steps, model.reset)):
         if len(breaks) == 0:
             continue  # one train over the whole range: the spike columns are fixed by their bounds
-        rows.append((np.concatenate([[total[j]], in_cols]), np.concatenate([[1], -in_coefs[j]]),
-                     int(const[j]), int(const[j])))
+        rows.append(
+            (np.concatenate([[total[j]], in_cols]), np.concatenate([[1], -in_coefs[j]]), int(const[j]), int(const[j]))
+        )
         z = b.add_cols(np.zeros(len(breaks), np.int64), 1, boolean=True)
         for m in range(len(breaks) - 1):
-            rows.append((z[m:m + 2], np.array([1, -1]), 0, None))
+            rows.append((z[m : m + 2], np.array([1, -1]), 0, None))
         for m, a in enumerate(breaks.tolist()):
             indicators.append((z[m], 1, [total[j]], [1], a, None))
             indicators.append((z[m], 0, [total[j]], [1], None, a - 1))
         steps = np.diff(trains, axis=0)  # (M, T): change of the train at each break
         for t in range(model.n_steps):
-            rows.append((np.concatenate([[s[t, j]], z]), np.concatenate([[1], -steps[:, t]]),
-                         int(trains[0, t]), int(trains[0, t])))
+            rows.append(
+                (
+                    np.concatenate([[s[t, j]], z]),
+                    np.concatenate([[1], -steps[:, t]]),
+                    int(trains[0, t]),
+                    int(trains[0, t]),
+                )
+            )
     return total
 
 
-def _step_layer(b: Builder, rows: list, indicators: list, s: np.ndarray, consts: np.ndarray, in_cols: list,
-                in_coefs: list, bounds: NeuronBounds, layer: int, theta: np.ndarray, model: BSNN) -> np.ndarray:
+def _step_layer(
+    b: Builder,
+    rows: list,
+    indicators: list,
+    s: np.ndarray,
+    consts: np.ndarray,
+    in_cols: list,
+    in_coefs: list,
+    bounds: NeuronBounds,
+    layer: int,
+    theta: np.ndarray,
+    model: BSNN,
+) -> np.ndarray:
     """A layer step by step: potentials ``V``, spikes by indicators, the reset exactly."""
     n_steps = model.n_steps
     lo, hi = bounds.lower[layer], bounds.upper[layer]
@@ -417,8 +471,9 @@ def _step_layer(b: Builder, rows: list, indicators: list, s: np.ndarray, consts:
     return v
 
 
-def input_columns(b: Builder, n_inputs: int, free_idx: np.ndarray, k: int,
-                  silent_ok: bool) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+def input_columns(
+    b: Builder, n_inputs: int, free_idx: np.ndarray, k: int, silent_ok: bool
+) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
     """The input selector binaries ``u[p, r]`` (free pixel ``free_idx[p]`` takes non-silent train
     ``r``): ``(u, input_cols, rows)`` with ``input_cols`` ``(n_inputs, k)`` (``-1`` for fixed
     pixels) and the pending rows ``sum_r u[p, r] <= 1`` (``= 1`` without a silent train)."""
@@ -433,8 +488,16 @@ def input_columns(b: Builder, n_inputs: int, free_idx: np.ndarray, k: int,
     return u, input_cols, rows
 
 
-def distance_rows(b: Builder, rows: list, features: FeatureSet, fixed: frozenset[int], free_idx: np.ndarray,
-                  selectors: np.ndarray, u: np.ndarray, max_distance: int) -> None:
+def distance_rows(
+    b: Builder,
+    rows: list,
+    features: FeatureSet,
+    fixed: frozenset[int],
+    free_idx: np.ndarray,
+    selectors: np.ndarray,
+    u: np.ndarray,
+    max_distance: int,
+) -> None:
     """Append the rows of "at most ``max_distance`` free features differ from the instance".
 
     A single-pixel feature differs iff its pixel's selectors leave the instance's train; a
@@ -452,7 +515,7 @@ def distance_rows(b: Builder, rows: list, features: FeatureSet, fixed: frozenset
             if selectors[i] < 0:
                 differs.append((u[p], np.ones(k, np.int64), 0))
             else:
-                differs.append((u[p, selectors[i]:selectors[i] + 1], np.array([-1]), 1))
+                differs.append((u[p, selectors[i] : selectors[i] + 1], np.array([-1]), 1))
         if len(differs) == 1:
             cols, coefs, const = differs[0]
             terms_cols.append(cols)
@@ -480,8 +543,14 @@ def disconnected_features(model: BSNN, features: FeatureSet) -> frozenset[int]:
     return frozenset(k for k, group in enumerate(features.groups) if dead[list(group)].all())
 
 
-def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: frozenset[int],
-                      target: int, max_distance: int | None = None) -> Formulation:
+def build_formulation(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet,
+    fixed: frozenset[int],
+    target: int,
+    max_distance: int | None = None,
+) -> Formulation:
     """The integer feasibility problem for fixed feature set ``fixed`` (see the module docstring).
 
     With ``fixed`` empty the problem is valid for every fixed set once the input binaries of
@@ -512,19 +581,23 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
         if layer == 0:
             # I_j(t) = const_j(t) + sum_{i free, r} W_ji train[r, t] u[i, r]
             consts = x[:, ~free] @ w[:, ~free].T  # (T, n_0)
-            in_coefs = [(w[:, free][:, :, None] * trains[:, t].astype(np.int64)[None, None, :]).reshape(len(w), -1)
-                        for t in range(n_steps)]
+            in_coefs = [
+                (w[:, free][:, :, None] * trains[:, t].astype(np.int64)[None, None, :]).reshape(len(w), -1)
+                for t in range(n_steps)
+            ]
             in_cols = [u.ravel()] * n_steps
         else:
             consts = np.zeros((n_steps, len(w)), np.int64)
             in_coefs = [w] * n_steps
             in_cols = [prev_s[t] for t in range(n_steps)]
         if layer == 0 and bounds.constant_input:
-            potential_cols.append(_ladder_layer(b, pending_rows, pending_ind, s, consts[0], in_cols[0], in_coefs[0],
-                                                bounds, theta, model))
+            potential_cols.append(
+                _ladder_layer(b, pending_rows, pending_ind, s, consts[0], in_cols[0], in_coefs[0], bounds, theta, model)
+            )
         else:
-            potential_cols.append(_step_layer(b, pending_rows, pending_ind, s, consts, in_cols, in_coefs,
-                                              bounds, layer, theta, model))
+            potential_cols.append(
+                _step_layer(b, pending_rows, pending_ind, s, consts, in_cols, in_coefs, bounds, layer, theta, model)
+            )
         prev_s = s
 
     # goal: some rival class beats the target (ties to the lowest index)
@@ -550,8 +623,16 @@ def build_formulation(model: BSNN, instance: np.ndarray, features: FeatureSet, f
     if max_distance is not None and k:
         distance_rows(b, pending_rows, features, fixed, free_idx, selectors, u, max_distance)
 
-    return b.formulation(pending_rows, pending_ind, input_cols=input_cols, trains=trains, rivals=rivals,
-                         no_rival=not rivals, spike_cols=spike_cols, potential_cols=potential_cols)
+    return b.formulation(
+        pending_rows,
+        pending_ind,
+        input_cols=input_cols,
+        trains=trains,
+        rivals=rivals,
+        no_rival=not rivals,
+        spike_cols=spike_cols,
+        potential_cols=potential_cols,
+    )
 
 
 def big_m_rows(form: Formulation) -> list[LinearRow]:

@@ -20,6 +20,7 @@ Cardinality constraints are AtMost constraints as python-sat's Minicard / Glueca
 (a repeated literal counts as often as it occurs): ``guard -> sum(L) >= b`` is
 ``sum(~L) + b [guard] <= |L|``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,11 @@ class RivalCNF:
         selectors = np.arange(n + 1, n + 1 + len(features), dtype=np.int64)
         self.n_pixels, self.n_features = n, len(features)
         self.max_distance = max_distance
-        self.fixing = [[-int(selectors[k]), int(x[i]) if value[i] else -int(x[i])]
-                       for k, group in enumerate(features.groups) for i in group]
+        self.fixing = [
+            [-int(selectors[k]), int(x[i]) if value[i] else -int(x[i])]
+            for k, group in enumerate(features.groups)
+            for i in group
+        ]
         # per neuron: the literals L_j (x_i where W_ji = +1, ~x_i where W_ji = -1) and n_j^-
         self.literals = [np.concatenate([x[w[j] > 0], -x[w[j] < 0]]).tolist() for j in range(len(w))]
         self.n_neg = (w < 0).sum(axis=1).tolist()

@@ -34,6 +34,7 @@ of the two-sided ladder disappear, neurons with ``d_j = 0`` drop out, and the so
 monotone problem. Measured on ``mnist10-ternary`` (``docs/solvers.md``): the same hard ENTAILED
 questions are decided an order of magnitude faster than with the combined formulation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,11 +43,28 @@ import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .linear import (Builder, Formulation, distance_rows, input_columns, input_domain, input_ladders,
-                     instance_selectors, is_static_like, potential_bounds)
 
-__all__ = ["rival_split_applies", "Ladders", "neuron_ladders", "distance_input_range", "rival_terms", "RivalProblem",
-           "build_rival_problems"]
+from .linear import (
+    Builder,
+    Formulation,
+    distance_rows,
+    input_columns,
+    input_domain,
+    input_ladders,
+    instance_selectors,
+    is_static_like,
+    potential_bounds,
+)
+
+__all__ = [
+    "rival_split_applies",
+    "Ladders",
+    "neuron_ladders",
+    "distance_input_range",
+    "rival_terms",
+    "RivalProblem",
+    "build_rival_problems",
+]
 
 
 def rival_split_applies(model: BSNN, instance: np.ndarray) -> bool:
@@ -87,8 +105,7 @@ class Ladders:
 def neuron_ladders(model: BSNN, i_lo: np.ndarray, i_hi: np.ndarray) -> Ladders:
     """The :class:`Ladders` of the first layer for inputs ``I_j`` in ``[i_lo_j, i_hi_j]``."""
     breaks, deltas, base_counts = [], [], np.zeros(len(i_lo), np.int64)
-    for j, (a, spike_trains) in enumerate(input_ladders(i_lo, i_hi, model.thresholds[0], model.n_steps,
-                                                        model.reset)):
+    for j, (a, spike_trains) in enumerate(input_ladders(i_lo, i_hi, model.thresholds[0], model.n_steps, model.reset)):
         counts = spike_trains.sum(axis=1).astype(np.int64)
         base_counts[j] = counts[0]
         breaks.append(a.astype(np.int64))
@@ -96,8 +113,9 @@ def neuron_ladders(model: BSNN, i_lo: np.ndarray, i_hi: np.ndarray) -> Ladders:
     return Ladders(tuple(breaks), tuple(deltas), base_counts)
 
 
-def distance_input_range(model: BSNN, instance: np.ndarray, features: FeatureSet, free_features: np.ndarray,
-                         max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+def distance_input_range(
+    model: BSNN, instance: np.ndarray, features: FeatureSet, free_features: np.ndarray, max_distance: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Range ``[lo_j, hi_j]`` of every first-layer input ``I_j`` (static-like coding) over the
     inputs that agree with ``instance`` on the fixed features, give the pixels of the free
     features (``free_features``, bool per feature) and the pixels of no feature any value of the
@@ -134,8 +152,10 @@ def distance_input_range(model: BSNN, instance: np.ndarray, features: FeatureSet
     up, down = _per_feature_sums(np.where(owner >= 0, owner, n_features), n_features + 1, up_pixel, down_pixel)
     free = np.asarray(free_features, dtype=bool)
     centre = w @ v
-    return (centre - down[:, -1] - _largest_sum(down[:, :-1][:, free], max_distance),
-            centre + up[:, -1] + _largest_sum(up[:, :-1][:, free], max_distance))
+    return (
+        centre - down[:, -1] - _largest_sum(down[:, :-1][:, free], max_distance),
+        centre + up[:, -1] + _largest_sum(up[:, :-1][:, free], max_distance),
+    )
 
 
 def _per_feature_sums(column: np.ndarray, n_columns: int, *per_pixel: np.ndarray) -> list[np.ndarray]:
@@ -160,21 +180,30 @@ def _largest_sum(values: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(len(values), np.int64)
     if values.max() <= 1:  # 0/1 entries (one-pixel features, weights in {-1, 0, 1}): k ones at most
         return np.minimum(values.sum(axis=1), k)
-    return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k:].sum(axis=1)
+    return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k :].sum(axis=1)
 
 
 def rival_terms(model: BSNN, ladders: Ladders, target: int, rival: int) -> tuple[int, list[tuple[int, int, int]]]:
     """``(B, terms)`` with ``D_rival = B + sum_{(j, a, e) in terms} e [I_j >= a]`` (module docstring)."""
     d = model.readout[rival].astype(np.int64) - model.readout[target].astype(np.int64)
     base = int(d @ ladders.base_counts)
-    terms = [(j, int(a), int(d[j] * delta))
-             for j in np.flatnonzero(d).tolist()
-             for a, delta in zip(ladders.breaks[j].tolist(), ladders.deltas[j].tolist()) if delta != 0]
+    terms = [
+        (j, int(a), int(d[j] * delta))
+        for j in np.flatnonzero(d).tolist()
+        for a, delta in zip(ladders.breaks[j].tolist(), ladders.deltas[j].tolist())
+        if delta != 0
+    ]
     return base, terms
 
 
-def build_rival_problems(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: frozenset[int],
-                         target: int, max_distance: int | None = None) -> list[RivalProblem]:
+def build_rival_problems(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet,
+    fixed: frozenset[int],
+    target: int,
+    max_distance: int | None = None,
+) -> list[RivalProblem]:
     """The rivals that the interval bounds cannot rule out, each as a one-sided problem,
     most dangerous first (see the module docstring). An empty list proves ENTAILED.
 
@@ -209,17 +238,49 @@ def build_rival_problems(model: BSNN, instance: np.ndarray, features: FeatureSet
         upper = base + sum(e for _, _, e in terms if e > 0)
         if upper < need:
             continue
-        problems.append(RivalProblem(rival, upper, need,
-                                     _one_sided(terms, base, need, const, coefs, free_idx, k, silent_ok, trains,
-                                                model.n_inputs, features, fixed, selectors, max_distance)))
+        problems.append(
+            RivalProblem(
+                rival,
+                upper,
+                need,
+                _one_sided(
+                    terms,
+                    base,
+                    need,
+                    const,
+                    coefs,
+                    free_idx,
+                    k,
+                    silent_ok,
+                    trains,
+                    model.n_inputs,
+                    features,
+                    fixed,
+                    selectors,
+                    max_distance,
+                ),
+            )
+        )
     problems.sort(key=lambda p: (p.need - p.upper, p.rival))
     return problems
 
 
-def _one_sided(terms: list[tuple[int, int, int]], base: int, need: int, const: np.ndarray, coefs: np.ndarray,
-               free_idx: np.ndarray, k: int, silent_ok: bool, trains: np.ndarray, n_inputs: int,
-               features: FeatureSet, fixed: frozenset[int], selectors: np.ndarray,
-               max_distance: int | None) -> Formulation:
+def _one_sided(
+    terms: list[tuple[int, int, int]],
+    base: int,
+    need: int,
+    const: np.ndarray,
+    coefs: np.ndarray,
+    free_idx: np.ndarray,
+    k: int,
+    silent_ok: bool,
+    trains: np.ndarray,
+    n_inputs: int,
+    features: FeatureSet,
+    fixed: frozenset[int],
+    selectors: np.ndarray,
+    max_distance: int | None,
+) -> Formulation:
     b = Builder()
     u, input_cols, pending_rows = input_columns(b, n_inputs, free_idx, k, silent_ok)
     flat_u = u.ravel()

@@ -17,14 +17,14 @@ feature, optional distance bound, network, goal), in two variants:
 
 Each encoding uses its own z3 ``Context``. SMT-LIB2 text comes from ``Solver.to_smt2()``.
 """
+
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
-
-import ctypes
 
 import numpy as np
 import z3
@@ -32,7 +32,8 @@ import z3
 from xsnn.causal import CausalModel, NeuronDynamics
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
-from .common import GOALS, domain_kind, drive_table, prepare_query
+
+from .common import domain_kind, drive_table, prepare_query
 
 __all__ = ["SMTEncoding", "encode_smt", "SMT_VARIANTS"]
 
@@ -98,7 +99,10 @@ class SMTEncoding:
         """Potentials ``(T, n_l)`` int64 (``lia`` only)."""
         if self.potentials is None:
             raise ValueError("the pb variant has no potential terms; use variant='lia'")
-        value = lambda t: model.eval(t, model_completion=True).as_long()
+
+        def value(t: z3.ExprRef) -> int:
+            return model.eval(t, model_completion=True).as_long()
+
         return tuple(np.vectorize(value, otypes=[np.int64])(v) for v in self.potentials)
 
     def decode_scores(self, model: z3.ModelRef) -> np.ndarray:
@@ -220,8 +224,9 @@ class _Builder:
         return total + offset if offset else total
 
 
-def _encode_inputs(b: _Builder, causal: CausalModel, instance: np.ndarray, features: FeatureSet,
-                   max_distance: int | None, variant: str):
+def _encode_inputs(
+    b: _Builder, causal: CausalModel, instance: np.ndarray, features: FeatureSet, max_distance: int | None, variant: str
+):
     n_steps, n_inputs = causal.n_steps, causal.n_inputs
     trains = causal.coding.free_trains(n_steps)
     kind = domain_kind(trains)
@@ -275,7 +280,7 @@ def _encode_neuron_lia(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n
     nz = np.flatnonzero(dyn.weights)
     same = all(all(previous[t, i] is previous[0, i] for i in nz) for t in range(1, n_steps))
     if same and n_steps > 1:
-        u = z3.Int(f"u_{name}", b.ctx)                          # one integer for every step
+        u = z3.Int(f"u_{name}", b.ctx)  # one integer for every step
         b.assertions.append(u == b.int_sum(dyn.weights, list(previous[0])))
         sums = [u] * n_steps
     else:
@@ -306,11 +311,14 @@ def _encode_neuron_pb(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n_
     """Spikes of one neuron with pseudo-Boolean constraints."""
     nz = np.flatnonzero(dyn.weights)
     same = all(all(previous[t, i] is previous[0, i] for i in nz) for t in range(1, n_steps))
-    folded = [b.fold(dyn.weights, list(previous[0]))] * n_steps if same else \
-        [b.fold(dyn.weights, list(previous[t])) for t in range(n_steps)]
+    folded = (
+        [b.fold(dyn.weights, list(previous[0]))] * n_steps
+        if same
+        else [b.fold(dyn.weights, list(previous[t])) for t in range(n_steps)]
+    )
     theta = dyn.threshold
     spikes: list = []
-    if same:                                                    # constant drive: tabulate
+    if same:  # constant drive: tabulate
         pairs, offset = folded[0]
         n = sum(c for _, c in pairs)
         breaks, table = drive_table(dyn, n, offset, n_steps)
@@ -326,8 +334,9 @@ def _encode_neuron_pb(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n_
                 spikes.append(b.true if dyn.fixed[t] else b.false)
                 continue
             s = b.bool(f"s_{name}_{t}")
-            b.assertions.append(s == z3.Or(*[z3.And(lows[k], z3.Not(highs[k])) for k in range(len(lows))
-                                             if table[k, t]], b.ctx))
+            b.assertions.append(
+                s == z3.Or(*[z3.And(lows[k], z3.Not(highs[k])) for k in range(len(lows)) if table[k, t]], b.ctx)
+            )
             spikes.append(s)
         return spikes
     pairs_of = [p for p, _ in folded]
@@ -339,23 +348,23 @@ def _encode_neuron_pb(b: _Builder, dyn: NeuronDynamics, previous: np.ndarray, n_
         s = b.bool(f"s_{name}_{t}")
         if dyn.reset == "zero":
             cases = []
-            for r in range(t + 1):                              # last spike at r - 1, none since
+            for r in range(t + 1):  # last spike at r - 1, none since
                 condition = ([spikes[r - 1]] if r > 0 else []) + [z3.Not(spikes[q]) for q in range(r, t)]
                 window = [pair for q in range(r, t + 1) for pair in pairs_of[q]]
-                fires = b.pb_geq(window, theta - sum(offsets[r:t + 1]))
+                fires = b.pb_geq(window, theta - sum(offsets[r : t + 1]))
                 cases.append(z3.And(*condition, fires) if condition else fires)
             b.assertions.append(s == z3.Or(*cases))
-        else:                                                   # prefix - theta * own spikes >= theta
+        else:  # prefix - theta * own spikes >= theta
             pairs = [pair for q in range(t + 1) for pair in pairs_of[q]]
             fired = 0
             for q in range(t):
                 value = b.const_value(spikes[q])
                 if value is None:
-                    pairs.append((z3.Not(spikes[q]), theta))    # -theta s = theta ~s - theta
+                    pairs.append((z3.Not(spikes[q]), theta))  # -theta s = theta ~s - theta
                     fired += 1
                 else:
                     fired += value
-            b.assertions.append(s == b.pb_geq(pairs, theta * (fired + 1) - sum(offsets[:t + 1])))
+            b.assertions.append(s == b.pb_geq(pairs, theta * (fired + 1) - sum(offsets[: t + 1])))
         spikes.append(s)
     return spikes
 
@@ -385,7 +394,7 @@ def _encode_goal(b: _Builder, causal: CausalModel, last: np.ndarray, target: int
     for other in range(causal.n_classes):
         if other == target:
             continue
-        need = 1 if other > target else 0                       # score_other - score_target >= need
+        need = 1 if other > target else 0  # score_other - score_target >= need
         if variant == "lia":
             beats.append(scores[other] - scores[target] >= need)
             continue
@@ -409,9 +418,16 @@ def _encode_goal(b: _Builder, causal: CausalModel, last: np.ndarray, target: int
     return scores
 
 
-def encode_smt(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *, goal: str = "differs",
-               features: FeatureSet | None = None, max_distance: int | None = None,
-               variant: str = "lia") -> SMTEncoding:
+def encode_smt(
+    causal: CausalModel | BSNN,
+    instance: np.ndarray,
+    target: int,
+    *,
+    goal: str = "differs",
+    features: FeatureSet | None = None,
+    max_distance: int | None = None,
+    variant: str = "lia",
+) -> SMTEncoding:
     """Encode the entailment question for z3 (see the module docstring); arguments as :func:`encode_cnf`."""
     start = time.perf_counter()
     if variant not in SMT_VARIANTS:
@@ -439,6 +455,21 @@ def encode_smt(causal: CausalModel | BSNN, instance: np.ndarray, target: int, *,
     scores = _encode_goal(b, causal, previous, int(target), goal, variant)
     seconds = time.perf_counter() - start
     log.debug("SMT (%s): %d assertions in %.2fs", variant, len(b.assertions), seconds)
-    return SMTEncoding(b.ctx, b.assertions, variant, goal, int(target), causal, features, instance, selectors,
-                       inputs, tuple(spikes), tuple(potentials) if variant == "lia" else None, scores, distance,
-                       max_distance, seconds)
+    return SMTEncoding(
+        b.ctx,
+        b.assertions,
+        variant,
+        goal,
+        int(target),
+        causal,
+        features,
+        instance,
+        selectors,
+        inputs,
+        tuple(spikes),
+        tuple(potentials) if variant == "lia" else None,
+        scores,
+        distance,
+        max_distance,
+        seconds,
+    )

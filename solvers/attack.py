@@ -36,18 +36,20 @@ every completion when there are few (the ``exhaustive`` path of the layered orac
 :class:`~xsnn.solvers.bounds.BoundPropagator` (the ``branch-and-bound`` path), enumerating its
 leaves with :meth:`CounterexampleSearch.enumerate`; both answer ENTAILED when nothing flips.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, integrate_and_fire
 from xsnn.question import Question
+
 from .oracle import verify_witness
 
 __all__ = ["CounterexampleSearch", "AttackResult"]
@@ -92,10 +94,22 @@ class CounterexampleSearch:
         shrink: revert features of a found witness to the instance while it still flips.
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, seed: int = 0,
-                 max_evaluations: int = 20_000, max_steps: int | None = None, restarts: int = 3,
-                 competitors: int = 3, patience: int = 16, shrink: bool = True) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        *,
+        seed: int = 0,
+        max_evaluations: int = 20_000,
+        max_steps: int | None = None,
+        restarts: int = 3,
+        competitors: int = 3,
+        patience: int = 16,
+        shrink: bool = True,
+    ) -> None:
         question = Question.build(model, instance, features, target, max_distance)
         self.model, self.instance, self.features = model, question.instance, question.features
         self.target, self.max_distance = question.target, question.max_distance
@@ -130,8 +144,9 @@ class CounterexampleSearch:
 
     # ------------------------------------------------------------------ public
 
-    def search(self, fixed: Iterable[int], starts: Sequence[np.ndarray] = (), time_limit: float | None = None
-               ) -> AttackResult:
+    def search(
+        self, fixed: Iterable[int], starts: Sequence[np.ndarray] = (), time_limit: float | None = None
+    ) -> AttackResult:
         """Look for a witness with the features in ``fixed`` fixed, within the budgets."""
         t0 = time.perf_counter()
         deadline = None if time_limit is None else t0 + time_limit
@@ -174,8 +189,9 @@ class CounterexampleSearch:
         verify_witness(self.model, self.instance, self.features, fixed_set, self.target, x, self.max_distance)
         return AttackResult(True, x, evaluations, time.perf_counter() - t0, "exhaustive", True)
 
-    def enumerate(self, free: np.ndarray, values: np.ndarray, budget: int | None, limit: int,
-                   chunk: int = 4096) -> tuple[np.ndarray | None, int] | None:
+    def enumerate(
+        self, free: np.ndarray, values: np.ndarray, budget: int | None, limit: int, chunk: int = 4096
+    ) -> tuple[np.ndarray | None, int] | None:
         """Every assignment of trains to the pixels ``free`` (others as in ``values``) changing at most
         ``budget`` features of the instance among them; ``None`` if more than ``limit`` candidates.
 

@@ -40,27 +40,29 @@ NOT_ENTAILED, which carries no core) *and* the exact oracle's cores are a functi
 question alone (true for brute force; an incremental SAT solver's raw cores depend on its
 history).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence, Union
 
 import numpy as np
 
 from xsnn.question import Question
+
 from .certificate import AXpCertificate, VerdictRecord
-from .witnesses import WitnessCache
 from .oracle import Check, EntailmentOracle, Verdict
 from .result import FormalExplanation, NoExplanationError, Status
+from .witnesses import WitnessCache
 
 __all__ = ["OracleAlgorithm", "DeletionAXp", "QuickXplainAXp", "ProgressionAXp", "feature_order", "Order"]
 
 log = logging.getLogger(__name__)
 
-Order = Union[str, Sequence[float], np.ndarray]
+Order = str | Sequence[float] | np.ndarray
 _ORDER_NAMES = ("index", "reverse", "brightest", "darkest")
 
 
@@ -124,8 +126,9 @@ class OracleAlgorithm:
             time caps it too.
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, time_limit: float | None = None,
-                 call_time_limit: float | None = None) -> None:
+    def __init__(
+        self, oracle: EntailmentOracle, *, time_limit: float | None = None, call_time_limit: float | None = None
+    ) -> None:
         if not isinstance(oracle, EntailmentOracle):
             raise TypeError(f"oracle must be an EntailmentOracle, got {type(oracle).__name__}")
         for name, value in (("time_limit", time_limit), ("call_time_limit", call_time_limit)):
@@ -186,12 +189,23 @@ class OracleAlgorithm:
             return None
         s = set(run.current)  # one C-level copy under the GIL: consistent
         witnesses = {i: w for i, w in dict(run.witnesses).items() if i in s}
-        cert = AXpCertificate(self.question, frozenset(s),
-                              None if run.sufficiency is None else VerdictRecord.from_check(run.sufficiency),
-                              witnesses, frozenset(s - set(witnesses)))
+        cert = AXpCertificate(
+            self.question,
+            frozenset(s),
+            None if run.sufficiency is None else VerdictRecord.from_check(run.sufficiency),
+            witnesses,
+            frozenset(s - set(witnesses)),
+        )
         minimal = len(witnesses) == len(s)
-        return FormalExplanation("axp", tuple(sorted(s)), Status.COMPLETE if minimal else Status.INTERRUPTED,
-                                 minimal, cert, self._run_stats(), self._elapsed())
+        return FormalExplanation(
+            "axp",
+            tuple(sorted(s)),
+            Status.COMPLETE if minimal else Status.INTERRUPTED,
+            minimal,
+            cert,
+            self._run_stats(),
+            self._elapsed(),
+        )
 
     def _early_status(self) -> Status:
         """The status of a computation that ended before its search was done."""
@@ -246,8 +260,11 @@ class OracleAlgorithm:
 
     def _run_stats(self) -> dict:
         run = self._run
-        return {"calls": dict(run.calls), "seconds": {k: round(v, 6) for k, v in run.seconds.items()},
-                "oracle_calls": sum(run.calls.values())}
+        return {
+            "calls": dict(run.calls),
+            "seconds": {k: round(v, 6) for k, v in run.seconds.items()},
+            "oracle_calls": sum(run.calls.values()),
+        }
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._run.start
@@ -268,12 +285,15 @@ class OracleAlgorithm:
         if check.verdict is Verdict.NOT_ENTAILED:
             raise NoExplanationError(
                 f"fixing every feature does not entail class index {self.oracle.target} "
-                f"(the instance is predicted {self.oracle.prediction}, or some pixels belong to no feature)")
-        raise NoExplanationError("could not decide, within the time limit, that fixing every feature entails the target")
+                f"(the instance is predicted {self.oracle.prediction}, or some pixels belong to no feature)"
+            )
+        raise NoExplanationError(
+            "could not decide, within the time limit, that fixing every feature entails the target"
+        )
 
-    def _deletion(self, start: Check, order: Sequence[int], use_cores: bool,
-                  known: dict[int, np.ndarray] | None = None
-                  ) -> tuple[set[int], Check, dict[int, np.ndarray], set[int]]:
+    def _deletion(
+        self, start: Check, order: Sequence[int], use_cores: bool, known: dict[int, np.ndarray] | None = None
+    ) -> tuple[set[int], Check, dict[int, np.ndarray], set[int]]:
         """Deletion from a sufficient set (``start`` is its ENTAILED check).
 
         Returns ``(S, sufficiency check, witnesses, unproven)``. Features in ``known`` are
@@ -283,13 +303,14 @@ class OracleAlgorithm:
         sufficiency = start
         witnesses: dict[int, np.ndarray] = dict(known or {})
         if not set(witnesses) <= s:
-            raise RuntimeError(f"{start.path} returned a core without a feature proven necessary: "
-                               "the oracle is inconsistent")
+            raise RuntimeError(
+                f"{start.path} returned a core without a feature proven necessary: the oracle is inconsistent"
+            )
         unproven: set[int] = set()
         order = list(order)
         run = self._run
         run.current, run.witnesses, run.sufficiency = s, witnesses, sufficiency
-        for pos, i in enumerate(order):
+        for i in order:
             if i not in s or i in witnesses or i in unproven:
                 continue
             if self._expired():
@@ -308,8 +329,10 @@ class OracleAlgorithm:
                     raise RuntimeError(f"{check.path} returned a core that is not inside the fixed set")
                 lost = (s - new) & set(witnesses)
                 if lost:
-                    raise RuntimeError(f"{check.path} returned a core without feature(s) {sorted(lost)[:5]} "
-                                       "that a verified witness proved necessary: the oracle is inconsistent")
+                    raise RuntimeError(
+                        f"{check.path} returned a core without feature(s) {sorted(lost)[:5]} "
+                        "that a verified witness proved necessary: the oracle is inconsistent"
+                    )
                 s = set(new)
                 run.current = s
                 unproven &= s
@@ -322,8 +345,9 @@ class OracleAlgorithm:
         unproven = (s - set(witnesses)) | (unproven & s)
         return s, sufficiency, witnesses, unproven
 
-    def _certify_axp(self, s: set[int], order: Sequence[int], sufficiency: Check | None
-                     ) -> tuple[set[int], Check | None, dict[int, np.ndarray], set[int]]:
+    def _certify_axp(
+        self, s: set[int], order: Sequence[int], sufficiency: Check | None
+    ) -> tuple[set[int], Check | None, dict[int, np.ndarray], set[int]]:
         """Find a minimality witness for each feature of the sufficient set ``s``.
 
         Stored witnesses are reused; otherwise the oracle is asked. An ENTAILED answer (only
@@ -355,17 +379,28 @@ class OracleAlgorithm:
         witnesses = {i: w for i, w in witnesses.items() if i in s}
         return s, sufficiency, witnesses, unproven & s
 
-    def _axp_result(self, s: set[int], sufficiency: Check | None, witnesses: dict[int, np.ndarray],
-                    unproven: set[int]) -> FormalExplanation:
+    def _axp_result(
+        self, s: set[int], sufficiency: Check | None, witnesses: dict[int, np.ndarray], unproven: set[int]
+    ) -> FormalExplanation:
         run = self._run
         # complete = proven subset-minimal (even if the clock ran out after the last proof)
-        status = Status.COMPLETE if not unproven else self._early_status() if run.timed_out or self.stopped \
+        status = (
+            Status.COMPLETE
+            if not unproven
+            else self._early_status()
+            if run.timed_out or self.stopped
             else Status.UNDECIDED
-        cert = AXpCertificate(self.question, frozenset(s),
-                              None if sufficiency is None else VerdictRecord.from_check(sufficiency),
-                              witnesses, frozenset(unproven))
-        return FormalExplanation("axp", tuple(sorted(s)), status, not unproven, cert, self._run_stats(),
-                                 self._elapsed())
+        )
+        cert = AXpCertificate(
+            self.question,
+            frozenset(s),
+            None if sufficiency is None else VerdictRecord.from_check(sufficiency),
+            witnesses,
+            frozenset(unproven),
+        )
+        return FormalExplanation(
+            "axp", tuple(sorted(s)), status, not unproven, cert, self._run_stats(), self._elapsed()
+        )
 
 
 def _justified(check: Check, use_cores: bool) -> frozenset[int]:
@@ -375,9 +410,16 @@ def _justified(check: Check, use_cores: bool) -> frozenset[int]:
 
 
 class _OrderedAXp(OracleAlgorithm):
-    def __init__(self, oracle: EntailmentOracle, *, order: Order = "index", image: np.ndarray | None = None,
-                 use_cores: bool = False, time_limit: float | None = None,
-                 call_time_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        use_cores: bool = False,
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
         super().__init__(oracle, time_limit=time_limit, call_time_limit=call_time_limit)
         self.order = feature_order(oracle, order, image)
         self.use_cores = bool(use_cores)
@@ -394,11 +436,24 @@ class DeletionAXp(_OrderedAXp):
         time_limit, call_time_limit: budgets (see :class:`OracleAlgorithm`).
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, order: Order = "index", image: np.ndarray | None = None,
-                 use_cores: bool = False, time_limit: float | None = None,
-                 call_time_limit: float | None = None) -> None:
-        super().__init__(oracle, order=order, image=image, use_cores=use_cores, time_limit=time_limit,
-                         call_time_limit=call_time_limit)
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        use_cores: bool = False,
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
+        super().__init__(
+            oracle,
+            order=order,
+            image=image,
+            use_cores=use_cores,
+            time_limit=time_limit,
+            call_time_limit=call_time_limit,
+        )
 
     def compute(self) -> FormalExplanation:
         self._begin()

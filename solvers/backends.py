@@ -30,29 +30,52 @@ chosen by name:
 The measurements that chose the default are in ``docs/solvers.md``, ``docs/oracles.md`` and
 ``docs/binary.md`` (the density rule).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes
+
 from .certificate import OracleFactory
 from .layered import LayeredOracle
 from .oracle import EntailmentOracle
 
-__all__ = ["DEFAULT_BACKEND", "PORTFOLIO_SAT_SECONDS", "DENSE_WEIGHT_DENSITY", "BACKEND_NAMES",
-           "exact_oracle_factory", "make_oracle", "verifier_backend", "weight_density", "uses_level_search",
-           "rival_sat_stack"]
+__all__ = [
+    "DEFAULT_BACKEND",
+    "PORTFOLIO_SAT_SECONDS",
+    "DENSE_WEIGHT_DENSITY",
+    "BACKEND_NAMES",
+    "exact_oracle_factory",
+    "make_oracle",
+    "verifier_backend",
+    "weight_density",
+    "uses_level_search",
+    "rival_sat_stack",
+]
 
 DEFAULT_BACKEND = "portfolio"  # measured fastest on the shipped models (docs/solvers.md)
 PORTFOLIO_SAT_SECONDS = 0.1  # budget of the incremental rival SAT stage per question (docs/solvers.md)
 DENSE_WEIGHT_DENSITY = 0.5  # at or above: the level search answers the default's questions (docs/binary.md)
-BACKEND_NAMES = ("portfolio", "levels", "levels-checked", "sat-rivals", "sat", "smt", "milp", "cpsat", "ball", "bruteforce")
+BACKEND_NAMES = (
+    "portfolio",
+    "levels",
+    "levels-checked",
+    "sat-rivals",
+    "sat",
+    "smt",
+    "milp",
+    "cpsat",
+    "ball",
+    "bruteforce",
+)
 
 
 def weight_density(model: BSNN) -> float:
     """The fraction of nonzero weights in the first spiking layer (1.0 for binary weights)."""
     return float(np.count_nonzero(model.weights[0])) / model.weights[0].size
+
 
 def exact_oracle_factory(backend: str) -> OracleFactory:
     """``backend`` name -> a callable ``(model, instance, features=, target=, max_distance=) -> oracle``.
@@ -99,13 +122,22 @@ def exact_oracle_factory(backend: str) -> OracleFactory:
         from .bruteforce import BruteForceOracle
 
         return BruteForceOracle
-    raise ValueError(f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
-                     "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat, levels, levels-checked, ball "
-                     "or bruteforce")
+    raise ValueError(
+        f"unknown backend {backend!r}; use portfolio, sat, sat:<python-sat solver>, sat-rivals, "
+        "sat-rivals:<minicard|gluecard3|gluecard4>, smt, smt:pb, milp, cpsat, levels, levels-checked, ball "
+        "or bruteforce"
+    )
 
 
-def _portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
-               max_distance: int | None = None, *, fast_paths: bool = False) -> EntailmentOracle:
+def _portfolio(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet | None = None,
+    target: int | None = None,
+    max_distance: int | None = None,
+    *,
+    fast_paths: bool = False,
+) -> EntailmentOracle:
     """The default exact stack for one instance (module docstring): the level search on a dense
     one-layer network without a distance bound, rival SAT then CP-SAT on a sparse one, CP-SAT
     alone where neither applies; behind the fast paths if asked."""
@@ -123,11 +155,19 @@ def uses_level_search(model: BSNN, instance: np.ndarray) -> bool:
     from .levels import level_search_applies
 
     return weight_density(model) >= DENSE_WEIGHT_DENSITY and level_search_applies(
-        model, check_spikes(model, instance)[0])
+        model, check_spikes(model, instance)[0]
+    )
 
 
-def rival_sat_stack(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
-                    max_distance: int | None = None, *, fast_paths: bool = True) -> EntailmentOracle:
+def rival_sat_stack(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet | None = None,
+    target: int | None = None,
+    max_distance: int | None = None,
+    *,
+    fast_paths: bool = True,
+) -> EntailmentOracle:
     """Incremental per-rival SAT within :data:`PORTFOLIO_SAT_SECONDS`, then CP-SAT (behind the
     fast paths if asked: they pay in front of the slow stage only, docs/solvers.md); CP-SAT alone
     where the rival SAT oracle does not apply (several layers, non-static codings)."""
@@ -145,8 +185,9 @@ def rival_sat_stack(model: BSNN, instance: np.ndarray, features: FeatureSet | No
     return PortfolioOracle([sat, slow_stage], [PORTFOLIO_SAT_SECONDS])  # CP-SAT built when first needed
 
 
-def verifier_backend(backend: str, model: BSNN | None = None, instance: np.ndarray | None = None,
-                     max_distance: int | None = None) -> str:
+def verifier_backend(
+    backend: str, model: BSNN | None = None, instance: np.ndarray | None = None, max_distance: int | None = None
+) -> str:
     """The backend that re-checks a certificate produced by ``backend`` for ``model`` and
     ``instance``: the proof-checked level search where the level search answered (``levels``, or
     the default on a dense network without a distance bound: no other backend decides those
@@ -156,15 +197,27 @@ def verifier_backend(backend: str, model: BSNN | None = None, instance: np.ndarr
 
     (z3 was measured far slower on these queries: docs/oracles.md.)"""
     backend = str(backend)
-    if backend.startswith("levels") or (backend == "portfolio" and model is not None and instance is not None
-                                        and max_distance is None and uses_level_search(model, instance)):
+    if backend.startswith("levels") or (
+        backend == "portfolio"
+        and model is not None
+        and instance is not None
+        and max_distance is None
+        and uses_level_search(model, instance)
+    ):
         return "levels-checked"
     return "cpsat" if backend.startswith(("sat", "smt", "ball")) else "sat"
 
 
-def make_oracle(model: BSNN, spikes: np.ndarray, *, backend: str = DEFAULT_BACKEND, fast_paths: bool = True,
-                features: FeatureSet | None = None, target: int | None = None,
-                max_distance: int | None = None) -> EntailmentOracle:
+def make_oracle(
+    model: BSNN,
+    spikes: np.ndarray,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    fast_paths: bool = True,
+    features: FeatureSet | None = None,
+    target: int | None = None,
+    max_distance: int | None = None,
+) -> EntailmentOracle:
     """An entailment oracle for one instance: the exact ``backend``, behind the fast paths if asked
     (for ``portfolio``: in front of its CP-SAT stage)."""
     if backend == "portfolio":  # the fast paths go in front of its slow stage only

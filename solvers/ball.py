@@ -90,6 +90,7 @@ Every NOT_ENTAILED answer comes with a witness that :meth:`EntailmentOracle.chec
 through the reference forward. Tested against :class:`~xsnn.solvers.bruteforce.BruteForceOracle`
 on random networks (``tests/test_ball.py``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -102,18 +103,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xsnn.encoders.rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.kernel import PackedNetwork, pack_bits, unpack_bits
-from .ballscan import BallScan
 from xsnn.model import BSNN, check_spikes
 
+from .ballscan import BallScan
 from .bounds import BoundPropagator
 from .certificate import AXpCertificate, VerificationReport, certificate_of, verify
 from .oracle import Check, EntailmentOracle, Verdict
-from xsnn.encoders.rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 
-__all__ = ["BALL_INPUT_LIMIT", "ENGINES", "BallChoice", "BallOracle", "BallStats", "ball_choice", "ball_size",
-           "enumeration_size", "verify_by_enumeration"]
+__all__ = [
+    "BALL_INPUT_LIMIT",
+    "ENGINES",
+    "BallChoice",
+    "BallOracle",
+    "BallStats",
+    "ball_choice",
+    "ball_size",
+    "enumeration_size",
+    "verify_by_enumeration",
+]
 
 ENGINES = ("currents", "kernel")
 
@@ -125,12 +135,12 @@ ENGINES = ("currents", "kernel")
 # enumeration decides in under 0.5 s (effective size 1).
 BALL_INPUT_LIMIT = 1_000_000_000
 
-_CHUNK = 1 << 15            # nodes per expanded batch
-_LEAVES = 1 << 20           # leaves per evaluated batch (between two looks at the clock)
-_MEMO = 8                   # remembered ENTAILED free sets and witnesses
+_CHUNK = 1 << 15  # nodes per expanded batch
+_LEAVES = 1 << 20  # leaves per evaluated batch (between two looks at the clock)
+_MEMO = 8  # remembered ENTAILED free sets and witnesses
 _KERNEL_BOUND_SUBTREE = 1 << 13  # kernel engine: bound a node when its subtree holds at least this many inputs
-_MAX_MOVES = 1 << 18        # refuse features with more changed tuples than this in total
-_MAX_ROOTS = 1 << 16        # refuse more assignments of the unowned pixels and forced features than this
+_MAX_MOVES = 1 << 18  # refuse features with more changed tuples than this in total
+_MAX_ROOTS = 1 << 16  # refuse more assignments of the unowned pixels and forced features than this
 _PRUNED_SIZE_NODES = 1 << 18  # pruned_size: deepest level it expands
 
 
@@ -190,12 +200,17 @@ def _count(domain: _Domain, free: np.ndarray, k: int) -> int:
     plain = domain.moves[free & ~domain.forced]
     if len(plain) and all(m == plain[0] for m in plain):  # one value: sum_j C(n, j) m^j
         n, m = len(plain), int(plain[0])
-        return roots * sum(math.comb(n, j) * m ** j for j in range(budget + 1))
+        return roots * sum(math.comb(n, j) * m**j for j in range(budget + 1))
     return roots * sum(_elementary(plain.tolist(), budget))
 
 
-def ball_size(model: BSNN, instance: np.ndarray, features: FeatureSet | None, max_distance: int,
-              fixed: frozenset[int] = frozenset()) -> int:
+def ball_size(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet | None,
+    max_distance: int,
+    fixed: frozenset[int] = frozenset(),
+) -> int:
     """The number of inputs in the ball ``B(F)``, ``F`` the features outside ``fixed`` (exact integer)."""
     if max_distance is None or max_distance < 0:
         raise ValueError(f"max_distance must be an integer >= 0, got {max_distance!r}")
@@ -235,17 +250,30 @@ class BallChoice:
     engine: str | None
 
     def as_dict(self) -> dict:
-        return {"use": self.use, "reason": self.reason, "size": self.size, "effective_size": self.effective_size,
-                "pruned_size": self.pruned_size, "limit": self.limit, "engine": self.engine}
+        return {
+            "use": self.use,
+            "reason": self.reason,
+            "size": self.size,
+            "effective_size": self.effective_size,
+            "pruned_size": self.pruned_size,
+            "limit": self.limit,
+            "engine": self.engine,
+        }
 
 
 def _engine_for(model: BSNN, instance: np.ndarray) -> str:
     return "currents" if rival_split_applies(model, instance) else "kernel"
 
 
-def ball_choice(model: BSNN, instance: np.ndarray, features: FeatureSet | None, max_distance: int | None,
-                fixed: frozenset[int] = frozenset(), target: int | None = None,
-                limit: int = BALL_INPUT_LIMIT) -> BallChoice:
+def ball_choice(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet | None,
+    max_distance: int | None,
+    fixed: frozenset[int] = frozenset(),
+    target: int | None = None,
+    limit: int = BALL_INPUT_LIMIT,
+) -> BallChoice:
     """Decide whether to answer a distance-restricted question (or a whole explanation: ``fixed``
     empty) by ball enumeration, and say why.
 
@@ -280,12 +308,27 @@ def ball_choice(model: BSNN, instance: np.ndarray, features: FeatureSet | None, 
     except ValueError as exc:  # features with too many changed tuples
         return BallChoice(False, f"{head}: {exc}", size, None, None, limit, engine)
     if pruned is None:
-        return BallChoice(True, f"{head}, {effective:,} changing only features that can move the prediction "
-                                f"<= {limit:,}: enumerate it", size, effective, None, limit, engine)
+        return BallChoice(
+            True,
+            f"{head}, {effective:,} changing only features that can move the prediction <= {limit:,}: enumerate it",
+            size,
+            effective,
+            None,
+            limit,
+            engine,
+        )
     use = pruned <= limit
-    return BallChoice(use, f"{head}, {effective:,} changing only features that can move the prediction, about "
-                           f"{pruned:,} left by the node bounds: {'<=' if use else '>'} {limit:,}, "
-                           f"{'enumerate it' if use else 'use the solvers'}", size, effective, pruned, limit, engine)
+    return BallChoice(
+        use,
+        f"{head}, {effective:,} changing only features that can move the prediction, about "
+        f"{pruned:,} left by the node bounds: {'<=' if use else '>'} {limit:,}, "
+        f"{'enumerate it' if use else 'use the solvers'}",
+        size,
+        effective,
+        pruned,
+        limit,
+        engine,
+    )
 
 
 # --------------------------------------------------------------------------- moves
@@ -308,8 +351,10 @@ class _Moves:
     def of(cls, domain: _Domain, features: FeatureSet) -> _Moves:
         total = int(sum(int(m) for m in domain.moves))
         if total > _MAX_MOVES:
-            raise ValueError(f"the features have {total:,} changed tuples in all, too many to enumerate "
-                             f"(at most {_MAX_MOVES:,}); use smaller features or the solvers")
+            raise ValueError(
+                f"the features have {total:,} changed tuples in all, too many to enumerate "
+                f"(at most {_MAX_MOVES:,}); use smaller features or the solvers"
+            )
         groups = _group_matrix(features)  # (n_features, width), -1 padded
         width = groups.shape[1]
         sizes = (groups >= 0).sum(axis=1)
@@ -324,8 +369,9 @@ class _Moves:
             own = domain.inst_index[groups[which, :size]]  # (n_s, s), -1 outside the domain
             differs = ~np.all(tuples[None, :, :] == own[:, None, :], axis=2)  # (n_s, |D|^s)
             f_idx, t_idx = np.nonzero(differs)  # per feature in order, its tuples in order
-            rows = start[which][f_idx] + (np.arange(len(f_idx)) - np.repeat(np.cumsum(counts[which]) - counts[which],
-                                                                             counts[which]))
+            rows = start[which][f_idx] + (
+                np.arange(len(f_idx)) - np.repeat(np.cumsum(counts[which]) - counts[which], counts[which])
+            )
             option[rows, :size] = tuples[t_idx]
         return cls(feature, option, start)
 
@@ -335,7 +381,7 @@ def _group_matrix(features: FeatureSet) -> np.ndarray:
     width = max(len(g) for g in features.groups)
     out = np.full((len(features), width), -1, np.int64)
     for f, group in enumerate(features.groups):
-        out[f, :len(group)] = group
+        out[f, : len(group)] = group
     return out
 
 
@@ -345,16 +391,16 @@ def _root_options(domain: _Domain, features: FeatureSet, forced: list[int]) -> l
     blocks = []
     n_trains = len(domain.trains)
     if len(domain.unowned):
-        blocks.append((domain.unowned, np.array(list(itertools.product(range(n_trains), repeat=len(domain.unowned))),
-                                                np.int64)))
+        blocks.append(
+            (domain.unowned, np.array(list(itertools.product(range(n_trains), repeat=len(domain.unowned))), np.int64))
+        )
     for f in forced:
         pixels = np.array(features.groups[f], np.int64)
         blocks.append((pixels, np.array(list(itertools.product(range(n_trains), repeat=len(pixels))), np.int64)))
     return blocks
 
 
-def _root_product(blocks: list[tuple[np.ndarray, np.ndarray]], n_trains: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _root_product(blocks: list[tuple[np.ndarray, np.ndarray]], n_trains: int) -> tuple[np.ndarray, np.ndarray]:
     """All roots: ``(pixels (P,), train indices (N_root, P))``; one empty root without blocks."""
     count = math.prod(len(b[1]) for b in blocks) if blocks else 1
     if count > _MAX_ROOTS:
@@ -415,8 +461,8 @@ class _Engine:
 
 @dataclass
 class _CurState:
-    cur: np.ndarray      # (N, L) int32 inputs of the neurons that matter
-    scores: np.ndarray   # (N, R) int32 rival scores
+    cur: np.ndarray  # (N, L) int32 inputs of the neurons that matter
+    scores: np.ndarray  # (N, R) int32 rival scores
 
     def __len__(self) -> int:
         return len(self.cur)
@@ -429,8 +475,17 @@ class _CurrentEngine(_Engine):
 
     name = "currents"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int, k: int,
-                 domain: _Domain, moves: _Moves, implementation: str | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet,
+        target: int,
+        k: int,
+        domain: _Domain,
+        moves: _Moves,
+        implementation: str | None = None,
+    ) -> None:
         values = domain.trains[:, 0].astype(np.int64)  # each free train is constant: its value
         v = instance[0].astype(np.int64)
         lo, hi = distance_input_range(model, instance, features, np.ones(len(features), bool), k)
@@ -474,8 +529,17 @@ class _CurrentEngine(_Engine):
         touched = delta[:, unit_col] != 0 if len(units) else np.zeros((n_moves, 0), bool)  # (M, U)
         move_of, unit_of = np.nonzero(touched)
         move_ptr = np.concatenate([[0], np.cumsum(np.bincount(move_of, minlength=n_moves))])
-        self.scan = BallScan(len(w), move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains,
-                             needs, implementation)
+        self.scan = BallScan(
+            len(w),
+            move_ptr,
+            unit_of,
+            delta[move_of, unit_col[unit_of]],
+            unit_col,
+            unit_at,
+            gains,
+            needs,
+            implementation,
+        )
         owner = np.repeat(np.arange(len(features)), np.diff(moves.start))
         touches = np.zeros(len(features), bool)
         np.logical_or.at(touches, owner, touched.any(axis=1))
@@ -487,7 +551,7 @@ class _CurrentEngine(_Engine):
             np.maximum.at(rise, owner, np.maximum(delta, 0))
             np.maximum.at(fall, owner, np.maximum(-delta, 0))
         self.levels = int(max(rise.max(initial=0), fall.max(initial=0)))
-        small = np.int16 if self.levels < 2 ** 15 else np.int32
+        small = np.int16 if self.levels < 2**15 else np.int32
         self.feature_rise, self.feature_fall = rise.astype(small), fall.astype(small)
         self._order = np.zeros(0, np.int64)
         self._suffix: dict[tuple[str, int], np.ndarray] = {}
@@ -565,8 +629,17 @@ class _KernelEngine(_Engine):
 
     name = "kernel"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int, k: int,
-                 domain: _Domain, moves: _Moves, implementation: str | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet,
+        target: int,
+        k: int,
+        domain: _Domain,
+        moves: _Moves,
+        implementation: str | None = None,
+    ) -> None:
         self.net = PackedNetwork(model, implementation)
         self.model, self.features, self.target = model, features, target
         self.instance = instance
@@ -649,16 +722,16 @@ class _KernelEngine(_Engine):
 class _Question:
     """One enumeration: candidate features in order (new ones first), their moves, the roots."""
 
-    order: np.ndarray            # (P,) candidate features; positions 0..n_new-1 are new
-    n_new_moves: int             # with need_new, the root's children are the first n_new_moves moves
+    order: np.ndarray  # (P,) candidate features; positions 0..n_new-1 are new
+    n_new_moves: int  # with need_new, the root's children are the first n_new_moves moves
     need_new: bool
-    move_ids: np.ndarray         # (M_q,) global move indices, grouped by position
-    move_pos: np.ndarray         # (M_q,) position of each
-    pos_start: np.ndarray        # (P + 1,) first local move of each position
-    budget: int                  # k minus the forced features (changed in every root)
+    move_ids: np.ndarray  # (M_q,) global move indices, grouped by position
+    move_pos: np.ndarray  # (M_q,) position of each
+    pos_start: np.ndarray  # (P + 1,) first local move of each position
+    budget: int  # k minus the forced features (changed in every root)
     root_pixels: np.ndarray
-    root_assign: np.ndarray      # (N_root, len(root_pixels)) train indices
-    root_state: object           # the engine's states of the roots
+    root_assign: np.ndarray  # (N_root, len(root_pixels)) train indices
+    root_state: object  # the engine's states of the roots
 
     @property
     def moves_per_feature(self) -> float:
@@ -680,9 +753,17 @@ class BallStats:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"questions": self.questions, "inputs_evaluated": self.inputs, "nodes_bounded": self.bounded,
-                "nodes_pruned": self.pruned, "memo_answers": self.memo, "null_answers": self.null_skips,
-                "incremental": self.incremental, "full": self.full, "seconds": round(self.seconds, 6)}
+        return {
+            "questions": self.questions,
+            "inputs_evaluated": self.inputs,
+            "nodes_bounded": self.bounded,
+            "nodes_pruned": self.pruned,
+            "memo_answers": self.memo,
+            "null_answers": self.null_skips,
+            "incremental": self.incremental,
+            "full": self.full,
+            "seconds": round(self.seconds, 6),
+        }
 
 
 class _Timeout(Exception):
@@ -708,9 +789,18 @@ class BallOracle(EntailmentOracle):
 
     name = "ball"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, engine: str | None = None,
-                 implementation: str | None = None, bounds: str = "auto") -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        *,
+        engine: str | None = None,
+        implementation: str | None = None,
+        bounds: str = "auto",
+    ) -> None:
         if max_distance is None:
             raise ValueError("ball enumeration needs a distance bound (max_distance), got None")
         if bounds not in ("auto", "always", "never"):
@@ -728,8 +818,9 @@ class BallOracle(EntailmentOracle):
         self.domain = _Domain.of(model, self.instance, self.features)
         self.moves = _Moves.of(self.domain, self.features)
         engine_class = _CurrentEngine if engine == "currents" else _KernelEngine
-        self.engine = engine_class(model, self.instance, self.features, self.target, self.k, self.domain,
-                                   self.moves, implementation)
+        self.engine = engine_class(
+            model, self.instance, self.features, self.target, self.k, self.domain, self.moves, implementation
+        )
         if bounds == "always" and isinstance(self.engine, _KernelEngine):
             self.engine.min_subtree = 0
         n = len(self.features)
@@ -745,8 +836,10 @@ class BallOracle(EntailmentOracle):
         self._refuted: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=_MEMO)  # (free mask, witness)
         self._roots: dict[tuple[int, ...], tuple] = {}  # forced features -> root pixels, assignments, states
         if len(self.domain.trains) ** len(self.domain.unowned) > _MAX_ROOTS:
-            raise ValueError(f"{len(self.domain.unowned)} pixels belong to no feature: their "
-                             f"{len(self.domain.trains) ** len(self.domain.unowned):,} assignments are too many to enumerate")
+            raise ValueError(
+                f"{len(self.domain.unowned)} pixels belong to no feature: their "
+                f"{len(self.domain.trains) ** len(self.domain.unowned):,} assignments are too many to enumerate"
+            )
         if not self._candidate.any() and not self.domain.forced.any():
             q = self._question(np.zeros(n, bool), None)
             hit = np.flatnonzero(self.engine.flips(q.root_state))
@@ -788,16 +881,22 @@ class BallOracle(EntailmentOracle):
             n_children = sum(int((len(q.move_ids) - q.pos_start[a]).sum()) for _, _, a in survivors)
             if d >= depth or n_children > _PRUNED_SIZE_NODES:  # count the survivors' subtrees whole
                 for _, _, after in survivors:
-                    total += sum(sum(math.comb(r, j) * per ** j for j in range(1, budget + 1))
-                                 for r in (len(q.order) - after).tolist())
+                    total += sum(
+                        sum(math.comb(r, j) * per**j for j in range(1, budget + 1))
+                        for r in (len(q.order) - after).tolist()
+                    )
                 break
             level = []
             for state, path, after in survivors:
                 lo = q.pos_start[after]
                 for parent, child in _child_blocks(lo, np.full(len(path), len(q.move_ids)), _CHUNK):
                     total += len(child)
-                    level.append((self.engine.expand(state, parent, q.move_ids[child]),
-                                  np.concatenate([path[parent], child[:, None]], axis=1)))
+                    level.append(
+                        (
+                            self.engine.expand(state, parent, q.move_ids[child]),
+                            np.concatenate([path[parent], child[:, None]], axis=1),
+                        )
+                    )
         return int(total)
 
     # ------------------------------------------------------------------ answering
@@ -865,11 +964,14 @@ class BallOracle(EntailmentOracle):
             move_ids = self.moves.start[order][move_pos] + np.arange(int(pos_start[-1])) - pos_start[move_pos]
         key = tuple(forced.tolist())
         if key not in self._roots:
-            pixels, assign = _root_product(_root_options(self.domain, self.features, list(key)), len(self.domain.trains))
+            pixels, assign = _root_product(
+                _root_options(self.domain, self.features, list(key)), len(self.domain.trains)
+            )
             self._roots[key] = (pixels, assign, self.engine.roots(pixels, assign))
         pixels, assign, state = self._roots[key]
-        return _Question(order, int(pos_start[len(new)]), need_new, move_ids, move_pos, pos_start, budget,
-                         pixels, assign, state)
+        return _Question(
+            order, int(pos_start[len(new)]), need_new, move_ids, move_pos, pos_start, budget, pixels, assign, state
+        )
 
     def _search(self, free: np.ndarray, base: np.ndarray | None, deadline: float | None) -> np.ndarray | None:
         """A witness in ``B(free)`` (changing a feature outside ``base``), or None."""
@@ -890,8 +992,9 @@ class BallOracle(EntailmentOracle):
                 return found
         return None
 
-    def _visit(self, q: _Question, state, root: np.ndarray, path: np.ndarray, depth: int, target: int,
-               deadline: float | None) -> np.ndarray | None:
+    def _visit(
+        self, q: _Question, state, root: np.ndarray, path: np.ndarray, depth: int, target: int, deadline: float | None
+    ) -> np.ndarray | None:
         """Evaluate the nodes at depth ``target`` below the nodes ``path`` (local moves ``(N, depth)``,
         roots ``root``) at ``depth``; a witness or None."""
         stats, engine = self.ball_stats, self.engine
@@ -904,8 +1007,9 @@ class BallOracle(EntailmentOracle):
         budget = target - depth
         after = q.move_pos[path[:, -1]] + 1 if depth else np.zeros(len(root), np.int64)
         restricted = depth == 0 and q.need_new
-        if self.bounds == "always" or (self.bounds == "auto" and engine.worth_bounding(
-                q, self._leaves(q, after, budget, restricted), len(root))):
+        if self.bounds == "always" or (
+            self.bounds == "auto" and engine.worth_bounding(q, self._leaves(q, after, budget, restricted), len(root))
+        ):
             stats.bounded += len(root)
             keep = engine.may_flip(q, state, after, budget)
             stats.pruned += int(len(keep) - keep.sum())
@@ -925,8 +1029,7 @@ class BallOracle(EntailmentOracle):
                     raise _Timeout
                 before = int(ends[first - 1]) if first else 0
                 last = max(first + 1, int(np.searchsorted(ends, before + _LEAVES, side="right")))
-                hit = engine.leaves(engine.take(state, slice(first, last)), lo[first:last], hi[first:last],
-                                    q.move_ids)
+                hit = engine.leaves(engine.take(state, slice(first, last)), lo[first:last], hi[first:last], q.move_ids)
                 if hit >= 0:
                     stats.inputs += hit + 1
                     n = first + int(np.searchsorted(ends[first:last] - before, hit, side="right"))
@@ -940,8 +1043,15 @@ class BallOracle(EntailmentOracle):
                 raise _Timeout
             moves = q.move_ids[child]
             kids = engine.expand(state, parent, moves)
-            found = self._visit(q, kids, root[parent], np.concatenate([path[parent], child[:, None]], axis=1),
-                                depth + 1, target, deadline)
+            found = self._visit(
+                q,
+                kids,
+                root[parent],
+                np.concatenate([path[parent], child[:, None]], axis=1),
+                depth + 1,
+                target,
+                deadline,
+            )
             if found is not None:
                 return found
         return None
@@ -964,7 +1074,7 @@ class BallOracle(EntailmentOracle):
         for local in np.asarray(path).tolist():
             m = int(q.move_ids[local])
             group = list(self.features.groups[int(self.moves.feature[m])])
-            x[:, group] = trains[self.moves.option[m, :len(group)]].T
+            x[:, group] = trains[self.moves.option[m, : len(group)]].T
         return x
 
 
@@ -1019,9 +1129,14 @@ def enumeration_size(certified) -> int:
         return max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
 
 
-def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limit: float | None = None,
-                          require_independent: bool = True, stop: threading.Event | None = None
-                          ) -> VerificationReport:
+def verify_by_enumeration(
+    certified,
+    *,
+    limit: int = BALL_INPUT_LIMIT,
+    time_limit: float | None = None,
+    require_independent: bool = True,
+    stop: threading.Event | None = None,
+) -> VerificationReport:
     """Re-check a distance-restricted certificate (AXp or CXp) by enumeration.
 
     This is :func:`~xsnn.solvers.certificate.verify` with a :class:`BallOracle` as the verifying
@@ -1042,7 +1157,10 @@ def verify_by_enumeration(certified, *, limit: int = BALL_INPUT_LIMIT, time_limi
     size = max((oracle.effective_size(fixed) for fixed in _claims(cert)), default=0)
     if size > limit:
         oracle.close()
-        raise ValueError(f"a claim's ball holds {size:,} inputs to enumerate, more than the limit {limit:,}; "
-                         "verify with the solvers instead")
-    return verify(cert, lambda *args, **kwargs: oracle, require_independent=require_independent,
-                  time_limit=time_limit, stop=stop)
+        raise ValueError(
+            f"a claim's ball holds {size:,} inputs to enumerate, more than the limit {limit:,}; "
+            "verify with the solvers instead"
+        )
+    return verify(
+        cert, lambda *args, **kwargs: oracle, require_independent=require_independent, time_limit=time_limit, stop=stop
+    )

@@ -26,6 +26,7 @@ change. A node *reaches* when ``scores[r] >= need[r]`` for some rival ``r``.
 
 All integers are int32 (scores are at most ``T * sum |readout|`` in magnitude).
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,18 @@ class BallScan:
         implementation: ``"c"``, ``"numpy"`` or ``None`` (C when built).
     """
 
-    def __init__(self, n_neurons: int, move_ptr, move_unit, move_delta, unit_col, unit_at, gains, need,
-                 implementation: str | None = None) -> None:
+    def __init__(
+        self,
+        n_neurons: int,
+        move_ptr,
+        move_unit,
+        move_delta,
+        unit_col,
+        unit_at,
+        gains,
+        need,
+        implementation: str | None = None,
+    ) -> None:
         if implementation not in (None, "c", "numpy"):
             raise ValueError(f"implementation must be 'c', 'numpy' or None, got {implementation!r}")
         extension = load_extension()
@@ -95,8 +106,13 @@ class BallScan:
         self.gain_neg = _int32(np.minimum(self.gains, 0))
         self.n_rivals = len(self.need)
         n_moves = len(self.move_ptr) - 1
-        if n_moves < 0 or self.move_ptr[0] != 0 or np.any(np.diff(self.move_ptr) < 0) \
-                or self.move_ptr[-1] != len(self.move_unit) or len(self.move_delta) != len(self.move_unit):
+        if (
+            n_moves < 0
+            or self.move_ptr[0] != 0
+            or np.any(np.diff(self.move_ptr) < 0)
+            or self.move_ptr[-1] != len(self.move_unit)
+            or len(self.move_delta) != len(self.move_unit)
+        ):
             raise ValueError("move_ptr must start at 0, never decrease and end at len(move_unit)")
         if len(self.move_unit) and (self.move_unit.min() < 0 or self.move_unit.max() >= len(self.unit_col)):
             raise ValueError("move_unit out of range")
@@ -109,9 +125,21 @@ class BallScan:
         self.implementation = implementation or ("c" if extension is not None else "numpy")
         self._ext, self._c = extension, None
         if self.implementation == "c":
-            self._c = extension.make_ball_scan(self.n_neurons, self.n_rivals, len(self.unit_col), n_moves,
-                                                self.move_ptr, self.move_unit, self.move_delta, self.unit_col,
-                                                self.unit_at, self.gains, self.gain_pos, self.gain_neg, self.need)
+            self._c = extension.make_ball_scan(
+                self.n_neurons,
+                self.n_rivals,
+                len(self.unit_col),
+                n_moves,
+                self.move_ptr,
+                self.move_unit,
+                self.move_delta,
+                self.unit_col,
+                self.unit_at,
+                self.gains,
+                self.gain_pos,
+                self.gain_neg,
+                self.need,
+            )
 
     # ------------------------------------------------------------------ scores of nodes
 
@@ -123,8 +151,14 @@ class BallScan:
 
     # ------------------------------------------------------------------ children
 
-    def children(self, parent_cur: np.ndarray, parent_scores: np.ndarray, parent_idx: np.ndarray, moves: np.ndarray,
-                 scores_out: np.ndarray | None = None) -> int:
+    def children(
+        self,
+        parent_cur: np.ndarray,
+        parent_scores: np.ndarray,
+        parent_idx: np.ndarray,
+        moves: np.ndarray,
+        scores_out: np.ndarray | None = None,
+    ) -> int:
         """The first child that reaches, or -1 (module docstring); fills ``scores_out`` ``(N, R)`` if given."""
         parent_cur, parent_scores = _int32(parent_cur), _int32(parent_scores)
         parent_idx, moves = _int64(parent_idx), _int64(moves)
@@ -134,13 +168,23 @@ class BallScan:
             raise ValueError("scores_out must be a C-contiguous int32 array")
         return int(self._ext.ball_children(self._c, parent_cur, parent_scores, parent_idx, moves, scores_out))
 
-    def children_reference(self, parent_cur: np.ndarray, parent_scores: np.ndarray, parent_idx: np.ndarray,
-                           moves: np.ndarray, scores_out: np.ndarray | None = None) -> int:
+    def children_reference(
+        self,
+        parent_cur: np.ndarray,
+        parent_scores: np.ndarray,
+        parent_idx: np.ndarray,
+        moves: np.ndarray,
+        scores_out: np.ndarray | None = None,
+    ) -> int:
         """:meth:`children` in numpy (the same integers)."""
         parent_idx, moves = np.asarray(parent_idx, np.int64), np.asarray(moves, np.int64)
         n = len(moves)
-        if n and (parent_idx.min() < 0 or parent_idx.max() >= len(parent_cur) or moves.min() < 0
-                  or moves.max() >= len(self.move_ptr) - 1):
+        if n and (
+            parent_idx.min() < 0
+            or parent_idx.max() >= len(parent_cur)
+            or moves.min() < 0
+            or moves.max() >= len(self.move_ptr) - 1
+        ):
             raise ValueError("ball_children: parent_idx or moves out of range")
         scores = np.array(parent_scores, dtype=np.int64)[parent_idx].reshape(n, self.n_rivals)
         lo, hi = self.move_ptr[moves], self.move_ptr[moves + 1]
@@ -157,8 +201,9 @@ class BallScan:
         hits = np.flatnonzero((scores >= self.need).any(axis=1))
         return int(hits[0]) if len(hits) else -1
 
-    def leaves(self, parent_cur: np.ndarray, parent_scores: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               move_ids: np.ndarray) -> int:
+    def leaves(
+        self, parent_cur: np.ndarray, parent_scores: np.ndarray, lo: np.ndarray, hi: np.ndarray, move_ids: np.ndarray
+    ) -> int:
         """The number of the first child that reaches, or -1 (module docstring)."""
         parent_cur, parent_scores = _int32(parent_cur), _int32(parent_scores)
         lo, hi, move_ids = _int64(lo), _int64(hi), _int64(move_ids)
@@ -168,8 +213,9 @@ class BallScan:
             raise ValueError("ball_leaves: parent_cur, parent_scores, lo and hi need one row per parent")
         return int(self._ext.ball_leaves(self._c, parent_cur, parent_scores, lo, hi, move_ids))
 
-    def leaves_reference(self, parent_cur: np.ndarray, parent_scores: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                         move_ids: np.ndarray) -> int:
+    def leaves_reference(
+        self, parent_cur: np.ndarray, parent_scores: np.ndarray, lo: np.ndarray, hi: np.ndarray, move_ids: np.ndarray
+    ) -> int:
         """:meth:`leaves` in numpy (the same integers)."""
         lo, hi, move_ids = np.asarray(lo, np.int64), np.asarray(hi, np.int64), np.asarray(move_ids, np.int64)
         if len(lo) and (lo.min() < 0 or hi.min() < 0 or hi.max() > len(move_ids)):
@@ -181,8 +227,9 @@ class BallScan:
 
     # ------------------------------------------------------------------ bounds
 
-    def bounds(self, cur: np.ndarray, scores: np.ndarray, rows: np.ndarray, rise: np.ndarray,
-               fall: np.ndarray) -> np.ndarray:
+    def bounds(
+        self, cur: np.ndarray, scores: np.ndarray, rows: np.ndarray, rise: np.ndarray, fall: np.ndarray
+    ) -> np.ndarray:
         """Bool per node: its interval bound may reach (module docstring)."""
         cur, scores, rows = _int32(cur), _int32(scores), _int64(rows)
         rise, fall = _int32(rise), _int32(fall)
@@ -194,8 +241,9 @@ class BallScan:
         self._ext.ball_bounds(self._c, cur, scores, rows, rise, fall, out)
         return out.astype(bool)
 
-    def bounds_reference(self, cur: np.ndarray, scores: np.ndarray, rows: np.ndarray, rise: np.ndarray,
-                         fall: np.ndarray) -> np.ndarray:
+    def bounds_reference(
+        self, cur: np.ndarray, scores: np.ndarray, rows: np.ndarray, rise: np.ndarray, fall: np.ndarray
+    ) -> np.ndarray:
         """:meth:`bounds` in numpy (the same integers)."""
         rows = np.asarray(rows, np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(rise)):

@@ -64,10 +64,11 @@ Soundness is property-tested against :class:`~xsnn.solvers.bruteforce.BruteForce
 every interval contains the value of every completion, and ``entailed`` is never claimed when
 a completion changes the prediction.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -133,10 +134,10 @@ class Bounds:
 class _Currents:
     """First-layer window currents: bounds, the part from pixels at fixed values, the loosely free pixels."""
 
-    lo: np.ndarray               # (n_windows, H)
+    lo: np.ndarray  # (n_windows, H)
     hi: np.ndarray
-    base: np.ndarray             # current of the pixels held at the instance (fixed, or distance-bounded)
-    loose: np.ndarray            # (n,) bool: free pixels not counted by the distance bound
+    base: np.ndarray  # current of the pixels held at the instance (fixed, or distance-bounded)
+    loose: np.ndarray  # (n,) bool: free pixels not counted by the distance bound
     restricted_features: np.ndarray | None  # free features under the distance bound, if it binds
 
 
@@ -147,8 +148,14 @@ class BoundPropagator:
     matrix-vector products and ``O(T^2)`` vector operations per layer).
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+    ) -> None:
         question = Question.build(model, instance, features, target, max_distance)
         self.model, self.instance, self.features = model, question.instance, question.features
         self.target, self.max_distance = question.target, question.max_distance
@@ -175,9 +182,9 @@ class BoundPropagator:
         self._free_hi = np.empty(n_w, np.float64)
         self._inst = np.empty((n_w, model.n_inputs), np.float64)
         for w, (a, t) in enumerate(self._windows):
-            counts = trains[:, a:t + 1].sum(axis=1)
+            counts = trains[:, a : t + 1].sum(axis=1)
             self._free_lo[w], self._free_hi[w] = counts.min(), counts.max()
-            self._inst[w] = v[a:t + 1].sum(axis=0)
+            self._inst[w] = v[a : t + 1].sum(axis=0)
         # Current at the instance, per window: (n_w, H).
         self._inst_current = self._inst @ w1.T
         # Per-feature change ranges, per window: (n_w, H, n_features), for the distance bound.
@@ -203,8 +210,7 @@ class BoundPropagator:
         """``True`` when the bounds prove that fixing ``fixed`` entails the target (sound, incomplete)."""
         return self.propagate(fixed).entailed
 
-    def propagate(self, fixed: Iterable[int], values: np.ndarray | None = None,
-                  budget: int | None = None) -> Bounds:
+    def propagate(self, fixed: Iterable[int], values: np.ndarray | None = None, budget: int | None = None) -> Bounds:
         """Bounds on every spike, count and score difference with ``fixed`` fixed (see module doc).
 
         ``values`` (``(T, n)``, default the instance) gives the spikes of the fixed features'
@@ -214,8 +220,11 @@ class BoundPropagator:
         """
         fixed_set = fixed if isinstance(fixed, frozenset) else frozenset(int(k) for k in fixed)
         n_features = len(self.features)
-        bad = [k for k in fixed_set if not 0 <= k < n_features] if fixed_set and (
-            min(fixed_set) < 0 or max(fixed_set) >= n_features) else []
+        bad = (
+            [k for k in fixed_set if not 0 <= k < n_features]
+            if fixed_set and (min(fixed_set) < 0 or max(fixed_set) >= n_features)
+            else []
+        )
         if bad:
             raise ValueError(f"unknown feature index(es) {sorted(bad)[:5]}; there are {len(self.features)} features")
         if budget is None:
@@ -235,8 +244,9 @@ class BoundPropagator:
             m1 = below.maybe_one.astype(np.int64)
             i_lo = k1 @ self._layer_pos[l].T + m1 @ self._layer_neg[l].T  # (T, H)
             i_hi = m1 @ self._layer_pos[l].T + k1 @ self._layer_neg[l].T
-            layers.append(_interval_layer(_step_windows(i_lo), _step_windows(i_hi), self.model.thresholds[l],
-                                          self.model.reset))
+            layers.append(
+                _interval_layer(_step_windows(i_lo), _step_windows(i_hi), self.model.thresholds[l], self.model.reset)
+            )
         last = layers[-1]
         r_pos, r_neg = np.maximum(self._readout, 0), np.minimum(self._readout, 0)
         score_lo = r_pos @ last.count_lo + r_neg @ last.count_hi
@@ -270,8 +280,7 @@ class BoundPropagator:
         # a feature may always keep its instance value: change 0 is attainable (clip for instances outside the domain)
         return np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
-    def _first_layer_windows(self, fixed: frozenset[int], values: np.ndarray | None, budget: int | None
-                             ) -> _Currents:
+    def _first_layer_windows(self, fixed: frozenset[int], values: np.ndarray | None, budget: int | None) -> _Currents:
         """Integer bounds ``(n_windows, H)`` on the first-layer window currents, and their parts."""
         feature_fixed = np.zeros(len(self.features), bool)
         if fixed:
@@ -303,15 +312,21 @@ class BoundPropagator:
                 d_hi = self._delta_hi[:, :, free_feats]
                 lo = lo + np.partition(d_lo, k - 1, axis=2)[:, :, :k].sum(axis=2)
                 hi = hi - np.partition(-d_hi, k - 1, axis=2)[:, :, :k].sum(axis=2)
-        return _Currents(np.rint(lo).astype(np.int64), np.rint(hi).astype(np.int64), np.rint(base).astype(np.int64),
-                         loose, free_feats if restricted else None)
+        return _Currents(
+            np.rint(lo).astype(np.int64),
+            np.rint(hi).astype(np.int64),
+            np.rint(base).astype(np.int64),
+            loose,
+            free_feats if restricted else None,
+        )
 
     def _window_sums(self, x: np.ndarray) -> np.ndarray:
         """Per-window spike counts ``(n_windows, n)`` of an input ``(T, n)``."""
-        return np.stack([x[a:t + 1].sum(axis=0) for a, t in self._windows])
+        return np.stack([x[a : t + 1].sum(axis=0) for a, t in self._windows])
 
-    def _linear_margin(self, cur: _Currents, margin_lo: np.ndarray, budget: int | None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def _linear_margin(
+        self, cur: _Currents, margin_lo: np.ndarray, budget: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Tighter margin bounds for one spiking layer with time-constant input (chord relaxation).
 
         The count ``N_j = g_j(I_j)`` of neuron ``j`` is a function of its one integer current
@@ -439,7 +454,7 @@ class _ConstantCurrentTable:
     monotone: bool
 
     @classmethod
-    def build(cls, theta: np.ndarray, n_steps: int, reset: str) -> "_ConstantCurrentTable | None":
+    def build(cls, theta: np.ndarray, n_steps: int, reset: str) -> _ConstantCurrentTable | None:
         theta = theta.astype(np.int64)
         top = int(theta.max())
         if theta.size * (top + 2) * n_steps > _MAX_TABLE_ENTRIES:
@@ -474,4 +489,3 @@ class _ConstantCurrentTable:
             count_lo = np.where(inside, self.counts, np.iinfo(np.int64).max).min(axis=1)
             count_hi = np.where(inside, self.counts, -1).max(axis=1)
         return LayerBounds(known1, maybe1, count_lo.astype(np.int64), count_hi.astype(np.int64), None, None)
-

@@ -6,6 +6,7 @@ entailment question of :mod:`xsnn.solvers.oracle` (ENTAILED when every branch is
 witness) within a node budget; it scores and enumerates leaves with the counterexample search of
 :mod:`xsnn.solvers.attack` (the ``attack`` path), whose scorer it shares.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,8 +66,7 @@ class BoundSearch:
         self.leaf_limit = int(leaf_limit)
         self.supported = all(len(g) == 1 for g in f.groups) and bool(np.all(f.feature_of_pixel() >= 0))
         self._pixel = np.array([g[0] for g in f.groups], dtype=np.int64)
-        self._search = CounterexampleSearch(model, propagator.instance, f, propagator.target,
-                                            propagator.max_distance)
+        self._search = CounterexampleSearch(model, propagator.instance, f, propagator.target, propagator.max_distance)
         self._trains = model.coding.free_trains(model.n_steps).astype(np.uint8)
         self._inst_train = self._search.inst_train
         self._guides = self._search.guides  # (C, n): d(score_c' - score_c)/dx, linear
@@ -109,8 +109,9 @@ class BoundSearch:
             slack = b.margin_lo - prop._need
             slack[target] = np.iinfo(np.int64).max
             worst = int(np.argmin(slack))
-            slope = (b.sensitivity[worst][pixels] if b.sensitivity is not None
-                     else -self._guides[worst][pixels])  # > 0: more spikes raise the margin
+            slope = (
+                b.sensitivity[worst][pixels] if b.sensitivity is not None else -self._guides[worst][pixels]
+            )  # > 0: more spikes raise the margin
             gain = slope[:, None] * self._train_mass[None, :]  # (n_free, k_trains): margin change
             best = np.argmin(gain, axis=1)
             probe = self._probe(values, pixels, best, gain, budget)
@@ -127,8 +128,9 @@ class BoundSearch:
                 stack.append((assigned | {feature}, child, used + extra))
         return SearchResult(Verdict.ENTAILED, None, nodes, time.perf_counter() - t0)
 
-    def _probe(self, values: np.ndarray, pixels: np.ndarray, best: np.ndarray, gain: np.ndarray,
-               budget: int | None) -> np.ndarray | None:
+    def _probe(
+        self, values: np.ndarray, pixels: np.ndarray, best: np.ndarray, gain: np.ndarray, budget: int | None
+    ) -> np.ndarray | None:
         """Free pixels moved to their margin-lowering trains (the strongest ``budget`` moves only)."""
         inst = self._inst_train[pixels]
         moves = best != inst
@@ -136,7 +138,7 @@ class BoundSearch:
             rows = np.arange(len(pixels))
             cost = np.where(moves, gain[rows, best] - gain[rows, np.maximum(inst, 0)], 0.0)
             keep = np.zeros(len(pixels), bool)
-            keep[np.argsort(cost, kind="stable")[:max(budget, 0)]] = True
+            keep[np.argsort(cost, kind="stable")[: max(budget, 0)]] = True
             moves &= keep
         if not moves.any():
             return None

@@ -4,6 +4,7 @@ Enumerates every completion of the free features (each free pixel ranges over th
 coding's free trains), runs them through the reference forward in batches, and
 answers exactly. Exponential: refuses more than ``max_completions`` completions.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -11,6 +12,7 @@ import itertools
 import numpy as np
 
 from xsnn.model import forward
+
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["BruteForceOracle"]
@@ -32,9 +34,9 @@ class BruteForceOracle(EntailmentOracle):
         if len(free_pixels):
             xs[:, :, free_pixels] = trains[choices].transpose(0, 2, 1)
         if self.max_distance is not None:
-            pixel_differs = np.any(xs != self.instance[None], axis=1)           # (m, n_inputs)
+            pixel_differs = np.any(xs != self.instance[None], axis=1)  # (m, n_inputs)
             changed = np.zeros(len(xs), dtype=np.int64)
-            for group in self.features.groups:                                  # features changed per completion
+            for group in self.features.groups:  # features changed per completion
                 changed += pixel_differs[:, list(group)].any(axis=1)
             xs = xs[changed <= self.max_distance]
         return xs

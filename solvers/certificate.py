@@ -26,21 +26,31 @@ exactly: the model is named by its content hash (``from_dict`` checks it), the i
 nested 0/1 list, and each witness is stored as the ``[t, i]`` positions where it differs from the
 instance (a witness changes a few features, so this is much smaller than the whole input).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
 from xsnn.model import BSNN
 from xsnn.question import Question
+
 from .oracle import Check, EntailmentOracle, Verdict, WitnessError, WitnessVerifier
 
-__all__ = ["VerdictRecord", "AXpCertificate", "CXpCertificate", "VerificationReport", "verify",
-           "OracleFactory", "certificate_from_dict", "certificate_of"]
+__all__ = [
+    "VerdictRecord",
+    "AXpCertificate",
+    "CXpCertificate",
+    "VerificationReport",
+    "verify",
+    "OracleFactory",
+    "certificate_from_dict",
+    "certificate_of",
+]
 
 OracleFactory = Callable[..., EntailmentOracle]
 
@@ -56,7 +66,7 @@ class VerdictRecord:
     seconds: float = 0.0
 
     @classmethod
-    def from_check(cls, check: Check) -> "VerdictRecord":
+    def from_check(cls, check: Check) -> VerdictRecord:
         return cls(check.fixed, check.verdict, check.path, check.core, check.seconds)
 
     @property
@@ -65,14 +75,24 @@ class VerdictRecord:
         return self.core if self.core is not None else self.fixed
 
     def as_dict(self) -> dict:
-        return {"fixed": sorted(self.fixed), "verdict": self.verdict.value, "path": self.path,
-                "core": None if self.core is None else sorted(self.core), "seconds": self.seconds}
+        return {
+            "fixed": sorted(self.fixed),
+            "verdict": self.verdict.value,
+            "path": self.path,
+            "core": None if self.core is None else sorted(self.core),
+            "seconds": self.seconds,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "VerdictRecord":
+    def from_dict(cls, d: Mapping) -> VerdictRecord:
         path = d["path"] if "path" in d else d["backend"]  # "backend": the key before 2026-12-03
-        return cls(frozenset(int(k) for k in d["fixed"]), Verdict(d["verdict"]), str(path),
-                   None if d["core"] is None else frozenset(int(k) for k in d["core"]), float(d["seconds"]))
+        return cls(
+            frozenset(int(k) for k in d["fixed"]),
+            Verdict(d["verdict"]),
+            str(path),
+            None if d["core"] is None else frozenset(int(k) for k in d["core"]),
+            float(d["seconds"]),
+        )
 
 
 def _frozen(witness: np.ndarray) -> np.ndarray:
@@ -106,21 +126,28 @@ class AXpCertificate:
         object.__setattr__(self, "witnesses", {int(k): _frozen(w) for k, w in self.witnesses.items()})
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "question": self.question.as_dict(), "features": sorted(self.features),
-                "sufficiency": None if self.sufficiency is None else self.sufficiency.as_dict(),
-                "witnesses": {str(k): self.question.witness_as_dict(w) for k, w in sorted(self.witnesses.items())},
-                "unproven": sorted(self.unproven)}
+        return {
+            "kind": self.kind,
+            "question": self.question.as_dict(),
+            "features": sorted(self.features),
+            "sufficiency": None if self.sufficiency is None else self.sufficiency.as_dict(),
+            "witnesses": {str(k): self.question.witness_as_dict(w) for k, w in sorted(self.witnesses.items())},
+            "unproven": sorted(self.unproven),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping, model: BSNN) -> "AXpCertificate":
+    def from_dict(cls, d: Mapping, model: BSNN) -> AXpCertificate:
         """Inverse of :meth:`as_dict` (``model``: the network the certificate is about)."""
         if d.get("kind") != "axp":
             raise ValueError(f"not an AXp certificate (kind {d.get('kind')!r})")
         q = Question.from_dict(d["question"], model)
-        return cls(q, frozenset(int(k) for k in d["features"]),
-                   None if d["sufficiency"] is None else VerdictRecord.from_dict(d["sufficiency"]),
-                   {int(k): q.witness_from_dict(w) for k, w in d["witnesses"].items()},
-                   frozenset(int(k) for k in d["unproven"]))
+        return cls(
+            q,
+            frozenset(int(k) for k in d["features"]),
+            None if d["sufficiency"] is None else VerdictRecord.from_dict(d["sufficiency"]),
+            {int(k): q.witness_from_dict(w) for k, w in d["witnesses"].items()},
+            frozenset(int(k) for k in d["unproven"]),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,24 +176,33 @@ class CXpCertificate:
         object.__setattr__(self, "necessity", dict(self.necessity))
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "question": self.question.as_dict(), "features": sorted(self.features),
-                "witness": self.question.witness_as_dict(self.witness), "witness_path": self.witness_path,
-                "necessity": {str(k): r.as_dict() for k, r in sorted(self.necessity.items())},
-                "unproven": sorted(self.unproven)}
+        return {
+            "kind": self.kind,
+            "question": self.question.as_dict(),
+            "features": sorted(self.features),
+            "witness": self.question.witness_as_dict(self.witness),
+            "witness_path": self.witness_path,
+            "necessity": {str(k): r.as_dict() for k, r in sorted(self.necessity.items())},
+            "unproven": sorted(self.unproven),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping, model: BSNN) -> "CXpCertificate":
+    def from_dict(cls, d: Mapping, model: BSNN) -> CXpCertificate:
         """Inverse of :meth:`as_dict` (``model``: the network the certificate is about)."""
         if d.get("kind") != "cxp":
             raise ValueError(f"not a CXp certificate (kind {d.get('kind')!r})")
         q = Question.from_dict(d["question"], model)
-        return cls(q, frozenset(int(k) for k in d["features"]), q.witness_from_dict(d["witness"]),
-                   str(d["witness_path"] if "witness_path" in d else d["witness_backend"]),  # the older key
-                   {int(k): VerdictRecord.from_dict(r) for k, r in d["necessity"].items()},
-                   frozenset(int(k) for k in d["unproven"]))
+        return cls(
+            q,
+            frozenset(int(k) for k in d["features"]),
+            q.witness_from_dict(d["witness"]),
+            str(d["witness_path"] if "witness_path" in d else d["witness_backend"]),  # the older key
+            {int(k): VerdictRecord.from_dict(r) for k, r in d["necessity"].items()},
+            frozenset(int(k) for k in d["unproven"]),
+        )
 
 
-def certificate_from_dict(d: Mapping, model: BSNN) -> "AXpCertificate | CXpCertificate":
+def certificate_from_dict(d: Mapping, model: BSNN) -> AXpCertificate | CXpCertificate:
     """An AXp or CXp certificate from its ``as_dict()`` form."""
     kinds = {"axp": AXpCertificate, "cxp": CXpCertificate}
     if d.get("kind") not in kinds:
@@ -199,8 +235,14 @@ class VerificationReport:
     status: str = "complete"
 
 
-def verify(certified, oracle_factory: OracleFactory, *, require_independent: bool = True,
-           time_limit: float | None = None, stop: threading.Event | None = None) -> VerificationReport:
+def verify(
+    certified,
+    oracle_factory: OracleFactory,
+    *,
+    require_independent: bool = True,
+    time_limit: float | None = None,
+    stop: threading.Event | None = None,
+) -> VerificationReport:
     """Re-check a certificate (or anything with a ``.certificate``, e.g. a FormalExplanation).
 
     Witnesses are re-run first (cheap: one reference forward each), then the ENTAILED claims are
@@ -269,13 +311,16 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
         return None
 
     status = "complete"
-    verifier = None if not witness_checks else WitnessVerifier(q.model, q.instance, q.features, q.target,
-                                                               q.max_distance)
+    verifier = (
+        None if not witness_checks else WitnessVerifier(q.model, q.instance, q.features, q.target, q.max_distance)
+    )
     for n_done, (fixed, witness, what) in enumerate(witness_checks):
         status = out_of_time() or status
         if status != "complete":
-            problems.append(f"{len(witness_checks) - n_done} witness(es) and {len(entailed_checks)} verdict(s) "
-                            f"not re-checked ({status})")
+            problems.append(
+                f"{len(witness_checks) - n_done} witness(es) and {len(entailed_checks)} verdict(s) "
+                f"not re-checked ({status})"
+            )
             break
         checks += 1
         try:
@@ -283,8 +328,7 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
         except (WitnessError, ValueError) as exc:
             problems.append(f"{what}: invalid witness ({exc})")
     if status == "complete" and entailed_checks:
-        oracle = oracle_factory(q.model, q.instance, features=q.features, target=q.target,
-                                max_distance=q.max_distance)
+        oracle = oracle_factory(q.model, q.instance, features=q.features, target=q.target, max_distance=q.max_distance)
         watcher = _interrupt_on(stop, oracle)
         try:
             for n_done, (fixed, producer, what) in enumerate(entailed_checks):
@@ -304,17 +348,19 @@ def verify(certified, oracle_factory: OracleFactory, *, require_independent: boo
                     problems.append(f"{what}: REFUTED by {answer.path} (a counterexample exists)")
                 elif answer.verdict is Verdict.UNKNOWN:
                     status = out_of_time() or status
-                    problems.append(f"{what}: {answer.path} could not decide it"
-                                    f"{'' if status == 'complete' else f' ({status})'}")
+                    problems.append(
+                        f"{what}: {answer.path} could not decide it{'' if status == 'complete' else f' ({status})'}"
+                    )
         finally:
             if watcher is not None:
                 watcher.cancel()
             oracle.close()
-    return VerificationReport(not problems, tuple(problems), minimal and not problems, tuple(sorted(names)),
-                              independent, checks, status)
+    return VerificationReport(
+        not problems, tuple(problems), minimal and not problems, tuple(sorted(names)), independent, checks, status
+    )
 
 
-def _interrupt_on(stop: threading.Event | None, oracle: EntailmentOracle) -> "_StopWatcher | None":
+def _interrupt_on(stop: threading.Event | None, oracle: EntailmentOracle) -> _StopWatcher | None:
     """Interrupt ``oracle`` as soon as ``stop`` is set (a watcher thread; ``None`` without ``stop``)."""
     return None if stop is None else _StopWatcher(stop, oracle)
 
@@ -337,10 +383,14 @@ class _StopWatcher:
         self._done.set()
 
 
-def certificate_of(obj) -> "AXpCertificate | CXpCertificate":
+def certificate_of(obj) -> AXpCertificate | CXpCertificate:
     """The certificate ``obj`` is or holds (an explanation's ``certificate`` / ``proof``)."""
-    for candidate in (obj, getattr(obj, "certificate", None), getattr(obj, "proof", None),
-                      getattr(getattr(obj, "explanation", None), "certificate", None)):
+    for candidate in (
+        obj,
+        getattr(obj, "certificate", None),
+        getattr(obj, "proof", None),
+        getattr(getattr(obj, "explanation", None), "certificate", None),
+    ):
         if isinstance(candidate, (AXpCertificate, CXpCertificate)):
             return candidate
     raise TypeError(f"expected a certificate or an explanation holding one, got {type(obj).__name__}")

@@ -17,11 +17,12 @@ A mode that built the model once and fixed features by assumptions (CP-SAT's
 magnitude slower, with cores barely smaller than ``S`` on MNIST-size inputs
 (``docs/oracles.md``), and was removed.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from xsnn.encoders.linear import Formulation, build_formulation, disconnected_fe
 from xsnn.encoders.rivals import build_rival_problems, rival_split_applies
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["CPSATOracle", "cpsat_model"]
@@ -71,10 +73,20 @@ class CPSATOracle(EntailmentOracle):
 
     name = "cpsat"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, num_workers: int = 1, seed: int = 0,
-                 split_rivals: bool = True,
-                 probe_seconds: float = 0.05, parameters: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        *,
+        num_workers: int = 1,
+        seed: int = 0,
+        split_rivals: bool = True,
+        probe_seconds: float = 0.05,
+        parameters: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         from ortools.sat.python import cp_model
 
@@ -143,8 +155,7 @@ class CPSATOracle(EntailmentOracle):
         """
         cp_model = self._cp_model
         deadline = None if time_limit is None else time.perf_counter() + max(float(time_limit), 0.0)
-        problems = build_rival_problems(self.model, self.instance, self.features, fixed, self.target,
-                                        self.max_distance)
+        problems = build_rival_problems(self.model, self.instance, self.features, fixed, self.target, self.max_distance)
         problems.sort(key=lambda p: -self._feasible_rivals.get(p.rival, 0))  # stable: keeps the bound order
         models = {}
         for cap in (self.probe_seconds, None):
@@ -164,8 +175,12 @@ class CPSATOracle(EntailmentOracle):
                 if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     self._feasible_rivals[problem.rival] = self._feasible_rivals.get(problem.rival, 0) + 1
                     values = np.asarray(solver.response_proto.solution, dtype=np.int64)
-                    return Check(Verdict.NOT_ENTAILED, fixed,
-                                 witness=problem.formulation.witness(self.instance, values), path=self.name)
+                    return Check(
+                        Verdict.NOT_ENTAILED,
+                        fixed,
+                        witness=problem.formulation.witness(self.instance, values),
+                        path=self.name,
+                    )
                 if status == cp_model.MODEL_INVALID:
                     raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
                 if status != cp_model.INFEASIBLE:

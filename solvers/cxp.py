@@ -12,9 +12,10 @@ witness ``w`` also shrinks ``X`` to the features on which ``w`` differs from the
 the CXp found then depends on which witness each path returns, so the result is identical with
 and without fast paths only for ``use_witnesses=False``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,8 +38,9 @@ class CXpSteps(OracleAlgorithm):
             raise NoExplanationError("the prediction cannot change even with every feature free: there is no CXp")
         raise NoExplanationError("could not decide, within the time limit, whether the prediction can change at all")
 
-    def _shrink_cxp(self, freed: frozenset[int], witness_check: Check, order: Sequence[int], use_witnesses: bool
-                    ) -> tuple[set[int], Check, dict[int, Check], set[int]]:
+    def _shrink_cxp(
+        self, freed: frozenset[int], witness_check: Check, order: Sequence[int], use_witnesses: bool
+    ) -> tuple[set[int], Check, dict[int, Check], set[int]]:
         """Deletion over the weak CXp ``freed`` (``witness_check``: its NOT_ENTAILED check).
 
         Returns ``(X, witness check for X, necessity checks, unproven)``.
@@ -69,15 +71,24 @@ class CXpSteps(OracleAlgorithm):
         unproven = x - set(necessity)
         return x, change, necessity, unproven
 
-    def _cxp_result(self, x: set[int], change: Check, necessity: dict[int, Check], unproven: set[int],
-                    timed_out: bool | None = None) -> FormalExplanation:
+    def _cxp_result(
+        self, x: set[int], change: Check, necessity: dict[int, Check], unproven: set[int], timed_out: bool | None = None
+    ) -> FormalExplanation:
         timed_out = self._run.timed_out if timed_out is None else timed_out
-        status = Status.COMPLETE if not unproven else self._early_status() if timed_out or self.stopped \
-            else Status.UNDECIDED
-        cert = CXpCertificate(self.question, frozenset(x), change.witness, change.path,
-                              {i: VerdictRecord.from_check(c) for i, c in necessity.items()}, frozenset(unproven))
-        return FormalExplanation("cxp", tuple(sorted(x)), status, not unproven, cert, self._run_stats(),
-                                 self._elapsed())
+        status = (
+            Status.COMPLETE if not unproven else self._early_status() if timed_out or self.stopped else Status.UNDECIDED
+        )
+        cert = CXpCertificate(
+            self.question,
+            frozenset(x),
+            change.witness,
+            change.path,
+            {i: VerdictRecord.from_check(c) for i, c in necessity.items()},
+            frozenset(unproven),
+        )
+        return FormalExplanation(
+            "cxp", tuple(sorted(x)), status, not unproven, cert, self._run_stats(), self._elapsed()
+        )
 
 
 class DeletionCXp(CXpSteps):
@@ -92,9 +103,16 @@ class DeletionCXp(CXpSteps):
         time_limit, call_time_limit: budgets.
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, order: Order = "index", image: np.ndarray | None = None,
-                 use_witnesses: bool = False, time_limit: float | None = None,
-                 call_time_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        use_witnesses: bool = False,
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
         super().__init__(oracle, time_limit=time_limit, call_time_limit=call_time_limit)
         self.order = feature_order(oracle, order, image)
         self.use_witnesses = bool(use_witnesses)

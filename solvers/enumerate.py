@@ -24,10 +24,11 @@ exhausted map proves ``t`` irrelevant (in no AXp).
 computed anytime from the enumeration; the result says how many AXps it rests on and whether
 the enumeration completed (then it is exact).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from pysat.solvers import Solver
@@ -35,8 +36,7 @@ from pysat.solvers import Solver
 from .axp import Order, feature_order
 from .cxp import CXpSteps
 from .oracle import EntailmentOracle, Verdict
-from .result import (AttributionResult, EnumerationResult, FormalExplanation, RelevanceAnswer, RelevanceResult,
-                     Status)
+from .result import AttributionResult, EnumerationResult, FormalExplanation, RelevanceAnswer, RelevanceResult, Status
 
 __all__ = ["Enumerator", "Relevance", "FeatureAttribution"]
 
@@ -104,10 +104,20 @@ class Enumerator(CXpSteps):
     After :meth:`enumerate` ends, :attr:`status` says how (complete, timeout, limit, undecided).
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, prefer: str = "axp", max_axps: int | None = None,
-                 max_cxps: int | None = None, order: Order = "index", image: np.ndarray | None = None,
-                 use_cores: bool = True, solver: str = "g3", time_limit: float | None = None,
-                 call_time_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        prefer: str = "axp",
+        max_axps: int | None = None,
+        max_cxps: int | None = None,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        use_cores: bool = True,
+        solver: str = "g3",
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
         super().__init__(oracle, time_limit=time_limit, call_time_limit=call_time_limit)
         if prefer not in _PREFER:
             raise ValueError(f"prefer must be one of {_PREFER}, got {prefer!r}")
@@ -138,8 +148,12 @@ class Enumerator(CXpSteps):
         marco = _MapSolver(len(self.all_features), self.solver, prefer_fixed=self.prefer == "axp")
         try:
             while True:
-                if self.max_axps is not None and n_axps >= self.max_axps or \
-                        self.max_cxps is not None and n_cxps >= self.max_cxps:
+                if (
+                    self.max_axps is not None
+                    and n_axps >= self.max_axps
+                    or self.max_cxps is not None
+                    and n_cxps >= self.max_cxps
+                ):
                     status = Status.LIMIT
                     break
                 if self._expired():
@@ -156,8 +170,9 @@ class Enumerator(CXpSteps):
                     marco.block_up(frozenset(s))
                     n_axps += 1
                 elif check.verdict is Verdict.NOT_ENTAILED:
-                    x, change, necessity, unproven = self._shrink_cxp(self.all_features - seed, check, self.order,
-                                                                      use_witnesses=True)
+                    x, change, necessity, unproven = self._shrink_cxp(
+                        self.all_features - seed, check, self.order, use_witnesses=True
+                    )
                     item = self._cxp_result(x, change, necessity, unproven)
                     marco.must_hit(frozenset(x))
                     n_cxps += 1
@@ -186,8 +201,16 @@ class Relevance(CXpSteps):
         time_limit, call_time_limit: budgets (per :meth:`compute`).
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, order: Order = "index", image: np.ndarray | None = None,
-                 solver: str = "g3", time_limit: float | None = None, call_time_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        solver: str = "g3",
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
         super().__init__(oracle, time_limit=time_limit, call_time_limit=call_time_limit)
         self.order = feature_order(oracle, order, image)
         self.solver = solver
@@ -221,13 +244,15 @@ class Relevance(CXpSteps):
                 with_t = self._ask(seed | {t})
                 if with_t.verdict is Verdict.ENTAILED:
                     # t is necessary in seed ∪ {t}: the witness for seed refutes every subset without t
-                    s, sufficiency, witnesses, unproven = self._deletion(with_t, self.order, use_cores=True,
-                                                                         known={t: without.witness})
+                    s, sufficiency, witnesses, unproven = self._deletion(
+                        with_t, self.order, use_cores=True, known={t: without.witness}
+                    )
                     axp = self._axp_result(s, sufficiency, witnesses, unproven)
                     return self._relevance(t, RelevanceAnswer.RELEVANT, axp, axp.status)
                 if with_t.verdict is Verdict.NOT_ENTAILED:
-                    x, _, _, _ = self._shrink_cxp(self.all_features - seed - {t}, with_t, self.order,
-                                                  use_witnesses=True)
+                    x, _, _, _ = self._shrink_cxp(
+                        self.all_features - seed - {t}, with_t, self.order, use_witnesses=True
+                    )
                     marco.must_hit(frozenset(x))
                     continue
                 exhaustive = False
@@ -235,8 +260,9 @@ class Relevance(CXpSteps):
         finally:
             marco.delete()
 
-    def _relevance(self, t: int, answer: RelevanceAnswer, axp: FormalExplanation | None,
-                   status: Status) -> RelevanceResult:
+    def _relevance(
+        self, t: int, answer: RelevanceAnswer, axp: FormalExplanation | None, status: Status
+    ) -> RelevanceResult:
         return RelevanceResult(t, answer, axp, status, self._run_stats(), self._elapsed())
 
 
@@ -250,12 +276,29 @@ class FeatureAttribution:
         time_limit, call_time_limit: budgets.
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, max_axps: int | None = None, order: Order = "index",
-                 image: np.ndarray | None = None, use_cores: bool = True, solver: str = "g3",
-                 time_limit: float | None = None, call_time_limit: float | None = None) -> None:
-        self.enumerator = Enumerator(oracle, prefer="axp", max_axps=max_axps, order=order, image=image,
-                                     use_cores=use_cores, solver=solver, time_limit=time_limit,
-                                     call_time_limit=call_time_limit)
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        max_axps: int | None = None,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        use_cores: bool = True,
+        solver: str = "g3",
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
+        self.enumerator = Enumerator(
+            oracle,
+            prefer="axp",
+            max_axps=max_axps,
+            order=order,
+            image=image,
+            use_cores=use_cores,
+            solver=solver,
+            time_limit=time_limit,
+            call_time_limit=call_time_limit,
+        )
         self.oracle = oracle
 
     @property
@@ -278,21 +321,29 @@ class FeatureAttribution:
 
     def compute(self) -> AttributionResult:
         result = None
-        for result in self.enumerate():
-            pass
+        for snapshot in self.enumerate():
+            result = snapshot
         return result
 
-    def _snapshot(self, counts: np.ndarray, axps: list[tuple[int, ...]], status: Status,
-                  start: float) -> AttributionResult:
+    def _snapshot(
+        self, counts: np.ndarray, axps: list[tuple[int, ...]], status: Status, start: float
+    ) -> AttributionResult:
         total = len(axps)
         scores = counts / total if total else np.zeros(len(counts))
-        return AttributionResult(scores.astype(np.float64), counts.copy(), total, status, tuple(axps),
-                                 self.enumerator._run_stats(), time.perf_counter() - start)
+        return AttributionResult(
+            scores.astype(np.float64),
+            counts.copy(),
+            total,
+            status,
+            tuple(axps),
+            self.enumerator._run_stats(),
+            time.perf_counter() - start,
+        )
 
     def close(self) -> None:
         self.oracle.close()
 
-    def __enter__(self) -> "FeatureAttribution":
+    def __enter__(self) -> FeatureAttribution:
         return self
 
     def __exit__(self, *exc) -> None:

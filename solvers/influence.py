@@ -20,22 +20,24 @@ Any order gives an AXp (a subset-minimal sufficient set); this one is a heuristi
 and the AXp it yields is the one deletion finds in this order (the same for every exact
 oracle), not the index-order one.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
+from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 
-from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from .rivalsat import rival_sat_applies
 from .rivalstate import RivalBounds
 
 __all__ = ["influence_order"]
 
 
-def influence_order(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                    target: int | None = None) -> np.ndarray:
+def influence_order(
+    model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None
+) -> np.ndarray:
     """One score per feature for the ``order`` of the AXp algorithms (lowest tried first): the
     position of the feature in the greedy least-influence order (module docstring).
 

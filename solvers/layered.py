@@ -32,12 +32,13 @@ so the verdict always equals the exact oracle's; only UNKNOWN (exact budget exha
 differ from what a longer exact run would say. A fast ENTAILED ("bounds", "exhaustive",
 "branch-and-bound") carries ``core = S`` (no smaller core is known).
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import deque
-from typing import Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,7 @@ class _Timing:
         self.record = record
         self.value = None
 
-    def __enter__(self) -> "_Timing":
+    def __enter__(self) -> _Timing:
         self._start = time.perf_counter()
         return self
 
@@ -198,8 +199,11 @@ class LayeredOracle(EntailmentOracle):
         super().__init__(exact.model, exact.instance, exact.features, exact.target, exact.max_distance)
         self.exact = exact
         self.paths = paths
-        self._lookahead = (_Lookahead(self, self.lookahead_pool, self.lookahead_new)
-                           if "lookahead" in paths and self.max_distance is None else None)
+        self._lookahead = (
+            _Lookahead(self, self.lookahead_pool, self.lookahead_new)
+            if "lookahead" in paths and self.max_distance is None
+            else None
+        )
         # exact cores as rows of a (n_cores, n_features) bool matrix, or None when off
         self._cores: np.ndarray | None = np.zeros((0, len(self.features)), bool) if "cores" in paths else None
         self._n_features = len(self.features)
@@ -207,12 +211,21 @@ class LayeredOracle(EntailmentOracle):
         self._exact_seconds = 0.0
         self.path_stats: dict[str, _PathRecord] = {}
         self._exhaustive_limit = self.exhaustive_limit if "exhaustive" in paths else 0
-        self._bounds = (BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
-                        if "bounds" in paths else None)
-        self._counterexamples = CounterexampleSearch(self.model, self.instance, self.features, self.target,
-                                                     self.max_distance, seed=seed,
-                                                     max_evaluations=self.attack_evaluations,
-                                                     restarts=self.attack_restarts)
+        self._bounds = (
+            BoundPropagator(self.model, self.instance, self.features, self.target, self.max_distance)
+            if "bounds" in paths
+            else None
+        )
+        self._counterexamples = CounterexampleSearch(
+            self.model,
+            self.instance,
+            self.features,
+            self.target,
+            self.max_distance,
+            seed=seed,
+            max_evaluations=self.attack_evaluations,
+            restarts=self.attack_restarts,
+        )
         self._attack = self._counterexamples if "attack" in paths else None
         self._cache = WitnessCache(self, self.cache_size) if "cache" in paths else None
         self._bab = None
@@ -279,8 +292,14 @@ class LayeredOracle(EntailmentOracle):
         answer = self.exact.check(fixed, time_limit=remaining)
         self._exact_calls += 1
         self._exact_seconds += answer.seconds
-        result = Check(answer.verdict, fixed, witness=answer.witness, core=answer.core, path=answer.path,
-                       witness_verified=answer.witness_verified)  # the exact oracle asked the same question
+        result = Check(
+            answer.verdict,
+            fixed,
+            witness=answer.witness,
+            core=answer.core,
+            path=answer.path,
+            witness_verified=answer.witness_verified,
+        )  # the exact oracle asked the same question
         if answer.verdict is Verdict.NOT_ENTAILED:
             self._remember(answer.witness)
         elif answer.verdict is Verdict.ENTAILED:
@@ -330,7 +349,7 @@ class LayeredOracle(EntailmentOracle):
         record.skipped += 1
         return record.skipped % 16 == 0
 
-    def _timed(self, path: str) -> "_Timing":
+    def _timed(self, path: str) -> _Timing:
         return _Timing(self.path_stats.setdefault(path, _PathRecord()))
 
     def _attack_time(self, time_limit: float | None) -> float | None:

@@ -32,6 +32,7 @@ model, never taken from the search):
 Trusted: the rival terms (:func:`~xsnn.encoders.rivals.rival_terms` and the ladders; tested
 against the reference forward and brute force) and the pair test. Everything else is re-derived.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,11 +40,11 @@ import time
 
 import numpy as np
 
+from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 
 from .levels import LevelOracle, pair_feasible
-from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from .oracle import Check, Verdict
 
 __all__ = ["ProofError", "rival_claims", "check_level_proof", "CheckedLevelOracle"]
@@ -76,9 +77,15 @@ def rival_claims(model: BSNN, target: int) -> dict[int, tuple[np.ndarray, np.nda
     return out
 
 
-def check_level_proof(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: frozenset[int],
-                      target: int, proof: dict[int, list[tuple[np.ndarray, dict | None]]],
-                      time_limit: float | None = None) -> None:
+def check_level_proof(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet,
+    fixed: frozenset[int],
+    target: int,
+    proof: dict[int, list[tuple[np.ndarray, dict | None]]],
+    time_limit: float | None = None,
+) -> None:
     """Check that fixing ``fixed`` entails ``target`` by the level search's ``proof`` (module docstring).
 
     Args:
@@ -111,7 +118,7 @@ def check_level_proof(model: BSNN, instance: np.ndarray, features: FeatureSet, f
         if rival not in proof:
             raise ProofError(f"rival {rival}: not ruled out by the interval bound and no cuts given")
 
-        def rows(claims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def rows(claims: np.ndarray, neuron=neuron, sign=sign, bound=bound) -> tuple[np.ndarray, np.ndarray]:
             """The claims as rows ``a z >= t`` over the free pixels."""
             j, s = neuron[claims], sign[claims]
             return s[:, None] * w_free[j], s * (bound[claims] - const[j])
@@ -182,9 +189,19 @@ def _check_core(a: np.ndarray, t: np.ndarray, deadline: float | None, rival: int
         raise ProofError(f"rival {rival}: a core's rows are not shown infeasible (CP-SAT status {status})")
 
 
-def _check_master(claims: np.ndarray, neuron: np.ndarray, sign: np.ndarray, bound: np.ndarray, weight: np.ndarray,
-                  goal: int, clauses: list[list[int]], w_free: np.ndarray, const: np.ndarray,
-                  deadline: float | None, rival: int) -> None:
+def _check_master(
+    claims: np.ndarray,
+    neuron: np.ndarray,
+    sign: np.ndarray,
+    bound: np.ndarray,
+    weight: np.ndarray,
+    goal: int,
+    clauses: list[list[int]],
+    w_free: np.ndarray,
+    const: np.ndarray,
+    deadline: float | None,
+    rival: int,
+) -> None:
     """CP-SAT: no choice of holding open claims reaches ``goal`` within the checked constraints."""
     from ortools.sat.python import cp_model
 
@@ -207,10 +224,26 @@ def _check_master(claims: np.ndarray, neuron: np.ndarray, sign: np.ndarray, boun
     other = j[x_idx] != j[y_idx]
     x_idx, y_idx = x_idx[other], y_idx[other]
     if len(x_idx):
-        plus, minus, zero = ((w_free > 0).astype(np.int64), (w_free < 0).astype(np.int64),
-                             (w_free == 0).astype(np.int64))
-        counts = np.stack([u @ v.T for u, v in ((plus, plus), (plus, minus), (minus, plus), (minus, minus),
-                                                (plus, zero), (minus, zero), (zero, plus), (zero, minus))])
+        plus, minus, zero = (
+            (w_free > 0).astype(np.int64),
+            (w_free < 0).astype(np.int64),
+            (w_free == 0).astype(np.int64),
+        )
+        counts = np.stack(
+            [
+                u @ v.T
+                for u, v in (
+                    (plus, plus),
+                    (plus, minus),
+                    (minus, plus),
+                    (minus, minus),
+                    (plus, zero),
+                    (minus, zero),
+                    (zero, plus),
+                    (zero, minus),
+                )
+            ]
+        )
         counts = counts[:, j[x_idx], j[y_idx]]  # pixels by the signs of their weights into the two neurons
         ok = pair_feasible(counts, b[x_idx] - const[j[x_idx]], s[x_idx], b[y_idx] - const[j[y_idx]], s[y_idx])
         for x, y in zip(x_idx[~ok].tolist(), y_idx[~ok].tolist()):
@@ -236,8 +269,9 @@ class CheckedLevelOracle(LevelOracle):
             return answer
         left = None if time_limit is None else max(float(time_limit) - (time.perf_counter() - start), 0.0)
         try:
-            check_level_proof(self.model, self.instance, self.features, fixed, self.target,
-                              self.last_proof or {}, time_limit=left)
+            check_level_proof(
+                self.model, self.instance, self.features, fixed, self.target, self.last_proof or {}, time_limit=left
+            )
         except ProofError as exc:
             log.error("level-search proof rejected: %s", exc)
             return Check(Verdict.UNKNOWN, fixed, path=self.name + ":rejected")

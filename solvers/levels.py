@@ -75,6 +75,7 @@ makes every reuse sound.
 Measured in ``docs/binary.md``: on the dense ``mnist159-binary`` (784-32-3) the ENTAILED
 questions that took CP-SAT 5-160 s with 33-79 free pixels are decided in 0.1-11 s.
 """
+
 from __future__ import annotations
 
 import logging
@@ -83,11 +84,11 @@ import time
 import numpy as np
 from pysat.solvers import Solver
 
+from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 
 from .oracle import Check, EntailmentOracle, Verdict
-from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from .rivalsat import rival_sat_applies
 
 __all__ = ["LevelOracle", "certifies", "level_portfolio", "level_search_applies", "pair_feasible"]
@@ -100,8 +101,9 @@ def level_search_applies(model: BSNN, instance: np.ndarray) -> bool:
     return rival_sat_applies(model, instance)
 
 
-def pair_feasible(counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, beta: np.ndarray,
-                  sign_b: np.ndarray) -> np.ndarray:
+def pair_feasible(
+    counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, beta: np.ndarray, sign_b: np.ndarray
+) -> np.ndarray:
     """Can two one-sided rows on two neurons hold together? (elementwise over the last axis)
 
     ``counts`` (``(8, m)``): the free pixels by the signs of their weights into the two neurons,
@@ -118,7 +120,7 @@ def pair_feasible(counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, bet
     n_pp, n_pm, n_mp, n_mm, n_p0, n_m0, n_0p, n_0m = counts
     up_a, up_b = sign_a > 0, sign_b > 0
     alpha = alpha - np.where(up_a, n_p0, -n_m0)  # r at its best end
-    beta = beta - np.where(up_b, n_0p, -n_0m)    # s at its best end
+    beta = beta - np.where(up_b, n_0p, -n_0m)  # s at its best end
     u0, u1, v0, v1 = -n_mm, n_pp, -n_mp, n_pm
     # (+,+): u = u1, v in [alpha - u1, u1 - beta];  (-,-): u = u0, v in [u0 - beta, alpha - u0]
     # (+,-): v = v1, u in [alpha - v1, beta + v1];  (-,+): v = v0, u in [beta + v0, alpha - v0]
@@ -132,9 +134,16 @@ def pair_feasible(counts: np.ndarray, alpha: np.ndarray, sign_a: np.ndarray, bet
     return np.where(same, lo_same <= hi_same, lo_mixed <= hi_mixed)
 
 
-def level_portfolio(model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                    target: int | None = None, max_distance: int | None = None, *,
-                    fast_paths: bool = True, sat_seconds: float = 0.0) -> EntailmentOracle:
+def level_portfolio(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet | None = None,
+    target: int | None = None,
+    max_distance: int | None = None,
+    *,
+    fast_paths: bool = True,
+    sat_seconds: float = 0.0,
+) -> EntailmentOracle:
     """The level search behind the fast paths of :class:`~xsnn.solvers.layered.LayeredOracle`,
     after the incremental per-rival SAT oracle within ``sat_seconds`` per question if that is
     positive (the default portfolio's first stage; measured in ``docs/binary.md``: on the dense
@@ -171,9 +180,22 @@ class _Rival:
         self.weight = np.abs(terms_arr[:, 2])
         # per claim: the weaker claims of its neuron and direction, weakest first
         strength = self.sign * self.bound  # sigma b: larger is stronger
-        self.weaker = [np.array(sorted((u for u in range(len(terms_arr)) if self.neuron[u] == self.neuron[t]
-                                        and self.sign[u] == self.sign[t] and strength[u] < strength[t]),
-                                       key=lambda u: strength[u]), np.int64) for t in range(len(terms_arr))]
+        self.weaker = [
+            np.array(
+                sorted(
+                    (
+                        u
+                        for u in range(len(terms_arr))
+                        if self.neuron[u] == self.neuron[t]
+                        and self.sign[u] == self.sign[t]
+                        and strength[u] < strength[t]
+                    ),
+                    key=lambda u: strength[u],
+                ),
+                np.int64,
+            )
+            for t in range(len(terms_arr))
+        ]
         self.goal = int(need - base - terms_arr[:, 2][terms_arr[:, 2] < 0].sum())  # R
         # cuts kept across questions: LP certificates (claims, G, H) and CP-SAT cores (claims, free pixels)
         self.cert_claims: list[np.ndarray] = []
@@ -196,7 +218,9 @@ class _Rival:
         if self.cert_claims:
             g = np.array(self.cert_g)  # (m, n)
             best = g[:, fixed_pixels] @ value[fixed_pixels] + np.maximum(g[:, ~fixed_pixels], 0).sum(axis=1)
-            holding += [(self.cert_claims[k], self.cert_reason[k]) for k in np.flatnonzero(best < np.array(self.cert_h))]
+            holding += [
+                (self.cert_claims[k], self.cert_reason[k]) for k in np.flatnonzero(best < np.array(self.cert_h))
+            ]
         if self.core_claims:
             free_then = np.array(self.core_free)
             inside = ~(~fixed_pixels[None, :] & ~free_then).any(axis=1)
@@ -222,15 +246,27 @@ class LevelOracle(EntailmentOracle):
 
     name = "levels"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, pair_cuts: bool = True,
-                 lp_cuts: bool = True, reuse_cuts: bool = True, keep: int = 20000) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        *,
+        pair_cuts: bool = True,
+        lp_cuts: bool = True,
+        reuse_cuts: bool = True,
+        keep: int = 20000,
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         if max_distance is not None:
             raise ValueError("the level search takes no distance bound; use the 'portfolio' or 'cpsat' backend")
         if not level_search_applies(model, self.instance):
-            raise ValueError("the level search needs one spiking layer and the static coding "
-                             "(one Boolean per pixel); use the 'portfolio' or 'cpsat' backend")
+            raise ValueError(
+                "the level search needs one spiking layer and the static coding "
+                "(one Boolean per pixel); use the 'portfolio' or 'cpsat' backend"
+            )
         self.pair_cuts, self.lp_cuts, self.reuse_cuts = bool(pair_cuts), bool(lp_cuts), bool(reuse_cuts)
         self.keep = int(keep)
         self._w = model.weights[0].astype(np.int64)
@@ -249,8 +285,19 @@ class LevelOracle(EntailmentOracle):
             need = 1 if rival > self.target else 0
             if base + sum(e for _, _, e in terms if e > 0) >= need:
                 self._rivals.append(_Rival(rival, need, base, terms))
-        self.counters = {"rounds": 0, "reference": 0, "lp": 0, "lp_cuts": 0, "rounded": 0, "cg_cuts": 0, "weakened": 0, "cpsat": 0, "cpsat_cuts": 0,
-                         "pair_cuts": 0, "reused_cuts": 0}
+        self.counters = {
+            "rounds": 0,
+            "reference": 0,
+            "lp": 0,
+            "lp_cuts": 0,
+            "rounded": 0,
+            "cg_cuts": 0,
+            "weakened": 0,
+            "cpsat": 0,
+            "cpsat_cuts": 0,
+            "pair_cuts": 0,
+            "reused_cuts": 0,
+        }
 
     # ------------------------------------------------------------------ one question
 
@@ -269,9 +316,14 @@ class LevelOracle(EntailmentOracle):
         for rival in sorted(self._rivals, key=lambda r: -r.feasible):
             start, rounds = time.perf_counter(), self.counters["rounds"]
             answer = question.decide(rival)
-            self.last_rivals.append({"rival": rival.rival, "seconds": round(time.perf_counter() - start, 6),
-                                     "rounds": self.counters["rounds"] - rounds,
-                                     "outcome": "out" if answer is True else "unknown" if answer is None else "wins"})
+            self.last_rivals.append(
+                {
+                    "rival": rival.rival,
+                    "seconds": round(time.perf_counter() - start, 6),
+                    "rounds": self.counters["rounds"] - rounds,
+                    "outcome": "out" if answer is True else "unknown" if answer is None else "wins",
+                }
+            )
             if answer is None:
                 return Check(Verdict.UNKNOWN, fixed, path=self.name)
             if answer is not True:
@@ -279,9 +331,12 @@ class LevelOracle(EntailmentOracle):
                 witness = self._v.copy()
                 witness[free] = answer
                 self._last_witness = witness
-                return Check(Verdict.NOT_ENTAILED, fixed,
-                             witness=np.repeat(witness[None].astype(np.uint8), self.model.n_steps, axis=0),
-                             path=self.name)
+                return Check(
+                    Verdict.NOT_ENTAILED,
+                    fixed,
+                    witness=np.repeat(witness[None].astype(np.uint8), self.model.n_steps, axis=0),
+                    path=self.name,
+                )
         self.last_proof = question.proof
         return Check(Verdict.ENTAILED, fixed, core=fixed, path=self.name)
 
@@ -289,9 +344,18 @@ class LevelOracle(EntailmentOracle):
 class _Question:
     """The work of one question: the claims' status, the master of each rival, the checks."""
 
-    def __init__(self, oracle: LevelOracle, fixed_pixels: np.ndarray, free: np.ndarray, w_free: np.ndarray,
-                 const: np.ndarray, lo: np.ndarray, hi: np.ndarray, deadline: float | None,
-                 reference: np.ndarray) -> None:
+    def __init__(
+        self,
+        oracle: LevelOracle,
+        fixed_pixels: np.ndarray,
+        free: np.ndarray,
+        w_free: np.ndarray,
+        const: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        deadline: float | None,
+        reference: np.ndarray,
+    ) -> None:
         self.o, self.fixed_pixels, self.free, self.w_free = oracle, fixed_pixels, free, w_free
         self.const, self.lo, self.hi, self.deadline = const, lo, hi, deadline
         self.reference = reference[free]  # a completion: the newest witness, fixed pixels reset
@@ -310,9 +374,23 @@ class _Question:
             plus = (self.w_free > 0).astype(np.float64)
             minus = (self.w_free < 0).astype(np.float64)
             zero = (self.w_free == 0).astype(np.float64)
-            self._pairs = np.rint(np.stack([a @ b.T for a, b in (
-                (plus, plus), (plus, minus), (minus, plus), (minus, minus),
-                (plus, zero), (minus, zero), (zero, plus), (zero, minus))])).astype(np.int64)
+            self._pairs = np.rint(
+                np.stack(
+                    [
+                        a @ b.T
+                        for a, b in (
+                            (plus, plus),
+                            (plus, minus),
+                            (minus, plus),
+                            (minus, minus),
+                            (plus, zero),
+                            (minus, zero),
+                            (zero, plus),
+                            (zero, minus),
+                        )
+                    ]
+                )
+            ).astype(np.int64)
         return self._pairs
 
     def decide(self, rival: _Rival):
@@ -352,8 +430,9 @@ class _Question:
                 if not master.solve():
                     return True
                 model = master.get_model()
-                chosen = self._minimal_winning(rival, claims, np.array([model[k] > 0 for k in range(len(claims))]),
-                                               by_demand, goal)
+                chosen = self._minimal_winning(
+                    rival, claims, np.array([model[k] > 0 for k in range(len(claims))]), by_demand, goal
+                )
                 answer, cut = self._exact(rival, claims[chosen])
                 if answer is None:
                     return None
@@ -366,8 +445,9 @@ class _Question:
                 recorded.append((np.asarray(cut), self._reason))
                 master.add_clause(clause)
 
-    def _minimal_winning(self, rival: _Rival, claims: np.ndarray, held: np.ndarray, by_demand: np.ndarray,
-                         goal: int) -> np.ndarray:
+    def _minimal_winning(
+        self, rival: _Rival, claims: np.ndarray, held: np.ndarray, by_demand: np.ndarray, goal: int
+    ) -> np.ndarray:
         """The master's winning set shrunk to a minimal winning one: claims dropped, those furthest
         from the instance first, while the rest still reach the goal (indices into ``claims``)."""
         keep = held.copy()
@@ -396,15 +476,21 @@ class _Question:
                     clauses.append([-(x + 1), -(y + 1)])
         if self.o.pair_cuts:
             a, b = a[~same], b[~same]
-            ok = pair_feasible(self._pair_counts()[:, j[a], j[b]], bound[a] - self.const[j[a]], sign[a],
-                               bound[b] - self.const[j[b]], sign[b])
+            ok = pair_feasible(
+                self._pair_counts()[:, j[a], j[b]],
+                bound[a] - self.const[j[a]],
+                sign[a],
+                bound[b] - self.const[j[b]],
+                sign[b],
+            )
             bad = np.flatnonzero(~ok)
             self.o.counters["pair_cuts"] += len(bad)
             clauses.extend([-(int(x) + 1), -(int(y) + 1)] for x, y in zip(a[bad], b[bad]))
         return clauses
 
-    def _reused_cuts(self, rival: _Rival, var: dict[int, int], always: np.ndarray,
-                     never: np.ndarray, recorded: list) -> list[list[int]]:
+    def _reused_cuts(
+        self, rival: _Rival, var: dict[int, int], always: np.ndarray, never: np.ndarray, recorded: list
+    ) -> list[list[int]]:
         """The kept cuts that still hold for this question, as clauses over its open claims
         (each also appended to ``recorded`` with its reason)."""
         clauses = []
@@ -460,8 +546,9 @@ class _Question:
                     m = len(claims)
                     used_pairs = multipliers[m:] > 0
                     combined = multipliers[:m].copy()
-                    return True, self._keep_certificate(rival, claims, combined, pairs[used_pairs],
-                                                        multipliers[m:][used_pairs])
+                    return True, self._keep_certificate(
+                        rival, claims, combined, pairs[used_pairs], multipliers[m:][used_pairs]
+                    )
         o.counters["cpsat"] += 1
         answer = self._cpsat(a, t)
         if answer is None or answer is not True:
@@ -481,8 +568,14 @@ class _Question:
             _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
         return True, cut
 
-    def _keep_certificate(self, rival: _Rival, claims: np.ndarray, multipliers: np.ndarray,
-                          pairs: np.ndarray, pair_multipliers: np.ndarray | None = None) -> np.ndarray:
+    def _keep_certificate(
+        self,
+        rival: _Rival,
+        claims: np.ndarray,
+        multipliers: np.ndarray,
+        pairs: np.ndarray,
+        pair_multipliers: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The cut of an exact certificate: the claims of its rows (``multipliers`` on the claims'
         rows, ``pair_multipliers`` on the rounded half-sums of the row pairs ``pairs``, indices
         into ``claims``), each *weakened* where the certificate allows (below), and the
@@ -520,8 +613,9 @@ class _Question:
 
         signed = rival.sign[chosen] * rival.bound[chosen]
         if integral:
-            best = int(g_full[self.fixed_pixels] @ o._v[self.fixed_pixels]
-                       + np.maximum(g_full[~self.fixed_pixels], 0).sum())
+            best = int(
+                g_full[self.fixed_pixels] @ o._v[self.fixed_pixels] + np.maximum(g_full[~self.fixed_pixels], 0).sum()
+            )
             weight = multipliers.copy()
             for (x, y), mu in zip(pairs.tolist(), pair_multipliers.tolist()):
                 weight[x] += mu
@@ -540,12 +634,25 @@ class _Question:
         if len(pairs):
             used[pairs.ravel()] = True
         cut = np.unique(chosen[used])
-        self._reason = {"rows": chosen.copy(), "multipliers": multipliers.copy(), "pairs": pairs.copy(),
-                        "pair_multipliers": np.asarray(pair_multipliers).copy()}
+        self._reason = {
+            "rows": chosen.copy(),
+            "multipliers": multipliers.copy(),
+            "pairs": pairs.copy(),
+            "pair_multipliers": np.asarray(pair_multipliers).copy(),
+        }
         if o.reuse_cuts:
             if integral:
-                _push(rival.cert_claims, cut, o.keep, rival.cert_g, g_full, rival.cert_h, rhs(signed),
-                      rival.cert_reason, self._reason)
+                _push(
+                    rival.cert_claims,
+                    cut,
+                    o.keep,
+                    rival.cert_g,
+                    g_full,
+                    rival.cert_h,
+                    rhs(signed),
+                    rival.cert_reason,
+                    self._reason,
+                )
             else:
                 _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
         return cut
@@ -611,8 +718,9 @@ def _push(claims_list: list, claims: np.ndarray, keep: int, *pairs) -> None:
 _DENOMINATORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 1024, 4096)
 
 
-def _lp_check(a: np.ndarray, t: np.ndarray, cuts: tuple[np.ndarray, np.ndarray] | None = None
-              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _lp_check(
+    a: np.ndarray, t: np.ndarray, cuts: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The linear relaxation of ``a x >= t``, ``x in [0, 1]^n`` (``a``, ``t`` integers), with the
     rows ``cuts = (a', t')`` added if given (valid for every binary solution, e.g.
     :func:`_pair_rounding_cuts`; multipliers then cover ``a`` and ``a'`` in this order).
@@ -633,8 +741,7 @@ def _lp_check(a: np.ndarray, t: np.ndarray, cuts: tuple[np.ndarray, np.ndarray] 
     m, n = a.shape
     cost = np.r_[np.zeros(n), np.ones(m)]
     a_ub = np.hstack([-a.astype(np.float64), -np.eye(m)])
-    res = linprog(cost, A_ub=a_ub, b_ub=-t.astype(np.float64), bounds=[(0, 1)] * n + [(0, None)] * m,
-                  method="highs")
+    res = linprog(cost, A_ub=a_ub, b_ub=-t.astype(np.float64), bounds=[(0, 1)] * n + [(0, None)] * m, method="highs")
     if res.status != 0:
         return None, None
     if res.fun < 1e-9:

@@ -14,16 +14,24 @@ such certificate: a wrong pruning inside the solver's tolerances is the residual
 use :class:`xsnn.solvers.cpsat.CPSATOracle` (exact integer arithmetic) or a SAT oracle
 where a certified answer is needed.
 """
+
 from __future__ import annotations
 
 import logging
 
 import numpy as np
 
-from xsnn.encoders.linear import (Formulation, LinearRow, big_m_rows, build_formulation, disconnected_features,
-                                  instance_selectors)
+from xsnn.encoders.linear import (
+    Formulation,
+    LinearRow,
+    big_m_rows,
+    build_formulation,
+    disconnected_features,
+    instance_selectors,
+)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["MILPOracle", "ENGINES"]
@@ -58,8 +66,14 @@ class _ScipyEngine:
         from scipy.optimize import milp  # imported here so that the first check is not charged for it
 
         self.milp = milp
-        self.options = {"mip_feasibility_tolerance": tolerance, "primal_feasibility_tolerance": tolerance,
-                        "mip_rel_gap": 0.0, "threads": threads, "random_seed": 0, "presolve": True}
+        self.options = {
+            "mip_feasibility_tolerance": tolerance,
+            "primal_feasibility_tolerance": tolerance,
+            "mip_rel_gap": 0.0,
+            "threads": threads,
+            "random_seed": 0,
+            "presolve": True,
+        }
 
     def solve(self, form: Formulation, time_limit: float | None) -> tuple[Verdict, np.ndarray | None]:
         import warnings
@@ -76,9 +90,13 @@ class _ScipyEngine:
         constraints = LinearConstraint(matrix, [r.lower for r in rows], [r.upper for r in rows]) if rows else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Unrecognized options detected", category=RuntimeWarning)
-            res = milp(np.zeros(form.n_cols), integrality=np.ones(form.n_cols),
-                       bounds=Bounds(form.lower.astype(np.float64), form.upper.astype(np.float64)),
-                       constraints=constraints, options=options)
+            res = milp(
+                np.zeros(form.n_cols),
+                integrality=np.ones(form.n_cols),
+                bounds=Bounds(form.lower.astype(np.float64), form.upper.astype(np.float64)),
+                constraints=constraints,
+                options=options,
+            )
         if res.status == 0:
             return Verdict.NOT_ENTAILED, np.asarray(res.x)
         if res.status == 2:
@@ -99,13 +117,20 @@ class _HighspyEngine:
         try:
             import highspy
         except ImportError as exc:
-            raise ImportError(f"the 'highspy' MILP engine cannot be loaded ({exc}); if OR-Tools is loaded in this "
-                              "process, use engine='scipy'") from None
+            raise ImportError(
+                f"the 'highspy' MILP engine cannot be loaded ({exc}); if OR-Tools is loaded in this "
+                "process, use engine='scipy'"
+            ) from None
         self.hs = highspy
         self.h = highspy.Highs()
-        for option, value in (("output_flag", False), ("threads", int(threads)), ("random_seed", 0),
-                              ("mip_feasibility_tolerance", float(tolerance)),
-                              ("primal_feasibility_tolerance", float(tolerance)), ("mip_rel_gap", 0.0)):
+        for option, value in (
+            ("output_flag", False),
+            ("threads", int(threads)),
+            ("random_seed", 0),
+            ("mip_feasibility_tolerance", float(tolerance)),
+            ("primal_feasibility_tolerance", float(tolerance)),
+            ("mip_rel_gap", 0.0),
+        ):
             if self.h.setOptionValue(option, value) != highspy.HighsStatus.kOk:
                 raise ValueError(f"HiGHS refused option {option}={value!r}")
 
@@ -141,8 +166,12 @@ class _HighspyEngine:
         # With a zero objective the problem cannot be unbounded: "unbounded or infeasible" is infeasible.
         if status in (hs.HighsModelStatus.kInfeasible, hs.HighsModelStatus.kUnboundedOrInfeasible):
             return Verdict.ENTAILED, None
-        if status not in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt,
-                          hs.HighsModelStatus.kIterationLimit, hs.HighsModelStatus.kSolutionLimit):
+        if status not in (
+            hs.HighsModelStatus.kTimeLimit,
+            hs.HighsModelStatus.kInterrupt,
+            hs.HighsModelStatus.kIterationLimit,
+            hs.HighsModelStatus.kSolutionLimit,
+        ):
             log.warning("HiGHS ended with status %s; answering UNKNOWN", h.modelStatusToString(status))
         return Verdict.UNKNOWN, None
 
@@ -174,9 +203,18 @@ class MILPOracle(EntailmentOracle):
 
     name = "milp:highs"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, *, engine: str = "scipy",
-                 tolerance: float = 1e-9, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        *,
+        engine: str = "scipy",
+        tolerance: float = 1e-9,
+        threads: int = 1,
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         if engine not in ENGINES:
             raise ValueError(f"unknown MILP engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -19,9 +19,10 @@ Certificates: the ENTAILED verdict on ``H``; for each ``i`` in ``H`` the witness
 ``C`` with ``C ∩ H = {i}`` (it exists because ``H \\ {i}``, being smaller, is no hitting set),
 which agrees with the instance on ``H \\ {i}``.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from pysat.examples.hitman import Hitman
@@ -48,9 +49,18 @@ class MinimumAXp(CXpSteps):
         time_limit, call_time_limit: budgets.
     """
 
-    def __init__(self, oracle: EntailmentOracle, *, upper_bound: bool = True, minimise_cxps: bool = True,
-                 order: Order = "index", image: np.ndarray | None = None, solver: str = "g3",
-                 time_limit: float | None = None, call_time_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        oracle: EntailmentOracle,
+        *,
+        upper_bound: bool = True,
+        minimise_cxps: bool = True,
+        order: Order = "index",
+        image: np.ndarray | None = None,
+        solver: str = "g3",
+        time_limit: float | None = None,
+        call_time_limit: float | None = None,
+    ) -> None:
         super().__init__(oracle, time_limit=time_limit, call_time_limit=call_time_limit)
         self.upper_bound = bool(upper_bound)
         self.minimise_cxps = bool(minimise_cxps)
@@ -68,8 +78,9 @@ class MinimumAXp(CXpSteps):
         out = self._outcome
         if first is not None:
             return MinimumResult(first, len(first), Status.COMPLETE, out["n_cxps"], first.stats, self._elapsed())
-        return MinimumResult(out["best"], out["lower_bound"], out["status"], out["n_cxps"], self._run_stats(),
-                             self._elapsed())
+        return MinimumResult(
+            out["best"], out["lower_bound"], out["status"], out["n_cxps"], self._run_stats(), self._elapsed()
+        )
 
     def enumerate(self) -> Iterator[FormalExplanation]:
         """Every AXp, in non-decreasing size; ``self.status`` tells how the enumeration ended."""

@@ -10,14 +10,15 @@ and a feature set ``F``, the question is, for a set ``S`` of fixed features::
 ``NOT_ENTAILED`` comes with a witness x, re-run through the reference forward;
 ``UNKNOWN`` means the budget ran out. A timeout is a verdict, never a sentinel.
 """
+
 from __future__ import annotations
 
 import abc
 import enum
 import operator
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -25,14 +26,22 @@ from xsnn.features import FeatureSet
 from xsnn.model import BSNN, check_spikes, forward
 from xsnn.question import Question
 
-__all__ = ["Verdict", "Check", "EntailmentOracle", "OracleStats", "WitnessError",
-           "WitnessVerifier", "feature_distance", "verify_witness"]
+__all__ = [
+    "Verdict",
+    "Check",
+    "EntailmentOracle",
+    "OracleStats",
+    "WitnessError",
+    "WitnessVerifier",
+    "feature_distance",
+    "verify_witness",
+]
 
 
 class Verdict(str, enum.Enum):
-    ENTAILED = "entailed"          # UNSAT: with S fixed, the prediction is always c
+    ENTAILED = "entailed"  # UNSAT: with S fixed, the prediction is always c
     NOT_ENTAILED = "not_entailed"  # SAT: a witness input changes the prediction
-    UNKNOWN = "unknown"            # budget exhausted
+    UNKNOWN = "unknown"  # budget exhausted
 
 
 class WitnessError(RuntimeError):
@@ -101,8 +110,9 @@ class WitnessVerifier:
     pixels plus one reference forward.
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int,
-                 max_distance: int | None = None) -> None:
+    def __init__(
+        self, model: BSNN, instance: np.ndarray, features: FeatureSet, target: int, max_distance: int | None = None
+    ) -> None:
         self.model, self.features, self.target, self.max_distance = model, features, int(target), max_distance
         self.instance = check_spikes(model, instance)[0]
         self._owner = features.feature_of_pixel()  # -1: pixel of no feature
@@ -135,8 +145,15 @@ class WitnessVerifier:
             raise WitnessError("witness does not change the prediction under the reference forward")
 
 
-def verify_witness(model: BSNN, instance: np.ndarray, features: FeatureSet, fixed: Iterable[int],
-                   target: int, witness: np.ndarray, max_distance: int | None = None) -> None:
+def verify_witness(
+    model: BSNN,
+    instance: np.ndarray,
+    features: FeatureSet,
+    fixed: Iterable[int],
+    target: int,
+    witness: np.ndarray,
+    max_distance: int | None = None,
+) -> None:
     """Raise :class:`WitnessError` unless ``witness`` is a genuine counterexample (see
     :class:`WitnessVerifier`, which also serves repeated checks for one instance)."""
     WitnessVerifier(model, instance, features, target, max_distance)(fixed, witness)
@@ -173,8 +190,14 @@ class EntailmentOracle(abc.ABC):
     name: str = "oracle"
     _interrupted: bool = False  # set by interrupt(); class default for subclasses that skip __init__
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+    ) -> None:
         question = Question.build(model, instance, features, target, max_distance)
         self.model, self.instance, self.features = model, question.instance, question.features
         self.target, self.max_distance = question.target, question.max_distance
@@ -217,11 +240,19 @@ class EntailmentOracle(abc.ABC):
             if answer.witness is None:
                 raise WitnessError(f"{answer.path or self.name} answered NOT_ENTAILED without a witness")
             if self._witness_verifier is None:
-                self._witness_verifier = WitnessVerifier(self.model, self.instance, self.features, self.target,
-                                                         self.max_distance)
+                self._witness_verifier = WitnessVerifier(
+                    self.model, self.instance, self.features, self.target, self.max_distance
+                )
             self._witness_verifier(fixed_set, answer.witness)
-        check = Check(answer.verdict, fixed_set, answer.witness, answer.core, answer.path or self.name,
-                      time.perf_counter() - start, answer.verdict is Verdict.NOT_ENTAILED)
+        check = Check(
+            answer.verdict,
+            fixed_set,
+            answer.witness,
+            answer.core,
+            answer.path or self.name,
+            time.perf_counter() - start,
+            answer.verdict is Verdict.NOT_ENTAILED,
+        )
         self.stats.record(check)
         return check
 
@@ -246,13 +277,13 @@ class EntailmentOracle(abc.ABC):
     def interrupted(self) -> bool:
         return self._interrupted
 
-    def _interrupt_solver(self) -> None:
+    def _interrupt_solver(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Backend hook for :meth:`interrupt`: stop the solver call in progress (default: nothing)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Free solver resources (default: nothing to free)."""
 
-    def __enter__(self) -> "EntailmentOracle":
+    def __enter__(self) -> EntailmentOracle:
         return self
 
     def __exit__(self, *exc) -> None:

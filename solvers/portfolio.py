@@ -7,14 +7,15 @@ seconds, while CP-SAT on the one-sided rival split takes a steady fraction of a 
 SAT first with a small budget and CP-SAT after it keeps the fast answers and caps the slow ones.
 Every stage is exact, so the verdict never depends on which stage answered.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 from .oracle import Check, EntailmentOracle, Verdict
 
-Stage = Union[EntailmentOracle, Callable[[], EntailmentOracle]]
+Stage = EntailmentOracle | Callable[[], EntailmentOracle]
 
 __all__ = ["PortfolioOracle"]
 
@@ -53,10 +54,13 @@ class PortfolioOracle(EntailmentOracle):
         self.budgets = [float(b) for b in budgets]
 
     def _check_same_question(self, other: EntailmentOracle) -> None:
-        if (other.model is not self.model or other.target != self.target
-                or other.max_distance != self.max_distance
-                or other.features.groups != self.features.groups
-                or not (other.instance == self.instance).all()):
+        if (
+            other.model is not self.model
+            or other.target != self.target
+            or other.max_distance != self.max_distance
+            or other.features.groups != self.features.groups
+            or not (other.instance == self.instance).all()
+        ):
             raise ValueError("every stage of a portfolio must answer the same question")
 
     def _stage(self, index: int) -> EntailmentOracle:

@@ -13,19 +13,28 @@ Statuses:
 * ``limit`` — an enumeration stopped at its count limit;
 * ``running`` — an anytime snapshot taken while the computation goes on.
 """
+
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .certificate import AXpCertificate, CXpCertificate
 
-__all__ = ["Status", "NoExplanationError", "FormalExplanation", "MinimumResult", "EnumerationResult",
-           "RelevanceAnswer", "RelevanceResult", "AttributionResult"]
+__all__ = [
+    "Status",
+    "NoExplanationError",
+    "FormalExplanation",
+    "MinimumResult",
+    "EnumerationResult",
+    "RelevanceAnswer",
+    "RelevanceResult",
+    "AttributionResult",
+]
 
 
 class Status(str, enum.Enum):
@@ -61,7 +70,7 @@ class FormalExplanation:
     features: tuple[int, ...]
     status: Status
     minimal: bool
-    certificate: Union["AXpCertificate", "CXpCertificate"]
+    certificate: AXpCertificate | CXpCertificate
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -131,9 +140,9 @@ class EnumerationResult:
 
 
 class RelevanceAnswer(str, enum.Enum):
-    RELEVANT = "relevant"      # the feature occurs in some AXp (one is attached as proof)
+    RELEVANT = "relevant"  # the feature occurs in some AXp (one is attached as proof)
     IRRELEVANT = "irrelevant"  # the feature occurs in no AXp (the search space was exhausted)
-    UNKNOWN = "unknown"        # budget ran out first
+    UNKNOWN = "unknown"  # budget ran out first
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ repair search (``WitnessRepair.search_c`` / ``search_reference``) and the bookke
 the fixed masks, the rival bounds and the kept cores' counts to the new fixed set and tells which
 rivals they rule out (``RivalGate.advance`` / ``advance_reference``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,6 +60,7 @@ from xsnn.encoders.rivalcnf import RivalCNF
 from xsnn.encoders.rivals import distance_input_range, neuron_ladders, rival_split_applies, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .oracle import Check, EntailmentOracle, Verdict
 from .rivalstate import RivalBounds, RivalCores, RivalGate, WitnessRepair, load_extension
 from .sat import SOLVERS_WITHOUT_INTERRUPT, solve_limited, solver_name
@@ -114,16 +116,27 @@ class RivalSATOracle(EntailmentOracle):
     core_cache = True
     witness_repair = True
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, solver: str = "minicard") -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        solver: str = "minicard",
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         self.solver_name = solver_name(solver)
         if self.solver_name not in NATIVE_SOLVERS:
-            raise ValueError(f"the rival SAT oracle needs native AtMost constraints: one of "
-                             f"{', '.join(NATIVE_SOLVERS)}, not {self.solver_name}")
+            raise ValueError(
+                f"the rival SAT oracle needs native AtMost constraints: one of "
+                f"{', '.join(NATIVE_SOLVERS)}, not {self.solver_name}"
+            )
         if not rival_sat_applies(model, self.instance):
-            raise ValueError("the rival SAT oracle needs one spiking layer and the static coding "
-                             "(one Boolean per pixel); use the 'sat' or 'cpsat' backend")
+            raise ValueError(
+                "the rival SAT oracle needs one spiking layer and the static coding "
+                "(one Boolean per pixel); use the 'sat' or 'cpsat' backend"
+            )
         self.name = f"sat-rivals:{self.solver_name}"
         self._solvers: dict[int, Solver] = {}  # built when the rival is first asked
         self._feasible: dict[int, int] = {}  # rival -> how often its solver was SAT
@@ -134,8 +147,9 @@ class RivalSATOracle(EntailmentOracle):
         self._cores = RivalCores(len(self._rivals), len(self.features))
         self.witness_repair = self.witness_repair and max_distance is None
         extension = load_extension()  # the C helpers, or None: then the numpy references serve
-        self._repair = WitnessRepair(self.model, self.instance, self._ladders, self.target, extension,
-                                     keep=self.recent_witnesses)
+        self._repair = WitnessRepair(
+            self.model, self.instance, self._ladders, self.target, extension, keep=self.recent_witnesses
+        )
         # the fixed set the bounds and the kept cores' counts refer to
         self._gate = RivalGate(self.features, self.model.n_inputs, self._bound, self._cores, extension)
 
@@ -149,8 +163,12 @@ class RivalSATOracle(EntailmentOracle):
         ladders = neuron_ladders(model, np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1))  # all free
         ball = ladders  # the terms' ladders: over the inputs the distance bound lets I_j reach
         if self.max_distance is not None:
-            ball = neuron_ladders(model, *distance_input_range(model, self.instance, self.features,
-                                                               np.ones(len(self.features), bool), self.max_distance))
+            ball = neuron_ladders(
+                model,
+                *distance_input_range(
+                    model, self.instance, self.features, np.ones(len(self.features), bool), self.max_distance
+                ),
+            )
         value = np.asarray(self.instance[0], dtype=bool)
         self._cnf = RivalCNF(model, self.instance, self.features, self.max_distance)
         rivals, problems = [], []
@@ -197,8 +215,10 @@ class RivalSATOracle(EntailmentOracle):
         self.skipped_by_cores += n_covered
         # the rival that gave the last witness first (successive questions tend to fall to the
         # same rival), then the rivals by how often they were feasible (measured in docs/solvers.md)
-        order = sorted((r for r in range(n_rivals) if not skipped[r]),
-                       key=lambda r: (r != self._last_sat, -self._feasible.get(r, 0)))
+        order = sorted(
+            (r for r in range(n_rivals) if not skipped[r]),
+            key=lambda r: (r != self._last_sat, -self._feasible.get(r, 0)),
+        )
         n_features = len(self.features)
         offset = self._cnf.selector(0)  # the selector of feature k is k + offset
         if order and self.witness_repair:

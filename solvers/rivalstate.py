@@ -14,6 +14,7 @@ The C twins live in ``_rivalstate.c`` (the extension ``xsnn.solvers._rivalstate`
 ``setup.py`` and loaded like the forward kernel: optional, see :func:`load_extension`); they
 compute the same integers as the numpy references, which the tests check on random networks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ class RivalGate:
 
     max_changes_in_c = 32  # more changed features than this: recomputed in numpy
 
-    def __init__(self, features: FeatureSet, n_pixels: int, bound: RivalBounds, cores: RivalCores,
-                 extension: ModuleType | None) -> None:
+    def __init__(
+        self, features: FeatureSet, n_pixels: int, bound: RivalBounds, cores: RivalCores, extension: ModuleType | None
+    ) -> None:
         self.bound, self.cores = bound, cores
         self.n_features = len(features)
         self.fixed: frozenset[int] = frozenset()
@@ -71,11 +73,27 @@ class RivalGate:
         self._ext, self._gate = extension, None
         if self.in_c:  # holds these arrays: they are only ever updated in place
             self._gate = extension.make_rival_gate(
-                len(features), len(bound.bounds), n_rivals, cores.missing.shape[1],
-                len(bound.term_row), self.fixed_mask.view(np.uint8), self.fixed_pixels.view(np.uint8),
-                group_ptr, group_pixel_list, bound.feature_columns, bound.bounds,
-                cores.members.view(np.uint8), cores.missing, bound.term_row, bound.term_a, bound.term_e,
-                bound.term_rival, bound.slack_base, self.ruled_out.view(np.uint8), self.has_core.view(np.uint8))
+                len(features),
+                len(bound.bounds),
+                n_rivals,
+                cores.missing.shape[1],
+                len(bound.term_row),
+                self.fixed_mask.view(np.uint8),
+                self.fixed_pixels.view(np.uint8),
+                group_ptr,
+                group_pixel_list,
+                bound.feature_columns,
+                bound.bounds,
+                cores.members.view(np.uint8),
+                cores.missing,
+                bound.term_row,
+                bound.term_a,
+                bound.term_e,
+                bound.term_rival,
+                bound.slack_base,
+                self.ruled_out.view(np.uint8),
+                self.has_core.view(np.uint8),
+            )
 
     def advance(self, fixed: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
         """Bring the fixed-feature mask, the rival bounds and the kept cores' counts from the
@@ -126,16 +144,22 @@ class RivalBounds:
     (``e < 0``).
     """
 
-    def __init__(self, w: np.ndarray, value: np.ndarray, features: FeatureSet,
-                 rivals: list[tuple[int, int, list[tuple[int, int, int]]]]) -> None:
+    def __init__(
+        self,
+        w: np.ndarray,
+        value: np.ndarray,
+        features: FeatureSet,
+        rivals: list[tuple[int, int, list[tuple[int, int, int]]]],
+    ) -> None:
         n_neurons = len(w)
         wv = w * value[None, :].astype(np.int64)
         self._start = np.concatenate([np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1)]).astype(np.float64)
         step = np.concatenate([wv - np.minimum(w, 0), wv - np.maximum(w, 0)]).astype(np.float64)  # (2n_0, n)
         self.base = np.array([b for b, _, _ in rivals], np.int64)
         self.need = np.array([need for _, need, _ in rivals], np.int64)
-        self._rival = np.concatenate([np.full(len(t), r, np.int64) for r, (_, _, t) in enumerate(rivals)] or
-                                     [np.zeros(0, np.int64)])
+        self._rival = np.concatenate(
+            [np.full(len(t), r, np.int64) for r, (_, _, t) in enumerate(rivals)] or [np.zeros(0, np.int64)]
+        )
         terms = np.array([term for _, _, t in rivals for term in t], np.int64).reshape(-1, 3)
         j, a, e = terms[:, 0], terms[:, 1], terms[:, 2]
         self._a = a.astype(np.float64)  # compared with the float64 bounds (small integers: exact)
@@ -251,11 +275,18 @@ class WitnessRepair:
     (``|I_j| <= n <= 2**24``): exact.
     """
 
-    def __init__(self, model: BSNN, instance: np.ndarray, ladders: Ladders, target: int,
-                 extension: ModuleType | None = None, keep: int = 4) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        ladders: Ladders,
+        target: int,
+        extension: ModuleType | None = None,
+        keep: int = 4,
+    ) -> None:
         n = model.n_inputs
         self._w = np.ascontiguousarray(model.weights[0], dtype=np.float32)  # (n_0, n)
-        self._w_t = np.ascontiguousarray(self._w.T)                         # (n, n_0): row i is W_{:,i}
+        self._w_t = np.ascontiguousarray(self._w.T)  # (n, n_0): row i is W_{:,i}
         self._value = np.asarray(instance[0], bool)
         self._shape = instance.shape
         n_0 = len(ladders.base_counts)
@@ -267,12 +298,12 @@ class WitnessRepair:
         self._base_counts = ladders.base_counts.astype(np.float32)
         others = [c for c in range(model.n_classes) if c != target]
         readout = model.readout.astype(np.float32)
-        self._score_gap = (readout[others] - readout[target]).T               # (n_0, classes - 1)
+        self._score_gap = (readout[others] - readout[target]).T  # (n_0, classes - 1)
         self._need = np.array([1.0 if c > target else 0.0 for c in others], np.float32)
-        self._x = np.zeros((keep, n), bool)                   # the kept witnesses, the newest first
-        self._differs = np.zeros((keep, n), bool)             # x != v
-        self._inputs = np.zeros((keep, n_0), np.float32)      # their I = W x
-        self._fixed_pixels = np.zeros((keep, n), bool)        # the fixed pixels of their questions
+        self._x = np.zeros((keep, n), bool)  # the kept witnesses, the newest first
+        self._differs = np.zeros((keep, n), bool)  # x != v
+        self._inputs = np.zeros((keep, n_0), np.float32)  # their I = W x
+        self._fixed_pixels = np.zeros((keep, n), bool)  # the fixed pixels of their questions
         self._kept = 0
         # the same search in C (``extension``, :meth:`search_c`), built once: int32
         # ladders (absent breaks never reached), score gaps and needs, W by columns (pixel i: its
@@ -285,10 +316,19 @@ class WitnessRepair:
             breaks[finite] = self._breaks[finite]
             pixel, neuron = np.nonzero(self._w_t)  # by pixel, then neuron
             self._c_search = extension.make_repair_search(
-                n_0, n, width, len(others), breaks, self._deltas.astype(np.int32),
-                self._base_counts.astype(np.int32), np.ascontiguousarray(self._score_gap, dtype=np.int32),
-                self._need.astype(np.int32), np.searchsorted(pixel, np.arange(n + 1)).astype(np.int64),
-                neuron.astype(np.int32), self._w_t[pixel, neuron].astype(np.int8))
+                n_0,
+                n,
+                width,
+                len(others),
+                breaks,
+                self._deltas.astype(np.int32),
+                self._base_counts.astype(np.int32),
+                np.ascontiguousarray(self._score_gap, dtype=np.int32),
+                self._need.astype(np.int32),
+                np.searchsorted(pixel, np.arange(n + 1)).astype(np.int64),
+                neuron.astype(np.int32),
+                self._w_t[pixel, neuron].astype(np.int8),
+            )
 
     def add(self, x: np.ndarray, fixed_pixels: np.ndarray, inputs: np.ndarray | None = None) -> None:
         """Keep witness pixels ``x`` (bool ``(n,)``) found with the pixels ``fixed_pixels`` fixed
@@ -319,8 +359,9 @@ class WitnessRepair:
             return None
         best, inputs = found
         # the candidate: v on the fixed pixels, x flipped where it was fixed and agreed with v
-        candidate = np.where(fixed_pixels, self._value,
-                             self._x[best] ^ (self._fixed_pixels[best] & ~self._differs[best]))
+        candidate = np.where(
+            fixed_pixels, self._value, self._x[best] ^ (self._fixed_pixels[best] & ~self._differs[best])
+        )
         self.add(candidate, fixed_pixels, inputs)
         witness = np.empty(self._shape, np.uint8)
         witness[:] = candidate
@@ -355,7 +396,13 @@ class WitnessRepair:
             return None
         inputs = np.empty(self._inputs.shape[1], np.int32)
         best = self._ext.repair_search(
-            self._c_search, kept, self._x[:kept].view(np.uint8), self._differs[:kept].view(np.uint8),
-            self._inputs[:kept].astype(np.int32), self._fixed_pixels[:kept].view(np.uint8),
-            np.ascontiguousarray(fixed_pixels, dtype=bool).view(np.uint8), inputs)
+            self._c_search,
+            kept,
+            self._x[:kept].view(np.uint8),
+            self._differs[:kept].view(np.uint8),
+            self._inputs[:kept].astype(np.int32),
+            self._fixed_pixels[:kept].view(np.uint8),
+            np.ascontiguousarray(fixed_pixels, dtype=bool).view(np.uint8),
+            inputs,
+        )
         return None if best < 0 else (best, inputs.astype(np.float32))

@@ -16,6 +16,7 @@ CaDiCaL has no interrupt in python-sat, so it runs ``solve_limited`` under growi
 conflict budgets (slices of about a quarter of the limit, sized from the measured conflict
 rate) until the time is spent; it may overshoot by one slice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,10 +26,17 @@ import time
 import numpy as np
 from pysat.solvers import Solver, SolverNames
 
-from xsnn.encoders.cnf import (DEFAULT_CLAUSAL_ENCODING, DEFAULT_ENCODING, DEFAULT_SOLVER, NATIVE_SOLVERS,
-                               CNFEncoding, encode_cnf)
+from xsnn.encoders.cnf import (
+    DEFAULT_CLAUSAL_ENCODING,
+    DEFAULT_ENCODING,
+    DEFAULT_SOLVER,
+    NATIVE_SOLVERS,
+    CNFEncoding,
+    encode_cnf,
+)
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["SATOracle", "solver_name", "new_solver", "solve_limited", "default_pair", "SOLVERS_WITHOUT_INTERRUPT"]
@@ -57,8 +65,9 @@ def new_solver(formula, name: str = "cadical195") -> Solver:
     canonical = solver_name(name)
     atmosts = getattr(formula, "atmosts", [])
     if atmosts and canonical not in NATIVE_SOLVERS:
-        raise ValueError(f"a formula with native AtMost constraints needs one of {', '.join(NATIVE_SOLVERS)}, "
-                         f"not {canonical}")
+        raise ValueError(
+            f"a formula with native AtMost constraints needs one of {', '.join(NATIVE_SOLVERS)}, not {canonical}"
+        )
     solver = Solver(name=canonical)
     solver.append_formula(formula.clauses)
     for lits, bound in atmosts:
@@ -97,7 +106,7 @@ def solve_limited(solver: Solver, name: str, assumptions: list[int], time_limit:
     if name in ("lingeling", "cryptosat"):
         raise ValueError(f"{name} supports neither interrupts nor conflict budgets; use it without a time limit")
     deadline = time.perf_counter() + time_limit
-    budget = 100                                            # conflicts in the first slice
+    budget = 100  # conflicts in the first slice
     while True:
         started = time.perf_counter()
         solver.conf_budget(budget)
@@ -107,7 +116,7 @@ def solve_limited(solver: Solver, name: str, assumptions: list[int], time_limit:
         now = time.perf_counter()
         if now >= deadline:
             return None
-        rate = budget / max(now - started, 1e-3)            # conflicts per second, last slice
+        rate = budget / max(now - started, 1e-3)  # conflicts per second, last slice
         slice_seconds = min(deadline - now, max(0.05, 0.25 * time_limit))
         budget = max(10, min(4 * budget, int(rate * slice_seconds)))
 
@@ -137,21 +146,39 @@ class SATOracle(EntailmentOracle):
 
     name = "sat"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, solver: str | None = None,
-                 encoding: str | None = None) -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        solver: str | None = None,
+        encoding: str | None = None,
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         self.solver_name, encoding = default_pair(solver, encoding)
         if encoding == "native" and self.solver_name not in NATIVE_SOLVERS:
             raise ValueError(f"the native encoding needs one of {', '.join(NATIVE_SOLVERS)}, not {self.solver_name}")
         self.name = f"sat:{self.solver_name}"
-        self.encoding: CNFEncoding = encode_cnf(model, self.instance, self.target, goal="differs",
-                                                features=self.features, max_distance=max_distance,
-                                                encoding=encoding)
+        self.encoding: CNFEncoding = encode_cnf(
+            model,
+            self.instance,
+            self.target,
+            goal="differs",
+            features=self.features,
+            max_distance=max_distance,
+            encoding=encoding,
+        )
         self._selector_feature = {int(lit): k for k, lit in enumerate(self.encoding.selectors)}
         self._solver = new_solver(self.encoding.formula, self.solver_name)
-        log.debug("%s: %d vars, %d clauses, %d atmosts", self.name, self.encoding.n_vars, self.encoding.n_clauses,
-                  self.encoding.n_atmosts)
+        log.debug(
+            "%s: %d vars, %d clauses, %d atmosts",
+            self.name,
+            self.encoding.n_vars,
+            self.encoding.n_clauses,
+            self.encoding.n_atmosts,
+        )
 
     def _check(self, fixed: frozenset[int], time_limit: float | None) -> Check:
         if self._solver is None:

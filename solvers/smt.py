@@ -6,6 +6,7 @@ once in one z3 solver; ``check(*selectors of S)`` answers for a fixed set ``S``:
 ``unsat`` -> ENTAILED with the core read from ``unsat_core()``; ``sat`` -> NOT_ENTAILED
 with the witness decoded from the model; ``unknown`` (timeout) -> UNKNOWN.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,6 +17,7 @@ import z3
 from xsnn.encoders.smt import SMTEncoding, encode_smt
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
+
 from .oracle import Check, EntailmentOracle, Verdict
 
 __all__ = ["SMTOracle"]
@@ -35,13 +37,27 @@ class SMTOracle(EntailmentOracle):
 
     name = "smt"
 
-    def __init__(self, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None,
-                 target: int | None = None, max_distance: int | None = None, variant: str = "lia") -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+        variant: str = "lia",
+    ) -> None:
         super().__init__(model, instance, features, target, max_distance)
         self.variant = variant
         self.name = f"smt:z3-{variant}"
-        self.encoding: SMTEncoding = encode_smt(model, self.instance, self.target, goal="differs",
-                                                features=self.features, max_distance=max_distance, variant=variant)
+        self.encoding: SMTEncoding = encode_smt(
+            model,
+            self.instance,
+            self.target,
+            goal="differs",
+            features=self.features,
+            max_distance=max_distance,
+            variant=variant,
+        )
         self._selector_feature = {str(sel): k for k, sel in enumerate(self.encoding.selectors)}
         self._solver: z3.Solver | None = self.encoding.solver()
         self._solver.set("ctrl_c", False)  # Ctrl-C reaches it through interrupt(), from the calling thread

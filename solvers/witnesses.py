@@ -4,6 +4,7 @@ Used by the algorithms (:mod:`xsnn.solvers.axp`: a witness of an earlier questio
 one in progression) and by the fast paths of :class:`~xsnn.solvers.layered.LayeredOracle`
 (``"cache"``).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -78,8 +79,9 @@ class WitnessCache:
             self._stack_pending()
         mask = np.zeros(self._n_features, bool)
         mask[list(fixed)] = True
-        hits = np.flatnonzero(self._usable & ~self._disagree[:, mask].any(axis=1)
-                              & ~self._must_fix[:, ~mask].any(axis=1))
+        hits = np.flatnonzero(
+            self._usable & ~self._disagree[:, mask].any(axis=1) & ~self._must_fix[:, ~mask].any(axis=1)
+        )
         return self._witnesses[int(hits[0])] if len(hits) else None
 
     def recent(self, count: int | None = None) -> list[np.ndarray]:

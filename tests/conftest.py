@@ -9,6 +9,7 @@ so that a failing example is reported as a few integers and replayed exactly.
 Test modules import the helpers by name (``from conftest import random_question``); pytest puts
 this directory on the import path (rootdir-based conftest loading).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -39,15 +40,33 @@ class Case(NamedTuple):
 # ---------------------------------------------------------------------------- networks
 
 
-def random_network(rng: np.random.Generator, layer_sizes: list[int], n_inputs: int, *, n_steps: int, coding,
-                   kind: str | None = None, reset: str | None = None, max_threshold: int = 4) -> BSNN:
+def random_network(
+    rng: np.random.Generator,
+    layer_sizes: list[int],
+    n_inputs: int,
+    *,
+    n_steps: int,
+    coding,
+    kind: str | None = None,
+    reset: str | None = None,
+    max_threshold: int = 4,
+) -> BSNN:
     """A random BSNN with 2-4 classes; the weight kind and the reset are drawn when not given,
     the thresholds of each layer lie in ``1..t`` for a ``t`` drawn from ``1..max_threshold``."""
     n_classes = int(rng.integers(2, 5))
     kind = kind or WEIGHT_KINDS[int(rng.integers(2))]
     reset = reset or RESETS[int(rng.integers(2))]
-    return random_model(rng, layer_sizes, n_inputs, n_classes, weight_kind=kind, reset=reset, n_steps=n_steps,
-                        coding=coding, max_threshold=int(rng.integers(1, max_threshold + 1)))
+    return random_model(
+        rng,
+        layer_sizes,
+        n_inputs,
+        n_classes,
+        weight_kind=kind,
+        reset=reset,
+        n_steps=n_steps,
+        coding=coding,
+        max_threshold=int(rng.integers(1, max_threshold + 1)),
+    )
 
 
 def random_instance(model: BSNN, rng: np.random.Generator) -> np.ndarray:
@@ -55,15 +74,24 @@ def random_instance(model: BSNN, rng: np.random.Generator) -> np.ndarray:
     return model.encode(rng.integers(0, 256, size=(1, model.n_inputs)).astype(np.uint8))[0]
 
 
-def one_layer_static_case(seed: int, kind: str, reset: str, n_steps: int, *, max_inputs: int = 11,
-                          max_neurons: int = 6) -> tuple[BSNN, np.ndarray, np.random.Generator]:
+def one_layer_static_case(
+    seed: int, kind: str, reset: str, n_steps: int, *, max_inputs: int = 11, max_neurons: int = 6
+) -> tuple[BSNN, np.ndarray, np.random.Generator]:
     """A random one-layer network of the static coding (random firing threshold) and an instance:
     the setting of the rival split, the rival SAT oracle and the level search."""
     rng = np.random.default_rng(seed)
     n_inputs = int(rng.integers(2, max_inputs + 1))
-    model = random_model(rng, [int(rng.integers(1, max_neurons + 1))], n_inputs, int(rng.integers(2, 5)),
-                         weight_kind=kind, reset=reset, n_steps=n_steps,
-                         coding=StaticCoding(int(rng.integers(1, 256))), max_threshold=int(rng.integers(1, 5)))
+    model = random_model(
+        rng,
+        [int(rng.integers(1, max_neurons + 1))],
+        n_inputs,
+        int(rng.integers(2, 5)),
+        weight_kind=kind,
+        reset=reset,
+        n_steps=n_steps,
+        coding=StaticCoding(int(rng.integers(1, 256))),
+        max_threshold=int(rng.integers(1, 5)),
+    )
     return model, random_instance(model, rng), rng
 
 
@@ -88,8 +116,9 @@ def random_partition(rng: np.random.Generator, n: int) -> FeatureSet:
     perm = rng.permutation(n)
     cut = sorted(rng.choice(np.arange(1, n), size=min(n - 1, max(1, n // 2)), replace=False).tolist())
     parts = np.split(perm, cut)
-    return FeatureSet(tuple(tuple(sorted(int(p) for p in part)) for part in parts),
-                      tuple(f"g{k}" for k in range(len(parts))), n)
+    return FeatureSet(
+        tuple(tuple(sorted(int(p) for p in part)) for part in parts), tuple(f"g{k}" for k in range(len(parts))), n
+    )
 
 
 def random_small_groups(rng: np.random.Generator, n: int, *, max_size: int = 2) -> FeatureSet:
@@ -98,7 +127,7 @@ def random_small_groups(rng: np.random.Generator, n: int, *, max_size: int = 2) 
     i = 0
     while i < len(owned):
         size = int(rng.integers(1, max_size + 1))
-        groups.append(tuple(sorted(int(p) for p in owned[i:i + size])))
+        groups.append(tuple(sorted(int(p) for p in owned[i : i + size])))
         i += size
     return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n)
 
@@ -111,8 +140,14 @@ def random_fixed(rng: np.random.Generator, n_features: int) -> frozenset[int]:
 # ---------------------------------------------------------------------------- questions
 
 
-def random_question(seed: int, *, max_inputs: tuple[int, int] = (6, 8), groups: str | None = None,
-                    distance: tuple[float, int] | None = (0.6, 1), keep_prediction: float = 1.0) -> Case:
+def random_question(
+    seed: int,
+    *,
+    max_inputs: tuple[int, int] = (6, 8),
+    groups: str | None = None,
+    distance: tuple[float, int] | None = (0.6, 1),
+    keep_prediction: float = 1.0,
+) -> Case:
     """A random tiny question from ``seed``.
 
     The network: latency (``T = 2``) or static (``T`` in 1..3) coding, 3..``max_inputs`` inputs
@@ -153,10 +188,15 @@ SMALL_DISTANCES = st.sampled_from([None, None, 0, 1, 2, 3])
 
 
 @st.composite
-def small_questions(draw, *, static: st.SearchStrategy[bool] = STATIC_OR_LATENCY,
-                    layers: st.SearchStrategy[int] = ONE_OR_TWO_LAYERS,
-                    distances: st.SearchStrategy[int | None] = SMALL_DISTANCES, max_static_inputs: int = 8,
-                    max_latency_inputs: int = 6) -> Case:
+def small_questions(
+    draw,
+    *,
+    static: st.SearchStrategy[bool] = STATIC_OR_LATENCY,
+    layers: st.SearchStrategy[int] = ONE_OR_TWO_LAYERS,
+    distances: st.SearchStrategy[int | None] = SMALL_DISTANCES,
+    max_static_inputs: int = 8,
+    max_latency_inputs: int = 6,
+) -> Case:
     """Hypothesis strategy: a small question whose every completion brute force can enumerate.
 
     Draws the shape (static or latency coding with a random firing threshold, the number of
@@ -171,8 +211,9 @@ def small_questions(draw, *, static: st.SearchStrategy[bool] = STATIC_OR_LATENCY
     n_inputs = draw(st.integers(2, max_static_inputs if is_static else max_latency_inputs))
     n_layers = draw(layers)
     coding = StaticCoding(int(rng.integers(1, 256))) if is_static else LatencyCoding(int(rng.integers(1, 256)))
-    model = random_network(rng, [int(rng.integers(1, 6)) for _ in range(n_layers)], n_inputs, n_steps=n_steps,
-                           coding=coding)
+    model = random_network(
+        rng, [int(rng.integers(1, 6)) for _ in range(n_layers)], n_inputs, n_steps=n_steps, coding=coding
+    )
     instance = random_instance(model, rng)
     features = random_features(rng, n_inputs)
     max_distance = draw(distances)

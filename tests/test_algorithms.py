@@ -6,6 +6,7 @@ differs from the instance). From the set of such ``D(x)`` every sufficient set, 
 (minimal sufficient set) and every CXp (minimal set whose freeing can change the prediction)
 follows by bitmask arithmetic.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,25 +37,31 @@ AXP_ALGORITHMS = (DeletionAXp, QuickXplainAXp, ProgressionAXp)
 # ---------------------------------------------------------------------------- ground truth
 
 
-
 def tuned(exact, *, without=(), **budgets) -> LayeredOracle:
     """A LayeredOracle with the paths ``without`` off and some budgets changed (class attributes,
     set in a subclass as a benchmark would)."""
     return type("TunedLayeredOracle", (LayeredOracle,), budgets)(exact, paths=set(PATHS) - set(without))
 
+
 def make_case(seed: int, max_distance: int | None | str = "random", groups: bool = False):
     """A random tiny question (:func:`conftest.random_question`): (model, instance, features,
     max_distance, rng); ``max_distance`` "random": none at odds 0.6, else 1..len(features)."""
-    case = random_question(seed, groups="partition" if groups else None,
-                           distance=(0.6, 1) if max_distance == "random" else None)
-    return case.model, case.instance, case.features, case.max_distance if max_distance == "random" else max_distance, \
-        case.rng
+    case = random_question(
+        seed, groups="partition" if groups else None, distance=(0.6, 1) if max_distance == "random" else None
+    )
+    return (
+        case.model,
+        case.instance,
+        case.features,
+        case.max_distance if max_distance == "random" else max_distance,
+        case.rng,
+    )
 
 
 @dataclass
 class Truth:
     n: int
-    sufficient: np.ndarray            # bool per subset bitmask
+    sufficient: np.ndarray  # bool per subset bitmask
     axps: set[frozenset[int]]
     cxps: set[frozenset[int]]
 
@@ -95,8 +102,9 @@ def ground_truth(model, instance, features, max_distance) -> Truth:
     return Truth(n, sufficient, axps, cxps)
 
 
-def oracle_for(model, instance, features, k, layered: bool, exhaustive_limit: int = 0,
-               search_nodes: int = 0) -> EntailmentOracle:
+def oracle_for(
+    model, instance, features, k, layered: bool, exhaustive_limit: int = 0, search_nodes: int = 0
+) -> EntailmentOracle:
     """Brute force, or brute force behind the fast paths (the exhaustive and branch-and-bound paths
     are off by default: on tiny nets they would answer every question and hide the bounds and the
     attack)."""
@@ -153,8 +161,10 @@ class SlowOracle(BruteForceOracle):
 
 
 def has_axp(model, instance, features, k) -> bool:
-    return BruteForceOracle(model, instance, features, max_distance=k).check(range(len(features))).verdict \
+    return (
+        BruteForceOracle(model, instance, features, max_distance=k).check(range(len(features))).verdict
         is Verdict.ENTAILED
+    )
 
 
 # ---------------------------------------------------------------------------- AXps
@@ -203,7 +213,7 @@ def test_order_options():
     assert feature_order(oracle, "index") == list(range(n))
     assert feature_order(oracle, "reverse") == list(range(n))[::-1]
     scores = np.arange(n)[::-1].astype(float)
-    assert feature_order(oracle, scores) == list(range(n))[::-1]       # lowest score tried first
+    assert feature_order(oracle, scores) == list(range(n))[::-1]  # lowest score tried first
     image = np.arange(n) * 10
     assert feature_order(oracle, "brightest", image=image) == list(range(n))[::-1]
     assert feature_order(oracle, "darkest", image=image) == list(range(n))
@@ -230,8 +240,9 @@ def test_fast_paths_do_not_change_the_axp(seed):
     search_nodes = int(rng.choice([0, 3, 1000]))
     for algorithm in AXP_ALGORITHMS:
         plain = algorithm(BruteForceOracle(model, instance, features, max_distance=k), order=order).compute()
-        layered_oracle = oracle_for(model, instance, features, k, layered=True, exhaustive_limit=exhaustive_limit,
-                                    search_nodes=search_nodes)
+        layered_oracle = oracle_for(
+            model, instance, features, k, layered=True, exhaustive_limit=exhaustive_limit, search_nodes=search_nodes
+        )
         fast = algorithm(layered_oracle, order=order).compute()
         assert fast.features == plain.features, algorithm.__name__
 
@@ -245,10 +256,16 @@ def test_identity_with_cores_when_bounds_are_off(seed):
         return
     order = random_order(rng, len(features))
     for algorithm in (DeletionAXp, ProgressionAXp):
-        plain = algorithm(CoreBruteForce(model, instance, features, max_distance=k), order=order,
-                          use_cores=True).compute()
-        fast_oracle = tuned(CoreBruteForce(model, instance, features, max_distance=k), without={"bounds", "cores"},
-                            exhaustive_limit=0, search_nodes=0, attack_evaluations=2000)
+        plain = algorithm(
+            CoreBruteForce(model, instance, features, max_distance=k), order=order, use_cores=True
+        ).compute()
+        fast_oracle = tuned(
+            CoreBruteForce(model, instance, features, max_distance=k),
+            without={"bounds", "cores"},
+            exhaustive_limit=0,
+            search_nodes=0,
+            attack_evaluations=2000,
+        )
         fast = algorithm(fast_oracle, order=order, use_cores=True).compute()
         assert fast.features == plain.features
         assert ground_truth(model, instance, features, k).is_sufficient(fast.features)
@@ -265,8 +282,9 @@ def test_lookahead_and_core_cache_keep_the_axp():
         order = random_order(rng, len(features))
         plain = DeletionAXp(CoreBruteForce(model, instance, features), order=order).compute()
         # no bounds, attack or search: the look-ahead and the cores face every question first
-        layered = tuned(CoreBruteForce(model, instance, features), without={"bounds", "attack"},
-                        exhaustive_limit=0, search_nodes=0)
+        layered = tuned(
+            CoreBruteForce(model, instance, features), without={"bounds", "attack"}, exhaustive_limit=0, search_nodes=0
+        )
         fast = DeletionAXp(layered, order=order).compute()
         assert fast.features == plain.features, seed
         assert ground_truth(model, instance, features, None).is_sufficient(fast.features)
@@ -429,13 +447,13 @@ def test_verify_detects_tampering():
     assert not same.ok and not same.independent
     # drop a feature: the smaller set is not sufficient
     i = min(cert.features)
-    smaller = AXpCertificate(cert.question, cert.features - {i}, None,
-                             {j: w for j, w in cert.witnesses.items() if j != i})
+    smaller = AXpCertificate(
+        cert.question, cert.features - {i}, None, {j: w for j, w in cert.witnesses.items() if j != i}
+    )
     report = verify(smaller, BruteForceOracle, require_independent=False)
     assert not report.ok and any("REFUTED" in p for p in report.problems)
     # a "witness" that is the instance itself proves nothing
-    forged = AXpCertificate(cert.question, cert.features, cert.sufficiency,
-                            {**cert.witnesses, i: np.array(instance)})
+    forged = AXpCertificate(cert.question, cert.features, cert.sufficiency, {**cert.witnesses, i: np.array(instance)})
     report = verify(forged, BruteForceOracle, require_independent=False)
     assert not report.ok and any(f"feature {i}" in p for p in report.problems)
     json.dumps(cert.as_dict())
@@ -500,8 +518,9 @@ def test_timeouts_return_sound_results():
                 assert result.feature_set in truth.axps
             assert verify(result, BruteForceOracle, require_independent=False).ok
     assert saw_partial, "no timeout happened part-way through"
-    tiny = MinimumAXp(SlowOracle(model, instance, features, max_distance=k), upper_bound=False,
-                      time_limit=1e-6).compute()
+    tiny = MinimumAXp(
+        SlowOracle(model, instance, features, max_distance=k), upper_bound=False, time_limit=1e-6
+    ).compute()
     assert tiny.status is Status.TIMEOUT and not tiny.optimal
     assert truth.is_sufficient(tiny.explanation.features)
     assert tiny.lower_bound <= min(len(a) for a in truth.axps)
@@ -517,9 +536,17 @@ def test_no_explanation_errors():
         with pytest.raises(NoExplanationError):
             algorithm(oracle).compute()
     # a network whose scores are always 0 always predicts class 0: nothing can change it
-    flat = BSNN(weights=model.weights, thresholds=model.thresholds,
-                readout=np.zeros_like(model.readout), weight_kind="ternary", reset=model.reset,
-                n_steps=model.n_steps, coding=model.coding, labels=model.labels, input_shape=model.input_shape)
+    flat = BSNN(
+        weights=model.weights,
+        thresholds=model.thresholds,
+        readout=np.zeros_like(model.readout),
+        weight_kind="ternary",
+        reset=model.reset,
+        n_steps=model.n_steps,
+        coding=model.coding,
+        labels=model.labels,
+        input_shape=model.input_shape,
+    )
     with pytest.raises(NoExplanationError, match="no CXp"):
         DeletionCXp(BruteForceOracle(flat, instance, features)).compute()
     empty = DeletionAXp(BruteForceOracle(flat, instance, features)).compute()

@@ -1,6 +1,7 @@
 """Ball enumeration (solvers/ball.py) against brute force over the distance ball on small random
 networks, its C inner loops against their numpy reference, the enumeration verifier, the choice
 function, and identity with the solvers on a shipped model."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,9 @@ from conftest import SEEDS
 SCAN_IMPLEMENTATIONS = list(reversed(scan_implementations()))  # numpy first
 
 
-def random_case(seed: int, *, static: bool | None = None, layers: int | None = None, max_inputs: int = 8,
-                odd_instance: bool = True):
+def random_case(
+    seed: int, *, static: bool | None = None, layers: int | None = None, max_inputs: int = 8, odd_instance: bool = True
+):
     """A small random network (1-2 spiking layers, binary or ternary, static or latency coding,
     either reset), an instance (sometimes raw spikes outside the coding's domain), and features
     of 1-3 pixels (sometimes a pixel of no feature)."""
@@ -51,10 +53,17 @@ def random_case(seed: int, *, static: bool | None = None, layers: int | None = N
     static = rng.random() < 0.6 if static is None else static
     n_steps = int(rng.integers(1, 4))
     coding = StaticCoding(int(rng.integers(1, 256))) if static else LatencyCoding(int(rng.integers(1, 256)))
-    model = random_model(rng, [int(rng.integers(1, 6)) for _ in range(n_layers)], n, int(rng.integers(2, 5)),
-                         weight_kind=str(rng.choice(["binary", "ternary"])),
-                         reset=str(rng.choice(["zero", "subtract"])),
-                         n_steps=n_steps, coding=coding, max_threshold=int(rng.integers(1, 4)))
+    model = random_model(
+        rng,
+        [int(rng.integers(1, 6)) for _ in range(n_layers)],
+        n,
+        int(rng.integers(2, 5)),
+        weight_kind=str(rng.choice(["binary", "ternary"])),
+        reset=str(rng.choice(["zero", "subtract"])),
+        n_steps=n_steps,
+        coding=coding,
+        max_threshold=int(rng.integers(1, 4)),
+    )
     if odd_instance and rng.random() < 0.15:  # raw spikes: a pixel's train may lie outside the free domain
         instance = rng.integers(0, 2, size=(n_steps, n)).astype(np.uint8)
     else:
@@ -69,7 +78,7 @@ def random_features(rng: np.random.Generator, n: int) -> FeatureSet:
     groups, i = [], 0
     while i < len(order):
         size = int(rng.integers(1, 4))
-        groups.append(tuple(int(p) for p in order[i:i + size]))
+        groups.append(tuple(int(p) for p in order[i : i + size]))
         i += size
     return FeatureSet(tuple(groups), tuple(f"g{k}" for k in range(len(groups))), n)
 
@@ -77,14 +86,20 @@ def random_features(rng: np.random.Generator, n: int) -> FeatureSet:
 def oracles(model, instance, features, **args):
     """The ball oracle with every engine that applies, bounds always and never, each scan implementation."""
     out = []
-    engines = ["kernel"] + (["currents"] if len(model.layer_sizes) == 1 and model.coding.name == "static"
-                            and np.all(instance == instance[:1]) else [])
+    engines = ["kernel"] + (
+        ["currents"]
+        if len(model.layer_sizes) == 1 and model.coding.name == "static" and np.all(instance == instance[:1])
+        else []
+    )
     for engine in engines:
         for bounds in ("always", "never"):
             implementations = SCAN_IMPLEMENTATIONS if engine == "currents" else available_implementations()
             for implementation in implementations:
-                out.append(BallOracle(model, instance, features, engine=engine, bounds=bounds,
-                                      implementation=implementation, **args))
+                out.append(
+                    BallOracle(
+                        model, instance, features, engine=engine, bounds=bounds, implementation=implementation, **args
+                    )
+                )
     return out
 
 
@@ -148,8 +163,16 @@ def test_instances_outside_the_free_domain(seed, k):
     rng = np.random.default_rng(seed)
     n, n_steps = int(rng.integers(2, 7)), int(rng.integers(2, 4))
     coding = StaticCoding() if rng.random() < 0.5 else LatencyCoding()
-    model = random_model(rng, [int(rng.integers(1, 5))], n, int(rng.integers(2, 4)), n_steps=n_steps, coding=coding,
-                         weight_kind=str(rng.choice(["binary", "ternary"])), max_threshold=2)
+    model = random_model(
+        rng,
+        [int(rng.integers(1, 5))],
+        n,
+        int(rng.integers(2, 4)),
+        n_steps=n_steps,
+        coding=coding,
+        weight_kind=str(rng.choice(["binary", "ternary"])),
+        max_threshold=2,
+    )
     instance = rng.integers(0, 2, size=(n_steps, n)).astype(np.uint8)
     features = random_features(rng, n)
     truth = BruteForceOracle(model, instance, features, max_distance=k)
@@ -249,8 +272,9 @@ def test_scan_equals_a_direct_evaluation(seed, implementation):
     touched = delta[:, unit_col] != 0 if U else np.zeros((M, 0), bool)
     move_of, unit_of = np.nonzero(touched)
     move_ptr = np.concatenate([[0], np.cumsum(np.bincount(move_of, minlength=M))])
-    scan = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need,
-                    implementation)
+    scan = BallScan(
+        L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need, implementation
+    )
 
     def direct(cur):  # (N, R) scores from scratch
         return base + (cur[:, unit_col] >= unit_at).astype(np.int64) @ gains.reshape(U, R)
@@ -282,11 +306,21 @@ def test_scan_equals_a_direct_evaluation(seed, implementation):
         reached = any((direct(parents[[p]] + np.array(s)[None]) >= need).any() for s in itertools.product(*steps))
         assert may[p] or not reached
     if "c" in SCAN_IMPLEMENTATIONS:  # C and numpy agree bit for bit
-        other = BallScan(L, move_ptr, unit_of, delta[move_of, unit_col[unit_of]], unit_col, unit_at, gains, need,
-                         "numpy" if implementation == "c" else "c")
+        other = BallScan(
+            L,
+            move_ptr,
+            unit_of,
+            delta[move_of, unit_col[unit_of]],
+            unit_col,
+            unit_at,
+            gains,
+            need,
+            "numpy" if implementation == "c" else "c",
+        )
         assert np.array_equal(other.bounds(parents, parent_scores, rows, rise, fall), may)
-        assert other.leaves(parents, parent_scores, lo, hi, move_ids) == scan.leaves(parents, parent_scores, lo, hi,
-                                                                                     move_ids)
+        assert other.leaves(parents, parent_scores, lo, hi, move_ids) == scan.leaves(
+            parents, parent_scores, lo, hi, move_ids
+        )
 
 
 def test_scan_rejects_bad_indices():
@@ -318,8 +352,14 @@ def test_suffix_sums_are_the_largest_rises(seed, budget):
     engine._order, engine._suffix = order, {}
     positions = np.arange(len(order) + 1)
     for kind, per_feature in (("rise", engine.feature_rise), ("fall", engine.feature_fall)):
-        expected = np.array([np.sort(per_feature[order[q:]], axis=0)[::-1][:budget].sum(axis=0)
-                             if q < len(order) else np.zeros(per_feature.shape[1]) for q in positions])
+        expected = np.array(
+            [
+                np.sort(per_feature[order[q:]], axis=0)[::-1][:budget].sum(axis=0)
+                if q < len(order)
+                else np.zeros(per_feature.shape[1])
+                for q in positions
+            ]
+        )
         assert np.array_equal(engine._top(kind, budget, positions[:3]), expected[:3])  # a few rows, directly
         assert np.array_equal(engine._top(kind, budget, positions), expected)  # the whole table
 
@@ -348,8 +388,12 @@ def test_verifier_accepts_true_and_rejects_false_certificates(seed, k):
     assert report.minimal == result.minimal
     if cert.features:
         i = min(cert.features)
-        smaller = dataclasses.replace(cert, features=cert.features - {i}, sufficiency=None,
-                                      witnesses={j: w for j, w in cert.witnesses.items() if j != i})
+        smaller = dataclasses.replace(
+            cert,
+            features=cert.features - {i},
+            sufficiency=None,
+            witnesses={j: w for j, w in cert.witnesses.items() if j != i},
+        )
         bad = verify_by_enumeration(smaller)
         assert not bad.ok and any("REFUTED" in p for p in bad.problems)
         fake = dataclasses.replace(cert, witnesses={**cert.witnesses, i: instance})  # the instance flips nothing
@@ -373,8 +417,9 @@ def test_verifier_refuses_balls_that_are_too_large_and_unbounded_certificates():
     assert 1 <= size <= ball_size(found[1], found[2], found[3], 2, result.certificate.features)
     with pytest.raises(ValueError, match="more than the limit"):
         verify_by_enumeration(result, limit=size - 1)
-    unbounded = dataclasses.replace(result.certificate,
-                                    question=dataclasses.replace(result.certificate.question, max_distance=None))
+    unbounded = dataclasses.replace(
+        result.certificate, question=dataclasses.replace(result.certificate.question, max_distance=None)
+    )
     assert isinstance(unbounded, AXpCertificate)
     with pytest.raises(ValueError, match="no distance bound"):
         verify_by_enumeration(unbounded)
@@ -418,7 +463,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="max_distance must be >= 0"):
         BallOracle(model, instance, max_distance=-1)
     big = FeatureSet((tuple(range(6)),), ("all",), 6)
-    assert ball_size(model, instance, big, 1) == 2 ** 6
+    assert ball_size(model, instance, big, 1) == 2**6
 
 
 def test_time_limit_and_interrupt_give_unknown_and_no_memo():
@@ -455,7 +500,7 @@ def test_shipped_model_axps_equal_the_solvers(name, k):
     images, labels = data.load_sample()
     chosen = np.flatnonzero(np.isin(labels, np.asarray(model.labels)))[:2]
     for index in chosen.tolist():
-        spikes = model.encode(images[index:index + 1])[0]
+        spikes = model.encode(images[index : index + 1])[0]
         ball = DeletionAXp(BallOracle(model, spikes, max_distance=k)).compute()
         kernel = DeletionAXp(BallOracle(model, spikes, max_distance=k, engine="kernel")).compute()
         solver = DeletionAXp(make_oracle(model, spikes, max_distance=k)).compute()

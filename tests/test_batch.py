@@ -1,5 +1,6 @@
 """Batch explanations: `xsnn explain-batch` / `xsnn summarize` end to end (subprocesses), resuming,
 torn lines, killed workers, a killed driver, Ctrl-C, a Dask LocalCluster, and one-line errors."""
+
 import json
 import os
 import signal
@@ -27,9 +28,17 @@ def _small_model(seed: int, side: int = SIDE) -> BSNN:
     rng = np.random.default_rng(seed)
     n, hidden = side * side, 12
     w = rng.choice([-1, 1], size=(hidden, n)) * (rng.random((hidden, n)) < 0.3)
-    return BSNN(weights=(w,), thresholds=(rng.integers(1, 5, size=hidden),),
-                readout=rng.choice([-1, 0, 1], size=(4, hidden)), weight_kind="ternary", reset="zero",
-                n_steps=2, coding=StaticCoding(), labels=(3, 5, 7, 9), input_shape=(side, side))
+    return BSNN(
+        weights=(w,),
+        thresholds=(rng.integers(1, 5, size=hidden),),
+        readout=rng.choice([-1, 0, 1], size=(4, hidden)),
+        weight_kind="ternary",
+        reset="zero",
+        n_steps=2,
+        coding=StaticCoding(),
+        labels=(3, 5, 7, 9),
+        input_shape=(side, side),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +51,40 @@ def files(tmp_path_factory):
     labels = rng.choice([3, 5, 7, 9], size=60)
     np.savez(folder / "images.npz", images=images, labels=labels)
     np.savez(folder / "big.npz", images=rng.integers(0, 256, size=(3, 28, 28)).astype(np.uint8))
-    return {"model": model_path, "data": folder / "images.npz", "big": folder / "big.npz",
-            "images": images, "labels": labels}
+    return {
+        "model": model_path,
+        "data": folder / "images.npz",
+        "big": folder / "big.npz",
+        "images": images,
+        "labels": labels,
+    }
 
 
 def cli(*argv, check_rc=None, timeout=240, **kwargs):
     """Run `python -m xsnn.cli ARGV` in a subprocess; (returncode, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "xsnn.cli", *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xsnn.cli", *map(str, argv)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stderr
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def batch_args(files, out, indices="0:12", *extra):
-    return ["explain-batch", "--model", files["model"], "--data", files["data"], "--indices", indices,
-            "--out", out, "--progress", "never", *extra]
+    return [
+        "explain-batch",
+        "--model",
+        files["model"],
+        "--data",
+        files["data"],
+        "--indices",
+        indices,
+        "--out",
+        out,
+        "--progress",
+        "never",
+        *extra,
+    ]
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -96,8 +123,14 @@ def test_parse_indices():
     assert batch.parse_indices("0:10:4", 10) == [0, 4, 8]
     assert batch.parse_indices(":3", 10) == [0, 1, 2] and batch.parse_indices("8:", 10) == [8, 9]
     assert batch.parse_indices(None, 3) == [0, 1, 2]
-    for bad, message in [("0:11", "reaches index 10"), ("10", "out of range"), ("a", "not an index"),
-                         ("0:5:0", "not an index"), ("5:2", "not an index"), ("-1", "out of range")]:
+    for bad, message in [
+        ("0:11", "reaches index 10"),
+        ("10", "out of range"),
+        ("a", "not an index"),
+        ("0:5:0", "not an index"),
+        ("5:2", "not an index"),
+        ("-1", "out of range"),
+    ]:
         with pytest.raises(batch.BatchError, match=message):
             batch.parse_indices(bad, 10)
 
@@ -125,10 +158,12 @@ def test_load_image_set(tmp_path):
     assert images.dtype == np.uint8 and images.shape == (2, 2, 2) and labels.tolist() == [1, 0]
     np.savez(tmp_path / "nolabels.npz", images=np.zeros((3, 4), np.uint8))
     assert load_image_set(tmp_path / "nolabels.npz")[1] is None
-    for name, arrays, message in [("x.npz", {"pixels": np.zeros((2, 2))}, "no array 'images'"),
-                                  ("y.npz", {"images": np.full((2, 2), 300)}, "0..255"),
-                                  ("z.npz", {"images": np.zeros((2, 2), np.uint8), "labels": [1]}, "2 non-negative"),
-                                  ("o.npz", {"images": np.array([None, 1], dtype=object)}, "not a readable")]:
+    for name, arrays, message in [
+        ("x.npz", {"pixels": np.zeros((2, 2))}, "no array 'images'"),
+        ("y.npz", {"images": np.full((2, 2), 300)}, "0..255"),
+        ("z.npz", {"images": np.zeros((2, 2), np.uint8), "labels": [1]}, "2 non-negative"),
+        ("o.npz", {"images": np.array([None, 1], dtype=object)}, "not a readable"),
+    ]:
         np.savez(tmp_path / name, **arrays)
         with pytest.raises(DataError, match=message):
             load_image_set(tmp_path / name)
@@ -219,8 +254,13 @@ def _wait_for_rows(path: Path, n: int, proc, timeout: float = 120.0) -> int:
 
 
 def _popen(argv, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "xsnn.cli", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "xsnn.cli", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_kill_whole_run_then_resume_exactly_once(files, reference, tmp_path):
@@ -248,7 +288,7 @@ def test_a_killed_worker_loses_nothing(files, reference, tmp_path):
     rows = assert_exactly_once(out, range(60))
     assert_rows_match(rows, reference, files["labels"])
     assert any(r["attempt"] == 2 for r in rows)  # the instances in flight were run again
-    assert not any(r["worker"].endswith(f":{victim}") for r in rows[at_kill + 2:])
+    assert not any(r["worker"].endswith(f":{victim}") for r in rows[at_kill + 2 :])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -294,8 +334,19 @@ def test_a_timeout_is_recorded_with_a_sound_partial_result(tmp_path):
     from xsnn.model import load_model
 
     out = tmp_path / "timeout.jsonl"
-    code, stdout, stderr = cli("explain-batch", "--data", "sample", "--indices", "0:2", "--time-limit", 0.05,
-                               "--out", out, "--progress", "never")
+    code, stdout, stderr = cli(
+        "explain-batch",
+        "--data",
+        "sample",
+        "--indices",
+        "0:2",
+        "--time-limit",
+        0.05,
+        "--out",
+        out,
+        "--progress",
+        "never",
+    )
     assert code == 0, stderr
     rows = assert_exactly_once(out, [0, 1])
     model, (images, _) = load_model(), load_sample()
@@ -338,9 +389,17 @@ def test_errors_of_an_instance_become_rows(files, monkeypatch):
 def test_no_explanation_is_its_own_status(tmp_path):
     """A network whose prediction never changes (all readout weights 0) has no CXp."""
     model = _small_model(5)
-    constant = BSNN(weights=model.weights, thresholds=model.thresholds, readout=np.zeros_like(model.readout),
-                    weight_kind="ternary", reset="zero", n_steps=2, coding=StaticCoding(), labels=model.labels,
-                    input_shape=model.input_shape)
+    constant = BSNN(
+        weights=model.weights,
+        thresholds=model.thresholds,
+        readout=np.zeros_like(model.readout),
+        weight_kind="ternary",
+        reset="zero",
+        n_steps=2,
+        coding=StaticCoding(),
+        labels=model.labels,
+        input_shape=model.input_shape,
+    )
     path = save_model(constant, tmp_path / "constant.npz")
     setup = batch.WorkerSetup(str(path), constant.content_hash(), kind="cxp")
     row = batch.explain_instance(setup, batch.Instance(0, np.full((SIDE, SIDE), 200, np.uint8), None))
@@ -383,27 +442,30 @@ def test_progress_line_counts():
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--indices", "0:61"], "reaches index 60"),
-    (["--indices", "x"], "not an index"),
-    (["--data", "/nonexistent/images.npz"], "does not exist"),
-    (["--data", "mnist-test", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
-    (["--data", "BIG"], "takes images of shape (10, 10)"),
-    (["--model", "no-such-model"], "no shipped model named 'no-such-model'"),
-    (["--retry", "done", "--resume"], "unknown status 'done'"),
-    (["--retry", "error"], "--retry needs --resume"),
-    (["--jobs", "0"], "--jobs must be at least 1"),
-    (["--time-limit", "-1"], "positive number of seconds"),
-    (["--distance", "-2"], "--distance must be"),
-    (["--out", "/nonexistent-dir/r.jsonl"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--indices", "0:61"], "reaches index 60"),
+        (["--indices", "x"], "not an index"),
+        (["--data", "/nonexistent/images.npz"], "does not exist"),
+        (["--data", "mnist-test", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
+        (["--data", "BIG"], "takes images of shape (10, 10)"),
+        (["--model", "no-such-model"], "no shipped model named 'no-such-model'"),
+        (["--retry", "done", "--resume"], "unknown status 'done'"),
+        (["--retry", "error"], "--retry needs --resume"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--time-limit", "-1"], "positive number of seconds"),
+        (["--distance", "-2"], "--distance must be"),
+        (["--out", "/nonexistent-dir/r.jsonl"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, files, tmp_path, extra, message):
     extra = [str(files["big"]) if a == "BIG" else a for a in extra]
     argv = batch_args(files, tmp_path / "r.jsonl", "0:3")
     for flag in ("--indices", "--data", "--model", "--out"):  # the test's value replaces the default one
         if flag in extra:
             position = argv.index(flag)
-            del argv[position:position + 2]
+            del argv[position : position + 2]
     code = main([str(a) for a in argv + extra])
     out, err = capsys.readouterr()
     assert code == 2 and out == "", err

@@ -1,4 +1,5 @@
 """The causal model: equal to the reference forward, exact interventions, correct ancestry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,10 +22,17 @@ def nets(draw, max_inputs=7):
     sizes = [draw(st.integers(1, 5)) for _ in range(n_layers)]
     n_inputs = draw(st.integers(1, max_inputs))
     coding = draw(st.sampled_from([StaticCoding(), LatencyCoding()]))
-    model = random_model(rng, sizes, n_inputs, draw(st.integers(2, 4)),
-                         weight_kind=draw(st.sampled_from(["binary", "ternary"])),
-                         reset=draw(st.sampled_from(["zero", "subtract"])), n_steps=draw(st.integers(1, 6)),
-                         coding=coding, max_threshold=draw(st.integers(1, 4)))
+    model = random_model(
+        rng,
+        sizes,
+        n_inputs,
+        draw(st.integers(2, 4)),
+        weight_kind=draw(st.sampled_from(["binary", "ternary"])),
+        reset=draw(st.sampled_from(["zero", "subtract"])),
+        n_steps=draw(st.integers(1, 6)),
+        coding=coding,
+        max_threshold=draw(st.integers(1, 4)),
+    )
     return model, rng
 
 
@@ -168,23 +176,46 @@ def test_ancestors_equal_transitive_closure_of_parents(net):
 
 def tiny_net() -> BSNN:
     """3 pixels -> 2 neurons (neuron 0 sees pixels 0 and 2, neuron 1 sees pixel 1) -> 1 neuron (sees neuron 0)."""
-    return BSNN(weights=(np.array([[1, 0, -1], [0, 1, 0]]), np.array([[1, 0]])),
-                thresholds=(np.array([1, 1]), np.array([1])), readout=np.array([[-1], [1]]),
-                weight_kind="ternary", reset="zero", n_steps=2, coding=StaticCoding(), labels=(0, 1),
-                input_shape=(3,))
+    return BSNN(
+        weights=(np.array([[1, 0, -1], [0, 1, 0]]), np.array([[1, 0]])),
+        thresholds=(np.array([1, 1]), np.array([1])),
+        readout=np.array([[-1], [1]]),
+        weight_kind="ternary",
+        reset="zero",
+        n_steps=2,
+        coding=StaticCoding(),
+        labels=(0, 1),
+        input_shape=(3,),
+    )
 
 
 def test_ancestors_by_hand():
     cm = CausalModel(tiny_net())
-    assert cm.ancestors(Spike(1, 0, 1)) == {Spike(1, 0, 0), Spike(0, 0, 0), Spike(0, 0, 1),
-                                            Input(0, 0), Input(0, 1), Input(2, 0), Input(2, 1)}
+    assert cm.ancestors(Spike(1, 0, 1)) == {
+        Spike(1, 0, 0),
+        Spike(0, 0, 0),
+        Spike(0, 0, 1),
+        Input(0, 0),
+        Input(0, 1),
+        Input(2, 0),
+        Input(2, 1),
+    }
     assert cm.ancestors(Spike(0, 1, 0)) == {Input(1, 0)}
     assert cm.parents(Spike(0, 0, 1)) == {Input(0, 0), Input(2, 0), Input(0, 1), Input(2, 1), Spike(0, 0, 0)}
-    assert cm.ancestors(Prediction()) == {Score(0), Score(1), Spike(1, 0, 0), Spike(1, 0, 1), Spike(0, 0, 0),
-                                          Spike(0, 0, 1), Input(0, 0), Input(0, 1), Input(2, 0), Input(2, 1)}
+    assert cm.ancestors(Prediction()) == {
+        Score(0),
+        Score(1),
+        Spike(1, 0, 0),
+        Spike(1, 0, 1),
+        Spike(0, 0, 0),
+        Spike(0, 0, 1),
+        Input(0, 0),
+        Input(0, 1),
+        Input(2, 0),
+        Input(2, 1),
+    }
     cut = cm.do({Spike(0, 0, 1): 1})
-    assert cut.ancestors(Spike(1, 0, 1)) == {Spike(1, 0, 0), Spike(0, 0, 0), Spike(0, 0, 1), Input(0, 0),
-                                             Input(2, 0)}
+    assert cut.ancestors(Spike(1, 0, 1)) == {Spike(1, 0, 0), Spike(0, 0, 0), Spike(0, 0, 1), Input(0, 0), Input(2, 0)}
     assert cut.parents(Spike(0, 0, 1)) == frozenset()
     assert cm.ancestors(Input(0, 0)) == frozenset()
     assert cm.do({Prediction(): 1}).ancestors(Prediction()) == frozenset()
@@ -192,15 +223,15 @@ def test_ancestors_by_hand():
 
 def test_counterfactual_questions_by_hand():
     cm = CausalModel(tiny_net())
-    x = np.array([[1, 0, 0], [1, 0, 0]], np.uint8)      # pixel 0 on: neuron 0 fires, output neuron fires
+    x = np.array([[1, 0, 0], [1, 0, 0]], np.uint8)  # pixel 0 on: neuron 0 fires, output neuron fires
     assert cm.evaluate(x).scores.tolist() == [-2, 2] and cm.evaluate(x).prediction == 1
-    assert cm.would_change(x, {Pixel(0): 0})             # nothing fires: scores tie at 0 -> class 0
+    assert cm.would_change(x, {Pixel(0): 0})  # nothing fires: scores tie at 0 -> class 0
     assert cm.evaluate(x, {Pixel(0): 0}).scores.tolist() == [0, 0]
-    assert cm.would_change(x, {Pixel(2): 1})             # drive 1 - 1 = 0: neuron 0 silent
-    assert not cm.would_change(x, {Pixel(1): 1})         # pixel 1 is not an ancestor of the prediction
+    assert cm.would_change(x, {Pixel(2): 1})  # drive 1 - 1 = 0: neuron 0 silent
+    assert not cm.would_change(x, {Pixel(1): 1})  # pixel 1 is not an ancestor of the prediction
     assert cm.would_change(x, {Neuron(1, 0): 0})
-    assert not cm.would_change(x, {Neuron(0, 1): 1})     # neuron (0, 1) does not reach the output
-    assert cm.would_change(x, {Score(0): 2})             # a tie goes to the lower class index
+    assert not cm.would_change(x, {Neuron(0, 1): 1})  # neuron (0, 1) does not reach the output
+    assert cm.would_change(x, {Score(0): 2})  # a tie goes to the lower class index
     assert not cm.would_change(x, {Score(0): 1})
     result = cm.counterfactual(x, {Spike(0, 0, 0): 0})
     assert result.factual.layer_spikes[1].tolist() == [[1], [1]]

@@ -1,4 +1,5 @@
 """The command line: results on stdout, clear one-line errors with exit status 2, Ctrl-C kept."""
+
 import json
 import os
 import signal
@@ -20,9 +21,17 @@ def model_path(tmp_path_factory):
     rng = np.random.default_rng(11)
     hidden = 8
     w = rng.choice([-1, 1], size=(hidden, 784)) * (rng.random((hidden, 784)) < 0.03)
-    model = BSNN(weights=(w,), thresholds=(rng.integers(1, 4, size=hidden),),
-                 readout=rng.choice([-1, 0, 1], size=(10, hidden)), weight_kind="ternary", reset="zero",
-                 n_steps=2, coding=StaticCoding(), labels=tuple(range(10)), input_shape=(28, 28))
+    model = BSNN(
+        weights=(w,),
+        thresholds=(rng.integers(1, 4, size=hidden),),
+        readout=rng.choice([-1, 0, 1], size=(10, hidden)),
+        weight_kind="ternary",
+        reset="zero",
+        n_steps=2,
+        coding=StaticCoding(),
+        labels=tuple(range(10)),
+        input_shape=(28, 28),
+    )
     return save_model(model, tmp_path_factory.mktemp("models") / "tiny.npz")
 
 
@@ -45,6 +54,7 @@ def test_info_and_predict(capsys, model_path):
     result = json.loads(out)
     images, labels = data.load_sample()
     from xsnn.model import load_model_file
+
     model = load_model_file(model_path)
     assert code == 0 and result["settings"]["data"]["label"] == int(labels[5])
     assert result["prediction"] == int(forward(model, model.encode(images[5:6])).prediction[0])
@@ -65,8 +75,9 @@ def test_export_dimacs_round_trip(capsys, model_path, tmp_path):
     verdicts = {}
     for fix in ("all", "none"):
         target = tmp_path / f"q_{fix}.cnf"
-        code, out, _ = run(capsys, "export", "--model", model_path, "--index", 1, "--format", "dimacs",
-                           "--fix", fix, "-o", target)
+        code, out, _ = run(
+            capsys, "export", "--model", model_path, "--index", 1, "--format", "dimacs", "--fix", fix, "-o", target
+        )
         assert code == 0 and json.loads(out)["written"] == str(target)
         with Solver(name="cadical195", bootstrap_with=CNF(from_file=str(target)).clauses) as solver:
             verdicts[fix] = solver.solve()
@@ -74,26 +85,29 @@ def test_export_dimacs_round_trip(capsys, model_path, tmp_path):
     assert verdicts == {"all": False, "none": True}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["predict", "--model", "no-such-model"], "no shipped model named 'no-such-model'"),
-    (["predict", "--index", "100000"], "out of range"),
-    (["explain", "--backend", "gurobi"], "unknown backend 'gurobi'"),
-    (["info", "/nonexistent/model.npz"], "does not exist"),
-    (["info", "/"], "/ is a folder, not a model file"),
-    (["predict", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
-    (["explain", "--time-limit", "-3"], "argument --time-limit: expected a positive number of seconds, got '-3'"),
-    (["explain", "--time-limit", "soon"], "argument --time-limit: expected a positive number of seconds"),
-    (["explain", "--distance", "-1"], "argument --distance: expected a whole number >= 0, got '-1'"),
-    (["explain", "--index", "2.5"], "argument --index/-i: expected a whole number >= 0, got '2.5'"),
-    (["explain", "--kind", "why"], "argument --kind: invalid choice: 'why'"),
-    (["explain", "--order", "bright-first"], "argument --order: invalid choice: 'bright-first'"),
-    (["explain", "--features", "patches:x"], "argument --features: expected 'pixels' or 'patches:K'"),
-    (["enumerate", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
-    (["explain", "--target", "42"], "target 42 is not a class"),
-    (["explain", "--image", "/nonexistent.png"], "/nonexistent.png does not exist"),
-    (["explain", "--index", "1", "--image", "x.npy"], "not allowed with argument"),
-    (["explain", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "--model", "no-such-model"], "no shipped model named 'no-such-model'"),
+        (["predict", "--index", "100000"], "out of range"),
+        (["explain", "--backend", "gurobi"], "unknown backend 'gurobi'"),
+        (["info", "/nonexistent/model.npz"], "does not exist"),
+        (["info", "/"], "/ is a folder, not a model file"),
+        (["predict", "--data-dir", "/nonexistent-mnist"], "/nonexistent-mnist"),
+        (["explain", "--time-limit", "-3"], "argument --time-limit: expected a positive number of seconds, got '-3'"),
+        (["explain", "--time-limit", "soon"], "argument --time-limit: expected a positive number of seconds"),
+        (["explain", "--distance", "-1"], "argument --distance: expected a whole number >= 0, got '-1'"),
+        (["explain", "--index", "2.5"], "argument --index/-i: expected a whole number >= 0, got '2.5'"),
+        (["explain", "--kind", "why"], "argument --kind: invalid choice: 'why'"),
+        (["explain", "--order", "bright-first"], "argument --order: invalid choice: 'bright-first'"),
+        (["explain", "--features", "patches:x"], "argument --features: expected 'pixels' or 'patches:K'"),
+        (["enumerate", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
+        (["explain", "--target", "42"], "target 42 is not a class"),
+        (["explain", "--image", "/nonexistent.png"], "/nonexistent.png does not exist"),
+        (["explain", "--index", "1", "--image", "x.npy"], "not allowed with argument"),
+        (["explain", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
 def test_bad_input_is_one_clear_line(capsys, model_path, argv, message, monkeypatch):
     monkeypatch.delenv("XSNN_DATA", raising=False)
     if argv[0] != "info" and "--model" not in argv:
@@ -135,8 +149,9 @@ def test_explain_every_kind(capsys, model_path, kind, extra):
 
 
 def test_enumerate_and_attribution(capsys, model_path):
-    code, out, _ = run(capsys, "enumerate", "--model", model_path, "--index", 2, "--kind", "cxp", "--limit", 3,
-                       "--json")
+    code, out, _ = run(
+        capsys, "enumerate", "--model", model_path, "--index", 2, "--kind", "cxp", "--limit", 3, "--json"
+    )
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [line["kind"] for line in lines[:-1]] == ["cxp"] * lines[-1]["found"]
     assert lines[-1]["status"] in ("limit", "complete")
@@ -178,8 +193,13 @@ def _cli(*argv: str) -> list[str]:
 def test_sigint_prints_the_partial_set_and_exits_130():
     """Ctrl-C on a hard question: the sufficient set found so far, status interrupted, exit 130, within 2 s."""
     env = {k: v for k, v in os.environ.items() if k != "XSNN_DATA"}
-    process = subprocess.Popen(_cli("explain", "--model", "mnist159-binary", "--index", "2", "--time-limit", "120",
-                                    "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        _cli("explain", "--model", "mnist159-binary", "--index", "2", "--time-limit", "120", "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(6)  # setup, then the deletion is in its hard questions
     sent = time.perf_counter()
     process.send_signal(signal.SIGINT)
@@ -193,8 +213,13 @@ def test_sigint_prints_the_partial_set_and_exits_130():
 def test_verify_honours_a_small_time_limit():
     env = {k: v for k, v in os.environ.items() if k != "XSNN_DATA"}
     start = time.perf_counter()
-    done = subprocess.run(_cli("explain", "--model", "mnist159-binary", "--index", "2", "--time-limit", "3",
-                               "--verify", "--json"), capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        _cli("explain", "--model", "mnist159-binary", "--index", "2", "--time-limit", "3", "--verify", "--json"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     seconds = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -207,6 +232,3 @@ def test_corrupt_model_file(capsys, tmp_path):
     bad.write_bytes(b"\x00" * 100)
     code, _, err = run(capsys, "info", bad)
     assert code == 2 and "not a readable .npz model file" in err
-
-
-

@@ -1,4 +1,5 @@
 """Input codings and feature sets."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings

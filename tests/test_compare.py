@@ -1,5 +1,6 @@
 """SHAP through the kernel against shap on the reference forward; every comparison metric against
 brute force on tiny random networks (every AXp and CXp enumerated exhaustively)."""
+
 from __future__ import annotations
 
 import csv
@@ -44,8 +45,17 @@ from conftest import SEEDS
 
 shap = pytest.importorskip("shap")
 
-GENEROUS = Budgets(axp=60, shap_order_axp=60, questions=60, question=60, minimum=60, relevance=60,
-                   relevance_question=60, ffa=60, cxp=60)
+GENEROUS = Budgets(
+    axp=60,
+    shap_order_axp=60,
+    questions=60,
+    question=60,
+    minimum=60,
+    relevance=60,
+    relevance_question=60,
+    ffa=60,
+    cxp=60,
+)
 
 
 def magnitudes(values) -> np.ndarray:
@@ -64,9 +74,16 @@ def by_magnitude(values) -> list[int]:
 def static_case(seed: int, n: int | None = None):
     rng = np.random.default_rng(seed)
     n = n or int(rng.integers(3, 8))
-    model = random_model(rng, [int(rng.integers(2, 6))], n, int(rng.integers(2, 4)),
-                         weight_kind=("binary", "ternary")[int(rng.integers(2))], n_steps=int(rng.integers(1, 3)),
-                         coding=StaticCoding(), max_threshold=int(rng.integers(1, 4)))
+    model = random_model(
+        rng,
+        [int(rng.integers(2, 6))],
+        n,
+        int(rng.integers(2, 4)),
+        weight_kind=("binary", "ternary")[int(rng.integers(2))],
+        n_steps=int(rng.integers(1, 3)),
+        coding=StaticCoding(),
+        max_threshold=int(rng.integers(1, 4)),
+    )
     return model, rng
 
 
@@ -95,22 +112,23 @@ def test_kernel_value_function_equals_reference(seed):
     target = int(forward(model, instance).prediction[0])
     keep = np.array([[z[r, k] for k in features.feature_of_pixel()] for r in range(len(z))]).astype(bool)
     bg = model.encode(images)
-    expected = [np.mean([margins(forward(model, np.where(keep[r], instance, b)).scores, target)[0] for b in bg])
-                for r in range(len(z))]
+    expected = [
+        np.mean([margins(forward(model, np.where(keep[r], instance, b)).scores, target)[0] for b in bg])
+        for r in range(len(z))
+    ]
     assert np.allclose(fast, expected)
 
 
 def _raw_case(seed: int):
     """A static-coded net, an image and background images that differ from it at every pixel."""
     model, rng = static_case(seed, n=int(np.random.default_rng(seed).integers(4, 8)))
-    image = (rng.integers(0, 128, size=model.n_inputs) * 2 + 1).astype(np.uint8)          # odd
-    background = (rng.integers(0, 128, size=(3, model.n_inputs)) * 2).astype(np.uint8)    # even
+    image = (rng.integers(0, 128, size=model.n_inputs) * 2 + 1).astype(np.uint8)  # odd
+    background = (rng.integers(0, 128, size=(3, model.n_inputs)) * 2).astype(np.uint8)  # even
     return model, image, background
 
 
 def _reference_margin(model: BSNN, target: int):
-    return lambda x: margins(forward(model, model.encode(np.asarray(x).astype(np.uint8))).scores,
-                             target).astype(float)
+    return lambda x: margins(forward(model, model.encode(np.asarray(x).astype(np.uint8))).scores, target).astype(float)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -126,8 +144,9 @@ def test_exact_and_permutation_shap_equal_shap_on_reference_forward(seed):
     assert ours.additivity_error < 1e-9
     n = model.n_inputs
     expected = shap.explainers.Permutation(f, masker, seed=seed)(image[None], max_evals=6 * (2 * n + 1)).values[0]
-    ours = shap_values(model, image, explainer="permutation", background=background, seed=seed,
-                       max_evals=6 * (2 * n + 1))
+    ours = shap_values(
+        model, image, explainer="permutation", background=background, seed=seed, max_evals=6 * (2 * n + 1)
+    )
     assert np.allclose(ours.values, expected, atol=1e-9)
 
 
@@ -139,10 +158,11 @@ def test_explainers_on_the_default_model_are_additive_and_agree_in_sign():
     background = make_background("kmeans", images[100:160], size=4, seed=1)
     features = FeatureSet.patches(model.input_shape, 7)
     exact = shap_values(model, images[0], explainer="exact", background=background, features=features)
-    assert exact.max_evals == 2 ** 16 and exact.evaluations >= 2 ** 16 * len(background.images)
+    assert exact.max_evals == 2**16 and exact.evaluations >= 2**16 * len(background.images)
     assert exact.additivity_error < 1e-9
-    perm = shap_values(model, images[0], explainer="permutation", background=background, features=features,
-                       max_evals=40 * 33, seed=3)
+    perm = shap_values(
+        model, images[0], explainer="permutation", background=background, features=features, max_evals=40 * 33, seed=3
+    )
     assert perm.additivity_error < 1e-9
     assert np.corrcoef(perm.values, exact.values)[0, 1] > 0.9
     for name in ("kernel", "partition"):
@@ -158,8 +178,9 @@ def test_to_and_from_shap_explanation():
     explanation = ours.to_shap()
     assert isinstance(explanation, shap.Explanation)
     assert np.array_equal(explanation.values, ours.values) and explanation.base_values == ours.base_value
-    back = ShapValues.from_shap(explanation, model=model, image=image, explainer="exact",
-                                background=background.describe())
+    back = ShapValues.from_shap(
+        explanation, model=model, image=image, explainer="exact", background=background.describe()
+    )
     assert np.array_equal(back.values, ours.values) and back.base_value == ours.base_value
     assert back.full_value == ours.full_value and back.target == ours.target
     import matplotlib
@@ -200,7 +221,7 @@ def test_backgrounds():
 def _rbo_plain(order_a, order_b, p):
     n = len(order_a)
     x = [len(set(order_a[:d]) & set(order_b[:d])) for d in range(1, n + 1)]
-    return x[-1] / n * p ** n + (1 - p) / p * sum(x[d - 1] / d * p ** d for d in range(1, n + 1))
+    return x[-1] / n * p**n + (1 - p) / p * sum(x[d - 1] / d * p**d for d in range(1, n + 1))
 
 
 def _tie_orders(scores):
@@ -302,10 +323,19 @@ def _check_against_truth(model, instance, features, k, comparison):
 @given(SEEDS)
 def test_metrics_against_brute_force(seed):
     model, instance, features, k, rng = make_case(seed, groups=bool(seed % 3 == 0))
-    background = make_background("sample", rng.integers(0, 256, size=(4, model.n_inputs)).astype(np.uint8),
-                                 size=2, seed=seed % 1000)
-    comparison = compare(model, instance, features=features, max_distance=k, background=background,
-                         explainer="exact", backend="bruteforce", budgets=GENEROUS)
+    background = make_background(
+        "sample", rng.integers(0, 256, size=(4, model.n_inputs)).astype(np.uint8), size=2, seed=seed % 1000
+    )
+    comparison = compare(
+        model,
+        instance,
+        features=features,
+        max_distance=k,
+        background=background,
+        explainer="exact",
+        backend="bruteforce",
+        budgets=GENEROUS,
+    )
     _check_against_truth(model, instance, features, k, comparison)
 
 
@@ -314,8 +344,17 @@ def test_metrics_against_brute_force(seed):
 def test_metrics_against_brute_force_with_sampled_shap(seed):
     model, instance, features, k, rng = make_case(seed)
     n = len(features)
-    comparison = compare(model, instance, features=features, max_distance=k, explainer="permutation",
-                         max_evals=4 * (2 * n + 1), seed=seed % 1000, backend="bruteforce", budgets=GENEROUS)
+    comparison = compare(
+        model,
+        instance,
+        features=features,
+        max_distance=k,
+        explainer="permutation",
+        max_evals=4 * (2 * n + 1),
+        seed=seed % 1000,
+        backend="bruteforce",
+        budgets=GENEROUS,
+    )
     _check_against_truth(model, instance, features, k, comparison)
 
 
@@ -323,8 +362,17 @@ def test_structurally_irrelevant_features_are_in_no_axp():
     model, rng = static_case(5, n=7)
     weights = model.weights[0].copy()
     weights[:, [1, 4]] = 0
-    model = BSNN((weights,), model.thresholds, model.readout, "ternary", model.reset, model.n_steps, model.coding,
-                 model.labels, model.input_shape)
+    model = BSNN(
+        (weights,),
+        model.thresholds,
+        model.readout,
+        "ternary",
+        model.reset,
+        model.n_steps,
+        model.coding,
+        model.labels,
+        model.input_shape,
+    )
     features = FeatureSet.pixels(7)
     assert list(np.flatnonzero(structurally_irrelevant(model, features))) == [1, 4]
     for s in range(8):
@@ -341,8 +389,17 @@ def test_budget_exhaustion_gives_a_status_not_a_guess():
     from xsnn.data import load_sample
 
     image = load_sample()[0][0]
-    tiny = Budgets(axp=0.05, shap_order_axp=0.05, questions=0.02, question=0.01, minimum=0.02, relevance=0.02,
-                   relevance_question=0.01, ffa=0.05, cxp=0.05)
+    tiny = Budgets(
+        axp=0.05,
+        shap_order_axp=0.05,
+        questions=0.02,
+        question=0.01,
+        minimum=0.02,
+        relevance=0.02,
+        relevance_question=0.01,
+        ffa=0.05,
+        cxp=0.05,
+    )
     row = compare_image(model, image, budgets=tiny, max_evals=2 * 784 + 1)
     assert row["axp_status"] in ("timeout", "complete", "undecided")
     low, high = row["smallest_sufficient_k_low"], row["smallest_sufficient_k_high"]
@@ -389,8 +446,20 @@ def no_mnist_folder(monkeypatch):
 @pytest.mark.usefixtures("no_mnist_folder")
 def test_cli_compare_writes_rows_and_resumes(tmp_path, capsys):
     out = tmp_path / "table.csv"
-    args = ["compare", "--indices", "0:2", "--time-limit", "2", "--features", "patches:7", "--explainer", "exact",
-            "--out", str(out), "--no-progress"]
+    args = [
+        "compare",
+        "--indices",
+        "0:2",
+        "--time-limit",
+        "2",
+        "--features",
+        "patches:7",
+        "--explainer",
+        "exact",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     code, captured = _cli(args, capsys)
     assert code == 0, captured.err
     with open(out) as handle:
@@ -416,8 +485,19 @@ def test_compare_task_records_errors_as_rows():
     from xsnn.model import load_model
 
     model = load_model("mnist10-binary")
-    setup = CompareSetup("mnist10-binary", model.content_hash(), make_background("blank", n_inputs=model.n_inputs),
-                         "none", "pixels", "permutation", None, 0, Budgets.scaled(1.0), "portfolio", None)
+    setup = CompareSetup(
+        "mnist10-binary",
+        model.content_hash(),
+        make_background("blank", n_inputs=model.n_inputs),
+        "none",
+        "pixels",
+        "permutation",
+        None,
+        0,
+        Budgets.scaled(1.0),
+        "portfolio",
+        None,
+    )
     row = setup.run(Instance(3, np.zeros((5, 5), np.uint8), 1))
     assert row["status"] == "error" and row["index"] == 3 and row["label"] == 1 and set(row) == set(TABLE_COLUMNS)
     assert row["error"].startswith("ValueError: image has shape (5, 5)")
@@ -429,10 +509,32 @@ def test_compare_task_records_errors_as_rows():
 def test_cli_compare_jsonl_patches_exact(tmp_path, capsys):
     out = tmp_path / "table.jsonl"
     summary = tmp_path / "summary.json"
-    code, captured = _cli(["compare", "--model", "mnist159-binary", "--indices", "0:3", "--model-labels-only",
-                           "--features", "patches:7", "--explainer", "exact", "--background", "kmeans",
-                           "--background-size", "3", "--time-limit", "4", "--out", str(out), "--summary",
-                           str(summary), "--no-progress"], capsys)
+    code, captured = _cli(
+        [
+            "compare",
+            "--model",
+            "mnist159-binary",
+            "--indices",
+            "0:3",
+            "--model-labels-only",
+            "--features",
+            "patches:7",
+            "--explainer",
+            "exact",
+            "--background",
+            "kmeans",
+            "--background-size",
+            "3",
+            "--time-limit",
+            "4",
+            "--out",
+            str(out),
+            "--summary",
+            str(summary),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, captured.err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["index"] for r in rows] == [2]  # images 0 and 1 are a 7 and a 2
@@ -441,14 +543,17 @@ def test_cli_compare_jsonl_patches_exact(tmp_path, capsys):
     assert json.loads(summary.read_text())["images"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--indices", "5:x"], "--indices '5:x'"),
-    (["--indices", "300"], "out of range"),
-    (["--out", "t.txt"], ".csv or .jsonl"),
-    (["--features", "blocks"], "--features 'blocks'"),
-    (["--explainer", "exact"], "--explainer exact needs at most"),
-    (["--jobs", "0"], "--jobs must be"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--indices", "5:x"], "--indices '5:x'"),
+        (["--indices", "300"], "out of range"),
+        (["--out", "t.txt"], ".csv or .jsonl"),
+        (["--features", "blocks"], "--features 'blocks'"),
+        (["--explainer", "exact"], "--explainer exact needs at most"),
+        (["--jobs", "0"], "--jobs must be"),
+    ],
+)
 def test_cli_compare_bad_input(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("XSNN_DATA", raising=False)
@@ -463,17 +568,30 @@ def test_compare_table_is_a_resumable_csv(tmp_path):
     from xsnn.batch import BatchError, Instance, ResultsFile, read_results
     from xsnn.compare import CompareSetup
 
-    setup = CompareSetup("m", "h", make_background("blank", n_inputs=4), "none", "pixels", "exact", None, 0,
-                         Budgets.scaled(1.0), "cpsat", None)
+    setup = CompareSetup(
+        "m",
+        "h",
+        make_background("blank", n_inputs=4),
+        "none",
+        "pixels",
+        "exact",
+        None,
+        0,
+        Budgets.scaled(1.0),
+        "cpsat",
+        None,
+    )
     path = tmp_path / "t.csv"
     with ResultsFile(path, setup, resume=True) as table:
         table.write(setup.failed_row(Instance(0, None, 1), "died", 3))
-        table.write(setup.failed_row(Instance(1, None, 2), "a, \"b\"\nc", 3))
+        table.write(setup.failed_row(Instance(1, None, 2), 'a, "b"\nc', 3))
     lines = path.read_text().splitlines()
     assert lines[0] == ",".join(TABLE_COLUMNS) and len(lines) == 3
     rows = [{k: v for k, v in r.items() if k not in ("id", "question")} for r in read_results(path, task=setup).records]
-    assert [(r["index"], r["label"], r["status"], r["error"]) for r in rows] == [(0, 1, "failed", "died"),
-                                                                               (1, 2, "failed", 'a, "b" c')]
+    assert [(r["index"], r["label"], r["status"], r["error"]) for r in rows] == [
+        (0, 1, "failed", "died"),
+        (1, 2, "failed", 'a, "b" c'),
+    ]
     path.write_text(path.read_text() + "2,3,")  # a crash while writing
     with ResultsFile(path, setup, resume=True) as table:
         assert table.done == {0, 1}

@@ -1,4 +1,5 @@
 """MNIST IDX reader, integrity checks, data folder resolution and the shipped sample."""
+
 from __future__ import annotations
 
 import gzip
@@ -23,10 +24,13 @@ def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
     return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
-def write_mnist(folder: Path, split: str, images: np.ndarray, labels: np.ndarray, *, gz: bool = True,
-                md5: bool = True) -> None:
-    stems = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}[split]
+def write_mnist(
+    folder: Path, split: str, images: np.ndarray, labels: np.ndarray, *, gz: bool = True, md5: bool = True
+) -> None:
+    stems = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }[split]
     lines = []
     for stem, array in zip(stems, (images, labels)):
         content = idx_bytes(array)

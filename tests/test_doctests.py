@@ -1,4 +1,5 @@
 """The examples in the public API's docstrings run and print what they say."""
+
 import doctest
 import importlib
 

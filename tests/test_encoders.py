@@ -1,4 +1,5 @@
 """Encoders: cardinality encodings are exact, and every encoder equals the causal model (proof of equality)."""
+
 from __future__ import annotations
 
 import itertools
@@ -45,7 +46,7 @@ def test_cardinality_encoding_outputs_are_exact(name):
         sink = ClauseSink(native=(name == "native"))
         card = make_encoding(name, sink)
         base = [sink.var() for _ in range(4)]
-        max_mult = 12 if trial % 3 == 0 else 2             # heavy repeats: native counts them natively
+        max_mult = 12 if trial % 3 == 0 else 2  # heavy repeats: native counts them natively
         lits = _random_multiset(rng, base, int(rng.integers(1, 6)), max_mult)
         count = card.count(lits)
         other = card.count(_random_multiset(rng, base, 2, 2))
@@ -64,8 +65,10 @@ def test_cardinality_encoding_outputs_are_exact(name):
         leq_lits = [leq_base[base.index(abs(l))] * (1 if l > 0 else -1) for l in lits]
         leq_bound = int(rng.integers(-1, len(lits) + 1))
         leq_card.require_leq(leq_card.count(leq_lits), leq_bound)
-        with new_solver(sink.formula(), solver_for(name)) as s, \
-                new_solver(leq_sink.formula(), solver_for(name)) as s_leq:
+        with (
+            new_solver(sink.formula(), solver_for(name)) as s,
+            new_solver(leq_sink.formula(), solver_for(name)) as s_leq,
+        ):
             for values in itertools.product([0, 1], repeat=len(base)):
                 assume = [v if a else -v for v, a in zip(base, values)]
                 truth = {v: a for v, a in zip(base, values)}
@@ -107,8 +110,13 @@ class ChoiceCoding:
     name: ClassVar[str] = "choice-test"
 
     def free_trains(self, n_steps: int) -> np.ndarray:
-        trains = {tuple([0] * n_steps), tuple([1] * n_steps), tuple([1] + [0] * (n_steps - 1)),
-                  tuple([0] * (n_steps - 1) + [1] if n_steps > 1 else [1]), tuple(t % 2 for t in range(n_steps))}
+        trains = {
+            tuple([0] * n_steps),
+            tuple([1] * n_steps),
+            tuple([1] + [0] * (n_steps - 1)),
+            tuple([0] * (n_steps - 1) + [1] if n_steps > 1 else [1]),
+            tuple(t % 2 for t in range(n_steps)),
+        }
         return np.array(sorted(trains), dtype=np.uint8)
 
     def encode(self, images: np.ndarray, n_steps: int) -> np.ndarray:
@@ -127,11 +135,17 @@ CODINGS = (StaticCoding(), LatencyCoding(), ChoiceCoding())
 def nets(draw, max_inputs=6, max_steps=6, codings=CODINGS):
     rng = np.random.default_rng(draw(SEEDS))
     sizes = [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3)))]
-    model = random_model(rng, sizes, draw(st.integers(1, max_inputs)), draw(st.integers(2, 4)),
-                         weight_kind=draw(st.sampled_from(["binary", "ternary"])),
-                         reset=draw(st.sampled_from(["zero", "subtract"])),
-                         n_steps=draw(st.integers(1, max_steps)), coding=draw(st.sampled_from(codings)),
-                         max_threshold=draw(st.integers(1, 4)))
+    model = random_model(
+        rng,
+        sizes,
+        draw(st.integers(1, max_inputs)),
+        draw(st.integers(2, 4)),
+        weight_kind=draw(st.sampled_from(["binary", "ternary"])),
+        reset=draw(st.sampled_from(["zero", "subtract"])),
+        n_steps=draw(st.integers(1, max_steps)),
+        coding=draw(st.sampled_from(codings)),
+        max_threshold=draw(st.integers(1, 4)),
+    )
     return model, rng
 
 
@@ -170,8 +184,11 @@ def cnf_equality_problems(causal: CausalModel, x: np.ndarray, encoding: str) -> 
     problems = []
     ref = causal.evaluate(x)
     everything = range(causal.n_inputs)
-    for goal, target in [("equals", ref.prediction), ("differs", ref.prediction),
-                         ("equals", (ref.prediction + 1) % causal.n_classes)]:
+    for goal, target in [
+        ("equals", ref.prediction),
+        ("differs", ref.prediction),
+        ("equals", (ref.prediction + 1) % causal.n_classes),
+    ]:
         enc = encode_cnf(causal, x, target, goal=goal, encoding=encoding)
         with new_solver(enc.formula, solver_for(encoding)) as s:
             sat = s.solve(assumptions=enc.assumptions(everything))
@@ -186,13 +203,15 @@ def cnf_equality_problems(causal: CausalModel, x: np.ndarray, encoding: str) -> 
             for l, (got, want) in enumerate(zip(enc.decode_spikes(model), ref.layer_spikes)):
                 if not np.array_equal(got, want):
                     problems.append(f"{encoding}: layer {l} spikes differ")
-            if not np.array_equal(enc.decode_scores(model), ref.scores) \
-                    or enc.decode_prediction(model) != ref.prediction:
+            if (
+                not np.array_equal(enc.decode_scores(model), ref.scores)
+                or enc.decode_prediction(model) != ref.prediction
+            ):
                 problems.append(f"{encoding}: scores/prediction differ")
             free = [int(l) for layer in enc.spikes for l in layer.ravel() if abs(int(l)) != enc.true_lit]
             values = enc._decode(enc._values(model), np.array(free, dtype=np.int64))
             block = [-l if v else l for l, v in zip(free, values)]
-            if block:                                          # no second spike assignment for these inputs
+            if block:  # no second spike assignment for these inputs
                 s.add_clause(block)
                 if s.solve(assumptions=enc.assumptions(everything)):
                     problems.append(f"{encoding}: spikes are not unique given the inputs")
@@ -203,8 +222,11 @@ def smt_equality_problems(causal: CausalModel, x: np.ndarray, variant: str) -> l
     problems = []
     ref = causal.evaluate(x)
     everything = range(causal.n_inputs)
-    for goal, target in [("equals", ref.prediction), ("differs", ref.prediction),
-                         ("equals", (ref.prediction + 1) % causal.n_classes)]:
+    for goal, target in [
+        ("equals", ref.prediction),
+        ("differs", ref.prediction),
+        ("equals", (ref.prediction + 1) % causal.n_classes),
+    ]:
         enc = encode_smt(causal, x, target, goal=goal, variant=variant)
         s = enc.solver()
         result = s.check(*enc.assumptions(everything))
@@ -226,8 +248,12 @@ def smt_equality_problems(causal: CausalModel, x: np.ndarray, variant: str) -> l
                     problems.append("smt-lia: potentials differ")
         if not np.array_equal(enc.decode_scores(model), ref.scores) or enc.decode_prediction(model) != ref.prediction:
             problems.append(f"smt-{variant}: scores/prediction differ")
-        terms = [(t, v) for layer, vals in zip(enc.spikes, enc.decode_spikes(model))
-                 for t, v in zip(layer.ravel(), vals.ravel()) if not (z3.is_true(t) or z3.is_false(t))]
+        terms = [
+            (t, v)
+            for layer, vals in zip(enc.spikes, enc.decode_spikes(model))
+            for t, v in zip(layer.ravel(), vals.ravel())
+            if not (z3.is_true(t) or z3.is_false(t))
+        ]
         if terms:
             s.add(z3.Or([t != z3.BoolVal(bool(v), enc.context) for t, v in terms]))
             if s.check(*enc.assumptions(everything)) != z3.unsat:
@@ -302,7 +328,7 @@ def test_the_equality_check_catches_a_broken_tie_rule(monkeypatch):
 
     def broken(sink, causal, counts, better, target):
         folded, offset = original(sink, causal, counts, better, target)
-        return folded, offset + (1 if better > target else -1)     # flips the tie rule
+        return folded, offset + (1 if better > target else -1)  # flips the tie rule
 
     rng = np.random.default_rng(7)
     models = [random_model(rng, [3], 4, 3, n_steps=2, max_threshold=2) for _ in range(40)]
@@ -311,8 +337,9 @@ def test_the_equality_check_catches_a_broken_tie_rule(monkeypatch):
     monkeypatch.setattr(cnf_module, "_score_difference", broken)
     rng = np.random.default_rng(7)
     models = [random_model(rng, [3], 4, 3, n_steps=2, max_threshold=2) for _ in range(40)]
-    broken_problems = [p for m in models
-                       for p in cnf_equality_problems(CausalModel(m), random_instance(m, rng), "adder")]
+    broken_problems = [
+        p for m in models for p in cnf_equality_problems(CausalModel(m), random_instance(m, rng), "adder")
+    ]
     assert broken_problems, "the equality check did not notice a flipped tie rule"
 
 

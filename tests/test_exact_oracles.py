@@ -1,4 +1,5 @@
 """Exact SAT / SMT oracles agree with brute force; cores are sufficient; exports round-trip."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,14 +41,21 @@ def problems(draw):
     # brute force enumerates 2^n (static) or (T+1)^n (latency) completions; with a distance
     # bound it also measures each completion in Python, so keep n smaller there
     n_inputs = draw(st.integers(2, (14 if max_distance is None else 9) if coding.name == "static" else 7))
-    model = random_model(rng, [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 2)))], n_inputs,
-                         draw(st.integers(2, 4)), weight_kind=draw(st.sampled_from(["binary", "ternary"])),
-                         reset=draw(st.sampled_from(["zero", "subtract"])), n_steps=n_steps, coding=coding,
-                         max_threshold=draw(st.integers(1, 3)))
+    model = random_model(
+        rng,
+        [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 2)))],
+        n_inputs,
+        draw(st.integers(2, 4)),
+        weight_kind=draw(st.sampled_from(["binary", "ternary"])),
+        reset=draw(st.sampled_from(["zero", "subtract"])),
+        n_steps=n_steps,
+        coding=coding,
+        max_threshold=draw(st.integers(1, 3)),
+    )
     x = model.encode(rng.integers(0, 256, size=(1, n_inputs)).astype(np.uint8))[0]
     if draw(st.booleans()):
         features = FeatureSet.pixels(n_inputs)
-    else:                                   # random groups of pixels (some pixels in no feature: always free)
+    else:  # random groups of pixels (some pixels in no feature: always free)
         features = random_groups(rng, n_inputs)
     target = draw(st.sampled_from([None, None, int(rng.integers(0, model.n_classes))]))
     return model, x, features, max_distance, target, rng
@@ -137,8 +145,16 @@ def test_fixed_sets_are_checked_and_numpy_integers_accepted():
 def test_dimacs_round_trip(tmp_path, coding):
     rng = np.random.default_rng(11)
     for trial in range(6):
-        model = random_model(rng, [3, 2][: 1 + trial % 2], 5, 3, n_steps=3, coding=coding, max_threshold=2,
-                             reset=("zero", "subtract")[trial % 2])
+        model = random_model(
+            rng,
+            [3, 2][: 1 + trial % 2],
+            5,
+            3,
+            n_steps=3,
+            coding=coding,
+            max_threshold=2,
+            reset=("zero", "subtract")[trial % 2],
+        )
         x = model.encode(rng.integers(0, 256, size=(1, 5)).astype(np.uint8))[0]
         target = int(forward(model, x).prediction[0])
         with SATOracle(model, x) as oracle:
@@ -204,8 +220,7 @@ def test_witness_verifier_accepts_exactly_the_genuine_counterexamples(seed, late
     rng = np.random.default_rng(seed)
     coding = LatencyCoding() if latency else StaticCoding()
     n_steps, n_inputs = int(rng.integers(1, 4)), int(rng.integers(2, 9))
-    model = random_model(rng, [int(rng.integers(1, 4))], n_inputs, 3, n_steps=n_steps, coding=coding,
-                         max_threshold=2)
+    model = random_model(rng, [int(rng.integers(1, 4))], n_inputs, 3, n_steps=n_steps, coding=coding, max_threshold=2)
     if rng.random() < 0.3:  # raw spikes, maybe outside the coding's domain
         instance = rng.integers(0, 2, size=(n_steps, n_inputs)).astype(np.uint8)
     else:
@@ -222,10 +237,12 @@ def test_witness_verifier_accepts_exactly_the_genuine_counterexamples(seed, late
         for i in np.flatnonzero(rng.random(n_inputs) < 0.4):
             x[:, i] = rng.integers(0, 2, size=n_steps)
         mask = features.pixel_mask(sorted(fixed))
-        genuine = (not (x != instance)[:, mask].any()
-                   and all(tuple(x[:, i].tolist()) in free_trains for i in np.flatnonzero(~mask))
-                   and (distance is None or feature_distance(features, x, instance) <= distance)
-                   and int(forward(model, x).prediction[0]) != target)
+        genuine = (
+            not (x != instance)[:, mask].any()
+            and all(tuple(x[:, i].tolist()) in free_trains for i in np.flatnonzero(~mask))
+            and (distance is None or feature_distance(features, x, instance) <= distance)
+            and int(forward(model, x).prediction[0]) != target
+        )
         try:
             verifier(fixed, x)
             accepted = True

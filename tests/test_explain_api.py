@@ -1,5 +1,6 @@
 """The public API (xsnn.explain / enumerate / attribution / verify / explain_many): every kind
 checked against brute force on tiny random networks, the JSON round trip, bad inputs, stopping."""
+
 import itertools
 import json
 import os
@@ -28,9 +29,17 @@ def sparse_mnist_model(seed: int, coding=None, hidden: int = 8, density: float =
     rng = np.random.default_rng(seed)
     w = rng.choice([-1, 1], size=(hidden, 784)) * (rng.random((hidden, 784)) < density)
     readout = rng.choice([-1, 0, 1], size=(10, hidden))
-    return BSNN(weights=(w,), thresholds=(rng.integers(1, 5, size=hidden),), readout=readout,
-                weight_kind="ternary", reset="zero", n_steps=n_steps, coding=coding or StaticCoding(),
-                labels=tuple(range(10)), input_shape=(28, 28))
+    return BSNN(
+        weights=(w,),
+        thresholds=(rng.integers(1, 5, size=hidden),),
+        readout=readout,
+        weight_kind="ternary",
+        reset="zero",
+        n_steps=n_steps,
+        coding=coding or StaticCoding(),
+        labels=tuple(range(10)),
+        input_shape=(28, 28),
+    )
 
 
 def tiny_model(seed: int, n_classes: int = 3, layers: int = 1) -> BSNN:
@@ -39,9 +48,17 @@ def tiny_model(seed: int, n_classes: int = 3, layers: int = 1) -> BSNN:
     sizes = [9] + [int(rng.integers(2, 5)) for _ in range(layers)]
     weights = tuple(rng.choice([-1, 1], size=(sizes[i + 1], sizes[i])) for i in range(layers))
     thresholds = tuple(rng.integers(1, 4, size=sizes[i + 1]) for i in range(layers))
-    return BSNN(weights=weights, thresholds=thresholds, readout=rng.choice([-1, 1], size=(n_classes, sizes[-1])),
-                weight_kind="binary", reset=str(rng.choice(["zero", "subtract"])), n_steps=int(rng.integers(1, 4)),
-                coding=StaticCoding(), labels=tuple(range(10, 10 + n_classes)), input_shape=(3, 3))
+    return BSNN(
+        weights=weights,
+        thresholds=thresholds,
+        readout=rng.choice([-1, 1], size=(n_classes, sizes[-1])),
+        weight_kind="binary",
+        reset=str(rng.choice(["zero", "subtract"])),
+        n_steps=int(rng.integers(1, 4)),
+        coding=StaticCoding(),
+        labels=tuple(range(10, 10 + n_classes)),
+        input_shape=(3, 3),
+    )
 
 
 def tiny_image(seed: int) -> np.ndarray:
@@ -53,8 +70,14 @@ def pairwise_beats(scores: np.ndarray, keep: int, foil: int) -> np.ndarray:
     return (scores[:, keep] > scores[:, foil]) | ((scores[:, keep] == scores[:, foil]) & (keep < foil))
 
 
-def brute_sufficient(model: BSNN, spikes: np.ndarray, fixed, target_index: int, foil_index: int | None = None,
-                     max_distance: int | None = None) -> bool:
+def brute_sufficient(
+    model: BSNN,
+    spikes: np.ndarray,
+    fixed,
+    target_index: int,
+    foil_index: int | None = None,
+    max_distance: int | None = None,
+) -> bool:
     """Ground truth: every completion agreeing with the instance on ``fixed`` keeps the answer."""
     with BruteForceOracle(model, spikes, max_distance=max_distance) as truth:
         xs = truth.completions(frozenset(fixed))
@@ -66,8 +89,12 @@ def brute_sufficient(model: BSNN, spikes: np.ndarray, fixed, target_index: int, 
 
 def all_sufficient_sets(model, spikes, target_index, foil_index=None, max_distance=None):
     n = model.n_inputs
-    return {frozenset(s) for r in range(n + 1) for s in itertools.combinations(range(n), r)
-            if brute_sufficient(model, spikes, s, target_index, foil_index, max_distance)}
+    return {
+        frozenset(s)
+        for r in range(n + 1)
+        for s in itertools.combinations(range(n), r)
+        if brute_sufficient(model, spikes, s, target_index, foil_index, max_distance)
+    }
 
 
 def minimal_sets(family):
@@ -92,8 +119,15 @@ def test_every_kind_matches_brute_force(seed, distance, layers):
     sufficient = all_sufficient_sets(model, spikes, c, max_distance=distance)
     axps = minimal_sets(sufficient)
     n = model.n_inputs
-    weak_cxps = {frozenset(range(n)) - s for s in (set(map(frozenset, itertools.chain.from_iterable(
-        itertools.combinations(range(n), r) for r in range(n + 1)))) - sufficient)}
+    weak_cxps = {
+        frozenset(range(n)) - s
+        for s in (
+            set(
+                map(frozenset, itertools.chain.from_iterable(itertools.combinations(range(n), r) for r in range(n + 1)))
+            )
+            - sufficient
+        )
+    }
     cxps = minimal_sets(weak_cxps)
 
     e = xsnn.explain(model, image, max_distance=distance, backend="sat")
@@ -164,8 +198,10 @@ def test_fast_paths_give_the_plain_solver_axp_and_it_is_certified(sample):
 def test_algorithms_agree_and_patches_are_coarser(sample):
     model = sparse_mnist_model(3)
     image = sample[0][3]
-    results = {a: xsnn.explain(model, image, algorithm=a, backend="sat").features
-               for a in ("deletion", "quickxplain", "progression")}
+    results = {
+        a: xsnn.explain(model, image, algorithm=a, backend="sat").features
+        for a in ("deletion", "quickxplain", "progression")
+    }
     assert len(set(results.values())) == 1
     patches = xsnn.explain(model, image, features="patches:4", backend="sat")
     assert len(patches.mask) == 49 and patches.status == "complete"
@@ -181,13 +217,23 @@ def brute_sufficient_by_solver(model, e) -> bool:
 # ------------------------------------------------------------------------ the Explanation type
 
 
-@pytest.mark.parametrize("kind, options", [("axp", {}), ("cxp", {}), ("min-axp", {}), ("axp", {"target": 12}),
-                                           ("axp", {"max_distance": 1, "features": "patches:2"})])
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("axp", {}),
+        ("cxp", {}),
+        ("min-axp", {}),
+        ("axp", {"target": 12}),
+        ("axp", {"max_distance": 1, "features": "patches:2"}),
+    ],
+)
 def test_json_round_trip_is_exact(tmp_path, kind, options):
     model = tiny_model(5, n_classes=3)
     image = tiny_image(5)
-    if options.get("target") is not None and options["target"] == model.labels[
-            int(forward(model, model.encode(image[None])).prediction[0])]:
+    if (
+        options.get("target") is not None
+        and options["target"] == model.labels[int(forward(model, model.encode(image[None])).prediction[0])]
+    ):
         options = {"target": 10}
     e = xsnn.explain(model, image, kind, backend="sat", verify=True, **options)
     text = json.dumps(e.to_dict())
@@ -246,17 +292,20 @@ def test_explain_many_yields_one_per_image_with_errors_as_statuses(sample):
 # ------------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("image, message", [
-    (lambda im: im[:3], "batch of 3 images"),
-    (lambda im: im[0][:20], "shape \\(20, 28\\)"),
-    (lambda im: (im[0] >= 128).astype(np.uint8), "looks binarized"),
-    (lambda im: im[0] >= 128, "boolean"),
-    (lambda im: im[0] / 255.0, "scaled to \\[0, 1\\]"),
-    (lambda im: im[0] + 0.5, "fractional"),
-    (lambda im: np.full((28, 28), np.nan), "NaN"),
-    (lambda im: im[0].astype(np.int64) + 1000, "expected intensities 0..255"),
-    (lambda im: "seven", "must be one image"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (lambda im: im[:3], "batch of 3 images"),
+        (lambda im: im[0][:20], "shape \\(20, 28\\)"),
+        (lambda im: (im[0] >= 128).astype(np.uint8), "looks binarized"),
+        (lambda im: im[0] >= 128, "boolean"),
+        (lambda im: im[0] / 255.0, "scaled to \\[0, 1\\]"),
+        (lambda im: im[0] + 0.5, "fractional"),
+        (lambda im: np.full((28, 28), np.nan), "NaN"),
+        (lambda im: im[0].astype(np.int64) + 1000, "expected intensities 0..255"),
+        (lambda im: "seven", "must be one image"),
+    ],
+)
 def test_bad_images_are_refused_with_the_reason(sample, image, message):
     model = xsnn.load_model()
     with pytest.raises(ValueError, match=message):
@@ -273,22 +322,25 @@ def test_binarized_images_are_accepted_when_said(sample):
         xsnn.predict(model, sample[0][:2], binarized=True)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"kind": "why"}, "unknown kind 'why'"),
-    ({"algorithm": "magic"}, "unknown algorithm 'magic'"),
-    ({"backend": "gurobi"}, "unknown backend 'gurobi'"),
-    ({"order": "random"}, "unknown order 'random'"),
-    ({"order": [1.0, 2.0]}, "one per feature"),
-    ({"time_limit": -1}, "time_limit must be a positive number"),
-    ({"time_limit": "10"}, "time_limit must be a positive number"),
-    ({"max_distance": -1}, "max_distance must be a whole number >= 0"),
-    ({"max_distance": 1.5}, "max_distance must be a whole number >= 0"),
-    ({"target": 42}, "target 42 is not a class"),
-    ({"target": 3.5}, "target must be a class label"),
-    ({"target": 7}, "target 7 is the prediction itself"),
-    ({"features": "patches:0"}, "patches:K"),
-    ({"kind": "cxp", "algorithm": "quickxplain"}, "computes AXps only"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"kind": "why"}, "unknown kind 'why'"),
+        ({"algorithm": "magic"}, "unknown algorithm 'magic'"),
+        ({"backend": "gurobi"}, "unknown backend 'gurobi'"),
+        ({"order": "random"}, "unknown order 'random'"),
+        ({"order": [1.0, 2.0]}, "one per feature"),
+        ({"time_limit": -1}, "time_limit must be a positive number"),
+        ({"time_limit": "10"}, "time_limit must be a positive number"),
+        ({"max_distance": -1}, "max_distance must be a whole number >= 0"),
+        ({"max_distance": 1.5}, "max_distance must be a whole number >= 0"),
+        ({"target": 42}, "target 42 is not a class"),
+        ({"target": 3.5}, "target must be a class label"),
+        ({"target": 7}, "target 7 is the prediction itself"),
+        ({"features": "patches:0"}, "patches:K"),
+        ({"kind": "cxp", "algorithm": "quickxplain"}, "computes AXps only"),
+    ],
+)
 def test_bad_options_are_named(sample, options, message):
     model = xsnn.load_model()
     with pytest.raises(ValueError, match=message):

@@ -3,6 +3,7 @@
 Ground truth is the exhaustive BruteForceOracle on tiny random networks (both codings, both
 weight kinds, both resets, one or two layers, with and without a distance bound).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,11 +29,15 @@ def tuned(exact, *, without=(), **budgets) -> LayeredOracle:
     set in a subclass as a benchmark would)."""
     return type("TunedLayeredOracle", (LayeredOracle,), budgets)(exact, paths=set(PATHS) - set(without))
 
+
 def make_case(seed: int, groups: bool = False):
     """A random tiny question (:func:`conftest.random_question`): (model, instance, features,
     max_distance, target, rng); features of 1-2 pixels and one pixel of no feature if ``groups``."""
-    return tuple(random_question(seed, max_inputs=(7, 9), groups="small" if groups else None, distance=(0.5, 0),
-                                 keep_prediction=0.85))
+    return tuple(
+        random_question(
+            seed, max_inputs=(7, 9), groups="small" if groups else None, distance=(0.5, 0), keep_prediction=0.85
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- bounds
@@ -60,8 +65,9 @@ def check_bounds_contain(model, instance, features, max_distance, target, rng, n
             assert np.all(counts >= lb.count_lo) and np.all(counts <= lb.count_hi), f"layer {l}: count outside"
             if lb.potential_lo is not None:
                 v = fr.potentials[l]
-                assert np.all(v >= lb.potential_lo[None]) and np.all(v <= lb.potential_hi[None]), \
+                assert np.all(v >= lb.potential_lo[None]) and np.all(v <= lb.potential_hi[None]), (
                     f"layer {l}: potential outside its interval ({model.reset} reset)"
+                )
         assert np.all(fr.scores >= b.score_lo) and np.all(fr.scores <= b.score_hi)
         margins = fr.scores[:, [bf.target]] - fr.scores
         assert np.all(margins >= b.margin_lo)
@@ -104,10 +110,19 @@ def test_bounds_exact_when_everything_fixed():
 def test_bounds_tie_rule_lowest_index():
     """A tie with a lower class index is a change of prediction; with a higher index it is not."""
     from xsnn.model import BSNN
+
     # one input pixel feeding one neuron (theta 1); readout: class 0 and 1 both score the spike count
-    model = BSNN(weights=(np.array([[1]]),), thresholds=(np.array([1]),), readout=np.array([[1], [1]]),
-                 weight_kind="binary", reset="zero", n_steps=1, coding=StaticCoding(), labels=(0, 1),
-                 input_shape=(1,))
+    model = BSNN(
+        weights=(np.array([[1]]),),
+        thresholds=(np.array([1]),),
+        readout=np.array([[1], [1]]),
+        weight_kind="binary",
+        reset="zero",
+        n_steps=1,
+        coding=StaticCoding(),
+        labels=(0, 1),
+        input_shape=(1,),
+    )
     x = np.ones((1, 1), np.uint8)
     # the scores always tie, so the prediction is always class 0
     assert BoundPropagator(model, x, target=0).entailed([])
@@ -207,8 +222,11 @@ def test_exhaustive_path_is_exact(seed):
     model, instance, features, k, target, rng = make_case(seed, groups=bool(seed % 4 == 0))
     reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
     search = CounterexampleSearch(model, instance, features, target, k)
-    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                    without={"bounds", "attack", "cache", "lookahead", "cores"}, exhaustive_limit=1 << 16)
+    layered = tuned(
+        BruteForceOracle(model, instance, features, target=target, max_distance=k),
+        without={"bounds", "attack", "cache", "lookahead", "cores"},
+        exhaustive_limit=1 << 16,
+    )
     for _ in range(4):
         fixed = random_fixed(rng, len(features))
         truth = reference.check(fixed).verdict
@@ -231,8 +249,12 @@ def test_branch_and_bound_is_exact(seed, leaf_limit):
         assert got.verdict is truth
         if got.witness is not None:
             verify_witness(model, instance, features, fixed, reference.target, got.witness, k)
-    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                    without={"attack", "lookahead"}, exhaustive_limit=0, search_nodes=100_000)
+    layered = tuned(
+        BruteForceOracle(model, instance, features, target=target, max_distance=k),
+        without={"attack", "lookahead"},
+        exhaustive_limit=0,
+        search_nodes=100_000,
+    )
     for _ in range(3):
         fixed = random_fixed(rng, len(features))
         got = layered.check(fixed)
@@ -252,8 +274,11 @@ def test_layered_records_paths_and_reuses_witnesses():
     paths = set()
     for seed in range(30):
         model, instance, features, k, target, rng = make_case(seed)
-        layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                        exhaustive_limit=0, search_nodes=0)
+        layered = tuned(
+            BruteForceOracle(model, instance, features, target=target, max_distance=k),
+            exhaustive_limit=0,
+            search_nodes=0,
+        )
         for _ in range(6):
             fixed = random_fixed(rng, len(features))
             check = layered.check(fixed)
@@ -268,8 +293,12 @@ def test_layered_records_paths_and_reuses_witnesses():
 
 def test_layered_without_fast_paths_is_the_exact_oracle():
     model, instance, features, k, target, rng = make_case(5)
-    layered = tuned(BruteForceOracle(model, instance, features, target=target, max_distance=k),
-                    without={"bounds", "attack", "cache", "lookahead", "cores"}, exhaustive_limit=0, search_nodes=0)
+    layered = tuned(
+        BruteForceOracle(model, instance, features, target=target, max_distance=k),
+        without={"bounds", "attack", "cache", "lookahead", "cores"},
+        exhaustive_limit=0,
+        search_nodes=0,
+    )
     for _ in range(5):
         layered.check(random_fixed(rng, len(features)))
     assert set(layered.stats.calls) == {"bruteforce"}
@@ -279,8 +308,9 @@ def test_layered_unknown_exact_stays_unknown_only_when_fast_paths_fail():
     for seed in range(20):
         model, instance, features, k, target, rng = make_case(seed)
         reference = BruteForceOracle(model, instance, features, target=target, max_distance=k)
-        layered = tuned(UnknownOracle(model, instance, features, target=target, max_distance=k),
-                        exhaustive_limit=0, search_nodes=0)
+        layered = tuned(
+            UnknownOracle(model, instance, features, target=target, max_distance=k), exhaustive_limit=0, search_nodes=0
+        )
         for _ in range(4):
             fixed = random_fixed(rng, len(features))
             got = layered.check(fixed)
@@ -301,11 +331,11 @@ def test_witness_cache_semantics():
         w[:, 0] = 0
     cache.add(w)
     others = frozenset(range(1, len(features)))
-    assert cache.find(others) is not None          # w agrees with the instance off feature 0
-    assert cache.find(frozenset({0})) is None      # w changes feature 0
+    assert cache.find(others) is not None  # w agrees with the instance off feature 0
+    assert cache.find(frozenset({0})) is None  # w changes feature 0
     cache.add(instance)
     cache.add(instance)
-    assert len(cache) == 2                         # the oldest is dropped
+    assert len(cache) == 2  # the oldest is dropped
     with pytest.raises(ValueError):
         WitnessCache(oracle, capacity=0)
 
@@ -330,9 +360,15 @@ def test_witness_cache_finds_the_newest_refuting_witness(seed):
             kept = [w] + kept[:4]
         fixed = frozenset(np.flatnonzero(rng.random(len(features)) < 0.5).tolist())
         mask = features.pixel_mask(sorted(fixed))
-        expected = next((w for w in kept if np.array_equal(w[:, mask], instance[:, mask])
-                         and all(any(np.array_equal(w[:, i], t) for t in trains) for i in np.flatnonzero(~mask))),
-                        None)
+        expected = next(
+            (
+                w
+                for w in kept
+                if np.array_equal(w[:, mask], instance[:, mask])
+                and all(any(np.array_equal(w[:, i], t) for t in trains) for i in np.flatnonzero(~mask))
+            ),
+            None,
+        )
         found = cache.find(fixed)
         assert (found is None) == (expected is None), step
         if found is not None:

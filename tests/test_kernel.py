@@ -8,6 +8,7 @@ both resets, T in 1..8, widths that are not multiples of 64 (and above one
 256-neuron lane block), small and huge thresholds, and inputs that are static,
 latency coded, arbitrary, or a mix in one batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,7 +60,8 @@ def mismatches(net: PackedNetwork, model: BSNN, spikes: np.ndarray) -> list[str]
     if not np.array_equal(result.scores, ref.scores) or not np.array_equal(result.prediction, ref.prediction):
         problems.append("forward scores")
     if len(result.layer_spikes) != len(ref.layer_spikes) or not all(
-            a.dtype == np.uint8 and np.array_equal(a, b) for a, b in zip(result.layer_spikes, ref.layer_spikes)):
+        a.dtype == np.uint8 and np.array_equal(a, b) for a, b in zip(result.layer_spikes, ref.layer_spikes)
+    ):
         problems.append("layer spikes")
     return problems
 
@@ -102,11 +104,13 @@ INPUTS = [1, 3, 63, 64, 65, 130, 300]
     density=st.floats(0.0, 1.0),
     n=st.integers(1, 9),
 )
-def test_implementations_equal_reference(seed, n_in, sizes, n_classes, kind, reset, n_steps, max_threshold, mode,
-                                         density, n):
+def test_implementations_equal_reference(
+    seed, n_in, sizes, n_classes, kind, reset, n_steps, max_threshold, mode, density, n
+):
     rng = np.random.default_rng(seed)
-    model = random_model(rng, sizes, n_in, n_classes, weight_kind=kind, reset=reset, n_steps=n_steps,
-                         max_threshold=max_threshold)
+    model = random_model(
+        rng, sizes, n_in, n_classes, weight_kind=kind, reset=reset, n_steps=n_steps, max_threshold=max_threshold
+    )
     assert_all_implementations_exact(model, make_inputs(rng, model, n, mode, density))
 
 
@@ -115,8 +119,9 @@ def test_implementations_equal_reference(seed, n_in, sizes, n_classes, kind, res
 def test_wide_static_layers_and_ties(kind, reset):
     """784 inputs, several lane blocks, trained-like small thresholds: many ties and every closed form."""
     rng = np.random.default_rng(7)
-    model = random_model(rng, [300, 33], 784, 10, weight_kind=kind, reset=reset, n_steps=4, max_threshold=6,
-                         coding=StaticCoding(100))
+    model = random_model(
+        rng, [300, 33], 784, 10, weight_kind=kind, reset=reset, n_steps=4, max_threshold=6, coding=StaticCoding(100)
+    )
     spikes = model.encode(rng.integers(0, 256, (40, 784)))
     assert_all_implementations_exact(model, spikes)
     one_layer = random_model(rng, [300], 784, 3, weight_kind=kind, reset=reset, n_steps=5, max_threshold=30)
@@ -132,10 +137,19 @@ def test_hand_computed_resets_and_tie():
     Neuron 1 has W = (+1, -1, +1), I = 0: never spikes. Readout rows (+1,+1), (+1,-1), (-1,+1) give
     scores (n0, n0, -n0): classes 0 and 1 tie, and the prediction must be class 0.
     """
+
     def build(reset: str) -> BSNN:
-        return BSNN(weights=(np.array([[1, 1, -1], [1, -1, 1]]),), thresholds=(np.array([3, 1]),),
-                    readout=np.array([[1, 1], [1, -1], [-1, 1]]), weight_kind="binary", reset=reset, n_steps=3,
-                    coding=StaticCoding(), labels=(0, 1, 2), input_shape=(3,))
+        return BSNN(
+            weights=(np.array([[1, 1, -1], [1, -1, 1]]),),
+            thresholds=(np.array([3, 1]),),
+            readout=np.array([[1, 1], [1, -1], [-1, 1]]),
+            weight_kind="binary",
+            reset=reset,
+            n_steps=3,
+            coding=StaticCoding(),
+            labels=(0, 1, 2),
+            input_shape=(3,),
+        )
 
     spikes = np.array([[[1, 1, 0]] * 3], np.uint8)
     expected = {"zero": ([0, 1, 0], [1, 1, -1]), "subtract": ([0, 1, 1], [2, 2, -2])}
@@ -153,7 +167,7 @@ def test_hand_computed_resets_and_tie():
     assert expected["zero"] != expected["subtract"]
     wrong_reset = PackedNetwork(build("subtract"))
     assert mismatches(wrong_reset, build("zero"), spikes)
-    for _, scores in expected.values():   # a tie between classes 0 and 1: "highest index wins" would answer 1
+    for _, scores in expected.values():  # a tie between classes 0 and 1: "highest index wins" would answer 1
         assert scores[0] == scores[1] > scores[2]
 
 
@@ -163,13 +177,28 @@ def test_broken_kernels_are_caught():
     model = random_model(rng, [70, 20], 65, 4, reset="subtract", n_steps=5, max_threshold=4)
     spikes = make_inputs(rng, model, 30, "mixed", 0.4)
     assert not mismatches(PackedNetwork(model), model, spikes)
-    off_by_one = BSNN(weights=model.weights, thresholds=(model.thresholds[0] + 1, model.thresholds[1]),
-                      readout=model.readout, weight_kind=model.weight_kind, reset=model.reset,
-                      n_steps=model.n_steps, coding=model.coding, labels=model.labels,
-                      input_shape=model.input_shape)
-    other_reset = BSNN(weights=model.weights, thresholds=model.thresholds, readout=model.readout,
-                       weight_kind=model.weight_kind, reset="zero", n_steps=model.n_steps, coding=model.coding,
-                       labels=model.labels, input_shape=model.input_shape)
+    off_by_one = BSNN(
+        weights=model.weights,
+        thresholds=(model.thresholds[0] + 1, model.thresholds[1]),
+        readout=model.readout,
+        weight_kind=model.weight_kind,
+        reset=model.reset,
+        n_steps=model.n_steps,
+        coding=model.coding,
+        labels=model.labels,
+        input_shape=model.input_shape,
+    )
+    other_reset = BSNN(
+        weights=model.weights,
+        thresholds=model.thresholds,
+        readout=model.readout,
+        weight_kind=model.weight_kind,
+        reset="zero",
+        n_steps=model.n_steps,
+        coding=model.coding,
+        labels=model.labels,
+        input_shape=model.input_shape,
+    )
     for broken in (off_by_one, other_reset):
         for _, net in variants(broken):
             assert mismatches(net, model, spikes), "a wrong network went unnoticed"
@@ -191,15 +220,21 @@ def shipped_or_random_models() -> list[tuple[str, BSNN]]:
     if paths:
         return [(p.stem, xsnn.load_model(p)) for p in paths]
     rng = np.random.default_rng(0)
-    return [("random-784-128-10", random_model(rng, [128], 784, 10, n_steps=4, max_threshold=40,
-                                                 coding=StaticCoding(128), weight_kind="binary"))]
+    return [
+        (
+            "random-784-128-10",
+            random_model(
+                rng, [128], 784, 10, n_steps=4, max_threshold=40, coding=StaticCoding(128), weight_kind="binary"
+            ),
+        )
+    ]
 
 
 @pytest.mark.parametrize("name,model", shipped_or_random_models(), ids=lambda v: v if isinstance(v, str) else "")
 def test_shipped_models_on_random_images(name, model):
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, (64, *model.input_shape), dtype=np.uint8)
-    images[:16] = np.where(images[:16] > 200, images[:16], 0)          # sparse, digit-like
+    images[:16] = np.where(images[:16] > 200, images[:16], 0)  # sparse, digit-like
     spikes = model.encode(images)
     assert_all_implementations_exact(model, spikes)
     assert np.array_equal(kernel.predict(model, spikes), forward(model, spikes).prediction)
@@ -253,14 +288,14 @@ def test_bad_inputs_raise_clear_errors():
         with pytest.raises(ValueError, match="0/1 integers"):
             net.scores(good.astype(np.float32))
         packed = net.pack(good)
-        packed[0, 0, -1] |= np.uint64(1) << np.uint64(63)     # bit 127 of 70 inputs
+        packed[0, 0, -1] |= np.uint64(1) << np.uint64(63)  # bit 127 of 70 inputs
         with pytest.raises(ValueError, match="beyond n_inputs"):
             net.scores_packed(packed)
         with pytest.raises(ValueError, match="uint64"):
             net.scores_packed(packed.astype(np.int64))
         assert net.scores(good.astype(bool)).shape == (2, 3)
         assert net.scores(good.astype(np.int32)).shape == (2, 3)
-        assert net.scores(good[0]).shape == (1, 3)              # one (T, n_inputs) input
+        assert net.scores(good[0]).shape == (1, 3)  # one (T, n_inputs) input
         assert net.scores(good[:0]).shape == (0, 3) and net.predict(good[:0]).shape == (0,)
     with pytest.raises(ValueError, match="implementation"):
         PackedNetwork(model, "gpu")
@@ -270,7 +305,7 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_c_unavailable_or_too_large_is_explicit():
     big = random_model(np.random.default_rng(0), [2], 70000, 2, n_steps=1, max_threshold=5)
-    assert PackedNetwork(big).implementation == "numpy"                 # falls back by itself
+    assert PackedNetwork(big).implementation == "numpy"  # falls back by itself
     with pytest.raises(KernelUnavailable):
         PackedNetwork(big, "c")
     x = (np.random.default_rng(1).random((2, 1, 70000)) < 0.1).astype(np.uint8)

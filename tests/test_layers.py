@@ -9,6 +9,7 @@ inside a function, is resolved to the module it names. The test fails when
 - a private name (one leading underscore) is imported from another module, or a private module is
   imported from outside its own package.
 """
+
 from __future__ import annotations
 
 import ast
@@ -126,8 +127,12 @@ def test_every_module_is_known():
 
 
 def test_imports_resolve_to_existing_modules():
-    missing = [f"{m}:{line} imports {t}" for m in MODULES for t, _, line in imports_of(m)
-               if t not in MODULES and t not in EXTENSIONS]
+    missing = [
+        f"{m}:{line} imports {t}"
+        for m in MODULES
+        for t, _, line in imports_of(m)
+        if t not in MODULES and t not in EXTENSIONS
+    ]
     assert not missing, "\n".join(missing)
 
 

@@ -1,23 +1,24 @@
 """The level search's proofs (solvers/levelproof.py): every ENTAILED answer's proof checks, and
 broken proofs, or proofs of another question, are rejected (brute force decides the truth)."""
+
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_levels import dense_case, random_features
 
 from xsnn.solvers.bruteforce import BruteForceOracle
 from xsnn.solvers.levelproof import CheckedLevelOracle, ProofError, check_level_proof
 from xsnn.solvers.levels import LevelOracle
 from xsnn.solvers.oracle import Verdict
 
-from test_levels import dense_case, random_features
-
 
 def _questions(rng, n):
     order = rng.permutation(n).tolist()
     return [frozenset(order[k:]) for k in range(n + 1)] + [
-        frozenset(np.flatnonzero(rng.random(n) < p).tolist()) for p in (0.3, 0.6, 0.8)]
+        frozenset(np.flatnonzero(rng.random(n) < p).tolist()) for p in (0.3, 0.6, 0.8)
+    ]
 
 
 def _rejected(oracle, fixed, proof) -> bool:
@@ -63,9 +64,12 @@ def test_broken_or_borrowed_proofs_are_rejected(seed, n_steps, lp_cuts):
             for rival, cuts in proof.items():
                 for k, (cut, reason) in enumerate(cuts):
                     if reason is not None:  # (1)
-                        broken = dict(reason, multipliers=np.zeros_like(reason["multipliers"]),
-                                      pair_multipliers=np.zeros_like(reason["pair_multipliers"]))
-                        assert _rejected(oracle, fixed, {**proof, rival: cuts[:k] + [(cut, broken)] + cuts[k + 1:]})
+                        broken = dict(
+                            reason,
+                            multipliers=np.zeros_like(reason["multipliers"]),
+                            pair_multipliers=np.zeros_like(reason["pair_multipliers"]),
+                        )
+                        assert _rejected(oracle, fixed, {**proof, rival: cuts[:k] + [(cut, broken)] + cuts[k + 1 :]})
             for other in questions:  # (3): a proof certifies nothing false
                 if verdicts[other] is Verdict.NOT_ENTAILED:
                     assert _rejected(oracle, other, proof)

@@ -1,5 +1,6 @@
 """The level search (solvers/levels.py) against brute force on small dense networks: the pair
 test, every verdict, the kept cuts, and whole deletion AXps."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,9 +35,14 @@ SIGN_CLASSES = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0,
 
 
 @settings(max_examples=300, deadline=None)
-@given(counts=st.lists(st.integers(0, 3), min_size=8, max_size=8), alpha=st.integers(-6, 6),
-       beta=st.integers(-6, 6), sign_a=st.sampled_from([-1, 1]), sign_b=st.sampled_from([-1, 1]),
-       binary=st.booleans())
+@given(
+    counts=st.lists(st.integers(0, 3), min_size=8, max_size=8),
+    alpha=st.integers(-6, 6),
+    beta=st.integers(-6, 6),
+    sign_a=st.sampled_from([-1, 1]),
+    sign_b=st.sampled_from([-1, 1]),
+    binary=st.booleans(),
+)
 def test_pair_feasible_equals_enumeration(counts, alpha, beta, sign_a, sign_b, binary):
     """The count test of two one-sided rows equals trying every assignment of the pixels."""
     if binary:  # binary weights: no pixel is wired to one neuron only
@@ -51,8 +57,9 @@ def test_pair_feasible_equals_enumeration(counts, alpha, beta, sign_a, sign_b, b
         if sign_a * p >= sign_a * alpha and sign_b * q >= sign_b * beta:
             expected = True
             break
-    got = pair_feasible(np.array(counts)[:, None], np.array([alpha]), np.array([sign_a]),
-                        np.array([beta]), np.array([sign_b]))
+    got = pair_feasible(
+        np.array(counts)[:, None], np.array([alpha]), np.array([sign_a]), np.array([beta]), np.array([sign_b])
+    )
     assert bool(got[0]) is expected
 
 
@@ -104,18 +111,28 @@ def test_certificate_test_is_strict():
     """A combined row that some point reaches (even at equality) certifies nothing."""
     a = np.array([[1, 1], [-1, -1]])
     assert not certifies(np.array([1, 0]), a, np.array([2, -1]))  # x = (1, 1) reaches 2
-    assert certifies(np.array([1, 1]), a, np.array([2, -1]))       # 0 >= 1: nothing reaches it
-    assert not certifies(np.array([1, 1]), a, np.array([1, -1]))   # 0 >= 0 holds everywhere
+    assert certifies(np.array([1, 1]), a, np.array([2, -1]))  # 0 >= 1: nothing reaches it
+    assert not certifies(np.array([1, 1]), a, np.array([1, -1]))  # 0 >= 0 holds everywhere
     assert not certifies(np.array([-1, 2]), a, np.array([2, -1]))  # negative multipliers prove nothing
 
 
-OPTIONS = [dict(), dict(pair_cuts=False), dict(lp_cuts=False), dict(reuse_cuts=False),
-           dict(pair_cuts=False, lp_cuts=False, reuse_cuts=False)]
+OPTIONS = [
+    dict(),
+    dict(pair_cuts=False),
+    dict(lp_cuts=False),
+    dict(reuse_cuts=False),
+    dict(pair_cuts=False, lp_cuts=False, reuse_cuts=False),
+]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=SEEDS, reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 4),
-       other_target=st.booleans(), kind=st.sampled_from(["binary", "binary", "ternary"]))
+@given(
+    seed=SEEDS,
+    reset=st.sampled_from(["zero", "subtract"]),
+    n_steps=st.integers(1, 4),
+    other_target=st.booleans(),
+    kind=st.sampled_from(["binary", "binary", "ternary"]),
+)
 def test_level_oracle_equals_brute_force(seed, reset, n_steps, other_target, kind):
     """Every option set gives brute force's verdict on nested (deletion-like, in both
     directions: cuts kept while the free set grows and while it shrinks) and random fixed sets."""
@@ -147,8 +164,16 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
     infeasible where it was found, and every kept cut where it is reused."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(8, 13))
-    model = random_model(rng, [int(rng.integers(6, 13))], n, int(rng.integers(2, 4)), weight_kind="binary",
-                         n_steps=n_steps, coding=StaticCoding(128), max_threshold=int(rng.integers(1, 4)))
+    model = random_model(
+        rng,
+        [int(rng.integers(6, 13))],
+        n,
+        int(rng.integers(2, 4)),
+        weight_kind="binary",
+        n_steps=n_steps,
+        coding=StaticCoding(128),
+        max_threshold=int(rng.integers(1, 4)),
+    )
     instance = model.encode(rng.integers(0, 256, size=(1, n)))[0]
     truth = BruteForceOracle(model, instance)
     real = levels._lp_check
@@ -170,8 +195,10 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
             cuts.append((rival, cut, ~question.fixed_pixels))
         return answer, cut
 
-    with mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real), \
-            mock.patch.object(levels._Question, "_exact", recording):
+    with (
+        mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real),
+        mock.patch.object(levels._Question, "_exact", recording),
+    ):
         for fixed in questions:
             assert oracle.check(fixed).verdict is truth.check(fixed).verdict, sorted(fixed)
             fixed_pixels = np.zeros(n, bool)
@@ -189,7 +216,7 @@ def _claims_feasible(model, instance, rival, claims, free_pixels) -> bool:
     v = instance[0].astype(np.int64)
     free = np.flatnonzero(free_pixels)
     xs = np.repeat(v[None], 2 ** len(free), axis=0)
-    xs[:, free] = ((np.arange(2 ** len(free))[:, None] >> np.arange(len(free))) & 1)
+    xs[:, free] = (np.arange(2 ** len(free))[:, None] >> np.arange(len(free))) & 1
     drive = xs @ w.T
     ok = np.ones(len(xs), bool)
     for t in claims.tolist():
@@ -296,13 +323,15 @@ def test_influence_order_is_a_ranking_whose_bound_proven_prefix_is_sufficient(se
     bound = oracle._bound
     if len(bound.need):
         for k in range(n):  # each step frees a feature whose largest slack is least (bounds afresh)
+
             def worst(freed):
                 mask = np.ones(n, bool)
                 mask[freed] = False
                 bound.reset(mask)
                 return bound.slack().max()
+
             chosen = worst(order[: k + 1])
-            assert all(chosen <= worst(order[:k] + [f]) for f in order[k + 1:])
+            assert all(chosen <= worst(order[:k] + [f]) for f in order[k + 1 :])
     for k in range(n + 1):
         fixed = frozenset(order[k:])
         if oracle.check(fixed).path != "rival-bounds":

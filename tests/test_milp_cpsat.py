@@ -7,6 +7,7 @@ CP-SAT cores must be subsets of the fixed set that brute force confirms sufficie
 interval bounds and the ladder encoding the formulation rests on are checked against the
 reference forward directly.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -62,9 +63,14 @@ def assert_core_sufficient(check, fixed, truth: BruteForceOracle) -> None:
     assert truth.check(check.core).verdict is Verdict.ENTAILED, "a core that is not sufficient"
 
 
-case_args = dict(seed=SEEDS, kind=st.sampled_from(["binary", "ternary"]),
-                 reset=st.sampled_from(["zero", "subtract"]), coding=st.sampled_from(["static", "latency"]),
-                 n_steps=st.integers(1, 5), n_layers=st.integers(1, 3))
+case_args = dict(
+    seed=SEEDS,
+    kind=st.sampled_from(["binary", "ternary"]),
+    reset=st.sampled_from(["zero", "subtract"]),
+    coding=st.sampled_from(["static", "latency"]),
+    n_steps=st.integers(1, 5),
+    n_layers=st.integers(1, 3),
+)
 
 
 @settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -74,15 +80,21 @@ def test_verdicts_equal_bruteforce(seed, kind, reset, coding, n_steps, n_layers,
     target = int(rng.integers(0, model.n_classes)) if other_target else None
     args = dict(target=target, max_distance=distance)
     truth = BruteForceOracle(model, instance, **args)
-    oracles = [MILPOracle(model, instance, **args), CPSATOracle(model, instance, **args),
-               CPSATOracle(model, instance, split_rivals=False, **args)]
+    oracles = [
+        MILPOracle(model, instance, **args),
+        CPSATOracle(model, instance, **args),
+        CPSATOracle(model, instance, split_rivals=False, **args),
+    ]
     for _ in range(3):
         fixed = random_fixed(rng, model, truth.features)
         expected = truth.check(fixed).verdict
         for oracle in oracles:
             check = oracle.check(fixed)  # a NOT_ENTAILED witness is verified by the base class
-            assert check.verdict is expected, (type(oracle).__name__, oracle.__dict__.get("split_rivals"),
-                                               sorted(fixed))
+            assert check.verdict is expected, (
+                type(oracle).__name__,
+                oracle.__dict__.get("split_rivals"),
+                sorted(fixed),
+            )
             if check.verdict is Verdict.ENTAILED:
                 assert_core_sufficient(check, fixed, truth)
 
@@ -95,8 +107,11 @@ def test_patch_features_and_uncovered_pixels(seed, kind, reset, coding, n_steps,
     n = model.n_inputs
     pixels = rng.permutation(n)
     n_covered = int(rng.integers(1, n + 1))
-    cuts = np.sort(rng.choice(np.arange(1, n_covered), size=min(3, n_covered - 1), replace=False)) if n_covered > 1 \
+    cuts = (
+        np.sort(rng.choice(np.arange(1, n_covered), size=min(3, n_covered - 1), replace=False))
+        if n_covered > 1
         else np.array([], dtype=int)
+    )
     groups = tuple(tuple(sorted(g.tolist())) for g in np.split(pixels[:n_covered], cuts) if len(g))
     features = FeatureSet(groups, tuple(f"g{k}" for k in range(len(groups))), n)
     args = dict(features=features, max_distance=distance)
@@ -145,10 +160,15 @@ def test_potential_bounds_contain_every_completion(seed, kind, reset, coding, n_
 
 
 @settings(max_examples=40, deadline=None)
-@given(theta=st.integers(1, 12), lo=st.integers(-15, 15), width=st.integers(0, 30), n_steps=st.integers(1, 6),
-       reset=st.sampled_from(["zero", "subtract"]))
+@given(
+    theta=st.integers(1, 12),
+    lo=st.integers(-15, 15),
+    width=st.integers(0, 30),
+    n_steps=st.integers(1, 6),
+    reset=st.sampled_from(["zero", "subtract"]),
+)
 def test_ladder_reproduces_the_spike_train_of_every_input(theta, lo, width, n_steps, reset):
-    (breaks, trains), = input_ladders(np.array([lo]), np.array([lo + width]), np.array([theta]), n_steps, reset)
+    ((breaks, trains),) = input_ladders(np.array([lo]), np.array([lo + width]), np.array([theta]), n_steps, reset)
     assert np.all(np.diff(breaks) > 0) and len(trains) == len(breaks) + 1
     for value in range(lo, lo + width + 1):
         z = (value >= breaks).astype(np.int64)

@@ -1,4 +1,5 @@
 """Frozen model: validation, reference forward semantics, safe file format."""
+
 import dataclasses
 import json
 import pickle
@@ -23,9 +24,17 @@ from xsnn.model import (
 
 
 def tiny(**overrides) -> BSNN:
-    kwargs = dict(weights=(np.array([[1, -1, 1], [1, 1, 1]]),), thresholds=(np.array([1, 2]),),
-                  readout=np.array([[1, -1], [-1, 1]]), weight_kind="binary", reset="zero", n_steps=3,
-                  coding=StaticCoding(), labels=(3, 7), input_shape=(3,))
+    kwargs = dict(
+        weights=(np.array([[1, -1, 1], [1, 1, 1]]),),
+        thresholds=(np.array([1, 2]),),
+        readout=np.array([[1, -1], [-1, 1]]),
+        weight_kind="binary",
+        reset="zero",
+        n_steps=3,
+        coding=StaticCoding(),
+        labels=(3, 7),
+        input_shape=(3,),
+    )
     kwargs.update(overrides)
     return BSNN(**kwargs)
 
@@ -43,9 +52,17 @@ def test_forward_by_hand_zero_reset():
 
 def test_forward_by_hand_subtract_reset_accumulates():
     # One neuron, current 1 per step, theta 2: V = 1, 2 (spike), 1 (2-2+1), 2 (spike) -> spikes at t=1,3.
-    model = BSNN(weights=(np.array([[1]]),), thresholds=(np.array([2]),), readout=np.array([[1], [-1]]),
-                 weight_kind="binary", reset="subtract", n_steps=4, coding=StaticCoding(), labels=(0, 1),
-                 input_shape=(1,))
+    model = BSNN(
+        weights=(np.array([[1]]),),
+        thresholds=(np.array([2]),),
+        readout=np.array([[1], [-1]]),
+        weight_kind="binary",
+        reset="subtract",
+        n_steps=4,
+        coding=StaticCoding(),
+        labels=(0, 1),
+        input_shape=(1,),
+    )
     result = forward(model, np.ones((4, 1), np.uint8))
     assert result.layer_spikes[0][0, :, 0].tolist() == [0, 1, 0, 1]
     assert result.potentials[0][0, :, 0].tolist() == [1, 2, 1, 2]
@@ -57,25 +74,36 @@ def test_forward_by_hand_subtract_reset_accumulates():
 
 def test_zero_and_subtract_differ_when_overshooting():
     # Current 3 per step, theta 2: zero reset V = 3,3,3 ; subtract V = 3, 4, 5.
-    base = dict(weights=(np.array([[1, 1, 1]]),), thresholds=(np.array([2]),), readout=np.array([[1], [-1]]),
-                weight_kind="binary", n_steps=3, coding=StaticCoding(), labels=(0, 1), input_shape=(3,))
+    base = dict(
+        weights=(np.array([[1, 1, 1]]),),
+        thresholds=(np.array([2]),),
+        readout=np.array([[1], [-1]]),
+        weight_kind="binary",
+        n_steps=3,
+        coding=StaticCoding(),
+        labels=(0, 1),
+        input_shape=(3,),
+    )
     x = np.ones((3, 3), np.uint8)
     assert forward(BSNN(reset="zero", **base), x).potentials[0][0, :, 0].tolist() == [3, 3, 3]
     assert forward(BSNN(reset="subtract", **base), x).potentials[0][0, :, 0].tolist() == [3, 4, 5]
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(weight_kind="binary", weights=(np.array([[1, 0, 1], [1, 1, 1]]),)), "outside the binary set"),
-    (dict(weight_kind="ternary", weights=(np.array([[1, 2, 1], [1, 1, 1]]),)), "outside the ternary set"),
-    (dict(thresholds=(np.array([0, 2]),)), "thresholds must be >= 1"),
-    (dict(thresholds=(np.array([1.5, 2]),)), "must be integers"),
-    (dict(reset="leaky"), "reset must be one of"),
-    (dict(n_steps=0), "n_steps"),
-    (dict(readout=np.array([[1, -1, 1]])), "expects 3 inputs"),
-    (dict(labels=(1, 1)), "distinct"),
-    (dict(labels=(1,)), "1 labels for 2 readout classes"),
-    (dict(input_shape=(2, 2)), "does not match"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(weight_kind="binary", weights=(np.array([[1, 0, 1], [1, 1, 1]]),)), "outside the binary set"),
+        (dict(weight_kind="ternary", weights=(np.array([[1, 2, 1], [1, 1, 1]]),)), "outside the ternary set"),
+        (dict(thresholds=(np.array([0, 2]),)), "thresholds must be >= 1"),
+        (dict(thresholds=(np.array([1.5, 2]),)), "must be integers"),
+        (dict(reset="leaky"), "reset must be one of"),
+        (dict(n_steps=0), "n_steps"),
+        (dict(readout=np.array([[1, -1, 1]])), "expects 3 inputs"),
+        (dict(labels=(1, 1)), "distinct"),
+        (dict(labels=(1,)), "1 labels for 2 readout classes"),
+        (dict(input_shape=(2, 2)), "does not match"),
+    ],
+)
 def test_validation_names_the_problem(change, message):
     with pytest.raises(ValueError, match=message):
         tiny(**change)
@@ -83,8 +111,9 @@ def test_validation_names_the_problem(change, message):
 
 def test_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    model = random_model(rng, [7, 5], 11, 4, weight_kind="ternary", reset="subtract", n_steps=3,
-                         coding=LatencyCoding(100))
+    model = random_model(
+        rng, [7, 5], 11, 4, weight_kind="ternary", reset="subtract", n_steps=3, coding=LatencyCoding(100)
+    )
     path = save_model(model, tmp_path / "m.npz")
     loaded = load_model_file(path)
     assert loaded.content_hash() == model.content_hash()
@@ -108,6 +137,7 @@ def test_tampered_weights_fail_the_hash(tmp_path):
 
     def flip(c):
         c["weights_0"] = -c["weights_0"]
+
     bad = _rewrite(path, tmp_path / "bad.npz", flip)
     with pytest.raises(ModelFileError, match="content hash mismatch"):
         load_model_file(bad)
@@ -116,6 +146,7 @@ def test_tampered_weights_fail_the_hash(tmp_path):
 def test_invalid_values_with_matching_hash_are_refused(tmp_path):
     # An attacker can recompute the hash; validation must still refuse out-of-set weights.
     from xsnn.model import _content_hash
+
     path = save_model(tiny(), tmp_path / "m.npz")
 
     def poison(c):
@@ -125,6 +156,7 @@ def test_invalid_values_with_matching_hash_are_refused(tmp_path):
         arrays = {k: v for k, v in c.items() if k != "header"}
         header["content_hash"] = _content_hash(header, arrays)
         c["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+
     bad = _rewrite(path, tmp_path / "bad.npz", poison)
     with pytest.raises(ModelFileError, match="outside the binary set"):
         load_model_file(bad)
@@ -169,6 +201,7 @@ def test_newer_format_version_is_refused(tmp_path):
         header = json.loads(c["header"].tobytes())
         header["format_version"] = 99
         c["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+
     bad = _rewrite(path, tmp_path / "v99.npz", bump)
     with pytest.raises(ModelFileError, match="format version 99"):
         load_model_file(bad)
@@ -206,8 +239,9 @@ def test_input_sums_equal_the_integer_product(n_rows):
     assert np.array_equal(_input_sums(spikes, np.ascontiguousarray(w, np.float32)), expected)
 
 
-def _integrate_and_fire_by_hand(currents: list[int], theta: int, reset: str,
-                                fixed: list[int | None]) -> tuple[list, list]:
+def _integrate_and_fire_by_hand(
+    currents: list[int], theta: int, reset: str, fixed: list[int | None]
+) -> tuple[list, list]:
     """The contract's equations for one neuron, in plain Python integers, one step at a time."""
     v, s, spikes, potentials = 0, 0, [], []
     for t, current in enumerate(currents):
@@ -221,8 +255,12 @@ def _integrate_and_fire_by_hand(currents: list[int], theta: int, reset: str,
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 6),
-       intervene=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    reset=st.sampled_from(["zero", "subtract"]),
+    n_steps=st.integers(1, 6),
+    intervene=st.booleans(),
+)
 def test_integrate_and_fire_is_the_contract(seed, reset, n_steps, intervene):
     """integrate_and_fire (the one implementation: model, causal model, encodings, attack) equals
     the contract's equations neuron by neuron, with and without intervened spikes."""

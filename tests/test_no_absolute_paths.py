@@ -1,5 +1,6 @@
 """Committed results, documents and notebooks carry relative paths only: no absolute path of the
 machine that produced them (a home, a work or temporary folder)."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ ABSOLUTE = re.compile(rb"(?<![\w.~-])/(?:work|tmp|home|root|Users|scratch|mnt|pr
 
 def absolute_paths(data: bytes) -> list[str]:
     """The absolute paths in ``data`` (each shown with a little context)."""
-    return [data[max(0, m.start() - 20): m.end() + 40].decode(errors="replace") for m in ABSOLUTE.finditer(data)]
+    return [data[max(0, m.start() - 20) : m.end() + 40].decode(errors="replace") for m in ABSOLUTE.finditer(data)]
 
 
 def committed_files() -> list[Path]:
@@ -28,15 +29,18 @@ def committed_files() -> list[Path]:
     return out
 
 
-@pytest.mark.parametrize("text, found", [
-    (b'"data": "/work/shared/data/mnist"', True),
-    (b"written to /tmp/xyz/results.json", True),
-    (b"cd /home/someone/xsnn", True),
-    (b"C:\\Users\\someone\\xsnn", True),
-    (b"export XSNN_DATA=/path/to/mnist", False),
-    (b"benchmarks/results/tmp/out.json", False),
-    (b"see docs/work/notes.md and ~/tmp/x", False),
-])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        (b'"data": "/work/shared/data/mnist"', True),
+        (b"written to /tmp/xyz/results.json", True),
+        (b"cd /home/someone/xsnn", True),
+        (b"C:\\Users\\someone\\xsnn", True),
+        (b"export XSNN_DATA=/path/to/mnist", False),
+        (b"benchmarks/results/tmp/out.json", False),
+        (b"see docs/work/notes.md and ~/tmp/x", False),
+    ],
+)
 def test_the_pattern(text, found):
     assert bool(absolute_paths(text)) is found
 

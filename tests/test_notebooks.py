@@ -3,6 +3,7 @@
 The notebooks read ``XSNN_NOTEBOOK_QUICK=1`` (small budgets, fewer images); the committed outputs
 come from full mode. The same check runs with nbmake: ``XSNN_NOTEBOOK_QUICK=1 pytest --nbmake notebooks``.
 """
+
 from pathlib import Path
 
 import nbformat
@@ -22,8 +23,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("XSNN_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.get("output_type") == "error"]
     text = "".join(out.get("text", "") for out in outputs)

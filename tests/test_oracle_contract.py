@@ -16,6 +16,7 @@ and a sequence of fixed sets (deletion-like, progression-like, random, repeated)
   a distance bound needed or refused) refuses it with a ``ValueError`` saying why: it is never
   skipped, and it never refuses a question it applies to.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,6 +54,7 @@ def one_static_layer(case: Case) -> bool:
 def refusal(needs: str | None) -> Callable[[Case], list[str]]:
     """The errors a backend restricted to ``needs`` may give on a question outside it (any one of
     them when several restrictions are broken; none: it applies)."""
+
     def reasons(case: Case) -> list[str]:
         out = []
         if needs in ("one-layer", "levels") and not one_static_layer(case):
@@ -62,33 +64,47 @@ def refusal(needs: str | None) -> Callable[[Case], list[str]]:
         if needs == "ball" and case.max_distance is None:
             out.append(NEEDS_BOUND)
         return out
+
     return reasons
 
 
 def by_name(name: str, *, fast_paths: bool | None = None):
     """The oracle of a backend name: the factory's (``fast_paths`` None) or make_oracle's."""
+
     def build(case: Case) -> EntailmentOracle:
         if fast_paths is None:
-            return exact_oracle_factory(name)(case.model, case.instance, features=case.features, target=case.target,
-                                              max_distance=case.max_distance)
-        return make_oracle(case.model, case.instance, backend=name, fast_paths=fast_paths, features=case.features,
-                           target=case.target, max_distance=case.max_distance)
+            return exact_oracle_factory(name)(
+                case.model, case.instance, features=case.features, target=case.target, max_distance=case.max_distance
+            )
+        return make_oracle(
+            case.model,
+            case.instance,
+            backend=name,
+            fast_paths=fast_paths,
+            features=case.features,
+            target=case.target,
+            max_distance=case.max_distance,
+        )
+
     return build
 
 
 def by_class(make: Callable[..., EntailmentOracle], **options):
     def build(case: Case) -> EntailmentOracle:
         return make(case.model, case.instance, case.features, case.target, case.max_distance, **options)
+
     return build
 
 
 def _level_portfolio_refusal(sat_seconds: float) -> Callable[[Case], list[str]]:
     """Under a distance bound CP-SAT replaces the level search; the SAT stage (if any) and the
     level search need one static layer."""
+
     def reasons(case: Case) -> list[str]:
         if case.max_distance is None or sat_seconds > 0:
             return refusal("one-layer")(case)
         return []
+
     return reasons
 
 
@@ -161,11 +177,14 @@ def questions_for(backend: str) -> st.SearchStrategy[Case]:
     """Random small questions; for a restricted backend mostly ones in its setting (3 in 4), so
     that most examples test answers and the rest test refusals."""
     mostly = st.sampled_from([True, True, True, False])
-    setting = {"sat-rivals": dict(static=mostly, layers=st.sampled_from([1, 1, 1, 2])),
-               "levels": dict(static=mostly, layers=st.sampled_from([1, 1, 1, 2]),
-                              distances=st.sampled_from([None, None, None, 1])),
-               "level_portfolio": dict(static=mostly, layers=st.sampled_from([1, 1, 1, 2])),
-               "ball": dict(distances=st.sampled_from([None, 0, 1, 1, 2, 3]))}
+    setting = {
+        "sat-rivals": dict(static=mostly, layers=st.sampled_from([1, 1, 1, 2])),
+        "levels": dict(
+            static=mostly, layers=st.sampled_from([1, 1, 1, 2]), distances=st.sampled_from([None, None, None, 1])
+        ),
+        "level_portfolio": dict(static=mostly, layers=st.sampled_from([1, 1, 1, 2])),
+        "ball": dict(distances=st.sampled_from([None, 0, 1, 1, 2, 3])),
+    }
     return small_questions(**setting.get(backend.partition("+")[0].partition(":")[0], {}))
 
 
@@ -180,8 +199,9 @@ def test_oracle_equals_brute_force(backend, data):
         with pytest.raises(ValueError, match="|".join(map(re.escape, reasons))):
             build(case)
         return
-    truth = BruteForceOracle(case.model, case.instance, case.features, target=case.target,
-                             max_distance=case.max_distance)
+    truth = BruteForceOracle(
+        case.model, case.instance, case.features, target=case.target, max_distance=case.max_distance
+    )
     target = int(forward(case.model, case.instance[None]).prediction[0]) if case.target is None else case.target
     assert truth.target == target
     with build(case) as oracle:

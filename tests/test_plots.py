@@ -1,4 +1,5 @@
 """Figures by content: the pixels a figure colours are the explanation's."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,15 @@ from xsnn.model import load_model  # noqa: E402
 def comparison():
     model = load_model("mnist10-sparse192")
     images, _ = load_sample()
-    return compare(model, images[0], features=FeatureSet.patches(model.input_shape, 4), explainer="permutation",
-                   max_evals=5 * 99, background=make_background("kmeans", images[100:140], size=3, seed=0),
-                   budgets=Budgets.scaled(6))
+    return compare(
+        model,
+        images[0],
+        features=FeatureSet.patches(model.input_shape, 4),
+        explainer="permutation",
+        max_evals=5 * 99,
+        background=make_background("kmeans", images[100:140], size=3, seed=0),
+        budgets=Budgets.scaled(6),
+    )
 
 
 def _overlay(ax) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The rival split (one-sided per-rival problems), the incremental per-rival SAT oracle and the
 sequential portfolio, against the reference forward and brute force on random networks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,16 +40,22 @@ from conftest import SEEDS, one_layer_static_case, random_features
 def plain_rival_sat(*args, **kwargs) -> RivalSATOracle:
     """The rival SAT oracle with its bounds, kept cores and witness repair off: every question
     goes to the solvers."""
-    plain = type("PlainRivalSAT", (RivalSATOracle,), {"bound_pruning": False, "core_cache": False,
-                                                       "witness_repair": False})
+    plain = type(
+        "PlainRivalSAT", (RivalSATOracle,), {"bound_pruning": False, "core_cache": False, "witness_repair": False}
+    )
     return plain(*args, **kwargs)
+
 
 def one_layer_case(seed: int, kind: str, reset: str, n_steps: int, max_inputs: int = 11):
     return one_layer_static_case(seed, kind, reset, n_steps, max_inputs=max_inputs)
 
 
-case_args = dict(seed=SEEDS, kind=st.sampled_from(["binary", "ternary"]),
-                 reset=st.sampled_from(["zero", "subtract"]), n_steps=st.integers(1, 5))
+case_args = dict(
+    seed=SEEDS,
+    kind=st.sampled_from(["binary", "ternary"]),
+    reset=st.sampled_from(["zero", "subtract"]),
+    n_steps=st.integers(1, 5),
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -81,13 +88,14 @@ def test_rival_oracles_equal_brute_force(seed, kind, reset, n_steps, distance, o
     args = dict(target=target, max_distance=distance)
     truth = BruteForceOracle(model, instance, features, **args)
     assert rival_sat_applies(model, instance)
-    oracles = [RivalSATOracle(model, instance, features, **args),
-               plain_rival_sat(model, instance, features,
-                              **args),
-               RivalSATOracle(model, instance, features, solver="gluecard4", **args),
-               CPSATOracle(model, instance, features, **args),
-               CPSATOracle(model, instance, features, probe_seconds=0, parameters={"linearization_level": 0}, **args),
-               exact_oracle_factory("portfolio")(model, instance, features, **args)]
+    oracles = [
+        RivalSATOracle(model, instance, features, **args),
+        plain_rival_sat(model, instance, features, **args),
+        RivalSATOracle(model, instance, features, solver="gluecard4", **args),
+        CPSATOracle(model, instance, features, **args),
+        CPSATOracle(model, instance, features, probe_seconds=0, parameters={"linearization_level": 0}, **args),
+        exact_oracle_factory("portfolio")(model, instance, features, **args),
+    ]
     assert oracles[3].split_rivals
     n = len(features)
     order = rng.permutation(n).tolist()
@@ -115,7 +123,7 @@ def test_rival_interval_bounds_hold_on_every_completion(seed, kind, reset, n_ste
     oracle = RivalSATOracle(model, instance, features)
     rivals, bounds = oracle._rivals, oracle._bound
     n, n_features = model.n_inputs, len(features)
-    all_inputs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)  # every input
+    all_inputs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)  # every input
     scores = forward(model, np.repeat(all_inputs[:, None, :], model.n_steps, axis=1)).scores
     value = instance[0].astype(np.uint8)
     order = rng.permutation(n_features).tolist()
@@ -231,7 +239,7 @@ def test_witness_repair_scores_equal_the_reference_forward(seed, kind, reset, n_
     """The repair's exact scoring (neuron ladders, readout differences) says "prediction moves
     away from the target" exactly when the reference forward does, for every input."""
     model, instance, rng = one_layer_case(seed, kind, reset, n_steps, max_inputs=9)
-    inputs = ((np.arange(2 ** model.n_inputs)[:, None] >> np.arange(model.n_inputs)) & 1).astype(np.uint8)
+    inputs = ((np.arange(2**model.n_inputs)[:, None] >> np.arange(model.n_inputs)) & 1).astype(np.uint8)
     prediction = forward(model, np.repeat(inputs[:, None, :], model.n_steps, axis=1)).prediction
     for target in range(model.n_classes):
         repair = RivalSATOracle(model, instance, target=target)._repair
@@ -263,8 +271,9 @@ def test_witness_repair_search_in_c_equals_the_numpy_reference(seed, kind, reset
             witness = repair.find(fixed)
             assert np.array_equal(witness[0][fixed], instance[0][fixed])
             assert forward(model, witness).prediction[0] != target
-            assert np.array_equal(witness[0].astype(np.float32) @ model.weights[0].T.astype(np.float32),
-                                  repair._inputs[0])
+            assert np.array_equal(
+                witness[0].astype(np.float32) @ model.weights[0].T.astype(np.float32), repair._inputs[0]
+            )
 
 
 @settings(max_examples=40, deadline=None)
@@ -420,9 +429,9 @@ def test_portfolio_budget_runs_out_to_the_next_stage():
     assert built == [True]
     assert portfolio.check([], time_limit=0).verdict is Verdict.UNKNOWN
     other_target = (truth.target + 1) % model.n_classes
-    wrong = PortfolioOracle([RivalSATOracle(model, instance),
-                             lambda: CPSATOracle(model, instance, target=other_target)],
-                            [1e-9])
+    wrong = PortfolioOracle(
+        [RivalSATOracle(model, instance), lambda: CPSATOracle(model, instance, target=other_target)], [1e-9]
+    )
     with pytest.raises(ValueError, match="same question"):
         wrong.check([])
     with pytest.raises(TypeError, match="not an EntailmentOracle"):

@@ -1,4 +1,5 @@
 """The reference models shipped in xsnn/models: files, cards, and accuracy without torch."""
+
 from __future__ import annotations
 
 import os
@@ -12,12 +13,14 @@ from xsnn.data import filter_classes, load_mnist, load_sample
 from xsnn.kernel import predict as predict_indices
 from xsnn.model import forward, load_model, model_card, shipped_model_dir, shipped_model_names
 
-EXPECTED = {"mnist159-binary": ("binary", (1, 5, 9), 0.99),
-            "mnist159-binary16": ("binary", (1, 5, 9), 0.99),
-            "mnist10-sparse192": ("ternary", tuple(range(10)), 0.97),
-            "mnist10-sparse": ("ternary", tuple(range(10)), 0.97),
-            "mnist10-ternary": ("ternary", tuple(range(10)), 0.97),
-            "mnist10-binary": ("binary", tuple(range(10)), 0.95)}
+EXPECTED = {
+    "mnist159-binary": ("binary", (1, 5, 9), 0.99),
+    "mnist159-binary16": ("binary", (1, 5, 9), 0.99),
+    "mnist10-sparse192": ("ternary", tuple(range(10)), 0.97),
+    "mnist10-sparse": ("ternary", tuple(range(10)), 0.97),
+    "mnist10-ternary": ("ternary", tuple(range(10)), 0.97),
+    "mnist10-binary": ("binary", tuple(range(10)), 0.95),
+}
 MNIST = os.environ.get("XSNN_DATA")
 
 
@@ -67,8 +70,10 @@ def test_full_test_accuracy_is_the_card_accuracy(name):
 
 
 def test_explaining_side_needs_no_torch():
-    code = ("import sys, xsnn, xsnn.data, xsnn.model\n"
-            "m = xsnn.load_model('mnist10-binary'); x, y = xsnn.data.load_sample()\n"
-            "p = xsnn.model.forward(m, m.encode(x[:20])).prediction\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, xsnn, xsnn.data, xsnn.model\n"
+        "m = xsnn.load_model('mnist10-binary'); x, y = xsnn.data.load_sample()\n"
+        "p = xsnn.model.forward(m, m.encode(x[:20])).prediction\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,4 +1,5 @@
 """Surrogate-gradient training: exact export, quantization, seeds, configuration, command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def sample():
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(hidden=(12,), n_steps=3, epochs=2, batch_size=32, lr=0.01, init_scale=0.1, threshold_init=3.0,
-                device="cpu")
+    base = dict(
+        hidden=(12,), n_steps=3, epochs=2, batch_size=32, lr=0.01, init_scale=0.1, threshold_init=3.0, device="cpu"
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -113,14 +115,16 @@ def test_scores_have_integer_values_and_ties_go_low(sample):
 
 def test_same_seed_same_model_and_different_seed_differs(sample):
     (train_x, train_y), (test_x, test_y) = sample
-    hashes = [train(tiny_config(seed=s), train_data=(train_x, train_y), test_data=(test_x, test_y)).model.content_hash()
-              for s in (3, 3, 4)]
+    hashes = [
+        train(tiny_config(seed=s), train_data=(train_x, train_y), test_data=(test_x, test_y)).model.content_hash()
+        for s in (3, 3, 4)
+    ]
     assert hashes[0] == hashes[1]
     assert hashes[0] != hashes[2]
 
 
 def test_quantize_weights():
-    latent = (torch.rand(20, 50, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    latent = torch.rand(20, 50, generator=torch.Generator().manual_seed(0)) * 2 - 1
     binary = quantize_weights(latent, "binary", 0.0, "layer")
     assert set(binary.unique().tolist()) == {-1.0, 1.0}
     assert torch.equal(binary, torch.where(latent >= 0, 1.0, -1.0))
@@ -157,21 +161,24 @@ def test_ternary_disconnects_dead_pixels(sample):
     assert abs(result.stats["layers"][0]["zero_fraction"] - 0.8) < 0.01
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(hidden=()), "hidden"),
-    (dict(weight_kind="quaternary"), "weight_kind"),
-    (dict(sparsity=0.5), "ternary"),
-    (dict(weight_kind="ternary", sparsity=1.0), "sparsity"),
-    (dict(n_steps=0), "n_steps"),
-    (dict(reset="leaky"), "reset"),
-    (dict(coding="rate"), "coding"),
-    (dict(tau=0), "tau"),
-    (dict(classes=(3,)), "classes"),
-    (dict(classes=(1, 12)), "classes"),
-    (dict(lr=0), "lr"),
-    (dict(surrogate="relu"), "surrogate"),
-    (dict(device="tpu"), "device"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(hidden=()), "hidden"),
+        (dict(weight_kind="quaternary"), "weight_kind"),
+        (dict(sparsity=0.5), "ternary"),
+        (dict(weight_kind="ternary", sparsity=1.0), "sparsity"),
+        (dict(n_steps=0), "n_steps"),
+        (dict(reset="leaky"), "reset"),
+        (dict(coding="rate"), "coding"),
+        (dict(tau=0), "tau"),
+        (dict(classes=(3,)), "classes"),
+        (dict(classes=(1, 12)), "classes"),
+        (dict(lr=0), "lr"),
+        (dict(surrogate="relu"), "surrogate"),
+        (dict(device="tpu"), "device"),
+    ],
+)
 def test_config_validation(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
@@ -206,9 +213,29 @@ def parse(argv):
 
 def test_cli_writes_model_and_card(tmp_path, mnist_dir, capsys):
     out = tmp_path / "m" / "tiny.npz"
-    args = parse(["--out", str(out), "--data-dir", str(mnist_dir), "--hidden", "8", "--weights", "ternary",
-                  "--sparsity", "0.9", "--steps", "2", "--epochs", "1", "--classes", "1,5,9", "--no-progress",
-                  "--device", "cpu"])
+    args = parse(
+        [
+            "--out",
+            str(out),
+            "--data-dir",
+            str(mnist_dir),
+            "--hidden",
+            "8",
+            "--weights",
+            "ternary",
+            "--sparsity",
+            "0.9",
+            "--steps",
+            "2",
+            "--epochs",
+            "1",
+            "--classes",
+            "1,5,9",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert run_train(args) == 0
     model = load_model_file(out)
     card = json.loads(out.with_suffix(".json").read_text())

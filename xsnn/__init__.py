@@ -11,6 +11,7 @@ Quick start::
 
 The functions below are imported on first use (``import xsnn`` itself does no work).
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -19,10 +20,18 @@ from typing import Any
 __version__ = "0.2.0"
 
 _PUBLIC = {
-    "load_model": "xsnn.model", "BSNN": "xsnn.model", "load_sample": "xsnn.data",
-    "explain": "xsnn.api", "enumerate": "xsnn.api", "attribution": "xsnn.api", "verify": "xsnn.api",
-    "explain_many": "xsnn.api", "predict": "xsnn.api", "Enumeration": "xsnn.api",
-    "Explanation": "xsnn.explanation", "FeatureSet": "xsnn.features",
+    "load_model": "xsnn.model",
+    "BSNN": "xsnn.model",
+    "load_sample": "xsnn.data",
+    "explain": "xsnn.api",
+    "enumerate": "xsnn.api",
+    "attribution": "xsnn.api",
+    "verify": "xsnn.api",
+    "explain_many": "xsnn.api",
+    "predict": "xsnn.api",
+    "Enumeration": "xsnn.api",
+    "Explanation": "xsnn.explanation",
+    "FeatureSet": "xsnn.features",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

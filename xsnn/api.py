@@ -17,6 +17,7 @@ thread) both stop the solver within about a second, and the result found so far 
 status ``timeout`` or ``interrupted`` (an AXp is then still *sufficient*, a CXp still changes the
 prediction; only minimality is not proven).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,20 @@ from xsnn.solvers.certificate import VerificationReport
 from xsnn.solvers.certificate import verify as verify_certificate
 from xsnn.solvers.result import FormalExplanation, NoExplanationError, Status
 
-__all__ = ["explain", "enumerate", "attribution", "verify", "explain_many", "predict", "feature_set",
-           "Enumeration", "ALGORITHMS", "KINDS", "ORDERS", "check_image"]
+__all__ = [
+    "explain",
+    "enumerate",
+    "attribution",
+    "verify",
+    "explain_many",
+    "predict",
+    "feature_set",
+    "Enumeration",
+    "ALGORITHMS",
+    "KINDS",
+    "ORDERS",
+    "check_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +58,7 @@ KINDS = ("axp", "cxp", "min-axp")
 ALGORITHMS = ("deletion", "quickxplain", "progression")
 ORDERS = ("index", "reverse", "brightest", "darkest", "influence")
 STOP_GRACE_SECONDS = 1.5  # after a stop request, how long to wait for the solver before taking a snapshot
-PROGRESS_SECONDS = 0.5     # how often a progress callback is called
+PROGRESS_SECONDS = 0.5  # how often a progress callback is called
 
 ProgressCallback = Callable[[dict], None]
 T = TypeVar("T")
@@ -54,8 +67,9 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------- inputs
 
 
-def check_image(model: BSNN, image: Any, *, binarized: bool = False, name: str = "image"
-                ) -> tuple[np.ndarray | None, np.ndarray]:
+def check_image(
+    model: BSNN, image: Any, *, binarized: bool = False, name: str = "image"
+) -> tuple[np.ndarray | None, np.ndarray]:
     """One image (or its input spikes) -> ``(image as uint8 of input_shape or None, spikes (T, n))``.
 
     Accepted: intensities 0..255 of shape ``input_shape`` or ``(n_inputs,)`` (any integer dtype,
@@ -71,8 +85,10 @@ def check_image(model: BSNN, image: Any, *, binarized: bool = False, name: str =
     if arr.dtype == object or arr.size == 0 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"{name} must be {expected}; got an array of {arr.dtype} with shape {arr.shape}")
     if arr.ndim >= 2 and arr.shape[1:] in (shape, (model.n_inputs,)) and arr.shape != spikes_shape:
-        raise ValueError(f"{name} is a batch of {arr.shape[0]} images (shape {arr.shape}); {expected} is "
-                         f"expected here: use xsnn.explain_many for several images")
+        raise ValueError(
+            f"{name} is a batch of {arr.shape[0]} images (shape {arr.shape}); {expected} is "
+            f"expected here: use xsnn.explain_many for several images"
+        )
     if arr.shape == spikes_shape and arr.shape != shape:
         if arr.dtype == bool or not np.isin(arr, (0, 1)).all():
             raise ValueError(f"{name} has the shape of input spikes {spikes_shape} but holds values other than 0/1")
@@ -91,22 +107,28 @@ def _intensities(arr: np.ndarray, name: str, binarized: bool) -> np.ndarray:
         raise ValueError(f"{name} holds values {arr.min()}..{arr.max()}, but binarized images hold only 0 and 1")
     if arr.dtype == bool:
         if not binarized:
-            raise ValueError(f"{name} is boolean; expected intensities 0..255 (pass binarized=True, or "
-                             f"--binarized, to read True as 255)")
+            raise ValueError(
+                f"{name} is boolean; expected intensities 0..255 (pass binarized=True, or "
+                f"--binarized, to read True as 255)"
+            )
         arr = arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} holds NaN or infinite values; expected intensities 0..255")
         if arr.max() <= 1.0 and arr.min() >= 0.0 and not np.isin(arr, (0.0, 1.0)).all():
-            raise ValueError(f"{name} looks scaled to [0, 1] (float {arr.dtype}, max {arr.max():.3g}); expected "
-                             f"intensities 0..255: use (image * 255).round().astype('uint8')")
+            raise ValueError(
+                f"{name} looks scaled to [0, 1] (float {arr.dtype}, max {arr.max():.3g}); expected "
+                f"intensities 0..255: use (image * 255).round().astype('uint8')"
+            )
         if not (arr == np.round(arr)).all():
             raise ValueError(f"{name} holds fractional values (float {arr.dtype}); expected whole intensities 0..255")
     if arr.min() < 0 or arr.max() > 255:
         raise ValueError(f"{name} holds values {arr.min()}..{arr.max()}; expected intensities 0..255")
     if arr.max() == 1 and not binarized:
-        raise ValueError(f"{name} holds only 0 and 1: it looks binarized; expected intensities 0..255 "
-                         f"(pass binarized=True, or --binarized, to read 1 as 255)")
+        raise ValueError(
+            f"{name} holds only 0 and 1: it looks binarized; expected intensities 0..255 "
+            f"(pass binarized=True, or --binarized, to read 1 as 255)"
+        )
     pixels = arr.astype(np.int64) * (255 if binarized else 1)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
@@ -145,8 +167,12 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
 def _check_seconds(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
     return float(value)
 
@@ -159,7 +185,7 @@ def _check_count(name: str, value: Any, minimum: int) -> int | None:
     return int(value)
 
 
-def _check_order(order: Any, q: "_Question") -> str | np.ndarray:
+def _check_order(order: Any, q: _Question) -> str | np.ndarray:
     n_features = len(q.features)
     if isinstance(order, str):
         _check_choice("order", order, ORDERS)
@@ -170,8 +196,9 @@ def _check_order(order: Any, q: "_Question") -> str | np.ndarray:
         return order
     scores = np.asarray(order, dtype=np.float64)
     if scores.shape != (n_features,) or not np.isfinite(scores).all():
-        raise ValueError(f"order given as scores needs {n_features} finite numbers (one per feature), "
-                         f"got shape {scores.shape}")
+        raise ValueError(
+            f"order given as scores needs {n_features} finite numbers (one per feature), got shape {scores.shape}"
+        )
     return scores
 
 
@@ -179,8 +206,18 @@ class _Question:
     """A checked question: the model (restricted to two classes for a contrastive one), the
     instance, the features, the distance bound, and the settings that describe it."""
 
-    def __init__(self, model: BSNN | str, image: Any, *, target: int | None, max_distance: int | None,
-                 features: FeatureSet | str | None, binarized: bool, source: dict | None, options: dict) -> None:
+    def __init__(
+        self,
+        model: BSNN | str,
+        image: Any,
+        *,
+        target: int | None,
+        max_distance: int | None,
+        features: FeatureSet | str | None,
+        binarized: bool,
+        source: dict | None,
+        options: dict,
+    ) -> None:
         from xsnn import __version__
 
         self.base = _as_model(model)
@@ -197,18 +234,26 @@ class _Question:
         self.distance_engine: dict | None = None
         if self.target is not None:
             if self.target not in self.base.labels:
-                raise ValueError(f"target {target!r} is not a class of this model; its classes are "
-                                 f"{list(self.base.labels)}")
+                raise ValueError(
+                    f"target {target!r} is not a class of this model; its classes are {list(self.base.labels)}"
+                )
             if self.target == self.prediction:
-                raise ValueError(f"target {target} is the prediction itself; a contrastive question needs "
-                                 f"another class (one of {[c for c in self.base.labels if c != self.prediction]})")
+                raise ValueError(
+                    f"target {target} is the prediction itself; a contrastive question needs "
+                    f"another class (one of {[c for c in self.base.labels if c != self.prediction]})"
+                )
             self.model = contrastive_model(self.base, self.prediction_index, self.base.labels.index(self.target))
         self.settings = {
-            "model": self.base.info.get("name", "unnamed"), "model_hash": self.base.content_hash(),
+            "model": self.base.info.get("name", "unnamed"),
+            "model_hash": self.base.content_hash(),
             "data": source,
-            "options": {**options, "target": self.target, "max_distance": self.max_distance,
-                        "features": features if isinstance(features, str) or features is None else "custom",
-                        "binarized": binarized},
+            "options": {
+                **options,
+                "target": self.target,
+                "max_distance": self.max_distance,
+                "features": features if isinstance(features, str) or features is None else "custom",
+                "binarized": binarized,
+            },
             "xsnn_version": __version__,
         }
 
@@ -223,12 +268,27 @@ class _Question:
             self.distance_engine = choice.as_dict()
             if choice.use:
                 return BallOracle(self.model, self.spikes, self.features, max_distance=self.max_distance)
-        return make_oracle(self.model, self.spikes, backend=backend, fast_paths=fast_paths, features=self.features,
-                           max_distance=self.max_distance)
+        return make_oracle(
+            self.model,
+            self.spikes,
+            backend=backend,
+            fast_paths=fast_paths,
+            features=self.features,
+            max_distance=self.max_distance,
+        )
 
-    def explanation(self, kind: str, result: FormalExplanation | None, *, status: str | None = None,
-                    values: np.ndarray | None = None, features: Sequence[int] = (), minimal: bool = False,
-                    stats: dict | None = None, seconds: float = 0.0) -> Explanation:
+    def explanation(
+        self,
+        kind: str,
+        result: FormalExplanation | None,
+        *,
+        status: str | None = None,
+        values: np.ndarray | None = None,
+        features: Sequence[int] = (),
+        minimal: bool = False,
+        stats: dict | None = None,
+        seconds: float = 0.0,
+    ) -> Explanation:
         n = len(self.features)
         if result is not None:
             features, minimal, seconds = result.features, result.minimal, result.seconds
@@ -238,28 +298,50 @@ class _Question:
             stats = {**(stats or {}), "distance_engine": self.distance_engine}
         mask = np.zeros(n, bool)
         mask[list(features)] = True
-        return Explanation(kind=kind, data=self.data, spikes=self.spikes, mask=mask,
-                           features=tuple(int(k) for k in features), feature_names=self.features.names,
-                           feature_pixels=self.features.groups, input_shape=self.base.input_shape, values=values,
-                           prediction=self.prediction, target=self.target, status=status or "complete",
-                           minimal=minimal, stats=stats or {}, proof=None if result is None else result.certificate,
-                           settings=self.settings, seconds=seconds)
+        return Explanation(
+            kind=kind,
+            data=self.data,
+            spikes=self.spikes,
+            mask=mask,
+            features=tuple(int(k) for k in features),
+            feature_names=self.features.names,
+            feature_pixels=self.features.groups,
+            input_shape=self.base.input_shape,
+            values=values,
+            prediction=self.prediction,
+            target=self.target,
+            status=status or "complete",
+            minimal=minimal,
+            stats=stats or {},
+            proof=None if result is None else result.certificate,
+            settings=self.settings,
+            seconds=seconds,
+        )
 
 
 def _plain_stats(stats: dict) -> dict:
     """Solver statistics as ``questions`` (how many entailment questions were answered) and
     ``answered_by`` (how many by each answer path; shown with -v)."""
     calls = stats.get("calls", {})
-    return {"questions": int(sum(calls.values())), "answered_by": dict(calls),
-            "seconds_by": {k: round(v, 6) for k, v in stats.get("seconds", {}).items()}}
+    return {
+        "questions": int(sum(calls.values())),
+        "answered_by": dict(calls),
+        "seconds_by": {k: round(v, 6) for k, v in stats.get("seconds", {}).items()},
+    }
 
 
 # ---------------------------------------------------------------------------- stoppable runs
 
 
-def _run_stoppable(work: Callable[[], T], stop: Callable[[], None], *, progress: ProgressCallback | None = None,
-                   status: Callable[[], dict] | None = None, snapshot: Callable[[], T | None] | None = None,
-                   close: Callable[[], None] | None = None) -> tuple[T, bool]:
+def _run_stoppable(
+    work: Callable[[], T],
+    stop: Callable[[], None],
+    *,
+    progress: ProgressCallback | None = None,
+    status: Callable[[], dict] | None = None,
+    snapshot: Callable[[], T | None] | None = None,
+    close: Callable[[], None] | None = None,
+) -> tuple[T, bool]:
     """Run ``work()`` in a worker thread; return ``(its result, interrupted)``.
 
     The calling thread waits. On ``KeyboardInterrupt`` it calls ``stop()`` (which must make
@@ -316,12 +398,25 @@ def _run_stoppable(work: Callable[[], T], stop: Callable[[], None], *, progress:
 # ---------------------------------------------------------------------------- explain
 
 
-def explain(model: BSNN | str, image: Any, kind: str = "axp", *, max_distance: int | None = None,
-            target: int | None = None, order: str | Sequence[float] = "index", algorithm: str = "deletion",
-            backend: str = DEFAULT_BACKEND, features: FeatureSet | str | None = None,
-            time_limit: float | None = None, verify: bool = False, verify_time_limit: float | None = None,
-            binarized: bool = False, fast_paths: bool = True, source: dict | None = None,
-            progress: ProgressCallback | None = None) -> Explanation:
+def explain(
+    model: BSNN | str,
+    image: Any,
+    kind: str = "axp",
+    *,
+    max_distance: int | None = None,
+    target: int | None = None,
+    order: str | Sequence[float] = "index",
+    algorithm: str = "deletion",
+    backend: str = DEFAULT_BACKEND,
+    features: FeatureSet | str | None = None,
+    time_limit: float | None = None,
+    verify: bool = False,
+    verify_time_limit: float | None = None,
+    binarized: bool = False,
+    fast_paths: bool = True,
+    source: dict | None = None,
+    progress: ProgressCallback | None = None,
+) -> Explanation:
     """Explain ``model``'s prediction on one ``image`` with a certified formal explanation.
 
     Args:
@@ -369,10 +464,24 @@ def explain(model: BSNN | str, image: Any, kind: str = "axp", *, max_distance: i
     exact_oracle_factory(backend)  # an unknown backend is named before any work
     if kind != "axp" and algorithm != "deletion":
         raise ValueError(f"algorithm {algorithm!r} computes AXps only; kind {kind!r} has its own algorithm")
-    options = {"kind": kind, "algorithm": algorithm, "backend": backend, "time_limit": time_limit,
-               "order": order if isinstance(order, str) else "scores", "fast_paths": bool(fast_paths)}
-    q = _Question(model, image, target=target, max_distance=max_distance, features=features, binarized=binarized,
-                  source=source, options=options)
+    options = {
+        "kind": kind,
+        "algorithm": algorithm,
+        "backend": backend,
+        "time_limit": time_limit,
+        "order": order if isinstance(order, str) else "scores",
+        "fast_paths": bool(fast_paths),
+    }
+    q = _Question(
+        model,
+        image,
+        target=target,
+        max_distance=max_distance,
+        features=features,
+        binarized=binarized,
+        source=source,
+        options=options,
+    )
     order = _check_order(order, q)
     explanation = _explain_question(q, kind, algorithm, backend, order, time_limit, fast_paths, progress)
     if verify and explanation.proof is not None:
@@ -401,24 +510,42 @@ def _algorithm(q: _Question, kind: str, algorithm: str, oracle, order, time_limi
     return cls(oracle, order=order, image=image, time_limit=time_limit)
 
 
-def _explain_question(q: _Question, kind: str, algorithm: str, backend: str, order, time_limit: float | None,
-                      fast_paths: bool, progress: ProgressCallback | None) -> Explanation:
+def _explain_question(
+    q: _Question,
+    kind: str,
+    algorithm: str,
+    backend: str,
+    order,
+    time_limit: float | None,
+    fast_paths: bool,
+    progress: ProgressCallback | None,
+) -> Explanation:
     solver = _algorithm(q, kind, algorithm, q.oracle(backend, fast_paths), order, time_limit)
     try:
-        result, interrupted = _run_stoppable(solver.compute, solver.stop, progress=progress, status=solver.progress,
-                                             snapshot=solver.snapshot, close=solver.close)
+        result, interrupted = _run_stoppable(
+            solver.compute,
+            solver.stop,
+            progress=progress,
+            status=solver.progress,
+            snapshot=solver.snapshot,
+            close=solver.close,
+        )
     except NoExplanationError as exc:
         return q.explanation(kind, None, status="error", stats={"error": str(exc)})
     if kind == "min-axp":
         status = "interrupted" if interrupted and result.status is not Status.COMPLETE else result.status.value
-        return q.explanation(kind, result.explanation, status=status,
-                             stats={"lower_bound": result.lower_bound, "n_cxps": result.n_cxps,
-                                    **_plain_stats(result.stats)})
+        return q.explanation(
+            kind,
+            result.explanation,
+            status=status,
+            stats={"lower_bound": result.lower_bound, "n_cxps": result.n_cxps, **_plain_stats(result.stats)},
+        )
     return q.explanation(kind, result)
 
 
-def verify_explanation(explanation: Explanation, model: BSNN, *, backend: str | None = None,
-                       time_limit: float | None = None) -> VerificationReport:
+def verify_explanation(
+    explanation: Explanation, model: BSNN, *, backend: str | None = None, time_limit: float | None = None
+) -> VerificationReport:
     """Re-check ``explanation``'s certificate (see :func:`verify`); ``model`` is the network it is about."""
     stop = threading.Event()
     engine = explanation.stats.get("distance_engine") or {}
@@ -427,23 +554,29 @@ def verify_explanation(explanation: Explanation, model: BSNN, *, backend: str | 
         from xsnn.solvers.ball import verify_by_enumeration
 
         try:
-            report, _ = _run_stoppable(lambda: verify_by_enumeration(explanation.proof, time_limit=time_limit,
-                                                                     stop=stop), stop.set)
+            report, _ = _run_stoppable(
+                lambda: verify_by_enumeration(explanation.proof, time_limit=time_limit, stop=stop), stop.set
+            )
             return report
         except ValueError as exc:  # the ball is too large to enumerate: the solvers re-check it
             log.info("verification by the solvers: %s", exc)
     proof = explanation.proof
-    backend = backend or verifier_backend("ball" if engine.get("use") else
-                                          explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND),
-                                          proof.question.model, proof.question.instance, explanation.max_distance)
+    backend = backend or verifier_backend(
+        "ball" if engine.get("use") else explanation.settings.get("options", {}).get("backend", DEFAULT_BACKEND),
+        proof.question.model,
+        proof.question.instance,
+        explanation.max_distance,
+    )
     report, _ = _run_stoppable(
-        lambda: verify_certificate(explanation.proof, exact_oracle_factory(backend), time_limit=time_limit,
-                                   stop=stop), stop.set)
+        lambda: verify_certificate(explanation.proof, exact_oracle_factory(backend), time_limit=time_limit, stop=stop),
+        stop.set,
+    )
     return report
 
 
-def verify(explanation: Explanation, *, backend: str | None = None, time_limit: float | None = None
-           ) -> VerificationReport:
+def verify(
+    explanation: Explanation, *, backend: str | None = None, time_limit: float | None = None
+) -> VerificationReport:
     """Independently re-check an explanation's certificate.
 
     Every witness (the proof that a feature is necessary, or that a CXp changes the prediction)
@@ -464,8 +597,12 @@ def verify(explanation: Explanation, *, backend: str | None = None, time_limit: 
         raise TypeError(f"verify() takes an Explanation, got {type(explanation).__name__}")
     if explanation.proof is None:
         raise ValueError(f"this explanation ({explanation.kind}, status {explanation.status}) has no proof to verify")
-    return verify_explanation(explanation, explanation.proof.question.model, backend=backend,
-                              time_limit=_check_seconds("time_limit", time_limit))
+    return verify_explanation(
+        explanation,
+        explanation.proof.question.model,
+        backend=backend,
+        time_limit=_check_seconds("time_limit", time_limit),
+    )
 
 
 # ---------------------------------------------------------------------------- enumerate, attribution
@@ -533,10 +670,20 @@ class Enumeration:
             self.status = "interrupted" if interrupted else (final.value if final is not None else "interrupted")
 
 
-def enumerate(model: BSNN | str, image: Any, kind: str = "axp", *, limit: int | None = None,
-              time_limit: float | None = None, max_distance: int | None = None, target: int | None = None,
-              backend: str = DEFAULT_BACKEND, features: FeatureSet | str | None = None, binarized: bool = False,
-              source: dict | None = None) -> Enumeration:
+def enumerate(
+    model: BSNN | str,
+    image: Any,
+    kind: str = "axp",
+    *,
+    limit: int | None = None,
+    time_limit: float | None = None,
+    max_distance: int | None = None,
+    target: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    features: FeatureSet | str | None = None,
+    binarized: bool = False,
+    source: dict | None = None,
+) -> Enumeration:
     """Enumerate the AXps (``kind="axp"``) or CXps (``kind="cxp"``) of a prediction, anytime.
 
     Returns an :class:`Enumeration`: iterate over it to get :class:`~xsnn.explanation.Explanation`
@@ -557,19 +704,42 @@ def enumerate(model: BSNN | str, image: Any, kind: str = "axp", *, limit: int | 
     time_limit = _check_seconds("time_limit", time_limit)
     exact_oracle_factory(backend)
     options = {"kind": kind, "backend": backend, "time_limit": time_limit, "limit": limit}
-    q = _Question(model, image, target=target, max_distance=max_distance, features=features, binarized=binarized,
-                  source=source, options=options)
+    q = _Question(
+        model,
+        image,
+        target=target,
+        max_distance=max_distance,
+        features=features,
+        binarized=binarized,
+        source=source,
+        options=options,
+    )
     oracle = q.oracle(backend, True)
-    enumerator = Enumerator(oracle, prefer=kind, max_axps=limit if kind == "axp" else None,
-                            max_cxps=limit if kind == "cxp" else None, time_limit=time_limit,
-                            image=None if q.data is None else q.data.reshape(-1))
+    enumerator = Enumerator(
+        oracle,
+        prefer=kind,
+        max_axps=limit if kind == "axp" else None,
+        max_cxps=limit if kind == "cxp" else None,
+        time_limit=time_limit,
+        image=None if q.data is None else q.data.reshape(-1),
+    )
     return Enumeration(q, kind, enumerator, oracle)
 
 
-def attribution(model: BSNN | str, image: Any, *, time_limit: float | None = None, limit: int | None = None,
-                max_distance: int | None = None, target: int | None = None, backend: str = DEFAULT_BACKEND,
-                features: FeatureSet | str | None = None, binarized: bool = False, source: dict | None = None,
-                progress: ProgressCallback | None = None) -> Explanation:
+def attribution(
+    model: BSNN | str,
+    image: Any,
+    *,
+    time_limit: float | None = None,
+    limit: int | None = None,
+    max_distance: int | None = None,
+    target: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    features: FeatureSet | str | None = None,
+    binarized: bool = False,
+    source: dict | None = None,
+    progress: ProgressCallback | None = None,
+) -> Explanation:
     """Formal feature attribution (FFA) and feature relevance of a prediction.
 
     ``values[k]`` is the share of AXps that contain feature ``k`` (Yu, Ignatiev and Stuckey's
@@ -592,28 +762,55 @@ def attribution(model: BSNN | str, image: Any, *, time_limit: float | None = Non
     time_limit = _check_seconds("time_limit", time_limit)
     exact_oracle_factory(backend)
     options = {"kind": "attribution", "backend": backend, "time_limit": time_limit, "limit": limit}
-    q = _Question(model, image, target=target, max_distance=max_distance, features=features, binarized=binarized,
-                  source=source, options=options)
-    with FeatureAttribution(q.oracle(backend, True), max_axps=limit, time_limit=time_limit,
-                            image=None if q.data is None else q.data.reshape(-1)) as ffa:
+    q = _Question(
+        model,
+        image,
+        target=target,
+        max_distance=max_distance,
+        features=features,
+        binarized=binarized,
+        source=source,
+        options=options,
+    )
+    with FeatureAttribution(
+        q.oracle(backend, True),
+        max_axps=limit,
+        time_limit=time_limit,
+        image=None if q.data is None else q.data.reshape(-1),
+    ) as ffa:
         enumerator = ffa.enumerator
         try:
-            result, interrupted = _run_stoppable(ffa.compute, enumerator.stop, progress=progress,
-                                                 status=enumerator.progress)
+            result, interrupted = _run_stoppable(
+                ffa.compute, enumerator.stop, progress=progress, status=enumerator.progress
+            )
         except NoExplanationError as exc:
             return q.explanation("attribution", None, status="error", stats={"error": str(exc)})
     status = "interrupted" if interrupted and result.status is not Status.COMPLETE else result.status.value
     relevant = np.flatnonzero(result.counts > 0)
     stats = {**_plain_stats(result.stats), "n_axps": result.n_axps, "axps": [list(a) for a in result.axps]}
-    return q.explanation("attribution", None, status=status, values=result.scores, features=relevant.tolist(),
-                         minimal=status == "complete", stats=stats, seconds=result.seconds)
+    return q.explanation(
+        "attribution",
+        None,
+        status=status,
+        values=result.scores,
+        features=relevant.tolist(),
+        minimal=status == "complete",
+        stats=stats,
+        seconds=result.seconds,
+    )
 
 
 # ---------------------------------------------------------------------------- many images
 
 
-def explain_many(model: BSNN | str, images: Iterable[Any], kind: str = "axp", *,
-                 sources: Iterable[dict | None] | None = None, **options: Any) -> Iterator[Explanation]:
+def explain_many(
+    model: BSNN | str,
+    images: Iterable[Any],
+    kind: str = "axp",
+    *,
+    sources: Iterable[dict | None] | None = None,
+    **options: Any,
+) -> Iterator[Explanation]:
     """Explain each image in turn (a generator: one :class:`~xsnn.explanation.Explanation` per
     image, in order). A bad image or an image without explanation gives status ``error`` (the
     message in ``stats["error"]``), a time-out status ``timeout``; the loop goes on. Ctrl-C ends
@@ -646,12 +843,30 @@ def _error_explanation(model: BSNN, image: Any, kind: str, source: dict | None, 
     from xsnn import __version__
 
     features = FeatureSet.pixels(model.n_inputs, model.input_shape)
-    return Explanation(kind=kind, data=None, spikes=np.zeros((model.n_steps, model.n_inputs), np.uint8),
-                       mask=np.zeros(len(features), bool), features=(), feature_names=features.names,
-                       feature_pixels=features.groups, input_shape=model.input_shape, values=None, prediction=-1,
-                       target=None, status="error", minimal=False, stats={"error": str(exc)}, proof=None,
-                       settings={"model": model.info.get("name", "unnamed"), "model_hash": model.content_hash(),
-                                 "data": source, "options": {"kind": kind}, "xsnn_version": __version__})
+    return Explanation(
+        kind=kind,
+        data=None,
+        spikes=np.zeros((model.n_steps, model.n_inputs), np.uint8),
+        mask=np.zeros(len(features), bool),
+        features=(),
+        feature_names=features.names,
+        feature_pixels=features.groups,
+        input_shape=model.input_shape,
+        values=None,
+        prediction=-1,
+        target=None,
+        status="error",
+        minimal=False,
+        stats={"error": str(exc)},
+        proof=None,
+        settings={
+            "model": model.info.get("name", "unnamed"),
+            "model_hash": model.content_hash(),
+            "data": source,
+            "options": {"kind": kind},
+            "xsnn_version": __version__,
+        },
+    )
 
 
 def predict(model: BSNN | str, images: Any, *, binarized: bool = False) -> np.ndarray:
@@ -672,19 +887,26 @@ def predict(model: BSNN | str, images: Any, *, binarized: bool = False) -> np.nd
     spikes_shape = (model.n_steps, model.n_inputs)
     if arr.ndim == 3 and arr.shape[1:] == spikes_shape and spikes_shape != model.input_shape:
         if not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"images have the shape of input spikes (n, {spikes_shape[0]}, {spikes_shape[1]}) "
-                             f"but hold values other than 0/1")
+            raise ValueError(
+                f"images have the shape of input spikes (n, {spikes_shape[0]}, {spikes_shape[1]}) "
+                f"but hold values other than 0/1"
+            )
         spikes = arr.astype(np.uint8)
     else:
         if arr.shape in (model.input_shape, (model.n_inputs,)):
             arr = arr[None]
         if arr.ndim < 2 or arr.shape[1:] not in (model.input_shape, (model.n_inputs,)):
-            raise ValueError(f"images have shape {arr.shape}; expected (n, {', '.join(map(str, model.input_shape))}) "
-                             f"or (n, {model.n_inputs}) with intensities 0..255")
+            raise ValueError(
+                f"images have shape {arr.shape}; expected (n, {', '.join(map(str, model.input_shape))}) "
+                f"or (n, {model.n_inputs}) with intensities 0..255"
+            )
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(f"images must hold intensities 0..255, got an array of {arr.dtype}")
-        spikes = model.encode(_intensities(arr, "images", binarized).reshape(len(arr), -1)) if len(arr) \
+        spikes = (
+            model.encode(_intensities(arr, "images", binarized).reshape(len(arr), -1))
+            if len(arr)
             else np.zeros((0, *spikes_shape), np.uint8)
+        )
     from xsnn.kernel import predict as predict_indices  # the fastest forward kernel (= the reference forward)
 
     return np.asarray(model.labels, dtype=np.int64)[predict_indices(model, spikes)]

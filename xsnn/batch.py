@@ -43,6 +43,7 @@ tasks of a dead worker (its ``allowed-failures`` setting), ``retries`` re-runs a
 raised. Ctrl-C terminates the workers; every flushed row stays, and ``--resume`` completes the
 rest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,10 +70,31 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from xsnn.model import BSNN
 
-__all__ = ["BatchError", "BatchData", "BatchSettings", "BatchTask", "Instance", "WorkerSetup", "LocalEngine",
-           "DaskEngine", "ResultsFile", "Progress", "FINAL_STATUSES", "load_batch_data", "parse_indices",
-           "explain_instance", "run_task", "worker_model", "make_row", "read_results", "csv_value", "run_batch",
-           "summarize", "format_summary", "add_batch_commands"]
+__all__ = [
+    "BatchError",
+    "BatchData",
+    "BatchSettings",
+    "BatchTask",
+    "Instance",
+    "WorkerSetup",
+    "LocalEngine",
+    "DaskEngine",
+    "ResultsFile",
+    "Progress",
+    "FINAL_STATUSES",
+    "load_batch_data",
+    "parse_indices",
+    "explain_instance",
+    "run_task",
+    "worker_model",
+    "make_row",
+    "read_results",
+    "csv_value",
+    "run_batch",
+    "summarize",
+    "format_summary",
+    "add_batch_commands",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +141,10 @@ def load_batch_data(source: str, *, data_dir: str | None = None, split: str = "t
     elif source.endswith(".npz") or Path(source).is_file():
         images, labels = data.load_image_set(source)
     else:
-        raise BatchError(f"--data {source!r} is neither mnist-test, mnist-train, sample, a folder of MNIST IDX "
-                         f"files nor an .npz file of images")
+        raise BatchError(
+            f"--data {source!r} is neither mnist-test, mnist-train, sample, a folder of MNIST IDX "
+            f"files nor an .npz file of images"
+        )
     return BatchData(source, images, None if labels is None else np.asarray(labels, dtype=np.int64))
 
 
@@ -147,19 +171,23 @@ def parse_indices(text: str | None, n: int, *, what: str = "the data", clip: boo
                 if stop > n and clip:
                     stop = max(start, n)
                 if stop > n:
-                    raise BatchError(f"--indices {text!r}: {part} reaches index {stop - 1} but {what} has {n} "
-                                     f"images (0..{n - 1})")
+                    raise BatchError(
+                        f"--indices {text!r}: {part} reaches index {stop - 1} but {what} has {n} images (0..{n - 1})"
+                    )
                 chosen = range(start, stop, step)
             else:
                 chosen = [int(part)]
                 if not 0 <= chosen[0] < n:
-                    raise BatchError(f"--indices {text!r}: index {chosen[0]} is out of range; {what} has {n} "
-                                     f"images (0..{n - 1})")
+                    raise BatchError(
+                        f"--indices {text!r}: index {chosen[0]} is out of range; {what} has {n} images (0..{n - 1})"
+                    )
         except ValueError as exc:
             if isinstance(exc, BatchError):
                 raise
-            raise BatchError(f"--indices {text!r}: {part!r} is not an index or a slice START:STOP[:STEP] with "
-                             f"0 <= START <= STOP and STEP > 0 (e.g. 0:10000, 5, 1,7,20:30)") from None
+            raise BatchError(
+                f"--indices {text!r}: {part!r} is not an index or a slice START:STOP[:STEP] with "
+                f"0 <= START <= STOP and STEP > 0 (e.g. 0:10000, 5, 1,7,20:30)"
+            ) from None
         out.update(dict.fromkeys(chosen))
     if not out:
         raise BatchError(f"--indices {text!r} selects no image")
@@ -229,8 +257,14 @@ class WorkerSetup:
         return {"model_hash": self.model_hash, "kind": self.kind, "distance": self.distance, "data": self.data}
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "model_hash": self.model_hash, "kind": self.kind, "distance": self.distance,
-                "time_limit": self.time_limit, "data": self.data}
+        return {
+            "model": self.model,
+            "model_hash": self.model_hash,
+            "kind": self.kind,
+            "distance": self.distance,
+            "time_limit": self.time_limit,
+            "data": self.data,
+        }
 
     def run(self, instance: Instance) -> dict:
         return explain_instance(self, instance)
@@ -265,8 +299,10 @@ def worker_model(setup: BatchTask) -> tuple[BSNN, float]:
 
         model = load_model(setup.model)
         if model.content_hash() != setup.model_hash:
-            raise BatchError(f"model {setup.model!r} on worker {_worker_name()} has content hash "
-                             f"{model.content_hash()[:12]}..., the driver's has {setup.model_hash[:12]}...")
+            raise BatchError(
+                f"model {setup.model!r} on worker {_worker_name()} has content hash "
+                f"{model.content_hash()[:12]}..., the driver's has {setup.model_hash[:12]}..."
+            )
         _WORKER_MODELS[key] = model
         return model, time.perf_counter() - start
 
@@ -279,8 +315,9 @@ def _explain(model: BSNN, image: np.ndarray, setup: WorkerSetup, source: dict):
     """The one call into the explanation API (:func:`xsnn.explain`)."""
     import xsnn
 
-    return xsnn.explain(model, image, setup.kind, max_distance=setup.distance, time_limit=setup.time_limit,
-                        source=source)
+    return xsnn.explain(
+        model, image, setup.kind, max_distance=setup.distance, time_limit=setup.time_limit, source=source
+    )
 
 
 def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
@@ -313,11 +350,22 @@ def explain_instance(setup: WorkerSetup, instance: Instance) -> dict:
             prediction = _predict(model, instance.image)
         except Exception:  # noqa: BLE001  (the image itself is unusable; the error says why)
             prediction = None
-    return make_row(setup, instance.index, instance.label, prediction, status, explanation=explanation,
-                    error=error, timings={"explain_s": explain_seconds, "cpu_s": round(cpu, 4),
-                                          "task_s": round(time.perf_counter() - start, 4),
-                                          "setup_s": round(setup_seconds, 4)},
-                    worker=_worker_name())
+    return make_row(
+        setup,
+        instance.index,
+        instance.label,
+        prediction,
+        status,
+        explanation=explanation,
+        error=error,
+        timings={
+            "explain_s": explain_seconds,
+            "cpu_s": round(cpu, 4),
+            "task_s": round(time.perf_counter() - start, 4),
+            "setup_s": round(setup_seconds, 4),
+        },
+        worker=_worker_name(),
+    )
 
 
 def _predict(model: BSNN, image: np.ndarray) -> int:
@@ -326,9 +374,19 @@ def _predict(model: BSNN, image: np.ndarray) -> int:
     return int(xsnn.predict(model, np.asarray(image)[None])[0])
 
 
-def make_row(setup: WorkerSetup, index: int, label: int | None, prediction: int | None, status: str, *,
-             explanation: dict | None = None, error: str | None = None, timings: dict | None = None,
-             worker: str | None = None, attempt: int = 1) -> dict:
+def make_row(
+    setup: WorkerSetup,
+    index: int,
+    label: int | None,
+    prediction: int | None,
+    status: str,
+    *,
+    explanation: dict | None = None,
+    error: str | None = None,
+    timings: dict | None = None,
+    worker: str | None = None,
+    attempt: int = 1,
+) -> dict:
     """One output row: ``id`` (index in the data set), ``label``, ``prediction`` (class label),
     ``status``, ``size``, ``explanation`` (:meth:`xsnn.Explanation.to_dict` without the proof and
     the instance), ``certificate_sha256`` (the proof's digest), ``timings``, ``worker``,
@@ -336,12 +394,17 @@ def make_row(setup: WorkerSetup, index: int, label: int | None, prediction: int 
     if status not in FINAL_STATUSES:
         raise ValueError(f"unknown status {status!r}")
     return {
-        "id": int(index), "label": None if label is None else int(label),
-        "prediction": None if prediction is None else int(prediction), "status": status,
+        "id": int(index),
+        "label": None if label is None else int(label),
+        "prediction": None if prediction is None else int(prediction),
+        "status": status,
         "size": None if explanation is None else explanation.get("size"),
         "explanation": explanation,
         "certificate_sha256": None if explanation is None else explanation.get("proof_digest"),
-        "timings": dict(timings or {}), "worker": worker, "attempt": int(attempt), "error": error,
+        "timings": dict(timings or {}),
+        "worker": worker,
+        "attempt": int(attempt),
+        "error": error,
         "run": setup.as_dict(),
     }
 
@@ -371,9 +434,14 @@ class LocalEngine:
     pickles by name); by default the setup's own :meth:`BatchTask.run`.
     """
 
-    def __init__(self, jobs: int = 1, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 max_tasks_per_worker: int | None = None,
-                 task: Callable[[BatchTask, Instance], dict] = run_task) -> None:
+    def __init__(
+        self,
+        jobs: int = 1,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_tasks_per_worker: int | None = None,
+        task: Callable[[BatchTask, Instance], dict] = run_task,
+    ) -> None:
         if jobs < 1:
             raise BatchError(f"--jobs must be at least 1, got {jobs}")
         if max_attempts < 1:
@@ -397,8 +465,12 @@ class LocalEngine:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ignore_sigint, max_tasks_per_child=self.max_tasks_per_worker)
+        return ProcessPoolExecutor(
+            self.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_sigint,
+            max_tasks_per_child=self.max_tasks_per_worker,
+        )
 
     def results(self, setup: BatchTask, instances: Iterable[Instance]) -> Iterator[dict]:
         """Rows as instances finish (any order); every instance yields exactly one row."""
@@ -449,15 +521,23 @@ class LocalEngine:
             self.restarts += 1
             breaks += 1
             if not finished and breaks > 2 * self.max_attempts:
-                raise RuntimeError(f"the worker processes died {breaks} times before finishing any instance; "
-                                   f"giving up (see the log above)")
-            log.warning("a worker process died; restarting the pool and retrying %d instance(s) in flight: %s",
-                        len(broken), ", ".join(str(i.index) for i in broken))
+                raise RuntimeError(
+                    f"the worker processes died {breaks} times before finishing any instance; "
+                    f"giving up (see the log above)"
+                )
+            log.warning(
+                "a worker process died; restarting the pool and retrying %d instance(s) in flight: %s",
+                len(broken),
+                ", ".join(str(i.index) for i in broken),
+            )
             for instance in reversed(broken):
                 deaths[instance.index] += 1
                 if deaths[instance.index] >= self.max_attempts:
-                    yield setup.failed_row(instance, f"a worker process died {deaths[instance.index]} times while "
-                                                     f"this instance was in flight", deaths[instance.index])
+                    yield setup.failed_row(
+                        instance,
+                        f"a worker process died {deaths[instance.index]} times while this instance was in flight",
+                        deaths[instance.index],
+                    )
                 else:
                     todo.appendleft(instance)
 
@@ -531,8 +611,14 @@ class DaskEngine:
         def fill() -> None:
             while todo and len(running) < limit:
                 instance = todo.popleft()
-                future = client.submit(run_task, setup, instance, key=f"xsnn-{setup.name}-{token}-{instance.index}",
-                                       pure=False, retries=self.max_attempts - 1)
+                future = client.submit(
+                    run_task,
+                    setup,
+                    instance,
+                    key=f"xsnn-{setup.name}-{token}-{instance.index}",
+                    pure=False,
+                    retries=self.max_attempts - 1,
+                )
                 running[future] = instance
                 completed.add(future)
 
@@ -647,8 +733,11 @@ def read_results(path: str | os.PathLike, *, keep_lines: bool = False, task: Bat
                     row = dict(zip(header, map(csv_value, cells))) if len(cells) == len(header) else None
                 else:
                     row = json.loads(piece)
-                is_row = isinstance(row, dict) and isinstance(row.get(id_field), int) \
+                is_row = (
+                    isinstance(row, dict)
+                    and isinstance(row.get(id_field), int)
                     and not isinstance(row.get(id_field), bool)
+                )
             except ValueError:
                 is_row = False
             if not is_row:
@@ -656,8 +745,10 @@ def read_results(path: str | os.PathLike, *, keep_lines: bool = False, task: Bat
                     torn = True
                     break
                 kind = "CSV" if as_csv else "JSON"
-                raise BatchError(f"{path} line {number} is not a {kind} result row (with an integer {id_field!r}); "
-                                 f"fix or remove that line (or write to another --out)") from None
+                raise BatchError(
+                    f"{path} line {number} is not a {kind} result row (with an integer {id_field!r}); "
+                    f"fix or remove that line (or write to another --out)"
+                ) from None
             records.append(record(row))
             if keep_lines:
                 lines.append(piece)
@@ -677,8 +768,15 @@ class ResultsFile:
     ``.csv`` path) where the task has columns.
     """
 
-    def __init__(self, path: str | os.PathLike | None, setup: BatchTask, *, resume: bool = False,
-                 overwrite: bool = False, retry: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        setup: BatchTask,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        retry: Sequence[str] = (),
+    ) -> None:
         self.path = None if path is None else Path(path)
         self.setup = setup
         self.resume, self.overwrite, self.retry = resume, overwrite, tuple(retry)
@@ -705,8 +803,9 @@ class ResultsFile:
             raise BatchError(f"--out {self.path} is a folder; give a file name such as results.jsonl")
         existing = self.path.is_file() and self.path.stat().st_size > 0
         if existing and not (self.resume or self.overwrite):
-            raise BatchError(f"--out {self.path} already holds results; pass --resume to complete it or "
-                             f"--overwrite to start again")
+            raise BatchError(
+                f"--out {self.path} already holds results; pass --resume to complete it or --overwrite to start again"
+            )
         try:
             handle = open(self.path, "a+b")  # noqa: SIM115  (kept open for appending, closed by close())
         except OSError as exc:
@@ -733,13 +832,19 @@ class ResultsFile:
         expected = self.setup.question()
         for record in scan.records:
             if record["question"] != expected:
-                diff = ", ".join(f"{k} {record['question'].get(k)!r} (this run: {v!r})"
-                                 for k, v in expected.items() if record["question"].get(k) != v)
-                raise BatchError(f"--out {self.path} holds rows of another question (row id {record['id']}: {diff}); "
-                                 f"write to another --out")
+                diff = ", ".join(
+                    f"{k} {record['question'].get(k)!r} (this run: {v!r})"
+                    for k, v in expected.items()
+                    if record["question"].get(k) != v
+                )
+                raise BatchError(
+                    f"--out {self.path} holds rows of another question (row id {record['id']}: {diff}); "
+                    f"write to another --out"
+                )
         if scan.torn:
-            log.warning("%s ends with a torn line (a crash while writing); dropping it, its instance is redone",
-                        self.path)
+            log.warning(
+                "%s ends with a torn line (a crash while writing); dropping it, its instance is redone", self.path
+            )
             handle.truncate(scan.good_bytes)
         self.records = scan.records
         if self.retry:
@@ -834,9 +939,13 @@ class BatchOutcome:
     records: list[dict]
 
 
-def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
-              on_start: Callable[[int, int], None] | None = None,
-              on_row: Callable[[dict], None] | None = None) -> BatchOutcome:
+def run_batch(
+    settings: BatchSettings,
+    engine: LocalEngine | DaskEngine,
+    *,
+    on_start: Callable[[int, int], None] | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> BatchOutcome:
     """Run the task ``settings.setup`` (explain, compare, ...) on ``settings.indices`` of
     ``settings.data`` on ``engine``, appending one row per instance to ``settings.out`` (skipping ids
     it already holds when resuming).
@@ -847,21 +956,26 @@ def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
     """
     engine.check()  # a scheduler that cannot be reached is reported before anything is written
     try:
-        with ResultsFile(settings.out, settings.setup, resume=settings.resume, overwrite=settings.overwrite,
-                         retry=settings.retry) as results:
+        with ResultsFile(
+            settings.out, settings.setup, resume=settings.resume, overwrite=settings.overwrite, retry=settings.retry
+        ) as results:
             done = results.done
             todo = [i for i in settings.indices if i not in done]
             skipped = len(settings.indices) - len(todo)
             if on_start is not None:
                 on_start(len(todo), skipped)
             labels = settings.data.labels
-            instances = (Instance(i, settings.data.images[i], None if labels is None else int(labels[i]))
-                         for i in todo)
+            instances = (Instance(i, settings.data.images[i], None if labels is None else int(labels[i])) for i in todo)
             statuses: Counter = Counter()
             start = time.perf_counter()
             if todo:
-                log.info("%s: %d instance(s) on %s (%d already done)", settings.setup.name, len(todo),
-                         engine.describe(), skipped)
+                log.info(
+                    "%s: %d instance(s) on %s (%d already done)",
+                    settings.setup.name,
+                    len(todo),
+                    engine.describe(),
+                    skipped,
+                )
                 stream = engine.results(settings.setup, instances)
                 try:
                     for row in stream:
@@ -871,8 +985,9 @@ def run_batch(settings: BatchSettings, engine: LocalEngine | DaskEngine, *,
                             on_row(row)
                 finally:
                     stream.close()  # stops the workers if the loop ended early (Ctrl-C, an error)
-            return BatchOutcome(sum(statuses.values()), skipped, time.perf_counter() - start, statuses,
-                                list(results.records))
+            return BatchOutcome(
+                sum(statuses.values()), skipped, time.perf_counter() - start, statuses, list(results.records)
+            )
     finally:
         engine.close()
 
@@ -899,7 +1014,9 @@ def summarize(records: Sequence[dict]) -> dict:
     complete_sizes = [r["size"] for r in records if r["size"] is not None and r["status"] == "complete"]
     stamps = [r["finished_at"] for r in records if r["finished_at"] is not None]
     return {
-        "rows": len(records), "ids": len(ids), "duplicate_ids": sorted(i for i, n in ids.items() if n > 1),
+        "rows": len(records),
+        "ids": len(ids),
+        "duplicate_ids": sorted(i for i, n in ids.items() if n > 1),
         "status": dict(sorted(Counter(r["status"] for r in records).items(), key=lambda kv: -kv[1])),
         "prediction_matches_label": [sum(r["label"] == r["prediction"] for r in labelled), len(labelled)],
         "explain_seconds": _percentiles(times, (50, 90, 95, 99)),
@@ -967,9 +1084,11 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         failures = sum(self.counts[s] for s in TROUBLE)
         filled = int(20 * self.done / self.total)
-        text = (f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} ({self.done / self.total:.1%}) | "
-                f"{rate * 60:.1f}/min | "
-                f"ETA {_duration(eta)} | time-outs {self.counts['timeout']} | failures {failures}")
+        text = (
+            f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} ({self.done / self.total:.1%}) | "
+            f"{rate * 60:.1f}/min | "
+            f"ETA {_duration(eta)} | time-outs {self.counts['timeout']} | failures {failures}"
+        )
         if self.live:
             self.stream.write("\r\x1b[2K" + text)
             if self.done == self.total:
@@ -998,41 +1117,69 @@ def add_batch_commands(subparsers) -> None:
     from xsnn.model import DEFAULT_MODEL
 
     batch = subparsers.add_parser(
-        "explain-batch", help="explain many instances in parallel; resumable JSON-lines output",
+        "explain-batch",
+        help="explain many instances in parallel; resumable JSON-lines output",
         description="Explain every selected instance of a data set, one JSON line per instance in --out, "
-                    "on local worker processes (--jobs) or a Dask cluster (--scheduler).")
-    batch.add_argument("--model", "-m", default=DEFAULT_MODEL,
-                       help=f"shipped model name or .npz model file (default: {DEFAULT_MODEL})")
-    batch.add_argument("--data", default="mnist-test",
-                       help="mnist-test, mnist-train (from --data-dir or $XSNN_DATA), sample (the 200 shipped "
-                            "test images), a folder of MNIST IDX files, or an .npz file with arrays images "
-                            "(and labels) (default: mnist-test)")
+        "on local worker processes (--jobs) or a Dask cluster (--scheduler).",
+    )
+    batch.add_argument(
+        "--model", "-m", default=DEFAULT_MODEL, help=f"shipped model name or .npz model file (default: {DEFAULT_MODEL})"
+    )
+    batch.add_argument(
+        "--data",
+        default="mnist-test",
+        help="mnist-test, mnist-train (from --data-dir or $XSNN_DATA), sample (the 200 shipped "
+        "test images), a folder of MNIST IDX files, or an .npz file with arrays images "
+        "(and labels) (default: mnist-test)",
+    )
     batch.add_argument("--data-dir", default=None, help="MNIST folder for mnist-test / mnist-train")
     batch.add_argument("--split", choices=("test", "train"), default="test", help="split, when --data is a folder")
-    batch.add_argument("--indices", default=None,
-                       help="instances: START:STOP[:STEP], single indices, comma-separated (default: all)")
-    batch.add_argument("--kind", choices=KINDS, default="axp",
-                       help="axp (subset-minimal sufficient set, the default), cxp (contrastive) or min-axp "
-                            "(minimum size)")
-    batch.add_argument("--distance", type=int, default=None,
-                       help="distance-restricted explanations: valid within this many changed features")
-    batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
-                       help=f"seconds per instance (default {DEFAULT_TIME_LIMIT:g}); a timed-out explanation is "
-                            f"recorded with status timeout and its sound partial result")
+    batch.add_argument(
+        "--indices", default=None, help="instances: START:STOP[:STEP], single indices, comma-separated (default: all)"
+    )
+    batch.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="axp",
+        help="axp (subset-minimal sufficient set, the default), cxp (contrastive) or min-axp (minimum size)",
+    )
+    batch.add_argument(
+        "--distance",
+        type=int,
+        default=None,
+        help="distance-restricted explanations: valid within this many changed features",
+    )
+    batch.add_argument(
+        "--time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT,
+        help=f"seconds per instance (default {DEFAULT_TIME_LIMIT:g}); a timed-out explanation is "
+        f"recorded with status timeout and its sound partial result",
+    )
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--jobs", "-j", type=int, default=1, help="local worker processes (default 1)")
-    where.add_argument("--scheduler", default=None,
-                       help="address of a Dask scheduler (tcp://HOST:8786) to run the instances on")
+    where.add_argument(
+        "--scheduler", default=None, help="address of a Dask scheduler (tcp://HOST:8786) to run the instances on"
+    )
     batch.add_argument("--out", "-o", required=True, help="output file, one JSON line per instance")
     batch.add_argument("--resume", action="store_true", help="complete an existing output: skip ids it holds")
     batch.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    batch.add_argument("--retry", default="",
-                       help="with --resume: redo rows of these statuses, comma-separated (e.g. failed,timeout)")
-    batch.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS,
-                       help=f"worker deaths (local) or tries (Dask) per instance before it is recorded as failed "
-                            f"(default {DEFAULT_MAX_ATTEMPTS})")
-    batch.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                       help="progress on stderr: auto (live on a terminal, else every 30 s), always, never")
+    batch.add_argument(
+        "--retry", default="", help="with --resume: redo rows of these statuses, comma-separated (e.g. failed,timeout)"
+    )
+    batch.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"worker deaths (local) or tries (Dask) per instance before it is recorded as failed "
+        f"(default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    batch.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress on stderr: auto (live on a terminal, else every 30 s), always, never",
+    )
     batch.set_defaults(func=_cmd_explain_batch)
 
     summary = subparsers.add_parser("summarize", help="statistics of an explain-batch output")
@@ -1057,20 +1204,29 @@ def _settings_from_args(args: argparse.Namespace) -> BatchSettings:
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     unknown = [s for s in retry if s not in FINAL_STATUSES]
     if unknown:
-        raise BatchError(f"--retry {args.retry!r}: unknown status {unknown[0]!r}; "
-                         f"statuses: {', '.join(FINAL_STATUSES)}")
+        raise BatchError(
+            f"--retry {args.retry!r}: unknown status {unknown[0]!r}; statuses: {', '.join(FINAL_STATUSES)}"
+        )
     model = load_model(args.model)
     data = load_batch_data(args.data, data_dir=args.data_dir, split=args.split)
-    if data.images.shape[1:] != tuple(model.input_shape) and \
-            int(np.prod(data.images.shape[1:])) != model.n_inputs:
-        raise BatchError(f"model {args.model!r} takes images of shape {tuple(model.input_shape)} "
-                         f"({model.n_inputs} inputs) but --data {args.data} holds images of shape "
-                         f"{tuple(data.images.shape[1:])}")
+    if data.images.shape[1:] != tuple(model.input_shape) and int(np.prod(data.images.shape[1:])) != model.n_inputs:
+        raise BatchError(
+            f"model {args.model!r} takes images of shape {tuple(model.input_shape)} "
+            f"({model.n_inputs} inputs) but --data {args.data} holds images of shape "
+            f"{tuple(data.images.shape[1:])}"
+        )
     indices = parse_indices(args.indices, len(data), what=f"--data {data.name}")
-    setup = WorkerSetup(model=str(args.model), model_hash=model.content_hash(), kind=args.kind,
-                        distance=args.distance, time_limit=args.time_limit, data=data.name)
-    return BatchSettings(setup, data, tuple(indices), Path(args.out), resume=args.resume,
-                         overwrite=args.overwrite, retry=retry)
+    setup = WorkerSetup(
+        model=str(args.model),
+        model_hash=model.content_hash(),
+        kind=args.kind,
+        distance=args.distance,
+        time_limit=args.time_limit,
+        data=data.name,
+    )
+    return BatchSettings(
+        setup, data, tuple(indices), Path(args.out), resume=args.resume, overwrite=args.overwrite, retry=retry
+    )
 
 
 def _cmd_explain_batch(args: argparse.Namespace) -> int:
@@ -1078,16 +1234,24 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
     settings = _settings_from_args(args)
-    engine = (DaskEngine(args.scheduler, max_attempts=args.max_attempts) if args.scheduler
-              else LocalEngine(args.jobs, max_attempts=args.max_attempts))
+    engine = (
+        DaskEngine(args.scheduler, max_attempts=args.max_attempts)
+        if args.scheduler
+        else LocalEngine(args.jobs, max_attempts=args.max_attempts)
+    )
     progress: list[Progress] = []
 
     def on_start(to_do: int, already_done: int) -> None:
         if already_done:
-            print(f"xsnn: {already_done} of {len(settings.indices)} instance(s) already in {settings.out}; "
-                  f"{to_do} to do", file=sys.stderr)
-        progress.append(Progress(to_do, sys.stderr, enabled=args.progress != "never",
-                                 interval=30.0 if args.progress == "auto" else 5.0))
+            print(
+                f"xsnn: {already_done} of {len(settings.indices)} instance(s) already in {settings.out}; {to_do} to do",
+                file=sys.stderr,
+            )
+        progress.append(
+            Progress(
+                to_do, sys.stderr, enabled=args.progress != "never", interval=30.0 if args.progress == "auto" else 5.0
+            )
+        )
 
     def stop(signum, frame) -> None:  # SIGTERM (kill, a batch system's time limit): stop as Ctrl-C does
         raise KeyboardInterrupt
@@ -1100,8 +1264,11 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
             bar.close()
         wanted = set(settings.indices)
         kept = len({r["id"] for r in read_results(settings.out).records} & wanted) if settings.out.is_file() else 0
-        print(f"xsnn: stopped; {kept} of {len(wanted)} instance(s) are in {settings.out}; "
-              f"run the same command with --resume to complete it", file=sys.stderr)
+        print(
+            f"xsnn: stopped; {kept} of {len(wanted)} instance(s) are in {settings.out}; "
+            f"run the same command with --resume to complete it",
+            file=sys.stderr,
+        )
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -1110,8 +1277,10 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
     wanted = set(settings.indices)
     print(format_summary(summarize([r for r in outcome.records if r["id"] in wanted]), str(settings.out)))
     if outcome.written:
-        print(f"  this run: {outcome.written} instance(s) in {outcome.seconds:.1f} s wall = "
-              f"{60 * outcome.written / max(outcome.seconds, 1e-9):.1f} / min on {engine.describe()}")
+        print(
+            f"  this run: {outcome.written} instance(s) in {outcome.seconds:.1f} s wall = "
+            f"{60 * outcome.written / max(outcome.seconds, 1e-9):.1f} / min on {engine.describe()}"
+        )
     else:
         print(f"  nothing to do: all {outcome.skipped} selected instance(s) are already in {settings.out}")
     return 1 if any(outcome.statuses[s] for s in TROUBLE) else 0
@@ -1123,8 +1292,9 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
         raise BatchError(f"results file {path} does not exist")
     scan = read_results(path)
     if scan.torn:
-        print(f"xsnn: warning: {path} ends with a torn line (ignored; explain-batch --resume redoes it)",
-              file=sys.stderr)
+        print(
+            f"xsnn: warning: {path} ends with a torn line (ignored; explain-batch --resume redoes it)", file=sys.stderr
+        )
     summary = summarize(scan.records)
     if args.plot:
         from xsnn import plots

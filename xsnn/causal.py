@@ -27,19 +27,36 @@ are shorthands accepted by :meth:`CausalModel.do`.
 The forward pass (:meth:`CausalModel.evaluate`), the CNF encoder and the SMT
 encoders all read the same :class:`CausalModel`, its equations and its interventions.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterator, Mapping, Union
 
 import numpy as np
 
 from xsnn.model import BSNN, check_spikes, integrate_and_fire
 
-__all__ = ["Input", "Spike", "Score", "Prediction", "Pixel", "Neuron", "Variable", "CausalModel",
-           "CausalValues", "BatchValues", "Counterfactual", "Equation", "ConstantEquation", "SpikeEquation",
-           "ScoreEquation", "PredictionEquation", "NeuronDynamics"]
+__all__ = [
+    "Input",
+    "Spike",
+    "Score",
+    "Prediction",
+    "Pixel",
+    "Neuron",
+    "Variable",
+    "CausalModel",
+    "CausalValues",
+    "BatchValues",
+    "Counterfactual",
+    "Equation",
+    "ConstantEquation",
+    "SpikeEquation",
+    "ScoreEquation",
+    "PredictionEquation",
+    "NeuronDynamics",
+]
 
 
 # --------------------------------------------------------------------------- variables
@@ -89,8 +106,8 @@ class Neuron:
     neuron: int
 
 
-Variable = Union[Input, Spike, Score, Prediction]
-InterventionKey = Union[Input, Spike, Score, Prediction, Pixel, Neuron]
+Variable = Input | Spike | Score | Prediction
+InterventionKey = Input | Spike | Score | Prediction | Pixel | Neuron
 
 
 # --------------------------------------------------------------------------- neuron dynamics
@@ -118,8 +135,7 @@ class NeuronDynamics:
         drive = np.asarray(drive, dtype=np.int64)
         mask = np.array([[f is not None] for f in self.fixed], dtype=bool)
         values = np.array([[0 if f is None else f] for f in self.fixed], dtype=np.uint8)
-        spikes, potentials = integrate_and_fire(drive[:, :, None], np.array([self.threshold]), self.reset, mask,
-                                                values)
+        spikes, potentials = integrate_and_fire(drive[:, :, None], np.array([self.threshold]), self.reset, mask, values)
         return spikes[:, :, 0], potentials[:, :, 0]
 
 
@@ -257,8 +273,13 @@ class BatchValues:
         return int(self.inputs.shape[0])
 
     def __getitem__(self, index: int) -> CausalValues:
-        return CausalValues(self.inputs[index], tuple(s[index] for s in self.layer_spikes),
-                            tuple(v[index] for v in self.potentials), self.scores[index], int(self.prediction[index]))
+        return CausalValues(
+            self.inputs[index],
+            tuple(s[index] for s in self.layer_spikes),
+            tuple(v[index] for v in self.potentials),
+            self.scores[index],
+            int(self.prediction[index]),
+        )
 
 
 @dataclass(frozen=True)
@@ -284,8 +305,17 @@ class CausalModel:
     (``Input``, ``Spike``, ``Score``, ``Prediction``) to constants.
     """
 
-    __slots__ = ("_model", "_interventions", "_input_mask", "_input_values", "_spike_mask", "_spike_values",
-                 "_score_mask", "_score_values", "_prediction_value")
+    __slots__ = (
+        "_model",
+        "_interventions",
+        "_input_mask",
+        "_input_values",
+        "_spike_mask",
+        "_spike_values",
+        "_score_mask",
+        "_score_values",
+        "_prediction_value",
+    )
 
     def __init__(self, model: BSNN, interventions: Mapping[InterventionKey, object] | None = None) -> None:
         if not isinstance(model, BSNN):
@@ -400,8 +430,14 @@ class CausalModel:
         self._check_spike(Spike(layer, neuron, 0))
         mask, values = self._spike_mask[layer], self._spike_values[layer]
         fixed = tuple(int(values[t, neuron]) if mask[t, neuron] else None for t in range(self.n_steps))
-        return NeuronDynamics(layer, neuron, self._model.weights[layer][neuron].astype(np.int64),
-                              int(self._model.thresholds[layer][neuron]), self.reset, fixed)
+        return NeuronDynamics(
+            layer,
+            neuron,
+            self._model.weights[layer][neuron].astype(np.int64),
+            int(self._model.thresholds[layer][neuron]),
+            self.reset,
+            fixed,
+        )
 
     def variables(self) -> Iterator[Variable]:
         """Every variable: inputs, spikes (layer by layer), scores, the prediction."""
@@ -438,8 +474,9 @@ class CausalModel:
         if isinstance(variable, Score):
             row = self._model.readout[variable.cls]
             last = self.n_layers - 1
-            terms = tuple((Spike(last, int(j), t), int(row[j])) for t in range(self.n_steps)
-                          for j in np.flatnonzero(row))
+            terms = tuple(
+                (Spike(last, int(j), t), int(row[j])) for t in range(self.n_steps) for j in np.flatnonzero(row)
+            )
             return ScoreEquation(variable, terms)
         return PredictionEquation(variable, self.n_classes)
 
@@ -484,12 +521,12 @@ class CausalModel:
             marked[variable.layer][variable.step, variable.neuron] = True
         top = variable.layer if isinstance(variable, Spike) else last
         for l in range(top, -1, -1):
-            live = marked[l] & ~self._spike_mask[l]          # marked spikes whose equation is in place
+            live = marked[l] & ~self._spike_mask[l]  # marked spikes whose equation is in place
             steps = np.arange(n_steps)[:, None]
             last_live = np.where(live.any(axis=0), np.max(np.where(live, steps, -1), axis=0), -1)  # (n_l,)
-            marked[l] |= steps < last_live[None, :]          # own earlier spikes
+            marked[l] |= steps < last_live[None, :]  # own earlier spikes
             # previous layer: (i, t') with W_ji != 0 and t' <= last_live_j, for some j
-            w_nz = self._model.weights[l] != 0               # (n_l, n_{l-1})
+            w_nz = self._model.weights[l] != 0  # (n_l, n_{l-1})
             reach = np.full(w_nz.shape[1], -1)
             for j in np.flatnonzero(last_live >= 0):
                 reach = np.where(w_nz[j], np.maximum(reach, last_live[j]), reach)
@@ -506,7 +543,7 @@ class CausalModel:
 
     # ------------------------------------------------------------------ interventions
 
-    def do(self, interventions: Mapping[InterventionKey, object]) -> "CausalModel":
+    def do(self, interventions: Mapping[InterventionKey, object]) -> CausalModel:
         """A new model with ``interventions`` added (they override earlier ones on the same variable).
 
         Keys: ``Input``, ``Spike`` (value 0/1), ``Pixel``, ``Neuron`` (0/1 for every step, or a

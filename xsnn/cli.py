@@ -10,6 +10,7 @@ Environment: ``XSNN_DATA`` is the folder of the full MNIST IDX files, read by ev
 takes ``--index`` (unless ``--data-dir`` is given); without either, images come from the
 200-image test sample shipped with xsnn.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,9 @@ def backend_name(text: str) -> str:
 
 
 def feature_spec(text: str) -> str:
-    if text == "pixels" or (text.startswith("patches:") and text.partition(":")[2].isdigit()
-                            and int(text.partition(":")[2]) >= 1):
+    if text == "pixels" or (
+        text.startswith("patches:") and text.partition(":")[2].isdigit() and int(text.partition(":")[2]) >= 1
+    ):
         return text
     raise argparse.ArgumentTypeError(f"expected 'pixels' or 'patches:K' (K x K patches, e.g. patches:2), got {text!r}")
 
@@ -98,21 +100,40 @@ def feature_spec(text: str) -> str:
 
 
 def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", default=DEFAULT_MODEL,
-                        help=f"shipped model name or path to a .npz model file (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"shipped model name or path to a .npz model file (default: {DEFAULT_MODEL})",
+    )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--index", "-i", type=non_negative, default=None,
-                       help="index of an MNIST image (default 0): in the split of --data-dir / $XSNN_DATA if set, "
-                            "else in the 200-image test sample shipped with xsnn")
-    which.add_argument("--image", default=None, metavar="FILE",
-                       help="explain this image instead: a PNG (or other picture) or .npy file of one "
-                            "28x28 digit, white on black, intensities 0..255")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the full MNIST IDX files (default: $XSNN_DATA, else the shipped sample)")
-    parser.add_argument("--split", choices=("test", "train"), default="test",
-                        help="MNIST split for --index (train needs --data-dir or $XSNN_DATA)")
-    parser.add_argument("--binarized", action="store_true",
-                        help="the image holds 0/1 values: read 1 as intensity 255")
+    which.add_argument(
+        "--index",
+        "-i",
+        type=non_negative,
+        default=None,
+        help="index of an MNIST image (default 0): in the split of --data-dir / $XSNN_DATA if set, "
+        "else in the 200-image test sample shipped with xsnn",
+    )
+    which.add_argument(
+        "--image",
+        default=None,
+        metavar="FILE",
+        help="explain this image instead: a PNG (or other picture) or .npy file of one "
+        "28x28 digit, white on black, intensities 0..255",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the full MNIST IDX files (default: $XSNN_DATA, else the shipped sample)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="MNIST split for --index (train needs --data-dir or $XSNN_DATA)",
+    )
+    parser.add_argument("--binarized", action="store_true", help="the image holds 0/1 values: read 1 as intensity 255")
 
 
 def _load_instance(args: argparse.Namespace) -> tuple[Any, np.ndarray, dict]:
@@ -130,8 +151,10 @@ def _load_instance(args: argparse.Namespace) -> tuple[Any, np.ndarray, dict]:
     folder = args.data_dir or os.environ.get(data.DATA_ENV) or None
     if folder is None:
         if args.split != "test":
-            raise CLIError(f"--split {args.split}: the shipped sample holds test images only; give --data-dir "
-                           f"or set {data.DATA_ENV} to a folder with the full MNIST")
+            raise CLIError(
+                f"--split {args.split}: the shipped sample holds test images only; give --data-dir "
+                f"or set {data.DATA_ENV} to a folder with the full MNIST"
+            )
         images, labels = data.load_sample()
         source, name = "sample", "the shipped sample"
     else:
@@ -207,8 +230,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     weights = [*model.weights, model.readout]
     info = {
-        "schema": "xsnn.model/1", "model": args.model, "architecture": model.describe(),
-        "model_hash": model.content_hash(), "layer_sizes": list(model.layer_sizes), "labels": list(model.labels),
+        "schema": "xsnn.model/1",
+        "model": args.model,
+        "architecture": model.describe(),
+        "model_hash": model.content_hash(),
+        "layer_sizes": list(model.layer_sizes),
+        "labels": list(model.labels),
         "zero_weight_fraction": [round(float((w == 0).mean()), 4) for w in weights],
         "mean_fan_in": [round(float((w != 0).sum(axis=1).mean()), 2) for w in weights],
         "threshold_range": [[int(t.min()), int(t.max())] for t in model.thresholds],
@@ -224,15 +251,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from xsnn.model import forward
 
     model, image, source = _load_instance(args)
-    _, spikes = check_image(model, image, binarized=args.binarized,
-                            name=f"--image {args.image}" if args.image is not None else "the image")
+    _, spikes = check_image(
+        model, image, binarized=args.binarized, name=f"--image {args.image}" if args.image is not None else "the image"
+    )
     result = forward(model, spikes[None])
     prediction = model.labels[int(result.prediction[0])]
     scores = {str(c): int(s) for c, s in zip(model.labels, result.scores[0])}
     if args.json:
-        _emit({"schema": "xsnn.prediction/1", "prediction": prediction, "scores": scores,
-               "settings": {"model": model.info.get("name", args.model), "model_hash": model.content_hash(),
-                            "data": source}})
+        _emit(
+            {
+                "schema": "xsnn.prediction/1",
+                "prediction": prediction,
+                "scores": scores,
+                "settings": {
+                    "model": model.info.get("name", args.model),
+                    "model_hash": model.content_hash(),
+                    "data": source,
+                },
+            }
+        )
     else:
         print(f"{_source_words(source)} -> prediction {prediction}")
         print("scores: " + ", ".join(f"{c}: {s}" for c, s in scores.items()))
@@ -246,18 +283,34 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     _check_image_for(model, image, args)
     printer = _progress_printer()
     try:
-        e = explain(model, image, args.kind, max_distance=args.distance, target=args.target, order=args.order,
-                    algorithm=args.algorithm, backend=args.backend, features=args.features,
-                    time_limit=args.time_limit, verify=args.verify, verify_time_limit=args.verify_time_limit,
-                    binarized=args.binarized, fast_paths=not args.no_fast_paths, source=source, progress=printer)
+        e = explain(
+            model,
+            image,
+            args.kind,
+            max_distance=args.distance,
+            target=args.target,
+            order=args.order,
+            algorithm=args.algorithm,
+            backend=args.backend,
+            features=args.features,
+            time_limit=args.time_limit,
+            verify=args.verify,
+            verify_time_limit=args.verify_time_limit,
+            binarized=args.binarized,
+            fast_paths=not args.no_fast_paths,
+            source=source,
+            progress=printer,
+        )
     finally:
         _end_progress(printer)
     if _print_result(e, source, args):
         if e.status != "error":
             print(e.render())
         if e.status in ("timeout", "interrupted") and e.kind == "axp" and args.distance is None:
-            print("Hint: a global explanation of this network may take long; --distance 2 (valid for every image "
-                  "within 2 changed pixels) or --features patches:4 often finish fast.")
+            print(
+                "Hint: a global explanation of this network may take long; --distance 2 (valid for every image "
+                "within 2 changed pixels) or --features patches:4 often finish fast."
+            )
     return _exit_status(e.status)
 
 
@@ -266,9 +319,19 @@ def _cmd_enumerate(args: argparse.Namespace) -> int:
 
     model, image, source = _load_instance(args)
     _check_image_for(model, image, args)
-    run = enumerate_explanations(model, image, args.kind, limit=args.limit, time_limit=args.time_limit,
-                                 max_distance=args.distance, target=args.target, backend=args.backend,
-                                 features=args.features, binarized=args.binarized, source=source)
+    run = enumerate_explanations(
+        model,
+        image,
+        args.kind,
+        limit=args.limit,
+        time_limit=args.time_limit,
+        max_distance=args.distance,
+        target=args.target,
+        backend=args.backend,
+        features=args.features,
+        binarized=args.binarized,
+        source=source,
+    )
     if not args.json:
         print(_source_words(source))
     for number, e in enumerate(run, start=1):
@@ -280,9 +343,14 @@ def _cmd_enumerate(args: argparse.Namespace) -> int:
     if args.json:
         _emit({"schema": "xsnn.enumeration/1", "kind": args.kind, "found": run.found, "status": run.status})
     else:
-        ending = {"complete": "all found", "limit": f"stopped at --limit {args.limit}",
-                  "timeout": "time limit reached", "interrupted": "interrupted",
-                  "undecided": "some questions undecided", "error": "none exists"}.get(run.status, run.status)
+        ending = {
+            "complete": "all found",
+            "limit": f"stopped at --limit {args.limit}",
+            "timeout": "time limit reached",
+            "interrupted": "interrupted",
+            "undecided": "some questions undecided",
+            "error": "none exists",
+        }.get(run.status, run.status)
         print(f"{run.found} {args.kind.upper()}(s); {ending}")
     return _exit_status(run.status)
 
@@ -299,9 +367,19 @@ def _cmd_attribution(args: argparse.Namespace) -> int:
     _check_image_for(model, image, args)
     printer = _progress_printer()
     try:
-        e = attribution(model, image, time_limit=args.time_limit, limit=args.limit, max_distance=args.distance,
-                        target=args.target, backend=args.backend, features=args.features,
-                        binarized=args.binarized, source=source, progress=printer)
+        e = attribution(
+            model,
+            image,
+            time_limit=args.time_limit,
+            limit=args.limit,
+            max_distance=args.distance,
+            target=args.target,
+            backend=args.backend,
+            features=args.features,
+            binarized=args.binarized,
+            source=source,
+            progress=printer,
+        )
     finally:
         _end_progress(printer)
     if _print_result(e, source, args):
@@ -318,14 +396,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from xsnn.model import forward
 
     model, image, source = _load_instance(args)
-    _, spikes = check_image(model, image, binarized=args.binarized,
-                            name=f"--image {args.image}" if args.image is not None else "the image")
+    _, spikes = check_image(
+        model, image, binarized=args.binarized, name=f"--image {args.image}" if args.image is not None else "the image"
+    )
     target = int(forward(model, spikes).prediction[0])
     path = export_instance(model, spikes, target, args.format, args.fix, args.output, encoding=args.encoding)
-    _emit({"schema": "xsnn.export/1", "written": str(path), "format": args.format, "fix": args.fix,
-           "prediction": model.labels[target],
-           "settings": {"model": model.info.get("name", args.model), "model_hash": model.content_hash(),
-                        "data": source}})
+    _emit(
+        {
+            "schema": "xsnn.export/1",
+            "written": str(path),
+            "format": args.format,
+            "fix": args.fix,
+            "prediction": model.labels[target],
+            "settings": {
+                "model": model.info.get("name", args.model),
+                "model_hash": model.content_hash(),
+                "data": source,
+            },
+        }
+    )
     return 0
 
 
@@ -343,34 +432,66 @@ def _cmd_train(rest: Sequence[str]) -> int:
 
 
 def _add_question_arguments(parser: argparse.ArgumentParser, *, default_time: float) -> None:
-    parser.add_argument("--distance", type=non_negative, default=None, metavar="K",
-                        help="distance-restricted: consider only inputs that differ from the image in at most "
-                             "K features (pixels)")
-    parser.add_argument("--target", type=int, default=None, metavar="C",
-                        help="contrastive question: why the prediction and not class C?")
-    parser.add_argument("--features", type=feature_spec, default="pixels",
-                        help="the features: pixels (default) or patches:K (K x K patches: coarser, faster)")
-    parser.add_argument("--backend", type=backend_name, default=DEFAULT_BACKEND,
-                        help=f"exact solver (default {DEFAULT_BACKEND}: incremental per-rival SAT, then CP-SAT); "
-                             "also sat-rivals, cpsat, sat, sat:<python-sat solver>, smt, smt:pb, milp")
-    parser.add_argument("--time-limit", type=positive_seconds, default=default_time, metavar="SECONDS",
-                        help=f"stop after this many seconds and print what was found (default {default_time:g})")
+    parser.add_argument(
+        "--distance",
+        type=non_negative,
+        default=None,
+        metavar="K",
+        help="distance-restricted: consider only inputs that differ from the image in at most K features (pixels)",
+    )
+    parser.add_argument(
+        "--target",
+        type=int,
+        default=None,
+        metavar="C",
+        help="contrastive question: why the prediction and not class C?",
+    )
+    parser.add_argument(
+        "--features",
+        type=feature_spec,
+        default="pixels",
+        help="the features: pixels (default) or patches:K (K x K patches: coarser, faster)",
+    )
+    parser.add_argument(
+        "--backend",
+        type=backend_name,
+        default=DEFAULT_BACKEND,
+        help=f"exact solver (default {DEFAULT_BACKEND}: incremental per-rival SAT, then CP-SAT); "
+        "also sat-rivals, cpsat, sat, sat:<python-sat solver>, smt, smt:pb, milp",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=positive_seconds,
+        default=default_time,
+        metavar="SECONDS",
+        help=f"stop after this many seconds and print what was found (default {default_time:g})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from xsnn import __version__
 
-    parser = _Parser(prog="xsnn", description="Formal explanations of binary spiking neural networks.",
-                     epilog="Environment: XSNN_DATA = folder of the full MNIST IDX files (read by every command "
-                            "that takes --index).")
+    parser = _Parser(
+        prog="xsnn",
+        description="Formal explanations of binary spiking neural networks.",
+        epilog="Environment: XSNN_DATA = folder of the full MNIST IDX files (read by every command "
+        "that takes --index).",
+    )
     parser.add_argument("--version", action="version", version=f"xsnn {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more detail (solver paths) and logging on stderr (-v, -vv)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more detail (solver paths) and logging on stderr (-v, -vv)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, dest="sub_verbose",
-                        help="more detail (solver paths) and logging on stderr")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="sub_verbose",
+        help="more detail (solver paths) and logging on stderr",
+    )
 
     info = sub.add_parser("info", parents=[common], help="describe a model (architecture, hash, card)")
     info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="shipped model name or .npz path")
@@ -381,39 +502,67 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(func=_cmd_predict)
 
-    explain = sub.add_parser("explain", parents=[common],
-                             help="explain one prediction: AXp (default), CXp or minimum AXp")
+    explain = sub.add_parser(
+        "explain", parents=[common], help="explain one prediction: AXp (default), CXp or minimum AXp"
+    )
     _add_instance_arguments(explain)
-    explain.add_argument("--kind", choices=("axp", "cxp", "min-axp"), default="axp",
-                         help="axp: pixels whose values guarantee the prediction (subset-minimal); cxp: pixels "
-                              "whose change can change it; min-axp: an AXp of minimum size")
-    explain.add_argument("--algorithm", choices=("deletion", "quickxplain", "progression"), default="deletion",
-                         help="AXp algorithm (the same AXp for the same order; default deletion)")
-    explain.add_argument("--order", choices=ORDERS, default="index",
-                         help="order in which pixels are tried for removal: index (default), reverse, brightest "
-                              "(bright pixels first, so dark ones tend to stay), darkest, influence (the least "
-                              "influential first: faster on dense one-layer networks)")
+    explain.add_argument(
+        "--kind",
+        choices=("axp", "cxp", "min-axp"),
+        default="axp",
+        help="axp: pixels whose values guarantee the prediction (subset-minimal); cxp: pixels "
+        "whose change can change it; min-axp: an AXp of minimum size",
+    )
+    explain.add_argument(
+        "--algorithm",
+        choices=("deletion", "quickxplain", "progression"),
+        default="deletion",
+        help="AXp algorithm (the same AXp for the same order; default deletion)",
+    )
+    explain.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="index",
+        help="order in which pixels are tried for removal: index (default), reverse, brightest "
+        "(bright pixels first, so dark ones tend to stay), darkest, influence (the least "
+        "influential first: faster on dense one-layer networks)",
+    )
     _add_question_arguments(explain, default_time=120.0)
-    explain.add_argument("--verify", action="store_true",
-                         help="re-check the certificate with a second solver and the reference forward")
-    explain.add_argument("--verify-time-limit", type=positive_seconds, default=None, metavar="SECONDS",
-                         help="seconds for --verify (default: --time-limit)")
-    explain.add_argument("--no-fast-paths", action="store_true",
-                         help="exact solver only (the same answer, slower: for baseline measurements)")
-    explain.add_argument("--save", metavar="FILE", default=None,
-                         help="also write the explanation with its proof as JSON (xsnn.Explanation.load reads it)")
+    explain.add_argument(
+        "--verify", action="store_true", help="re-check the certificate with a second solver and the reference forward"
+    )
+    explain.add_argument(
+        "--verify-time-limit",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds for --verify (default: --time-limit)",
+    )
+    explain.add_argument(
+        "--no-fast-paths",
+        action="store_true",
+        help="exact solver only (the same answer, slower: for baseline measurements)",
+    )
+    explain.add_argument(
+        "--save",
+        metavar="FILE",
+        default=None,
+        help="also write the explanation with its proof as JSON (xsnn.Explanation.load reads it)",
+    )
     explain.set_defaults(func=_cmd_explain)
 
-    enumerate_ = sub.add_parser("enumerate", parents=[common],
-                                help="enumerate the AXps or CXps of one prediction, as they are found")
+    enumerate_ = sub.add_parser(
+        "enumerate", parents=[common], help="enumerate the AXps or CXps of one prediction, as they are found"
+    )
     _add_instance_arguments(enumerate_)
     enumerate_.add_argument("--kind", choices=("axp", "cxp"), default="axp")
     enumerate_.add_argument("--limit", type=positive, default=None, help="stop after this many")
     _add_question_arguments(enumerate_, default_time=120.0)
     enumerate_.set_defaults(func=_cmd_enumerate)
 
-    attribution = sub.add_parser("attribution", parents=[common],
-                                 help="formal feature attribution: the share of AXps that contain each pixel")
+    attribution = sub.add_parser(
+        "attribution", parents=[common], help="formal feature attribution: the share of AXps that contain each pixel"
+    )
     _add_instance_arguments(attribution)
     attribution.add_argument("--limit", type=positive, default=None, help="stop after this many AXps")
     _add_question_arguments(attribution, default_time=120.0)
@@ -439,8 +588,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity = 0
     while argv and argv[0] in ("-v", "-vv", "--verbose"):
         verbosity += 2 if argv.pop(0) == "-vv" else 1
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)],
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         if argv and argv[0] == "train":  # 'train' has its own parser (it lives with torch in xsnn.train)
             return _cmd_train(argv[1:])

@@ -13,6 +13,7 @@ whose feature is not fixed.
   a pixel below ``tau`` never spikes.
   Free domain: every train with at most one spike (``T + 1`` trains).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,7 @@ def as_pixel_matrix(images: np.ndarray, n_inputs: int | None = None) -> np.ndarr
         raise ValueError(f"images must have shape (n, ...pixels), got {arr.shape}")
     flat = arr.reshape(arr.shape[0], -1)
     if n_inputs is not None and flat.shape[1] != n_inputs:
-        raise ValueError(
-            f"images have {flat.shape[1]} pixels each (shape {arr.shape}), the model expects {n_inputs}")
+        raise ValueError(f"images have {flat.shape[1]} pixels each (shape {arr.shape}), the model expects {n_inputs}")
     return flat.astype(np.uint8)
 
 

@@ -51,6 +51,7 @@ largest ``|phi|`` (ties to the lower index); ``S`` an AXp found by deletion in i
 
 shap is imported in this module only, and only when SHAP values are computed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,18 +71,40 @@ from xsnn.solvers.backends import DEFAULT_BACKEND, make_oracle
 if TYPE_CHECKING:  # pragma: no cover
     from xsnn.batch import Instance
 
-__all__ = ["EXPLAINERS", "BACKGROUNDS", "Background", "make_background", "MarginModel", "margins", "ShapValues",
-           "shap_values", "Budgets", "Comparison", "compare", "compare_image", "METRICS", "rank_features",
-           "rbo", "kendall_tau", "attribution_error", "summarise", "format_summary", "read_rows",
-           "TABLE_COLUMNS", "CompareSetup", "run_compare", "add_compare_command"]
+__all__ = [
+    "EXPLAINERS",
+    "BACKGROUNDS",
+    "Background",
+    "make_background",
+    "MarginModel",
+    "margins",
+    "ShapValues",
+    "shap_values",
+    "Budgets",
+    "Comparison",
+    "compare",
+    "compare_image",
+    "METRICS",
+    "rank_features",
+    "rbo",
+    "kendall_tau",
+    "attribution_error",
+    "summarise",
+    "format_summary",
+    "read_rows",
+    "TABLE_COLUMNS",
+    "CompareSetup",
+    "run_compare",
+    "add_compare_command",
+]
 
 log = logging.getLogger(__name__)
 
 EXPLAINERS = ("permutation", "kernel", "partition", "exact")
 BACKGROUNDS = ("blank", "sample", "kmeans")
 EXACT_MAX_FEATURES = 20  # 2^20 coalitions: beyond that the exact explainer is refused
-ZERO = 1e-9              # |phi| at most this counts as 0: floating-point residue of sums that cancel exactly
-_BATCH_ROWS = 1 << 15    # kernel rows (coalitions x background inputs) per call
+ZERO = 1e-9  # |phi| at most this counts as 0: floating-point residue of sums that cancel exactly
+_BATCH_ROWS = 1 << 15  # kernel rows (coalitions x background inputs) per call
 
 
 # --------------------------------------------------------------------------- background
@@ -108,8 +131,9 @@ class Background:
         return {"kind": self.kind, "size": int(len(self.images)), "seed": self.seed}
 
 
-def make_background(kind: str = "blank", images: np.ndarray | None = None, *, size: int = 10, seed: int = 0,
-                    n_inputs: int | None = None) -> Background:
+def make_background(
+    kind: str = "blank", images: np.ndarray | None = None, *, size: int = 10, seed: int = 0, n_inputs: int | None = None
+) -> Background:
     """A background set: ``blank``, a uniform ``sample`` of ``size`` images, or ``kmeans`` centres.
 
     ``images`` (raw uint8, ``(n, *shape)``) are needed for ``sample`` and ``kmeans``;
@@ -132,8 +156,9 @@ def make_background(kind: str = "blank", images: np.ndarray | None = None, *, si
     rng = np.random.default_rng(seed)
     if kind == "sample":
         chosen = rng.choice(len(flat), size=min(int(size), len(flat)), replace=False)
-        return Background("sample", flat[np.sort(chosen)].astype(np.uint8), np.full(len(chosen), 1 / len(chosen)),
-                          int(seed))
+        return Background(
+            "sample", flat[np.sort(chosen)].astype(np.uint8), np.full(len(chosen), 1 / len(chosen)), int(seed)
+        )
     from scipy.cluster.vq import kmeans2
 
     k = min(int(size), len(flat))
@@ -175,8 +200,15 @@ class MarginModel:
     float64 values; :attr:`evaluations` counts the network inputs evaluated so far.
     """
 
-    def __init__(self, model: BSNN, spikes: np.ndarray, features: FeatureSet, background: Background,
-                 target: int | None = None, backend: str = "kernel") -> None:
+    def __init__(
+        self,
+        model: BSNN,
+        spikes: np.ndarray,
+        features: FeatureSet,
+        background: Background,
+        target: int | None = None,
+        backend: str = "kernel",
+    ) -> None:
         if backend not in ("kernel", "reference"):
             raise ValueError(f"backend must be 'kernel' or 'reference', got {backend!r}")
         self.model, self.features, self.backend = model, features, backend
@@ -184,19 +216,19 @@ class MarginModel:
         bg = np.asarray(background.images)
         if bg.ndim != 2 or bg.shape[1] != model.n_inputs:
             raise ValueError(f"background images must be (B, {model.n_inputs}), got {bg.shape}")
-        self.background_spikes = model.encode(bg)                                 # (B, T, n)
+        self.background_spikes = model.encode(bg)  # (B, T, n)
         self.weights = np.asarray(background.weights, np.float64)
         self.target = int(forward(model, self.spikes).prediction[0]) if target is None else int(target)
         owner = features.feature_of_pixel()
-        self._owner = np.where(owner < 0, len(features), owner)                  # last column: always absent
+        self._owner = np.where(owner < 0, len(features), owner)  # last column: always absent
         self.evaluations = 0
         if backend == "kernel":
             from xsnn.kernel import PackedNetwork, pack_bits
 
             self._net = PackedNetwork(model)
             self._pack = pack_bits
-            self._x_words = pack_bits(self.spikes)                                # (T, W)
-            self._b_words = pack_bits(self.background_spikes)                     # (B, T, W)
+            self._x_words = pack_bits(self.spikes)  # (T, W)
+            self._b_words = pack_bits(self.background_spikes)  # (B, T, W)
 
     def pixel_masks(self, z: np.ndarray) -> np.ndarray:
         """``(m, n_inputs)`` bool: pixels kept at the instance's values under coalitions ``z``."""
@@ -212,15 +244,15 @@ class MarginModel:
         n_bg = len(self.weights)
         step = max(1, _BATCH_ROWS // n_bg)
         for lo in range(0, len(z), step):
-            out[lo:lo + step] = self._values(z[lo:lo + step])
+            out[lo : lo + step] = self._values(z[lo : lo + step])
         return out
 
     def _values(self, z: np.ndarray) -> np.ndarray:
-        keep = self.pixel_masks(z)                                                # (m, n)
+        keep = self.pixel_masks(z)  # (m, n)
         m, n_bg = len(keep), len(self.weights)
         self.evaluations += m * n_bg
         if self.backend == "kernel":
-            mask = self._pack(keep)[:, None, None, :]                             # (m, 1, 1, W)
+            mask = self._pack(keep)[:, None, None, :]  # (m, 1, 1, W)
             mixed = (self._x_words[None, None] & mask) | (self._b_words[None] & ~mask)  # (m, B, T, W)
             scores = self._net.scores_packed(mixed.reshape(m * n_bg, *self._x_words.shape))
         else:
@@ -283,7 +315,7 @@ class ShapValues:
 
     def top(self, k: int) -> frozenset[int]:
         """The ``k`` features of largest ``|phi|``."""
-        return frozenset(int(i) for i in self.ranking()[:max(0, int(k))])
+        return frozenset(int(i) for i in self.ranking()[: max(0, int(k))])
 
     def pixel_values(self) -> np.ndarray:
         """``input_shape`` float array: each pixel carries its feature's value (0 for pixels of no feature)."""
@@ -292,9 +324,15 @@ class ShapValues:
         return out.reshape(self.input_shape)
 
     def settings(self) -> dict:
-        return {"explainer": self.explainer, "max_evals": self.max_evals, "seed": self.seed,
-                "background": dict(self.background), "evaluations": self.evaluations,
-                "seconds": round(self.seconds, 4), "target": self.target_label}
+        return {
+            "explainer": self.explainer,
+            "max_evals": self.max_evals,
+            "seed": self.seed,
+            "background": dict(self.background),
+            "evaluations": self.evaluations,
+            "seconds": round(self.seconds, 4),
+            "target": self.target_label,
+        }
 
     def to_shap(self):
         """A ``shap.Explanation`` for shap's plots: values per feature, ``data`` the features' mean intensities."""
@@ -302,14 +340,28 @@ class ShapValues:
 
         flat = (self.spikes.max(axis=0) if self.data is None else np.asarray(self.data).reshape(-1)).astype(float)
         data = np.array([flat[list(g)].mean() for g in self.features.groups])
-        return shap.Explanation(values=self.values.copy(), base_values=self.base_value, data=data,
-                                feature_names=list(self.features.names),
-                                compute_time=self.seconds)
+        return shap.Explanation(
+            values=self.values.copy(),
+            base_values=self.base_value,
+            data=data,
+            feature_names=list(self.features.names),
+            compute_time=self.seconds,
+        )
 
     @classmethod
-    def from_shap(cls, explanation, *, model: BSNN, image: np.ndarray, features: FeatureSet | None = None,
-                  target: int | None = None, explainer: str = "external", max_evals: int | None = None,
-                  seed: int = 0, background: dict | None = None) -> ShapValues:
+    def from_shap(
+        cls,
+        explanation,
+        *,
+        model: BSNN,
+        image: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        explainer: str = "external",
+        max_evals: int | None = None,
+        seed: int = 0,
+        background: dict | None = None,
+    ) -> ShapValues:
         """Read a ``shap.Explanation`` of one instance (values per feature, or per pixel for pixel features)."""
         values = np.asarray(explanation.values, dtype=np.float64)
         data, spikes = _instance(model, image)
@@ -320,13 +372,32 @@ class ShapValues:
         base = np.asarray(explanation.base_values, dtype=np.float64).reshape(-1)
         target = int(forward(model, spikes).prediction[0]) if target is None else int(target)
         full = float(margins(forward(model, spikes).scores, target)[0])
-        return cls(values, float(base[0]), full, data, spikes, features, model.input_shape, target,
-                   model.labels[target], explainer, max_evals, int(seed), dict(background or {}),
-                   0, float(getattr(explanation, "compute_time", 0.0) or 0.0))
+        return cls(
+            values,
+            float(base[0]),
+            full,
+            data,
+            spikes,
+            features,
+            model.input_shape,
+            target,
+            model.labels[target],
+            explainer,
+            max_evals,
+            int(seed),
+            dict(background or {}),
+            0,
+            float(getattr(explanation, "compute_time", 0.0) or 0.0),
+        )
 
     def to_dict(self) -> dict:
-        return {"values": self.values.tolist(), "base_value": self.base_value, "full_value": self.full_value,
-                "feature_names": list(self.features.names), **self.settings()}
+        return {
+            "values": self.values.tolist(),
+            "base_value": self.base_value,
+            "full_value": self.full_value,
+            "feature_names": list(self.features.names),
+            **self.settings(),
+        }
 
 
 def _instance(model: BSNN, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -375,12 +446,21 @@ def default_max_evals(explainer: str, n_features: int) -> int:
         return 2 * n_features + 2048
     if explainer == "partition":
         return 500
-    return 2 ** n_features
+    return 2**n_features
 
 
-def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation", max_evals: int | None = None,
-                background: Background | None = None, features: FeatureSet | str | None = None, seed: int = 0,
-                target: int | None = None, backend: str = "kernel") -> ShapValues:
+def shap_values(
+    model: BSNN,
+    image: np.ndarray,
+    *,
+    explainer: str = "permutation",
+    max_evals: int | None = None,
+    background: Background | None = None,
+    features: FeatureSet | str | None = None,
+    seed: int = 0,
+    target: int | None = None,
+    backend: str = "kernel",
+) -> ShapValues:
     """SHAP values of the score margin of ``target`` (default: the prediction) with shap's ``explainer``.
 
     Args:
@@ -404,8 +484,10 @@ def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation
     background = background or make_background("blank", n_inputs=model.n_inputs)
     n = len(features)
     if explainer == "exact" and n > EXACT_MAX_FEATURES:
-        raise ValueError(f"the exact explainer needs 2^{n} coalitions; use at most {EXACT_MAX_FEATURES} features "
-                         "(e.g. square patches) or a sampling explainer")
+        raise ValueError(
+            f"the exact explainer needs 2^{n} coalitions; use at most {EXACT_MAX_FEATURES} features "
+            "(e.g. square patches) or a sampling explainer"
+        )
     budget = default_max_evals(explainer, n) if max_evals is None else int(max_evals)
     if explainer == "permutation" and budget < 2 * n + 1:
         raise ValueError(f"the permutation explainer needs max_evals >= 2 * {n} + 1 = {2 * n + 1}, got {budget}")
@@ -431,9 +513,23 @@ def shap_values(model: BSNN, image: np.ndarray, *, explainer: str = "permutation
         values = np.asarray(out.values, dtype=np.float64).reshape(-1)
     seconds = time.perf_counter() - start
     target = f.target
-    return ShapValues(values.astype(np.float64), base_value, full_value, data, spikes, features, model.input_shape,
-                      target, model.labels[target], explainer, budget, int(seed), background.describe(),
-                      f.evaluations, seconds)
+    return ShapValues(
+        values.astype(np.float64),
+        base_value,
+        full_value,
+        data,
+        spikes,
+        features,
+        model.input_shape,
+        target,
+        model.labels[target],
+        explainer,
+        budget,
+        int(seed),
+        background.describe(),
+        f.evaluations,
+        seconds,
+    )
 
 
 # --------------------------------------------------------------------------- rank metrics
@@ -451,7 +547,7 @@ def _prefix_probabilities(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, np.float64)
     n = len(scores)
     ordered = np.sort(scores)[::-1]
-    start = n - np.searchsorted(ordered[::-1], scores, side="right")   # items strictly greater
+    start = n - np.searchsorted(ordered[::-1], scores, side="right")  # items strictly greater
     size = n - np.searchsorted(ordered[::-1], scores, side="left") - start  # the item's tie group
     depth = np.arange(1, n + 1)[:, None]
     return np.clip((depth - start[None]) / size[None], 0.0, 1.0)
@@ -478,9 +574,9 @@ def rbo(a: np.ndarray, b: np.ndarray, p: float = 0.9) -> float:
     n = len(a)
     if n == 0:
         return 1.0
-    overlap = (_prefix_probabilities(a) * _prefix_probabilities(b)).sum(axis=1)   # E[X_d], d = 1..n
+    overlap = (_prefix_probabilities(a) * _prefix_probabilities(b)).sum(axis=1)  # E[X_d], d = 1..n
     depth = np.arange(1, n + 1)
-    return float(overlap[-1] / n * p ** n + (1 - p) / p * np.sum(overlap / depth * p ** depth))
+    return float(overlap[-1] / n * p**n + (1 - p) / p * np.sum(overlap / depth * p**depth))
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -531,8 +627,10 @@ class Budgets:
             raise ValueError(f"the time limit must be positive seconds, got {total}")
         base = cls()
         factor = total / base.total()
-        return cls(**{k: (v * factor if isinstance(v, float) else v) for k, v in base.__dict__.items()
-                      if k != "ffa_max_axps"}, ffa_max_axps=ffa_max_axps)
+        return cls(
+            **{k: (v * factor if isinstance(v, float) else v) for k, v in base.__dict__.items() if k != "ffa_max_axps"},
+            ffa_max_axps=ffa_max_axps,
+        )
 
     def total(self) -> float:
         return self.axp + self.shap_order_axp + 2 * self.questions + self.minimum + self.relevance + self.ffa + self.cxp
@@ -540,18 +638,55 @@ class Budgets:
 
 # The row of one comparison: every column, in order (None where undecided or undefined).
 METRICS = (
-    "index", "label", "prediction", "n_features", "seconds",
-    "shap_explainer", "shap_max_evals", "shap_seed", "shap_background", "shap_evaluations", "shap_seconds",
-    "shap_additivity_error", "shap_nonzero",
-    "axp_size", "axp_status", "axp_seconds",
-    "topk_sufficient", "smallest_sufficient_k", "smallest_sufficient_k_low", "smallest_sufficient_k_high",
-    "shap_order_axp_size", "shap_order_axp_status", "min_axp_size", "min_axp_lower_bound", "min_axp_status",
-    "precision", "recall", "jaccard",
-    "n_relevant", "n_irrelevant", "n_irrelevant_structural", "n_relevance_unknown",
-    "irrelevant_mass", "unknown_mass", "irrelevant_nonzero", "irrelevant_above_relevant", "irrelevant_top_rank",
-    "ffa_status", "ffa_n_axps", "ffa_seconds", "kendall_tau", "rbo", "ffa_error",
-    "cxp_size", "cxp_status", "topk_cxp_changes", "smallest_changing_k",
-    "max_distance", "budget_seconds",
+    "index",
+    "label",
+    "prediction",
+    "n_features",
+    "seconds",
+    "shap_explainer",
+    "shap_max_evals",
+    "shap_seed",
+    "shap_background",
+    "shap_evaluations",
+    "shap_seconds",
+    "shap_additivity_error",
+    "shap_nonzero",
+    "axp_size",
+    "axp_status",
+    "axp_seconds",
+    "topk_sufficient",
+    "smallest_sufficient_k",
+    "smallest_sufficient_k_low",
+    "smallest_sufficient_k_high",
+    "shap_order_axp_size",
+    "shap_order_axp_status",
+    "min_axp_size",
+    "min_axp_lower_bound",
+    "min_axp_status",
+    "precision",
+    "recall",
+    "jaccard",
+    "n_relevant",
+    "n_irrelevant",
+    "n_irrelevant_structural",
+    "n_relevance_unknown",
+    "irrelevant_mass",
+    "unknown_mass",
+    "irrelevant_nonzero",
+    "irrelevant_above_relevant",
+    "irrelevant_top_rank",
+    "ffa_status",
+    "ffa_n_axps",
+    "ffa_seconds",
+    "kendall_tau",
+    "rbo",
+    "ffa_error",
+    "cxp_size",
+    "cxp_status",
+    "topk_cxp_changes",
+    "smallest_changing_k",
+    "max_distance",
+    "budget_seconds",
 )
 
 RELEVANT, IRRELEVANT, UNKNOWN = 1, 0, -1
@@ -630,11 +765,23 @@ def _binary_search(decide: Callable[[int], bool | None], n: int, known: dict[int
     return low, high
 
 
-def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, explainer: str = "permutation",
-            max_evals: int | None = None, background: Background | None = None, seed: int = 0,
-            features: FeatureSet | str | None = None, budgets: Budgets | None = None, backend: str = DEFAULT_BACKEND,
-            max_distance: int | None = None, rbo_p: float = 0.9, index: int | None = None,
-            label: int | None = None) -> Comparison:
+def compare(
+    model: BSNN,
+    image: np.ndarray,
+    *,
+    shap: ShapValues | None = None,
+    explainer: str = "permutation",
+    max_evals: int | None = None,
+    background: Background | None = None,
+    seed: int = 0,
+    features: FeatureSet | str | None = None,
+    budgets: Budgets | None = None,
+    backend: str = DEFAULT_BACKEND,
+    max_distance: int | None = None,
+    rbo_p: float = 0.9,
+    index: int | None = None,
+    label: int | None = None,
+) -> Comparison:
     """Compare SHAP with formal explanations on one image (metrics in the module docstring).
 
     Args:
@@ -660,8 +807,15 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
     features = shap.features if shap is not None and features is None else _features(model, features)
     outside = 0.0 if shap is None else shap.seconds  # SHAP time spent before this call
     if shap is None:
-        shap = shap_values(model, spikes if data is None else data, explainer=explainer, max_evals=max_evals,
-                           background=background, features=features, seed=seed)
+        shap = shap_values(
+            model,
+            spikes if data is None else data,
+            explainer=explainer,
+            max_evals=max_evals,
+            background=background,
+            features=features,
+            seed=seed,
+        )
     elif len(shap.features) != len(features):
         raise ValueError("the SHAP values and the feature set disagree on the number of features")
     n = len(features)
@@ -672,13 +826,22 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
 
     row: dict = dict.fromkeys(METRICS)
     prediction = int(forward(model, spikes).prediction[0])
-    row.update(index=index, label=label, prediction=model.labels[prediction], n_features=n,
-               shap_explainer=shap.explainer, shap_max_evals=shap.max_evals, shap_seed=shap.seed,
-               shap_background=f"{shap.background.get('kind')}:{shap.background.get('size')}",
-               shap_evaluations=shap.evaluations, shap_seconds=round(shap.seconds, 4),
-               shap_additivity_error=round(shap.additivity_error, 6),
-               shap_nonzero=int((magnitude > 0).sum()), max_distance=max_distance,
-               budget_seconds=round(budgets.total(), 3))
+    row.update(
+        index=index,
+        label=label,
+        prediction=model.labels[prediction],
+        n_features=n,
+        shap_explainer=shap.explainer,
+        shap_max_evals=shap.max_evals,
+        shap_seed=shap.seed,
+        shap_background=f"{shap.background.get('kind')}:{shap.background.get('size')}",
+        shap_evaluations=shap.evaluations,
+        shap_seconds=round(shap.seconds, 4),
+        shap_additivity_error=round(shap.additivity_error, 6),
+        shap_nonzero=int((magnitude > 0).sum()),
+        max_distance=max_distance,
+        budget_seconds=round(budgets.total(), 3),
+    )
     oracle = make_oracle(model, spikes, backend=backend, features=features, max_distance=max_distance)
     relevance = np.full(n, UNKNOWN, np.int8)
     ffa = np.zeros(n)
@@ -686,6 +849,7 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
     shap_axp: tuple[int, ...] = ()
     cxp: tuple[int, ...] = ()
     try:
+
         def ask(fixed: frozenset[int], clock: _Clock) -> bool | None:
             """Is fixing ``fixed`` sufficient? ``None`` when undecided within the budget."""
             left = min(budgets.question, clock.left())
@@ -716,19 +880,26 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
         row["topk_sufficient"] = sufficient
         known = {} if sufficient is None else {k_axp: sufficient}
         low, high = _binary_search(lambda k: ask(top(k), clock), n, known)
-        row.update(smallest_sufficient_k_low=low, smallest_sufficient_k_high=high,
-                   smallest_sufficient_k=low if low == high else None)
+        row.update(
+            smallest_sufficient_k_low=low,
+            smallest_sufficient_k_high=high,
+            smallest_sufficient_k=low if low == high else None,
+        )
 
         # -- minimum AXp
         smallest = MinimumAXp(oracle, upper_bound=False, time_limit=budgets.minimum).compute()
-        row.update(min_axp_status=_status(smallest.status), min_axp_lower_bound=smallest.lower_bound,
-                   min_axp_size=len(smallest.explanation) if smallest.optimal else None)
+        row.update(
+            min_axp_status=_status(smallest.status),
+            min_axp_lower_bound=smallest.lower_bound,
+            min_axp_size=len(smallest.explanation) if smallest.optimal else None,
+        )
         if smallest.optimal:
             relevant_sets.append(smallest.explanation.features)
 
         # -- formal feature attribution: FFA(i) = share of the enumerated AXps that contain i
-        enumerator = Enumerator(oracle, prefer="axp", max_axps=budgets.ffa_max_axps, order=order_scores,
-                                time_limit=budgets.ffa)
+        enumerator = Enumerator(
+            oracle, prefer="axp", max_axps=budgets.ffa_max_axps, order=order_scores, time_limit=budgets.ffa
+        )
         began = time.perf_counter()
         axps = [item for item in enumerator.enumerate() if item.kind == "axp"]
         counts = np.zeros(n)
@@ -736,8 +907,11 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
             counts[list(item.features)] += 1
         ffa = counts / len(axps) if axps else counts
         exhaustive = enumerator.status is Status.COMPLETE
-        row.update(ffa_status=_status(enumerator.status), ffa_n_axps=len(axps),
-                   ffa_seconds=round(time.perf_counter() - began, 4))
+        row.update(
+            ffa_status=_status(enumerator.status),
+            ffa_n_axps=len(axps),
+            ffa_seconds=round(time.perf_counter() - began, 4),
+        )
         relevant_sets.extend(item.features for item in axps if item.minimal)
 
         # -- relevance labels
@@ -768,8 +942,11 @@ def compare(model: BSNN, image: np.ndarray, *, shap: ShapValues | None = None, e
 
         # -- rank agreement with FFA
         if axps:
-            row.update(kendall_tau=kendall_tau(magnitude, ffa), rbo=rbo(magnitude, ffa, rbo_p),
-                       ffa_error=attribution_error(magnitude, ffa))
+            row.update(
+                kendall_tau=kendall_tau(magnitude, ffa),
+                rbo=rbo(magnitude, ffa, rbo_p),
+                ffa_error=attribution_error(magnitude, ffa),
+            )
 
         # -- contrastive side
         try:
@@ -803,11 +980,15 @@ def _relevance_metrics(magnitude: np.ndarray, relevance: np.ndarray, structural:
     relevant = relevance == RELEVANT
     unknown = relevance == UNKNOWN
     total = magnitude.sum()
-    out = {"n_relevant": int(relevant.sum()), "n_irrelevant": int(irrelevant.sum()),
-           "n_irrelevant_structural": int(structural.sum()), "n_relevance_unknown": int(unknown.sum()),
-           "irrelevant_mass": float(magnitude[irrelevant].sum() / total) if total > 0 else None,
-           "unknown_mass": float(magnitude[unknown].sum() / total) if total > 0 else None,
-           "irrelevant_nonzero": int((magnitude[irrelevant] > 0).sum())}
+    out = {
+        "n_relevant": int(relevant.sum()),
+        "n_irrelevant": int(irrelevant.sum()),
+        "n_irrelevant_structural": int(structural.sum()),
+        "n_relevance_unknown": int(unknown.sum()),
+        "irrelevant_mass": float(magnitude[irrelevant].sum() / total) if total > 0 else None,
+        "unknown_mass": float(magnitude[unknown].sum() / total) if total > 0 else None,
+        "irrelevant_nonzero": int((magnitude[irrelevant] > 0).sum()),
+    }
     if irrelevant.any() and relevant.any():
         rel = np.sort(magnitude[relevant])
         # pairs (irrelevant i, relevant r) with |phi_i| > |phi_r|: for each i, the relevant values below it
@@ -850,8 +1031,18 @@ def summarise(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
             p = x.mean()
             centre = (p + z * z / (2 * m)) / (1 + z * z / m)
             half = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / (1 + z * z / m)
-            out.append({"metric": name, "n": m, "undecided": len(raw) - m, "mean": p, "low": centre - half,
-                        "high": centre + half, "median": None, "kind": "share"})
+            out.append(
+                {
+                    "metric": name,
+                    "n": m,
+                    "undecided": len(raw) - m,
+                    "mean": p,
+                    "low": centre - half,
+                    "high": centre + half,
+                    "median": None,
+                    "kind": "share",
+                }
+            )
             continue
         try:
             x = np.array([float(v) for v in values])
@@ -859,9 +1050,18 @@ def summarise(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
             continue
         m = len(x)
         half = float(student.ppf(0.5 + confidence / 2, m - 1) * x.std(ddof=1) / math.sqrt(m)) if m > 1 else math.nan
-        out.append({"metric": name, "n": m, "undecided": len(raw) - m, "mean": float(x.mean()),
-                    "low": float(x.mean() - half), "high": float(x.mean() + half), "median": float(np.median(x)),
-                    "kind": "mean"})
+        out.append(
+            {
+                "metric": name,
+                "n": m,
+                "undecided": len(raw) - m,
+                "mean": float(x.mean()),
+                "low": float(x.mean() - half),
+                "high": float(x.mean() + half),
+                "median": float(np.median(x)),
+                "kind": "mean",
+            }
+        )
     return out
 
 
@@ -900,29 +1100,48 @@ def add_compare_command(subparsers) -> None:
     """Register ``xsnn compare`` (formal explanations versus SHAP over a range of images)."""
     from xsnn.model import DEFAULT_MODEL
 
-    p = subparsers.add_parser("compare", help="compare SHAP with formal explanations over a range of images",
-                              description="One row of metrics per image (see docs/compare.md), written as it "
-                                          "finishes; an existing --out file is resumed.")
+    p = subparsers.add_parser(
+        "compare",
+        help="compare SHAP with formal explanations over a range of images",
+        description="One row of metrics per image (see docs/compare.md), written as it "
+        "finishes; an existing --out file is resumed.",
+    )
     p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"shipped model or .npz path (default {DEFAULT_MODEL})")
-    p.add_argument("--data", choices=("sample", "mnist"), default=None,
-                   help="images: MNIST (from --data-dir or $XSNN_DATA) or the 200-image test sample shipped "
-                        "with xsnn (default: MNIST when a folder is given, else the sample)")
+    p.add_argument(
+        "--data",
+        choices=("sample", "mnist"),
+        default=None,
+        help="images: MNIST (from --data-dir or $XSNN_DATA) or the 200-image test sample shipped "
+        "with xsnn (default: MNIST when a folder is given, else the sample)",
+    )
     p.add_argument("--data-dir", default=None, help="folder of the full MNIST IDX files (default $XSNN_DATA)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="MNIST split of the explained images")
     p.add_argument("--indices", default="0:10", help="images: 0:1000, 0:1000:10 or 3,5,7 (default 0:10)")
-    p.add_argument("--model-labels-only", action="store_true",
-                   help="skip images whose true label is not one of the model's classes (e.g. 1/5/9)")
-    p.add_argument("--time-limit", type=float, default=11.0,
-                   help="seconds of formal reasoning per image at most, spread over the steps as in "
-                        "xsnn.compare.Budgets (default 11)")
+    p.add_argument(
+        "--model-labels-only",
+        action="store_true",
+        help="skip images whose true label is not one of the model's classes (e.g. 1/5/9)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=11.0,
+        help="seconds of formal reasoning per image at most, spread over the steps as in "
+        "xsnn.compare.Budgets (default 11)",
+    )
     p.add_argument("--ffa-max-axps", type=int, default=None, help="stop the FFA enumeration after this many AXps")
     p.add_argument("--backend", default=DEFAULT_BACKEND, help="exact oracle (as for 'xsnn explain')")
     p.add_argument("--distance", type=int, default=None, help="distance-restricted explanations")
     p.add_argument("--features", default="pixels", help="pixels (default) or patches:N")
-    p.add_argument("--explainer", choices=EXPLAINERS, default="permutation",
-                   help="shap explainer (default permutation)")
-    p.add_argument("--max-evals", type=int, default=None,
-                   help="coalitions shap may evaluate (default: 10 permutations; 2^|F| for exact)")
+    p.add_argument(
+        "--explainer", choices=EXPLAINERS, default="permutation", help="shap explainer (default permutation)"
+    )
+    p.add_argument(
+        "--max-evals",
+        type=int,
+        default=None,
+        help="coalitions shap may evaluate (default: 10 permutations; 2^|F| for exact)",
+    )
     p.add_argument("--background", choices=BACKGROUNDS, default="blank", help="values of absent features")
     p.add_argument("--background-size", type=int, default=10, help="images (sample) or centres (kmeans), default 10")
     p.add_argument("--seed", type=int, default=0, help="seed of the background draw and of shap's sampling")
@@ -960,24 +1179,41 @@ class CompareSetup:
     max_distance: int | None
 
     def question(self) -> dict:
-        return {"shap_explainer": self.explainer,
-                "shap_background": f"{self.background.kind}:{len(self.background.images)}@{self.background_source}",
-                "max_distance": self.max_distance}
+        return {
+            "shap_explainer": self.explainer,
+            "shap_background": f"{self.background.kind}:{len(self.background.images)}@{self.background_source}",
+            "max_distance": self.max_distance,
+        }
 
     def _row(self, instance: Instance, status: str, error: str | None = None) -> dict:
-        return {**dict.fromkeys(TABLE_COLUMNS), **self.question(), "index": instance.index, "label": instance.label,
-                "status": status, "error": error}
+        return {
+            **dict.fromkeys(TABLE_COLUMNS),
+            **self.question(),
+            "index": instance.index,
+            "label": instance.label,
+            "status": status,
+            "error": error,
+        }
 
     def run(self, instance: Instance) -> dict:
         from xsnn.batch import BatchError, worker_model
 
         model, _ = worker_model(self)
         try:
-            row = compare_image(model, instance.image, explainer=self.explainer, max_evals=self.max_evals,
-                                background=self.background, seed=self.seed,
-                                features=parse_features(self.features, model), budgets=self.budgets,
-                                backend=self.backend, max_distance=self.max_distance, index=instance.index,
-                                label=instance.label)
+            row = compare_image(
+                model,
+                instance.image,
+                explainer=self.explainer,
+                max_evals=self.max_evals,
+                background=self.background,
+                seed=self.seed,
+                features=parse_features(self.features, model),
+                budgets=self.budgets,
+                backend=self.backend,
+                max_distance=self.max_distance,
+                index=instance.index,
+                label=instance.label,
+            )
         except BatchError:
             raise
         except Exception as exc:  # noqa: BLE001  (recorded in the row; the run goes on)
@@ -1036,8 +1272,10 @@ def run_compare(args) -> int:
     model = load_model(args.model)
     features = parse_features(args.features, model)
     if args.explainer == "exact" and len(features) > EXACT_MAX_FEATURES:
-        raise ValueError(f"--explainer exact needs at most {EXACT_MAX_FEATURES} features (e.g. --features "
-                         f"patches:7), got {len(features)}")
+        raise ValueError(
+            f"--explainer exact needs at most {EXACT_MAX_FEATURES} features (e.g. --features "
+            f"patches:7), got {len(features)}"
+        )
     if args.data is None:
         args.data = "mnist" if (args.data_dir or os.environ.get(xdata.DATA_ENV)) else "sample"
     if args.data == "sample":
@@ -1052,24 +1290,41 @@ def run_compare(args) -> int:
     if args.background == "blank":
         background, source = make_background("blank", n_inputs=model.n_inputs), "none"
     else:  # drawn from training images when MNIST is given, else from the shipped sample
-        pool, source = (xdata.load_mnist("train", args.data_dir)[0], "train") if args.data == "mnist" \
-            else (images, "sample")
+        pool, source = (
+            (xdata.load_mnist("train", args.data_dir)[0], "train") if args.data == "mnist" else (images, "sample")
+        )
         background = make_background(args.background, pool, size=args.background_size, seed=args.seed)
-    setup = CompareSetup(str(args.model), model.content_hash(), background, source, args.features, args.explainer,
-                         args.max_evals, args.seed, budgets, args.backend, args.distance)
-    settings = BatchSettings(setup, BatchData(args.data, images, np.asarray(labels, dtype=np.int64)),
-                             tuple(indices), None if args.out is None else Path(args.out), resume=args.out is not None)
+    setup = CompareSetup(
+        str(args.model),
+        model.content_hash(),
+        background,
+        source,
+        args.features,
+        args.explainer,
+        args.max_evals,
+        args.seed,
+        budgets,
+        args.backend,
+        args.distance,
+    )
+    settings = BatchSettings(
+        setup,
+        BatchData(args.data, images, np.asarray(labels, dtype=np.int64)),
+        tuple(indices),
+        None if args.out is None else Path(args.out),
+        resume=args.out is not None,
+    )
     progress: list[Progress] = []
 
     def on_start(to_do: int, already_done: int) -> None:
         if already_done:
-            print(f"compare: {already_done} of {len(indices)} images already in {args.out}; resuming",
-                  file=sys.stderr)
+            print(f"compare: {already_done} of {len(indices)} images already in {args.out}; resuming", file=sys.stderr)
         progress.append(Progress(to_do, sys.stderr, enabled=not args.no_progress, interval=30.0))
 
     try:
-        outcome = run_batch(settings, LocalEngine(args.jobs), on_start=on_start,
-                            on_row=lambda row: progress[0].update(row))
+        outcome = run_batch(
+            settings, LocalEngine(args.jobs), on_start=on_start, on_row=lambda row: progress[0].update(row)
+        )
     finally:
         for bar in progress:
             bar.close()
@@ -1079,15 +1334,28 @@ def run_compare(args) -> int:
     print(format_summary(summary), file=sys.stderr)
     if args.summary:
         with open(args.summary, "w") as handle:
-            json.dump({"images": len(chosen), "settings": _settings(args, budgets), "summary": summary}, handle,
-                      indent=1)
+            json.dump(
+                {"images": len(chosen), "settings": _settings(args, budgets), "summary": summary}, handle, indent=1
+            )
     return 1 if any(outcome.statuses[s] for s in TROUBLE) else 0
 
 
 def _settings(args, budgets: Budgets) -> dict:
-    return {"model": args.model, "data": args.data, "split": args.split, "indices": args.indices,
-            "model_labels_only": args.model_labels_only, "time_limit": args.time_limit,
-            "budgets": budgets.__dict__, "backend": args.backend, "distance": args.distance,
-            "features": args.features, "explainer": args.explainer, "max_evals": args.max_evals,
-            "background": args.background, "background_size": args.background_size, "seed": args.seed,
-            "jobs": args.jobs}
+    return {
+        "model": args.model,
+        "data": args.data,
+        "split": args.split,
+        "indices": args.indices,
+        "model_labels_only": args.model_labels_only,
+        "time_limit": args.time_limit,
+        "budgets": budgets.__dict__,
+        "backend": args.backend,
+        "distance": args.distance,
+        "features": args.features,
+        "explainer": args.explainer,
+        "max_evals": args.max_evals,
+        "background": args.background,
+        "background_size": args.background_size,
+        "seed": args.seed,
+        "jobs": args.jobs,
+    }

@@ -21,6 +21,7 @@ variable ``XSNN_DATA``. xsnn never downloads anything.
 :func:`load_sample` needs no download: the first 200 images of the MNIST test
 set ship inside the package (``xsnn/sample``, see ``ATTRIBUTION.md`` there).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -33,8 +34,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "read_idx", "load_mnist", "load_sample", "load_images", "filter_classes", "load_image_file",
-           "load_image_set", "mnist_dir", "DATA_ENV", "SPLITS", "SAMPLE_FILE"]
+__all__ = [
+    "DataError",
+    "read_idx",
+    "load_mnist",
+    "load_sample",
+    "load_images",
+    "filter_classes",
+    "load_image_file",
+    "load_image_set",
+    "mnist_dir",
+    "DATA_ENV",
+    "SPLITS",
+    "SAMPLE_FILE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +98,10 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
     if zero != 0 or type_code != _UBYTE or n_dims == 0:
         raise DataError(f"{path} is not an unsigned-byte IDX file (magic number {found:#010x})")
     if magic is not None and found != magic:
-        raise DataError(f"{path} has magic number {found} but {magic} was expected "
-                        f"(images: {_IMAGES_MAGIC}, labels: {_LABELS_MAGIC})")
+        raise DataError(
+            f"{path} has magic number {found} but {magic} was expected "
+            f"(images: {_IMAGES_MAGIC}, labels: {_LABELS_MAGIC})"
+        )
     header_end = 4 + 4 * n_dims
     if len(raw) < header_end:
         raise DataError(f"{path} is truncated inside its header")
@@ -110,7 +125,8 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
             raise DataError(
                 f"no MNIST folder given: pass data_dir=... (or --data-dir) or set the environment variable "
                 f"{DATA_ENV} to a folder holding the MNIST IDX files (train-images-idx3-ubyte.gz, ...); "
-                f"the 200-image sample needs no download: xsnn.data.load_sample()")
+                f"the 200-image sample needs no download: xsnn.data.load_sample()"
+            )
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
         raise DataError(f"MNIST folder {folder} does not exist or is not a folder")
@@ -148,8 +164,10 @@ def _check_md5(path: Path, sums: dict[str, str]) -> None:
         return
     digest = hashlib.md5(path.read_bytes()).hexdigest()
     if digest != expected:
-        raise DataError(f"{path} fails its MD5 check (expected {expected} from MD5SUMS, got {digest}): "
-                        f"the file is corrupt or is not the MNIST file")
+        raise DataError(
+            f"{path} fails its MD5 check (expected {expected} from MD5SUMS, got {digest}): "
+            f"the file is corrupt or is not the MNIST file"
+        )
 
 
 def load_mnist(split: str = "test", data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -191,8 +209,12 @@ def load_sample() -> tuple[np.ndarray, np.ndarray]:
             images, labels = archive["images"], archive["labels"]
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"the shipped MNIST sample {path} is unreadable ({exc})") from None
-    if images.dtype != np.uint8 or labels.dtype != np.uint8 or images.shape[1:] != (28, 28) \
-            or len(images) != len(labels):
+    if (
+        images.dtype != np.uint8
+        or labels.dtype != np.uint8
+        or images.shape[1:] != (28, 28)
+        or len(images) != len(labels)
+    ):
         raise DataError(f"the shipped MNIST sample {path} has unexpected arrays")
     return images, labels
 
@@ -216,21 +238,34 @@ def load_image_set(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
     if "images" not in arrays:
         raise DataError(f"{path} has no array 'images' (found: {', '.join(names) or 'none'})")
     images, labels = arrays["images"], arrays.get("labels")
-    if not np.issubdtype(images.dtype, np.integer) or images.ndim < 2 or len(images) == 0 \
-            or images.min() < 0 or images.max() > 255:
-        raise DataError(f"{path}: 'images' must be a non-empty integer array (n, ...) of intensities 0..255, "
-                        f"got dtype {images.dtype} and shape {images.shape}")
+    if (
+        not np.issubdtype(images.dtype, np.integer)
+        or images.ndim < 2
+        or len(images) == 0
+        or images.min() < 0
+        or images.max() > 255
+    ):
+        raise DataError(
+            f"{path}: 'images' must be a non-empty integer array (n, ...) of intensities 0..255, "
+            f"got dtype {images.dtype} and shape {images.shape}"
+        )
     if labels is not None:
-        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) \
-                or (labels.size and labels.min() < 0):
-            raise DataError(f"{path}: 'labels' must hold {len(images)} non-negative integers, "
-                            f"got dtype {labels.dtype} and shape {labels.shape}")
+        if (
+            labels.shape != (len(images),)
+            or not np.issubdtype(labels.dtype, np.integer)
+            or (labels.size and labels.min() < 0)
+        ):
+            raise DataError(
+                f"{path}: 'labels' must hold {len(images)} non-negative integers, "
+                f"got dtype {labels.dtype} and shape {labels.shape}"
+            )
         labels = labels.astype(np.int64)
     return images.astype(np.uint8), labels
 
 
-def load_images(source: str = "sample", split: str = "test",
-                data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_images(
+    source: str = "sample", split: str = "test", data_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels from ``source``: ``"sample"`` (shipped; ``split`` must be ``"test"``) or ``"mnist"``."""
     if source == "sample":
         if split != "test":
@@ -241,8 +276,9 @@ def load_images(source: str = "sample", split: str = "test",
     raise DataError(f"image source must be 'sample' or 'mnist', got {source!r}")
 
 
-def filter_classes(images: np.ndarray, labels: np.ndarray,
-                   classes: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+def filter_classes(
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep the images whose label is in ``classes``; return them with class *indices*.
 
     The class index of label ``classes[k]`` is ``k`` (e.g. classes ``(1, 5, 9)``

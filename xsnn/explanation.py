@@ -26,6 +26,7 @@ JSON: :meth:`Explanation.to_dict` / :meth:`Explanation.from_dict` and :meth:`sav
 :meth:`load` round-trip exactly (no pickle). The proof is stored with each witness as the
 positions where it differs from the instance.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,12 @@ __all__ = ["Explanation", "KINDS", "STATUSES", "SCHEMA"]
 SCHEMA = "xsnn.explanation/1"
 KINDS = ("axp", "min-axp", "cxp", "attribution")
 STATUSES = ("complete", "timeout", "interrupted", "undecided", "limit", "error")
-_KIND_WORDS = {"axp": "abductive explanation (AXp)", "min-axp": "minimum abductive explanation (minimum AXp)",
-               "cxp": "contrastive explanation (CXp)", "attribution": "formal feature attribution"}
+_KIND_WORDS = {
+    "axp": "abductive explanation (AXp)",
+    "min-axp": "minimum abductive explanation (minimum AXp)",
+    "cxp": "contrastive explanation (CXp)",
+    "attribution": "formal feature attribution",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,8 +124,10 @@ class Explanation:
 
     def __repr__(self) -> str:
         target = "" if self.target is None else f", target={self.target}"
-        return (f"Explanation(kind={self.kind!r}, prediction={self.prediction}{target}, "
-                f"size={self.size}/{len(self.mask)}, status={self.status!r})")
+        return (
+            f"Explanation(kind={self.kind!r}, prediction={self.prediction}{target}, "
+            f"size={self.size}/{len(self.mask)}, status={self.status!r})"
+        )
 
     def summary(self, verbose: bool = False) -> str:
         """The result in plain words (with ``verbose``: also which solver path answered how often)."""
@@ -129,8 +136,11 @@ class Explanation:
         k = self.max_distance
         within = "" if k is None else f" that differs from it in at most {k} {unit}"
         versus = f"{self.prediction} over {self.target}" if self.target is not None else str(self.prediction)
-        beats = (f"class {self.prediction} beats class {self.target}" if self.target is not None
-                 else f"the prediction is {self.prediction}")
+        beats = (
+            f"class {self.prediction} beats class {self.target}"
+            if self.target is not None
+            else f"the prediction is {self.prediction}"
+        )
         contrast = "" if self.target is None else f" (contrasted with {self.target})"
         lines = [f"Prediction: {self.prediction}{contrast}"]
         if self.status == "error":
@@ -138,47 +148,67 @@ class Explanation:
             return "\n".join(lines)
         if self.kind in ("axp", "min-axp"):
             if self.size == 0:
-                lines.append(f"Robust: {beats} for every input{within or ''}; no {unit[:-1]} needs to be fixed"
-                             if k is not None else f"Constant: {beats} whatever the input (empty explanation)")
+                lines.append(
+                    f"Robust: {beats} for every input{within or ''}; no {unit[:-1]} needs to be fixed"
+                    if k is not None
+                    else f"Constant: {beats} whatever the input (empty explanation)"
+                )
             else:
-                lines.append(f"{_cap(_KIND_WORDS[self.kind])}: {self.size} of {n} {unit}. Keeping these "
-                             f"{unit} as they are guarantees {versus if self.target is not None else 'the prediction'} "
-                             f"for every input{within}.")
+                lines.append(
+                    f"{_cap(_KIND_WORDS[self.kind])}: {self.size} of {n} {unit}. Keeping these "
+                    f"{unit} as they are guarantees {versus if self.target is not None else 'the prediction'} "
+                    f"for every input{within}."
+                )
             if self.kind == "min-axp":
                 proven = self.status == "complete"
                 bound = self.stats.get("lower_bound")
-                lines.append("Proven minimum: no smaller set of features does this." if proven else
-                             f"Not proven minimum ({self.status}); every explanation has at least {bound} {unit}.")
+                lines.append(
+                    "Proven minimum: no smaller set of features does this."
+                    if proven
+                    else f"Not proven minimum ({self.status}); every explanation has at least {bound} {unit}."
+                )
             elif self.size:
-                lines.append(self._minimality_words("removing any one of them lets another class win"
-                                                    if self.target is None else
-                                                    f"removing any one of them lets {self.target} win"))
+                lines.append(
+                    self._minimality_words(
+                        "removing any one of them lets another class win"
+                        if self.target is None
+                        else f"removing any one of them lets {self.target} win"
+                    )
+                )
         elif self.kind == "cxp":
-            lines.append(f"{_cap(_KIND_WORDS['cxp'])}: {self.size} of {n} {unit}. Changing these {unit} "
-                         f"(the rest as they are{'' if k is None else f', at most {k} changed'}) can change "
-                         f"{'the prediction' if self.target is None else f'it to {self.target}'}.")
+            lines.append(
+                f"{_cap(_KIND_WORDS['cxp'])}: {self.size} of {n} {unit}. Changing these {unit} "
+                f"(the rest as they are{'' if k is None else f', at most {k} changed'}) can change "
+                f"{'the prediction' if self.target is None else f'it to {self.target}'}."
+            )
             lines.append(self._minimality_words("keeping any one of them as it is prevents that"))
         else:
             n_axps = self.stats.get("n_axps", 0)
             exact = self.status == "complete"
-            lines.append(f"{_cap(_KIND_WORDS['attribution'])} over {n_axps} AXps"
-                         f"{' (all of them: exact)' if exact else f' ({self.status}: not all AXps found)'}: "
-                         f"{self.size} of {n} {unit} occur in some AXp"
-                         + (f", {n - self.size} in none (irrelevant)." if exact else "."))
+            lines.append(
+                f"{_cap(_KIND_WORDS['attribution'])} over {n_axps} AXps"
+                f"{' (all of them: exact)' if exact else f' ({self.status}: not all AXps found)'}: "
+                f"{self.size} of {n} {unit} occur in some AXp"
+                + (f", {n - self.size} in none (irrelevant)." if exact else ".")
+            )
         if self.kind in ("axp", "min-axp") and self.status in ("timeout", "interrupted"):
-            lines.append("Faster questions: coarser features (features='patches:4', --features patches:4), the "
-                         "least influential features first (order='influence', --order influence) or a "
-                         "distance bound (max_distance=2, --distance 2: often answered in a second)."
-                         if k is None else "Faster questions: coarser features (features='patches:4', "
-                         "--features patches:4) or a smaller distance bound.")
+            lines.append(
+                "Faster questions: coarser features (features='patches:4', --features patches:4), the "
+                "least influential features first (order='influence', --order influence) or a "
+                "distance bound (max_distance=2, --distance 2: often answered in a second)."
+                if k is None
+                else "Faster questions: coarser features (features='patches:4', "
+                "--features patches:4) or a smaller distance bound."
+            )
         lines.append(f"Time: {self.seconds:.2f} s, {self.stats.get('questions', 0)} entailment questions.")
         if verbose and self.stats.get("answered_by"):
-            lines.append("Answered by: " + ", ".join(f"{name} {count}" for name, count
-                                                      in sorted(self.stats["answered_by"].items())))
+            lines.append(
+                "Answered by: "
+                + ", ".join(f"{name} {count}" for name, count in sorted(self.stats["answered_by"].items()))
+            )
         if self.verification is not None:
             v = self.verification
-            verdict = ("confirmed" if v.ok else
-                       f"NOT confirmed ({v.status}): " + "; ".join(v.problems[:3]))
+            verdict = "confirmed" if v.ok else f"NOT confirmed ({v.status}): " + "; ".join(v.problems[:3])
             checker = ", ".join(v.verifier) or "witness replay"
             lines.append(f"Independent check ({checker}, {v.checks} checks): {verdict}")
         return "\n".join(lines)
@@ -187,8 +217,10 @@ class Explanation:
         if self.minimal:
             return f"Proven subset-minimal: {reason}."
         unproven = len(self.proof.unproven) if self.proof is not None else self.size
-        return (f"Not proven subset-minimal ({self.status}): {unproven} of its features were not shown "
-                f"necessary, so a smaller set may exist; the set itself is proven.")
+        return (
+            f"Not proven subset-minimal ({self.status}): {unproven} of its features were not shown "
+            f"necessary, so a smaller set may exist; the set itself is proven."
+        )
 
     def render(self, legend: bool = True) -> str:
         """A text picture of a 2-D image with a legend (other inputs: the feature names)."""
@@ -201,8 +233,12 @@ class Explanation:
         rows += ["|" + "".join(row) + "|" for row in glyphs]
         rows.append(rows[0])
         if legend:
-            word = {"axp": "explanation", "min-axp": "explanation", "cxp": "explanation (freed)",
-                    "attribution": "in some AXp"}[self.kind]
+            word = {
+                "axp": "explanation",
+                "min-axp": "explanation",
+                "cxp": "explanation (freed)",
+                "attribution": "in some AXp",
+            }[self.kind]
             rows.append(f"'#' {word}, pixel on   'o' {word}, pixel off   '.' other pixel, on   ' ' other pixel, off")
         return "\n".join(rows)
 
@@ -219,13 +255,24 @@ class Explanation:
         """A JSON-serialisable dict (the shared schema of every command); ``proof=False`` leaves the
         certificate out (its digest stays)."""
         out: dict[str, Any] = {
-            "schema": SCHEMA, "kind": self.kind, "prediction": self.prediction, "target": self.target,
-            "status": self.status, "minimal": self.minimal, "size": self.size, "n_features": len(self.mask),
+            "schema": SCHEMA,
+            "kind": self.kind,
+            "prediction": self.prediction,
+            "target": self.target,
+            "status": self.status,
+            "minimal": self.minimal,
+            "size": self.size,
+            "n_features": len(self.mask),
             "features": list(self.features),
             "values": None if self.values is None else [float(v) for v in self.values],
-            "seconds": self.seconds, "stats": self.stats, "settings": self.settings,
-            "instance": {"spikes": self.spikes.tolist(), "data": None if self.data is None else self.data.tolist(),
-                         "input_shape": list(self.input_shape)},
+            "seconds": self.seconds,
+            "stats": self.stats,
+            "settings": self.settings,
+            "instance": {
+                "spikes": self.spikes.tolist(),
+                "data": None if self.data is None else self.data.tolist(),
+                "input_shape": list(self.input_shape),
+            },
             "proof_digest": self.proof_digest(),
         }
         if self.feature_pixels != tuple((i,) for i in range(len(self.feature_pixels))):
@@ -234,9 +281,19 @@ class Explanation:
         if proof:
             out["proof"] = None if self.proof is None else self.proof.as_dict()
         v = self.verification
-        out["verification"] = None if v is None else {
-            "ok": v.ok, "problems": list(v.problems), "minimal": v.minimal, "verifier": list(v.verifier),
-            "independent": v.independent, "checks": v.checks, "status": v.status}
+        out["verification"] = (
+            None
+            if v is None
+            else {
+                "ok": v.ok,
+                "problems": list(v.problems),
+                "minimal": v.minimal,
+                "verifier": list(v.verifier),
+                "independent": v.independent,
+                "checks": v.checks,
+                "status": v.status,
+            }
+        )
         return out
 
     @classmethod
@@ -265,19 +322,43 @@ class Explanation:
             base = model if model is not None else _model_named(d["settings"])
             proof = certificate_from_dict(d["proof"], _question_model(base, d))
         elif "proof" not in d and d.get("proof_digest") is not None:
-            raise ValueError("this explanation was saved without its proof (to_dict(proof=False)); "
-                             "it cannot be restored exactly")
+            raise ValueError(
+                "this explanation was saved without its proof (to_dict(proof=False)); it cannot be restored exactly"
+            )
         v = d.get("verification")
-        verification = None if v is None else VerificationReport(
-            bool(v["ok"]), tuple(v["problems"]), bool(v["minimal"]), tuple(v["verifier"]), bool(v["independent"]),
-            int(v["checks"]), str(v["status"]))
-        return cls(kind=d["kind"], data=None if instance["data"] is None else np.array(instance["data"], np.uint8),
-                   spikes=spikes, mask=mask, features=tuple(int(k) for k in d["features"]), feature_names=names,
-                   feature_pixels=pixels, input_shape=input_shape,
-                   values=None if d["values"] is None else np.array(d["values"], dtype=np.float64),
-                   prediction=int(d["prediction"]), target=None if d["target"] is None else int(d["target"]),
-                   status=str(d["status"]), minimal=bool(d["minimal"]), stats=d["stats"], proof=proof,
-                   verification=verification, settings=d["settings"], seconds=float(d["seconds"]))
+        verification = (
+            None
+            if v is None
+            else VerificationReport(
+                bool(v["ok"]),
+                tuple(v["problems"]),
+                bool(v["minimal"]),
+                tuple(v["verifier"]),
+                bool(v["independent"]),
+                int(v["checks"]),
+                str(v["status"]),
+            )
+        )
+        return cls(
+            kind=d["kind"],
+            data=None if instance["data"] is None else np.array(instance["data"], np.uint8),
+            spikes=spikes,
+            mask=mask,
+            features=tuple(int(k) for k in d["features"]),
+            feature_names=names,
+            feature_pixels=pixels,
+            input_shape=input_shape,
+            values=None if d["values"] is None else np.array(d["values"], dtype=np.float64),
+            prediction=int(d["prediction"]),
+            target=None if d["target"] is None else int(d["target"]),
+            status=str(d["status"]),
+            minimal=bool(d["minimal"]),
+            stats=d["stats"],
+            proof=proof,
+            verification=verification,
+            settings=d["settings"],
+            seconds=float(d["seconds"]),
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the explanation as JSON (with its proof)."""
@@ -308,8 +389,9 @@ def _question_model(model: BSNN, d: dict) -> BSNN:
 
     labels = list(model.labels)
     if d["prediction"] not in labels or d["target"] not in labels:
-        raise ValueError(f"the model's labels {labels} do not include the explanation's classes "
-                         f"{d['prediction']} and {d['target']}")
+        raise ValueError(
+            f"the model's labels {labels} do not include the explanation's classes {d['prediction']} and {d['target']}"
+        )
     return contrastive_model(model, labels.index(d["prediction"]), labels.index(d["target"]))
 
 

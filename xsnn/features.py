@@ -5,6 +5,7 @@ all ``i in G_k`` and all ``t`` to the instance's values; freeing it lets each
 pixel of ``G_k`` take any spike train of the coding's free domain.
 The default is one feature per pixel.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -64,8 +65,11 @@ class FeatureSet:
         groups, names = [], []
         for r0 in range(0, rows, size):
             for c0 in range(0, cols, size):
-                groups.append(tuple(r * cols + c for r in range(r0, min(r0 + size, rows))
-                                    for c in range(c0, min(c0 + size, cols))))
+                groups.append(
+                    tuple(
+                        r * cols + c for r in range(r0, min(r0 + size, rows)) for c in range(c0, min(c0 + size, cols))
+                    )
+                )
                 names.append(f"patch({r0},{c0})")
         return cls(tuple(groups), tuple(names), rows * cols)
 

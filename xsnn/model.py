@@ -19,6 +19,7 @@ Files are ``.npz`` archives holding integer arrays only (loaded with
 ``allow_pickle=False``), a JSON header stored as uint8 bytes, a format
 version and a SHA-256 content hash; :func:`load_model` validates all of it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,16 +27,26 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from xsnn.coding import Coding, as_pixel_matrix, coding_from_spec
 
-__all__ = ["BSNN", "ForwardResult", "forward", "integrate_and_fire", "save_model", "load_model", "ModelFileError",
-           "FORMAT_VERSION", "WEIGHT_KINDS", "RESETS"]
+__all__ = [
+    "BSNN",
+    "ForwardResult",
+    "forward",
+    "integrate_and_fire",
+    "save_model",
+    "load_model",
+    "ModelFileError",
+    "FORMAT_VERSION",
+    "WEIGHT_KINDS",
+    "RESETS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +127,10 @@ class BSNN:
 
     def describe(self) -> str:
         arch = "-".join(str(n) for n in (self.n_inputs, *self.layer_sizes, self.n_classes))
-        return (f"{arch} {self.weight_kind} BSNN, T={self.n_steps}, reset={self.reset}, "
-                f"coding={self.coding.name}(tau={self.coding.threshold}), labels={list(self.labels)}")
+        return (
+            f"{arch} {self.weight_kind} BSNN, T={self.n_steps}, reset={self.reset}, "
+            f"coding={self.coding.name}(tau={self.coding.threshold}), labels={list(self.labels)}"
+        )
 
     def content_hash(self) -> str:
         """SHA-256 over the header and every array (the identity of the network)."""
@@ -199,7 +212,8 @@ def check_spikes(model: BSNN, spikes: np.ndarray) -> np.ndarray:
         x = x[None]
     if x.ndim != 3 or x.shape[1:] != (model.n_steps, model.n_inputs):
         raise ValueError(
-            f"input spikes must have shape (n, T={model.n_steps}, n_inputs={model.n_inputs}), got {np.shape(spikes)}")
+            f"input spikes must have shape (n, T={model.n_steps}, n_inputs={model.n_inputs}), got {np.shape(spikes)}"
+        )
     if x.dtype != np.uint8 and x.dtype != bool:
         if not np.issubdtype(x.dtype, np.integer):
             raise ValueError(f"input spikes must be 0/1 integers, got dtype {x.dtype}")
@@ -227,12 +241,17 @@ def _input_sums(spikes: np.ndarray, w_float: np.ndarray) -> np.ndarray:
                 out[r] = w_float @ row.astype(np.float32)
         return out
     for start in range(0, len(spikes), 4096):  # bounded float32 temporaries
-        out[start:start + 4096] = spikes[start:start + 4096].astype(np.float32) @ w_float.T
+        out[start : start + 4096] = spikes[start : start + 4096].astype(np.float32) @ w_float.T
     return out
 
 
-def integrate_and_fire(currents: np.ndarray, theta: np.ndarray, reset: str, fixed_mask: np.ndarray | None = None,
-                       fixed_values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def integrate_and_fire(
+    currents: np.ndarray,
+    theta: np.ndarray,
+    reset: str,
+    fixed_mask: np.ndarray | None = None,
+    fixed_values: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The integrate-and-fire neuron of the contract, in int64: the one implementation of it.
 
     With input currents ``I(t)`` (steps on the second-to-last axis) and thresholds ``theta``::
@@ -355,8 +374,10 @@ def load_model_file(path: str | os.PathLike) -> BSNN:
     """
     path = Path(path)
     if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a model file (expected a .npz written by xsnn train or "
-                             f"save_model, or a shipped model name)")
+        raise ModelFileError(
+            f"{path} is a folder, not a model file (expected a .npz written by xsnn train or "
+            f"save_model, or a shipped model name)"
+        )
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):
@@ -381,16 +402,22 @@ def load_model_file(path: str | os.PathLike) -> BSNN:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: the header is not valid JSON ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path} is not an xsnn model file (format {header.get('format') if isinstance(header, dict) else None!r})")
+        raise ModelFileError(
+            f"{path} is not an xsnn model file (format {header.get('format') if isinstance(header, dict) else None!r})"
+        )
     if header.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path} has format version {header.get('format_version')!r}; this xsnn reads version {FORMAT_VERSION}")
+            f"{path} has format version {header.get('format_version')!r}; this xsnn reads version {FORMAT_VERSION}"
+        )
     try:
         n_layers = int(header["n_layers"])
-        expected = {f"weights_{l}" for l in range(n_layers)} | {f"thresholds_{l}" for l in range(n_layers)} | {"readout"}
+        expected = (
+            {f"weights_{l}" for l in range(n_layers)} | {f"thresholds_{l}" for l in range(n_layers)} | {"readout"}
+        )
         if set(contents) != expected:
             raise ModelFileError(
-                f"{path}: arrays {sorted(contents)} do not match the header's {n_layers} layer(s) ({sorted(expected)})")
+                f"{path}: arrays {sorted(contents)} do not match the header's {n_layers} layer(s) ({sorted(expected)})"
+            )
         for name, a in contents.items():
             if not np.issubdtype(a.dtype, np.integer):
                 raise ModelFileError(f"{path}: array {name} has dtype {a.dtype}, expected integers")
@@ -464,14 +491,32 @@ def contrastive_model(model: BSNN, keep: int, foil: int) -> BSNN:
     rows = sorted((keep, foil))
     info = dict(model.info)
     info["contrastive_of"] = model.content_hash()
-    return BSNN(weights=model.weights, thresholds=model.thresholds, readout=model.readout[rows],
-                weight_kind=model.weight_kind, reset=model.reset, n_steps=model.n_steps, coding=model.coding,
-                labels=tuple(model.labels[r] for r in rows), input_shape=model.input_shape, info=info)
+    return BSNN(
+        weights=model.weights,
+        thresholds=model.thresholds,
+        readout=model.readout[rows],
+        weight_kind=model.weight_kind,
+        reset=model.reset,
+        n_steps=model.n_steps,
+        coding=model.coding,
+        labels=tuple(model.labels[r] for r in rows),
+        input_shape=model.input_shape,
+        info=info,
+    )
 
 
-def random_model(rng: np.random.Generator, layer_sizes: Sequence[int], n_inputs: int, n_classes: int, *,
-                 weight_kind: str = "binary", reset: str = "zero", n_steps: int = 2,
-                 coding: Coding | None = None, max_threshold: int | None = None) -> BSNN:
+def random_model(
+    rng: np.random.Generator,
+    layer_sizes: Sequence[int],
+    n_inputs: int,
+    n_classes: int,
+    *,
+    weight_kind: str = "binary",
+    reset: str = "zero",
+    n_steps: int = 2,
+    coding: Coding | None = None,
+    max_threshold: int | None = None,
+) -> BSNN:
     """A random network for tests: uniform weights in the value set, thresholds in ``1..max_threshold``."""
     from xsnn.coding import StaticCoding
 
@@ -483,6 +528,14 @@ def random_model(rng: np.random.Generator, layer_sizes: Sequence[int], n_inputs:
         top = max_threshold or max(1, n_in // 3)
         thresholds.append(rng.integers(1, top + 1, size=n_out))
     readout = rng.choice(values, size=(n_classes, sizes[-1]))
-    return BSNN(weights=tuple(weights), thresholds=tuple(thresholds), readout=readout, weight_kind=weight_kind,
-                reset=reset, n_steps=n_steps, coding=coding or StaticCoding(), labels=tuple(range(n_classes)),
-                input_shape=(n_inputs,))
+    return BSNN(
+        weights=tuple(weights),
+        thresholds=tuple(thresholds),
+        readout=readout,
+        weight_kind=weight_kind,
+        reset=reset,
+        n_steps=n_steps,
+        coding=coding or StaticCoding(),
+        labels=tuple(range(n_classes)),
+        input_shape=(n_inputs,),
+    )

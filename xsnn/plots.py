@@ -7,6 +7,7 @@ panel sit exactly on the proven-irrelevant pixels. :func:`save` writes PNG and S
 Nothing here computes an explanation: pass the objects of :mod:`xsnn.explanation` and
 :mod:`xsnn.compare`.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,30 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["comparison_figure", "explanation_figure", "shap_figure", "distributions_figure", "save",
-           "DISTRIBUTION_METRICS"]
+__all__ = [
+    "comparison_figure",
+    "explanation_figure",
+    "shap_figure",
+    "distributions_figure",
+    "save",
+    "DISTRIBUTION_METRICS",
+]
 
-DISTRIBUTION_METRICS = ("axp_size", "smallest_sufficient_k", "shap_order_axp_size", "jaccard", "topk_sufficient",
-                        "irrelevant_mass", "unknown_mass", "kendall_tau", "rbo", "ffa_error", "cxp_size",
-                        "smallest_changing_k", "topk_cxp_changes")
+DISTRIBUTION_METRICS = (
+    "axp_size",
+    "smallest_sufficient_k",
+    "shap_order_axp_size",
+    "jaccard",
+    "topk_sufficient",
+    "irrelevant_mass",
+    "unknown_mass",
+    "kendall_tau",
+    "rbo",
+    "ffa_error",
+    "cxp_size",
+    "smallest_changing_k",
+    "topk_cxp_changes",
+)
 AXP_COLOUR = "#1b9e77"
 CXP_COLOUR = "#d95f02"
 
@@ -80,8 +99,13 @@ def comparison_figure(comparison, *, title: str | None = None):
     axes[0].imshow(picture, cmap="gray_r", interpolation="nearest")
     axes[0].set_title(f"image (predicted {sv.target_label})", fontsize=9)
     row = comparison.metrics
-    _mask_panel(axes[1], picture, comparison.pixel_mask(comparison.axp).reshape(shape), AXP_COLOUR,
-                f"AXp: {len(comparison.axp)} features ({row.get('axp_status')})")
+    _mask_panel(
+        axes[1],
+        picture,
+        comparison.pixel_mask(comparison.axp).reshape(shape),
+        AXP_COLOUR,
+        f"AXp: {len(comparison.axp)} features ({row.get('axp_status')})",
+    )
     cxp_note = f"{len(comparison.cxp)} features" if comparison.cxp else "none"
     _mask_panel(axes[2], picture, comparison.pixel_mask(comparison.cxp).reshape(shape), CXP_COLOUR, f"CXp: {cxp_note}")
     shown = _heat_panel(axes[3], sv.pixel_values().reshape(shape), f"SHAP ({sv.explainer})")
@@ -107,8 +131,13 @@ def explanation_figure(explanation, *, title: str | None = None):
     axes[0].imshow(picture, cmap="gray_r", interpolation="nearest")
     axes[0].set_title("image", fontsize=9)
     kind = str(getattr(explanation, "kind", "axp")).upper()
-    _mask_panel(axes[1], picture, mask, AXP_COLOUR if kind != "CXP" else CXP_COLOUR,
-                f"{kind}: {explanation.size} features ({explanation.status})")
+    _mask_panel(
+        axes[1],
+        picture,
+        mask,
+        AXP_COLOUR if kind != "CXP" else CXP_COLOUR,
+        f"{kind}: {explanation.size} features ({explanation.status})",
+    )
     for ax in axes:
         _clean(ax)
     if title:
@@ -122,8 +151,11 @@ def shap_figure(shap_values, *, title: str | None = None):
     plt = _pyplot()
     shape = _shape2d(shap_values.input_shape)
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-    axes[0].imshow(_background_image(shap_values.data, shap_values.spikes, shap_values.input_shape), cmap="gray_r",
-                   interpolation="nearest")
+    axes[0].imshow(
+        _background_image(shap_values.data, shap_values.spikes, shap_values.input_shape),
+        cmap="gray_r",
+        interpolation="nearest",
+    )
     axes[0].set_title("image", fontsize=9)
     shown = _heat_panel(axes[1], shap_values.pixel_values().reshape(shape), f"SHAP ({shap_values.explainer})")
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
@@ -144,8 +176,9 @@ def _numbers(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, bool]:
     return np.array([float(v) for v in values], float), False
 
 
-def distributions_figure(rows: Sequence[dict], metrics: Sequence[str] | None = None, *, bins: int = 20,
-                         title: str | None = None):
+def distributions_figure(
+    rows: Sequence[dict], metrics: Sequence[str] | None = None, *, bins: int = 20, title: str | None = None
+):
     """One histogram per metric over many images (``rows``: the dicts of ``xsnn compare``).
 
     Undecided values (``None``) are left out and counted in the panel title; Boolean metrics are
@@ -166,7 +199,7 @@ def distributions_figure(rows: Sequence[dict], metrics: Sequence[str] | None = N
             ax.hist(values, bins=bins, color="#7570b3")
         ax.set_title(f"{metric} (n={len(values)}" + (f", {undecided} undecided)" if undecided else ")"), fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -181,8 +214,9 @@ def save(figure, path: str | Path, formats: Sequence[str] = ("png", "svg"), dpi:
     written = []
     for fmt in formats:
         target = base.with_name(base.name + f".{fmt}")
-        figure.savefig(target, format=fmt, dpi=dpi, bbox_inches="tight",
-                       metadata={"Date": None} if fmt == "svg" else None)
+        figure.savefig(
+            target, format=fmt, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None
+        )
         written.append(target)
     return written
 

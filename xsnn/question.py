@@ -3,6 +3,7 @@
 One object, validated once (:meth:`Question.build`), from which the oracles, the bound
 propagation, the searches and the encoders take their question, and which a certificate records.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,15 +32,23 @@ class Question:
     max_distance: int | None
 
     @classmethod
-    def build(cls, model: BSNN, instance: np.ndarray, features: FeatureSet | None = None, target: int | None = None,
-              max_distance: int | None = None) -> Question:
+    def build(
+        cls,
+        model: BSNN,
+        instance: np.ndarray,
+        features: FeatureSet | None = None,
+        target: int | None = None,
+        max_distance: int | None = None,
+    ) -> Question:
         """The validated question: ``instance`` becomes uint8 ``(T, n)`` (:func:`~xsnn.model.check_spikes`),
         ``features`` defaults to one feature per pixel, ``target`` to the model's prediction of the
         instance; a wrong part raises ``ValueError`` naming what was given and what was expected."""
         spikes = check_spikes(model, instance)
         if len(spikes) != 1:
-            raise ValueError(f"a question is about one instance of shape {(model.n_steps, model.n_inputs)}, "
-                             f"got {len(spikes)} instances")
+            raise ValueError(
+                f"a question is about one instance of shape {(model.n_steps, model.n_inputs)}, "
+                f"got {len(spikes)} instances"
+            )
         instance = spikes[0]
         features = features if features is not None else FeatureSet.pixels(model.n_inputs, model.input_shape)
         if features.n_inputs != model.n_inputs:
@@ -66,8 +75,13 @@ class Question:
         return cls(oracle.model, instance, oracle.features, oracle.target, oracle.max_distance)
 
     def as_dict(self) -> dict:
-        out = {"model_hash": self.model.content_hash(), "instance": self.instance.tolist(),
-               "n_features": len(self.features), "target": self.target, "max_distance": self.max_distance}
+        out = {
+            "model_hash": self.model.content_hash(),
+            "instance": self.instance.tolist(),
+            "n_features": len(self.features),
+            "target": self.target,
+            "max_distance": self.max_distance,
+        }
         if self.features != FeatureSet.pixels(self.model.n_inputs, self.model.input_shape):
             out["feature_groups"] = [list(g) for g in self.features.groups]
             out["feature_names"] = list(self.features.names)
@@ -77,22 +91,29 @@ class Question:
     def from_dict(cls, d: Mapping, model: BSNN) -> Question:
         """Inverse of :meth:`as_dict`; ``model`` must be the network the dict names by its hash."""
         if d["model_hash"] != model.content_hash():
-            raise ValueError(f"the certificate is about the model with hash {d['model_hash'][:12]}..., "
-                             f"not this one ({model.content_hash()[:12]}...)")
+            raise ValueError(
+                f"the certificate is about the model with hash {d['model_hash'][:12]}..., "
+                f"not this one ({model.content_hash()[:12]}...)"
+            )
         if "feature_groups" in d:
-            features = FeatureSet(tuple(tuple(int(i) for i in g) for g in d["feature_groups"]),
-                                  tuple(str(n) for n in d["feature_names"]), model.n_inputs)
+            features = FeatureSet(
+                tuple(tuple(int(i) for i in g) for g in d["feature_groups"]),
+                tuple(str(n) for n in d["feature_names"]),
+                model.n_inputs,
+            )
         else:
             features = FeatureSet.pixels(model.n_inputs, model.input_shape)
         if len(features) != d["n_features"]:
             raise ValueError(f"the certificate names {d['n_features']} features, its groups give {len(features)}")
         instance = np.array(d["instance"], dtype=np.uint8)
         if instance.shape != (model.n_steps, model.n_inputs):
-            raise ValueError(f"the certificate's instance has shape {instance.shape}, "
-                             f"expected {(model.n_steps, model.n_inputs)}")
+            raise ValueError(
+                f"the certificate's instance has shape {instance.shape}, expected {(model.n_steps, model.n_inputs)}"
+            )
         instance.setflags(write=False)
-        return cls(model, instance, features, int(d["target"]),
-                   None if d["max_distance"] is None else int(d["max_distance"]))
+        return cls(
+            model, instance, features, int(d["target"]), None if d["max_distance"] is None else int(d["max_distance"])
+        )
 
     def witness_as_dict(self, witness: np.ndarray) -> list[list[int]]:
         """The ``[t, i]`` positions where ``witness`` differs from the instance."""

@@ -42,6 +42,7 @@ The loss is the cross-entropy of ``scores * exp(log_scale)`` (a learned
 positive scale, which never changes the argmax) plus the threshold penalty.
 The reset's gradient is detached (``detach_reset``), a common choice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,25 @@ from xsnn.coding import LatencyCoding, StaticCoding, coding_from_spec
 from xsnn.data import DataError, filter_classes, load_mnist
 from xsnn.model import BSNN, forward, save_model
 
-__all__ = ["TrainConfig", "TrainResult", "EpochStats", "Agreement", "SpikingNet", "train", "export",
-           "build_network", "fit", "torch_scores", "check_agreement", "weight_stats", "model_card",
-           "save_trained", "add_train_arguments", "run_train", "config_from_args"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "EpochStats",
+    "Agreement",
+    "SpikingNet",
+    "train",
+    "export",
+    "build_network",
+    "fit",
+    "torch_scores",
+    "check_agreement",
+    "weight_stats",
+    "model_card",
+    "save_trained",
+    "add_train_arguments",
+    "run_train",
+    "config_from_args",
+]
 
 log = logging.getLogger("xsnn.train")  # also when run as python -m xsnn.train
 
@@ -181,8 +198,11 @@ class TrainConfig:
             problems.append(f"coding must be 'static' or 'latency', got {self.coding!r}")
         if not 1 <= self.tau <= 255:
             problems.append(f"tau must be in 1..255, got {self.tau}")
-        if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
-                                         or not set(self.classes) <= set(range(10))):
+        if self.classes is not None and (
+            len(self.classes) < 2
+            or len(set(self.classes)) != len(self.classes)
+            or not set(self.classes) <= set(range(10))
+        ):
             problems.append(f"classes must be at least two distinct digits 0..9, got {self.classes}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -269,8 +289,12 @@ class Agreement:
         return self.same_prediction == self.n_images and self.same_scores == self.n_images
 
     def to_dict(self) -> dict:
-        return {"n_images": self.n_images, "same_prediction": self.same_prediction,
-                "same_scores": self.same_scores, "exact": self.exact}
+        return {
+            "n_images": self.n_images,
+            "same_prediction": self.same_prediction,
+            "same_scores": self.same_scores,
+            "exact": self.exact,
+        }
 
 
 @dataclass(frozen=True)
@@ -344,8 +368,9 @@ class SpikingNet(torch.nn.Module):
     (the same spikes at every step). Output: integer-valued scores ``(B, n_classes)``.
     """
 
-    def __init__(self, config: TrainConfig, n_inputs: int, input_shape: tuple[int, ...],
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self, config: TrainConfig, n_inputs: int, input_shape: tuple[int, ...], generator: torch.Generator
+    ) -> None:
         super().__init__()
         self.config = config
         self.input_shape = tuple(input_shape)
@@ -357,7 +382,8 @@ class SpikingNet(torch.nn.Module):
 
         self.latent = torch.nn.ParameterList([uniform(n_out, n_in) for n_in, n_out in zip(sizes[:-1], sizes[1:])])
         self.theta = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.full((n,), float(config.threshold_init))) for n in config.hidden])
+            [torch.nn.Parameter(torch.full((n,), float(config.threshold_init))) for n in config.hidden]
+        )
         self.latent_readout = uniform(len(config.labels), sizes[-1])
         self.log_scale = torch.nn.Parameter(torch.tensor(-0.5 * math.log(config.n_steps * sizes[-1])))
         self.sparsity_now = config.sparsity
@@ -445,9 +471,18 @@ def export(net: SpikingNet, info: dict | None = None) -> BSNN:
         weights = tuple(net.weights_q(l).cpu().numpy().astype(np.int8) for l in range(len(c.hidden)))
         thresholds = tuple(net.thresholds_q(l).cpu().numpy().astype(np.int64) for l in range(len(c.hidden)))
         readout = net.readout_q().cpu().numpy().astype(np.int8)
-    return BSNN(weights=weights, thresholds=thresholds, readout=readout, weight_kind=c.weight_kind, reset=c.reset,
-                n_steps=c.n_steps, coding=c.make_coding(), labels=c.labels, input_shape=net.input_shape,
-                info=info or {})
+    return BSNN(
+        weights=weights,
+        thresholds=thresholds,
+        readout=readout,
+        weight_kind=c.weight_kind,
+        reset=c.reset,
+        n_steps=c.n_steps,
+        coding=c.make_coding(),
+        labels=c.labels,
+        input_shape=net.input_shape,
+        info=info or {},
+    )
 
 
 def torch_scores(net: SpikingNet, images: np.ndarray, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -457,7 +492,7 @@ def torch_scores(net: SpikingNet, images: np.ndarray, batch_size: int = 2000) ->
     scores, preds = [], []
     with torch.no_grad():
         for start in range(0, len(x_all), batch_size):
-            s = net(x_all[start:start + batch_size].to(device=device, dtype=torch.float32))
+            s = net(x_all[start : start + batch_size].to(device=device, dtype=torch.float32))
             scores.append(s.cpu().numpy().astype(np.int64))
             preds.append(torch.argmax(s, dim=1).cpu().numpy().astype(np.int64))
     n_classes = len(net.config.labels)
@@ -471,7 +506,7 @@ def check_agreement(net: SpikingNet, model: BSNN, images: np.ndarray, batch_size
     t_scores, t_pred = torch_scores(net, images)
     same_pred = same_scores = 0
     for start in range(0, len(images), batch_size):
-        ref = forward(model, model.encode(images[start:start + batch_size]))
+        ref = forward(model, model.encode(images[start : start + batch_size]))
         stop = start + len(ref.prediction)
         same_pred += int(np.sum(ref.prediction == t_pred[start:stop]))
         same_scores += int(np.sum(np.all(ref.scores == t_scores[start:stop], axis=1)))
@@ -501,7 +536,6 @@ def random_shift(x: torch.Tensor, input_shape: tuple[int, ...], k: int, generato
     b = torch.arange(batch, device=x.device)[:, None, None]
     shifted = padded[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return shifted.permute(0, 3, 1, 2).reshape(x.shape)
-
 
 
 class _Progress:
@@ -535,9 +569,15 @@ def _ramp(target: float, progress: float, warmup: float) -> float:
     return target * (1.0 - (1.0 - progress / warmup) ** 3)
 
 
-def fit(net: SpikingNet, train_images: np.ndarray, train_targets: np.ndarray, *,
-        test_images: np.ndarray | None = None, test_targets: np.ndarray | None = None,
-        progress: bool = False) -> list[EpochStats]:
+def fit(
+    net: SpikingNet,
+    train_images: np.ndarray,
+    train_targets: np.ndarray,
+    *,
+    test_images: np.ndarray | None = None,
+    test_targets: np.ndarray | None = None,
+    progress: bool = False,
+) -> list[EpochStats]:
     """Train ``net`` in place on raw images and class indices; returns the per-epoch history."""
     c = net.config
     device = next(net.parameters()).device
@@ -547,11 +587,13 @@ def fit(net: SpikingNet, train_images: np.ndarray, train_targets: np.ndarray, *,
     steps_per_epoch = math.ceil(n / c.batch_size)
     total_steps = steps_per_epoch * c.epochs
     weights = [*net.latent, net.latent_readout]
-    optimizer = torch.optim.Adam([
-        {"params": weights, "lr": c.lr},
-        {"params": list(net.theta), "lr": c.threshold_lr},
-        {"params": [net.log_scale], "lr": c.lr},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": weights, "lr": c.lr},
+            {"params": list(net.theta), "lr": c.threshold_lr},
+            {"params": [net.log_scale], "lr": c.lr},
+        ]
+    )
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     generator = torch.Generator().manual_seed(c.seed + 1)
     history: list[EpochStats] = []
@@ -563,7 +605,7 @@ def fit(net: SpikingNet, train_images: np.ndarray, train_targets: np.ndarray, *,
         loss_sum = correct = 0.0
         net.train()
         for b in range(steps_per_epoch):
-            idx = order[b * c.batch_size:(b + 1) * c.batch_size]
+            idx = order[b * c.batch_size : (b + 1) * c.batch_size]
             done = step / total_steps
             net.sparsity_now = _ramp(c.sparsity, done, c.sparsity_warmup)
             net.readout_sparsity_now = _ramp(c.readout_sparsity, done, c.sparsity_warmup)
@@ -600,10 +642,19 @@ def fit(net: SpikingNet, train_images: np.ndarray, train_targets: np.ndarray, *,
         zero = float(np.mean([float((net.weights_q(l) == 0).float().mean()) for l in range(len(c.hidden))]))
         stats = EpochStats(epoch + 1, loss_sum / n, correct / n, test_acc, seconds, zero)
         history.append(stats)
-        bar.close(f"loss {stats.loss:.4f} train {stats.train_accuracy:.4f}"
-                  + (f" test {test_acc:.4f}" if test_acc is not None else ""))
-        log.info("epoch %d/%d: loss %.4f, train accuracy %.4f, test accuracy %s, %.1f s", epoch + 1, c.epochs,
-                 stats.loss, stats.train_accuracy, "-" if test_acc is None else f"{test_acc:.4f}", seconds)
+        bar.close(
+            f"loss {stats.loss:.4f} train {stats.train_accuracy:.4f}"
+            + (f" test {test_acc:.4f}" if test_acc is not None else "")
+        )
+        log.info(
+            "epoch %d/%d: loss %.4f, train accuracy %.4f, test accuracy %s, %.1f s",
+            epoch + 1,
+            c.epochs,
+            stats.loss,
+            stats.train_accuracy,
+            "-" if test_acc is None else f"{test_acc:.4f}",
+            seconds,
+        )
     net.eval()
     return history
 
@@ -620,15 +671,25 @@ def weight_stats(model: BSNN, train_images: np.ndarray | None = None) -> dict:
     layers = []
     for l, (w, theta) in enumerate(zip(model.weights, model.thresholds)):
         fan_in = (w != 0).sum(axis=1)
-        layers.append({
-            "layer": l, "shape": list(w.shape), "zero_fraction": round(float(np.mean(w == 0)), 6),
-            "fan_in_mean": round(float(fan_in.mean()), 3), "fan_in_min": int(fan_in.min()),
-            "fan_in_max": int(fan_in.max()), "inputs_connected": int(np.sum((w != 0).any(axis=0))),
-            "threshold_min": int(theta.min()), "threshold_median": float(np.median(theta)),
-            "threshold_max": int(theta.max()),
-        })
-    stats = {"layers": layers, "readout_zero_fraction": round(float(np.mean(model.readout == 0)), 6),
-             "readout_fan_in_mean": round(float((model.readout != 0).sum(axis=1).mean()), 3)}
+        layers.append(
+            {
+                "layer": l,
+                "shape": list(w.shape),
+                "zero_fraction": round(float(np.mean(w == 0)), 6),
+                "fan_in_mean": round(float(fan_in.mean()), 3),
+                "fan_in_min": int(fan_in.min()),
+                "fan_in_max": int(fan_in.max()),
+                "inputs_connected": int(np.sum((w != 0).any(axis=0))),
+                "threshold_min": int(theta.min()),
+                "threshold_median": float(np.median(theta)),
+                "threshold_max": int(theta.max()),
+            }
+        )
+    stats = {
+        "layers": layers,
+        "readout_zero_fraction": round(float(np.mean(model.readout == 0)), 6),
+        "readout_fan_in_mean": round(float((model.readout != 0).sum(axis=1).mean()), 3),
+    }
     if train_images is not None:
         spikes_ever = model.encode(train_images).max(axis=(0, 1)).astype(bool)
         connected = (model.weights[0] != 0).any(axis=0)
@@ -656,35 +717,55 @@ def model_card(result: TrainResult, name: str, command: str) -> dict:
         "weight_stats": result.stats,
         "test_accuracy": round(result.test_accuracy, 6),
         "n_test_images": result.n_test,
-        "test_set": ("MNIST test set (10,000 images)" if c.classes is None
-                     else f"MNIST test images of digits {list(c.classes)} ({result.n_test} images)"),
+        "test_set": (
+            "MNIST test set (10,000 images)"
+            if c.classes is None
+            else f"MNIST test images of digits {list(c.classes)} ({result.n_test} images)"
+        ),
         "n_train_images": result.n_train,
-        "torch_frozen_agreement": {**result.agreement.to_dict(),
-                                   "statement": (f"torch model and exported frozen BSNN (int64 reference forward) "
-                                                 f"agree on the predictions of {result.agreement.same_prediction} "
-                                                 f"and the scores of {result.agreement.same_scores} of "
-                                                 f"{result.agreement.n_images} test images")},
+        "torch_frozen_agreement": {
+            **result.agreement.to_dict(),
+            "statement": (
+                f"torch model and exported frozen BSNN (int64 reference forward) "
+                f"agree on the predictions of {result.agreement.same_prediction} "
+                f"and the scores of {result.agreement.same_scores} of "
+                f"{result.agreement.n_images} test images"
+            ),
+        },
         "seed": c.seed,
         "train_seconds": round(result.train_seconds, 1),
         "training_command": command,
         "config": c.to_dict(),
         "history": [dataclasses.asdict(h) for h in result.history],
-        "environment": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-                        "device": str(_device(c)), "threads": torch.get_num_threads()},
+        "environment": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "device": str(_device(c)),
+            "threads": torch.get_num_threads(),
+        },
     }
 
 
-def save_trained(result: TrainResult, path: str | os.PathLike, name: str | None = None,
-                 command: str | None = None) -> tuple[Path, Path]:
+def save_trained(
+    result: TrainResult, path: str | os.PathLike, name: str | None = None, command: str | None = None
+) -> tuple[Path, Path]:
     """Write ``NAME.npz`` (the model, its info naming it) and ``NAME.json`` (its card) side by side."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"the model file name must end in .npz, got {path}")
     name = name or path.stem
     command = command or result.config.command(path)
-    model = dataclasses.replace(result.model, info={
-        **result.model.info, "name": name, "training_command": command,
-        "test_accuracy": f"{result.test_accuracy:.4f}", "n_test_images": str(result.n_test)})
+    model = dataclasses.replace(
+        result.model,
+        info={
+            **result.model.info,
+            "name": name,
+            "training_command": command,
+            "test_accuracy": f"{result.test_accuracy:.4f}",
+            "n_test_images": str(result.n_test),
+        },
+    )
     result = dataclasses.replace(result, model=model)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, path)
@@ -696,10 +777,15 @@ def save_trained(result: TrainResult, path: str | os.PathLike, name: str | None 
 # --------------------------------------------------------------------------- the whole run
 
 
-def train(config: TrainConfig, data_dir: str | os.PathLike | None = None, *,
-          train_data: tuple[np.ndarray, np.ndarray] | None = None,
-          test_data: tuple[np.ndarray, np.ndarray] | None = None,
-          eval_every_epoch: bool = False, progress: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    train_data: tuple[np.ndarray, np.ndarray] | None = None,
+    test_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_every_epoch: bool = False,
+    progress: bool = False,
+) -> TrainResult:
     """Train, export, and check the export on the test images.
 
     ``train_data`` / ``test_data``: ``(uint8 images (n, 28, 28), digit labels (n,))``;
@@ -714,19 +800,25 @@ def train(config: TrainConfig, data_dir: str | os.PathLike | None = None, *,
     train_images, train_targets = filter_classes(*train_data, config.classes)
     test_images, test_targets = filter_classes(*test_data, config.classes)
     if config.train_limit is not None:
-        train_images, train_targets = train_images[:config.train_limit], train_targets[:config.train_limit]
+        train_images, train_targets = train_images[: config.train_limit], train_targets[: config.train_limit]
     if len(train_images) == 0:
         raise DataError("no training images left after selecting classes")
     input_shape = tuple(train_images.shape[1:])
     n_inputs = int(np.prod(input_shape))
     device = _device(config)
-    log.info("training %s on %d images (%s, %d torch threads)", config, len(train_images), device,
-             torch.get_num_threads())
+    log.info(
+        "training %s on %d images (%s, %d torch threads)", config, len(train_images), device, torch.get_num_threads()
+    )
     net = build_network(config, n_inputs, input_shape).to(device)
     start = time.perf_counter()
-    history = fit(net, train_images, train_targets,
-                  test_images=test_images if eval_every_epoch else None,
-                  test_targets=test_targets if eval_every_epoch else None, progress=progress)
+    history = fit(
+        net,
+        train_images,
+        train_targets,
+        test_images=test_images if eval_every_epoch else None,
+        test_targets=test_targets if eval_every_epoch else None,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     model = export(net)
     agreement = check_agreement(net, model, test_images)
@@ -736,9 +828,17 @@ def train(config: TrainConfig, data_dir: str | os.PathLike | None = None, *,
     accuracy = float(np.mean(pred == test_targets)) if len(test_images) else float("nan")
     stats = weight_stats(model, train_images)
     log.info("test accuracy %.4f on %d images; agreement %s; %.1f s", accuracy, len(test_images), agreement, seconds)
-    return TrainResult(model=model, config=config, history=tuple(history), test_accuracy=accuracy,
-                       n_test=len(test_images), agreement=agreement, train_seconds=seconds,
-                       n_train=len(train_images), stats=stats)
+    return TrainResult(
+        model=model,
+        config=config,
+        history=tuple(history),
+        test_accuracy=accuracy,
+        n_test=len(test_images),
+        agreement=agreement,
+        train_seconds=seconds,
+        n_train=len(train_images),
+        stats=stats,
+    )
 
 
 # --------------------------------------------------------------------------- command line
@@ -758,21 +858,44 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``xsnn train`` options to ``parser`` (defaults are :class:`TrainConfig`'s)."""
     d = TrainConfig()
     p = parser
-    p.add_argument("--out", "-o", required=True,
-                   help="model file to write (NAME.npz; the card NAME.json goes beside it)")
+    p.add_argument(
+        "--out", "-o", required=True, help="model file to write (NAME.npz; the card NAME.json goes beside it)"
+    )
     p.add_argument("--name", default=None, help="model name recorded in the file and card (default: file stem)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $XSNN_DATA)")
     p.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden layer sizes, e.g. 128 or 256,64")
-    p.add_argument("--weight-kind", "--weights", dest="weight_kind", choices=("binary", "ternary"),
-                   default=d.weight_kind, help="weight values: binary {-1,+1} or ternary {-1,0,+1}")
-    p.add_argument("--sparsity", type=float, default=None,
-                   help="ternary: target fraction of zero weights in each hidden layer (default 0.9)")
-    p.add_argument("--readout-sparsity", type=float, default=None,
-                   help="ternary: target fraction of zero readout weights (default 0.5)")
-    p.add_argument("--sparsity-scope", choices=SPARSITY_SCOPES, default=d.sparsity_scope,
-                   help="quantile per layer, or per neuron (equal fan-in)")
-    p.add_argument("--sparsity-warmup", type=float, default=d.sparsity_warmup,
-                   help="fraction of training over which sparsity ramps up to its target")
+    p.add_argument(
+        "--weight-kind",
+        "--weights",
+        dest="weight_kind",
+        choices=("binary", "ternary"),
+        default=d.weight_kind,
+        help="weight values: binary {-1,+1} or ternary {-1,0,+1}",
+    )
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        default=None,
+        help="ternary: target fraction of zero weights in each hidden layer (default 0.9)",
+    )
+    p.add_argument(
+        "--readout-sparsity",
+        type=float,
+        default=None,
+        help="ternary: target fraction of zero readout weights (default 0.5)",
+    )
+    p.add_argument(
+        "--sparsity-scope",
+        choices=SPARSITY_SCOPES,
+        default=d.sparsity_scope,
+        help="quantile per layer, or per neuron (equal fan-in)",
+    )
+    p.add_argument(
+        "--sparsity-warmup",
+        type=float,
+        default=d.sparsity_warmup,
+        help="fraction of training over which sparsity ramps up to its target",
+    )
     p.add_argument("--n-steps", "--steps", "-T", dest="n_steps", type=int, default=d.n_steps, help="time steps T")
     p.add_argument("--reset", choices=("zero", "subtract"), default=d.reset)
     p.add_argument("--coding", choices=("static", "latency"), default=d.coding)
@@ -782,18 +905,31 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of latent weights")
     p.add_argument("--threshold-lr", type=float, default=d.threshold_lr)
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="decay of latent weights (default: binary 0, ternary 0.3)")
-    p.add_argument("--init-scale", type=float, default=None,
-                   help="latent weights start uniform in [-s, s] (default: binary 0.1, ternary 0.01)")
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="decay of latent weights (default: binary 0, ternary 0.3)"
+    )
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=None,
+        help="latent weights start uniform in [-s, s] (default: binary 0.1, ternary 0.01)",
+    )
     p.add_argument("--threshold-init", type=float, default=d.threshold_init)
-    p.add_argument("--threshold-penalty", type=float, default=d.threshold_penalty,
-                   help="loss weight of the mean threshold (keeps thresholds low)")
+    p.add_argument(
+        "--threshold-penalty",
+        type=float,
+        default=d.threshold_penalty,
+        help="loss weight of the mean threshold (keeps thresholds low)",
+    )
     p.add_argument("--surrogate", choices=SURROGATES, default=d.surrogate)
     p.add_argument("--surrogate-width", type=float, default=d.surrogate_width)
     p.add_argument("--detach-reset", action=argparse.BooleanOptionalAction, default=d.detach_reset)
-    p.add_argument("--augment-shift", type=int, default=d.augment_shift,
-                   help="random shifts of training images by up to K pixels (augmentation)")
+    p.add_argument(
+        "--augment-shift",
+        type=int,
+        default=d.augment_shift,
+        help="random shifts of training images by up to K pixels (augmentation)",
+    )
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=DEVICES, default=d.device)
@@ -819,8 +955,7 @@ def run_train(args: argparse.Namespace) -> int:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
-        result = train(config, args.data_dir, eval_every_epoch=args.eval_every_epoch,
-                       progress=not args.no_progress)
+        result = train(config, args.data_dir, eval_every_epoch=args.eval_every_epoch, progress=not args.no_progress)
     except ValueError as exc:  # includes DataError
         print(f"xsnn train: error: {exc}", file=sys.stderr)
         return 2
@@ -829,9 +964,11 @@ def run_train(args: argparse.Namespace) -> int:
         command += f" --threads {args.threads}"
     model_path, card_path = save_trained(result, out, args.name, command)
     print(f"{model_path}: {result.model.describe()}")
-    print(f"test accuracy {result.test_accuracy:.4f} on {result.n_test} images; torch/frozen agreement "
-          f"{result.agreement.same_prediction}/{result.agreement.n_images} predictions, "
-          f"{result.agreement.same_scores}/{result.agreement.n_images} scores; {result.train_seconds:.1f} s")
+    print(
+        f"test accuracy {result.test_accuracy:.4f} on {result.n_test} images; torch/frozen agreement "
+        f"{result.agreement.same_prediction}/{result.agreement.n_images} predictions, "
+        f"{result.agreement.same_scores}/{result.agreement.n_images} scores; {result.train_seconds:.1f} s"
+    )
     print(f"card: {card_path}")
     return 0 if result.agreement.exact else 1
 

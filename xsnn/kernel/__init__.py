@@ -32,6 +32,7 @@ Usage::
     packed = net.pack(spikes)           # or pack inputs once ...
     net.predict_packed(packed)          # ... and reuse them
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,19 @@ from xsnn.kernel.c_forward import CNetwork, load_extension
 from xsnn.kernel.numpy_forward import NumpyNetwork
 from xsnn.model import BSNN
 
-__all__ = ["IMPLEMENTATION", "IMPLEMENTATIONS", "PackedNetwork", "KernelResult", "KernelUnavailable", "scores",
-           "predict", "available_implementations", "c_isa", "pack_bits", "unpack_bits"]
+__all__ = [
+    "IMPLEMENTATION",
+    "IMPLEMENTATIONS",
+    "PackedNetwork",
+    "KernelResult",
+    "KernelUnavailable",
+    "scores",
+    "predict",
+    "available_implementations",
+    "c_isa",
+    "pack_bits",
+    "unpack_bits",
+]
 
 IMPLEMENTATIONS = ("c", "numpy")
 _EXTENSION = load_extension()
@@ -98,8 +110,9 @@ class PackedNetwork:
         ValueError: unknown implementation, algorithm or isa.
     """
 
-    def __init__(self, model: BSNN, implementation: str | None = None, *, algorithm: str = "sliced",
-                 isa: str = "auto") -> None:
+    def __init__(
+        self, model: BSNN, implementation: str | None = None, *, algorithm: str = "sliced", isa: str = "auto"
+    ) -> None:
         if not isinstance(model, BSNN):
             raise ValueError(f"model must be an xsnn BSNN, got {type(model).__name__}")
         if implementation is not None and implementation not in IMPLEMENTATIONS:
@@ -108,8 +121,10 @@ class PackedNetwork:
         if implementation is None:
             implementation = IMPLEMENTATION if limits is None else "numpy"
         elif implementation == "c" and _EXTENSION is None:
-            raise KernelUnavailable("the C kernel is not built in this installation (reinstall with a C compiler, "
-                                    "or use implementation='numpy')")
+            raise KernelUnavailable(
+                "the C kernel is not built in this installation (reinstall with a C compiler, "
+                "or use implementation='numpy')"
+            )
         elif implementation == "c" and limits is not None:
             raise KernelUnavailable(limits)
         self.model = model
@@ -131,8 +146,9 @@ class PackedNetwork:
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[1:] != (self.n_steps, self.n_inputs):
-            raise ValueError(f"input spikes must have shape (n, T={self.n_steps}, n_inputs={self.n_inputs}), "
-                             f"got {np.shape(spikes)}")
+            raise ValueError(
+                f"input spikes must have shape (n, T={self.n_steps}, n_inputs={self.n_inputs}), got {np.shape(spikes)}"
+            )
         if x.dtype != np.uint8 and x.dtype != np.bool_:
             if not np.issubdtype(x.dtype, np.integer):
                 raise ValueError(f"input spikes must be 0/1 integers, got dtype {x.dtype}")
@@ -144,8 +160,10 @@ class PackedNetwork:
     def _packed(self, packed: np.ndarray) -> np.ndarray:
         x = np.asarray(packed)
         if x.ndim != 3 or x.shape[1:] != (self.n_steps, self.n_words) or x.dtype != np.uint64:
-            raise ValueError(f"packed inputs must be uint64 of shape (n, T={self.n_steps}, words={self.n_words}), "
-                             f"got {x.dtype} {x.shape}")
+            raise ValueError(
+                f"packed inputs must be uint64 of shape (n, T={self.n_steps}, words={self.n_words}), "
+                f"got {x.dtype} {x.shape}"
+            )
         return np.ascontiguousarray(x)
 
     def pack(self, spikes: np.ndarray) -> np.ndarray:
@@ -178,7 +196,7 @@ class PackedNetwork:
     def _unpack_spikes(self, words: np.ndarray) -> tuple[np.ndarray, ...]:
         out, start = [], 0
         for n_out, width in zip(self.model.layer_sizes, self._c.spike_words):
-            block = words[:, start:start + width].reshape(words.shape[0], self.n_steps, n_words(n_out))
+            block = words[:, start : start + width].reshape(words.shape[0], self.n_steps, n_words(n_out))
             out.append(unpack_bits(block, n_out))
             start += width
         return tuple(out)

@@ -27,6 +27,7 @@ The C kernel reads one network as two arrays (built once, by :func:`build_layout
   and the readout ``ro[s][c][w]``: rows of ``4 ceil(n_last / 256)`` words (whole lane blocks),
   followed by one all-ones row (valid lanes of the last layer).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,25 +36,37 @@ import numpy as np
 
 from xsnn.model import BSNN
 
-__all__ = ["pack_bits", "unpack_bits", "n_words", "build_layout", "Layout", "static_bounds", "LANES",
-           "c_kernel_limits"]
+__all__ = ["pack_bits", "unpack_bits", "n_words", "build_layout", "Layout", "static_bounds", "LANES", "c_kernel_limits"]
 
-LANES = 256          # neurons per lane block of the bit-sliced C kernel
+LANES = 256  # neurons per lane block of the bit-sliced C kernel
 LANE_WORDS = LANES // 64
-MAGIC = 0x78736E6E   # "xsnn"
+MAGIC = 0x78736E6E  # "xsnn"
 LAYOUT_VERSION = 3
 MAX_LAYERS = 32
 MAX_PLANES = 62
-MAX_WIDTH = 65535    # inputs and neurons per layer (the C kernel lists active inputs as uint16)
+MAX_WIDTH = 65535  # inputs and neurons per layer (the C kernel lists active inputs as uint16)
 
 # header fields (mirrored in _ckernel.c)
-(H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS,
- H_PAIRS) = range(11)
+(H_MAGIC, H_VERSION, H_LAYERS, H_STEPS, H_RESET, H_TERNARY, H_CLASSES, H_RO_OFF, H_W_LAST, H_BLOB_WORDS, H_PAIRS) = (
+    range(11)
+)
 H_LAYER0 = 16
 H_LAYER_FIELDS = 16
 # per-layer fields, at H_LAYER0 + H_LAYER_FIELDS * l + field
-(L_N_IN, L_N_OUT, L_BLOCKS, L_P, L_PI, L_COLS_OFF, L_START_OFF, L_ROWS_OFF, L_THETA_OFF, L_W_IN, L_W_OUT,
- L_BOUNDS_OFF) = range(12)
+(
+    L_N_IN,
+    L_N_OUT,
+    L_BLOCKS,
+    L_P,
+    L_PI,
+    L_COLS_OFF,
+    L_START_OFF,
+    L_ROWS_OFF,
+    L_THETA_OFF,
+    L_W_IN,
+    L_W_OUT,
+    L_BOUNDS_OFF,
+) = range(12)
 
 
 def n_words(n_bits: int) -> int:
@@ -69,7 +82,7 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     packed = np.packbits(bits, axis=-1, bitorder="little")
     if packed.shape[-1] != n_bytes:
         padded = np.zeros(bits.shape[:-1] + (n_bytes,), np.uint8)
-        padded[..., :packed.shape[-1]] = packed
+        padded[..., : packed.shape[-1]] = packed
         packed = padded
     return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
 
@@ -98,7 +111,7 @@ def _lane_blocks(bits: np.ndarray, n_blocks: int, pairs: bool = False) -> np.nda
     padded = np.zeros(bits.shape[:-1] + (n_blocks * LANES,), np.uint8)
     padded[..., :n] = bits
     if pairs:
-        padded[..., LANES // 2:LANES // 2 + n] = bits
+        padded[..., LANES // 2 : LANES // 2 + n] = bits
     return pack_bits(padded).reshape(bits.shape[:-1] + (n_blocks, LANE_WORDS))
 
 
@@ -147,13 +160,13 @@ class Layout:
     """The flat network description read by the C kernel (see the module docstring)."""
 
     header: np.ndarray  # int64
-    blob: np.ndarray    # uint64, 64-byte aligned
+    blob: np.ndarray  # uint64, 64-byte aligned
 
 
 def _aligned_words(n: int) -> np.ndarray:
     raw = np.zeros(n + 8, np.uint64)
     shift = (-raw.ctypes.data % 64) // 8
-    return raw[shift:shift + n]
+    return raw[shift : shift + n]
 
 
 def build_layout(model: BSNN) -> Layout:
@@ -165,7 +178,7 @@ def build_layout(model: BSNN) -> Layout:
     problem = c_kernel_limits(model)
     if problem:
         raise ValueError(problem)
-    pairs = max(model.layer_sizes) <= LANES // 2       # two images per lane block (see _ckernel.c)
+    pairs = max(model.layer_sizes) <= LANES // 2  # two images per lane block (see _ckernel.c)
     header = np.zeros(H_LAYER0 + H_LAYER_FIELDS * n_layers, np.int64)
     pieces: list[np.ndarray] = []
     offset = 0
@@ -187,22 +200,22 @@ def build_layout(model: BSNN) -> Layout:
         n_blocks = -(-n_out // LANES)
         theta_eff = effective_thresholds(theta, n_in, T)
         top = T * n_in + 1
-        n_planes = int(2 * top).bit_length() + 1           # U = V - theta_eff in [-(2 T n_in + 1), T n_in]
-        n_planes_i = int(n_in + 1).bit_length() + 1        # currents and bounds in [-(n_in + 1), n_in + 1]
+        n_planes = int(2 * top).bit_length() + 1  # U = V - theta_eff in [-(2 T n_in + 1), T n_in]
+        n_planes_i = int(n_in + 1).bit_length() + 1  # currents and bounds in [-(n_in + 1), n_in + 1]
         if n_planes > MAX_PLANES:
             raise ValueError(f"layer {l} is too large for the C kernel ({n_planes} bit planes)")
         cols = np.zeros((n_blocks, len(signs), n_in + 1, LANE_WORDS), np.uint64)
         for s, sign in enumerate(signs):
             cols[:, s, :n_in, :] = _lane_blocks((w.T == sign).astype(np.uint8), n_blocks).transpose(1, 0, 2)
-        lane_theta = np.full(n_blocks * LANES, top, np.int64)            # padding lanes never spike
+        lane_theta = np.full(n_blocks * LANES, top, np.int64)  # padding lanes never spike
         lane_theta[:n_out] = theta_eff
         if pairs:
-            lane_theta[LANES // 2:LANES // 2 + n_out] = theta_eff
+            lane_theta[LANES // 2 : LANES // 2 + n_out] = theta_eff
         start = _lane_blocks(_bit_planes(-lane_theta, n_planes), n_blocks).transpose(1, 0, 2)
-        bounds = static_bounds(lane_theta, n_in, T, model.reset)          # (T, lanes)
-        offset_binary = bounds + (1 << (n_planes_i - 1))                     # unsigned compare
-        bound_planes = _bit_planes(offset_binary, n_planes_i).transpose(1, 0, 2)            # (T, PI, lanes)
-        bound_blocks = _lane_blocks(bound_planes, n_blocks).transpose(0, 2, 1, 3)          # (T, nb, PI, 4)
+        bounds = static_bounds(lane_theta, n_in, T, model.reset)  # (T, lanes)
+        offset_binary = bounds + (1 << (n_planes_i - 1))  # unsigned compare
+        bound_planes = _bit_planes(offset_binary, n_planes_i).transpose(1, 0, 2)  # (T, PI, lanes)
+        bound_blocks = _lane_blocks(bound_planes, n_blocks).transpose(0, 2, 1, 3)  # (T, nb, PI, 4)
         rows = np.stack([pack_bits((w == sign).astype(np.uint8)) for sign in signs])
         base = H_LAYER0 + H_LAYER_FIELDS * l
         header[base + L_N_IN] = n_in
@@ -218,8 +231,10 @@ def build_layout(model: BSNN) -> Layout:
         header[base + L_W_IN] = n_words(n_in)
         header[base + L_W_OUT] = n_words(n_out)
     last_blocks = -(-model.readout.shape[1] // LANES)
-    ro = np.concatenate([_lane_blocks((model.readout == sign).astype(np.uint8), last_blocks, pairs) for sign in signs]
-                        + [_lane_blocks(np.ones((1, model.readout.shape[1]), np.uint8), last_blocks, pairs)])
+    ro = np.concatenate(
+        [_lane_blocks((model.readout == sign).astype(np.uint8), last_blocks, pairs) for sign in signs]
+        + [_lane_blocks(np.ones((1, model.readout.shape[1]), np.uint8), last_blocks, pairs)]
+    )
     header[H_RO_OFF] = put(ro)
     header[H_W_LAST] = last_blocks * LANE_WORDS
     header[H_MAGIC] = MAGIC

@@ -2,6 +2,7 @@
 
 Importing this module only tries to import the extension; it never compiles.
 """
+
 from __future__ import annotations
 
 import logging

@@ -11,6 +11,7 @@ over images and neurons). A current is recomputed only for the images whose
 input row changed since the previous step, so a step-invariant (static) input
 costs one popcount pass per layer.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,13 +42,13 @@ class NumpyNetwork:
         out = np.empty((x.shape[0], n_out), np.int64)
         step = max(1, _CHUNK_ELEMENTS // (n_out * words))
         for lo in range(0, x.shape[0], step):
-            xs = x[lo:lo + step, None, :]
+            xs = x[lo : lo + step, None, :]
             pos = np.bitwise_count(xs & plus[None]).sum(axis=-1, dtype=np.int64)
             if self.ternary:
                 neg = np.bitwise_count(xs & minus[None]).sum(axis=-1, dtype=np.int64)
             else:
                 neg = np.bitwise_count(xs[:, 0, :]).sum(axis=-1, dtype=np.int64)[:, None] - pos
-            out[lo:lo + step] = pos - neg
+            out[lo : lo + step] = pos - neg
         return out
 
     def run(self, packed: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
