@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="+", default=None, help="shipped model names or .npz paths (default: the default model)"
     )
     parser.add_argument("--images", type=int, default=100, help="first N sample images of each model's classes")
+    parser.add_argument("--skip", type=int, default=0, help="skip the first K of those images (to split a run)")
     parser.add_argument(
         "--data-dir",
         default=None,
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         model = xsnn.load_model(name)
         keep = np.isin(labels, np.asarray(model.labels))
-        chosen = np.flatnonzero(keep)[: args.images]
+        chosen = np.flatnonzero(keep)[args.skip : args.skip + args.images]
         for index in chosen.tolist():
             if args.budget is not None and time.time() - started > args.budget:
                 break
