@@ -29,8 +29,8 @@ def _load(path: str) -> dict:
 
 def ours_table(paths: list[str]) -> list[str]:
     lines = [
-        "| model | order | AXps complete | median s | p95 s | max s | median CPU s | max CPU s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | model | order | AXps complete | median s | p95 s | max s | median CPU s | max CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
         data = _load(path)
@@ -43,7 +43,8 @@ def ours_table(paths: list[str]) -> list[str]:
             )
             top = s.get("max_seconds", max(r["ours"]["seconds"] for r in result["rows"]))
             lines.append(
-                f"| `{result['model']}` | {data.get('order', 'index')} | {s['complete']} of {s['axps']} "
+                f"| {Path(path).stem} | `{result['model']}` | {data.get('order', 'index')} "
+                f"| {s['complete']} of {s['axps']} "
                 f"| {s['median_seconds']:.1f} | {s['p95_seconds']:.1f} | {top:.1f} | {cpu[0]} | {cpu[1]} |"
             )
     return lines
@@ -108,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ours", nargs="+", required=True)
     parser.add_argument("--plain", default=None)
+    parser.add_argument(
+        "--paired", default=None, help="the --ours file that ran beside --plain (default: every --ours file)"
+    )
     parser.add_argument("--verify", nargs="*", default=[])
     args = parser.parse_args(argv)
     print("\n".join(ours_table(args.ours)))
     if args.plain:
         print()
-        print("\n".join(plain_lines(args.plain, args.ours)))
+        print("\n".join(plain_lines(args.plain, [args.paired] if args.paired else args.ours)))
     if args.verify:
         print()
         print("\n".join(verify_table(args.verify)))
