@@ -65,12 +65,16 @@ setup(
         Extension(
             "xsnn.solvers._rivalstate",
             sources=["solvers/_rivalstate.c"],
+            depends=["solvers/_held.h"],
+            include_dirs=["solvers"],
             extra_compile_args=compile_args,
             optional=not _required(),
         ),
         Extension(
             "xsnn.solvers._ballscan",
             sources=["solvers/_ballscan.c"],
+            depends=["solvers/_held.h"],
+            include_dirs=["solvers"],
             extra_compile_args=compile_args,
             optional=not _required(),
         ),

@@ -30,7 +30,8 @@ model, never taken from the search):
    (tested against enumeration in ``tests/test_levels.py``).
 
 Trusted: the rival terms (:func:`~xsnn.encoders.rivals.rival_terms` and the ladders; tested
-against the reference forward and brute force) and the pair test. Everything else is re-derived.
+against the reference forward and brute force) and the pair test (:func:`~xsnn.solvers.levels.sign_class_counts`
+and :func:`~xsnn.solvers.levels.pair_feasible`, tested against enumeration). Everything else is re-derived.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from xsnn.encoders.rivals import neuron_ladders, rival_terms
 from xsnn.features import FeatureSet
 from xsnn.model import BSNN
 
-from .levels import LevelOracle, pair_feasible
+from .levels import LevelOracle, pair_feasible, sign_class_counts
 from .oracle import Check, Verdict
 
 __all__ = ["ProofError", "rival_claims", "check_level_proof", "CheckedLevelOracle"]
@@ -106,6 +107,7 @@ def check_level_proof(
     const = w[:, fixed_pixels] @ v[fixed_pixels]
     lo = const + np.minimum(w_free, 0).sum(axis=1)
     hi = const + np.maximum(w_free, 0).sum(axis=1)
+    counts = None  # the pair test's pixel counts, built at the first rival that needs them
     for rival, (neuron, sign, bound, weight, goal) in rival_claims(model, target).items():
         always = np.where(sign > 0, lo[neuron] >= bound, hi[neuron] <= bound)
         never = np.where(sign > 0, hi[neuron] < bound, lo[neuron] > bound)
@@ -138,7 +140,8 @@ def check_level_proof(
             if not clause:
                 raise ProofError(f"rival {rival}: a cut refutes claims that always hold")
             clauses.append(clause)
-        _check_master(claims, neuron, sign, bound, weight, rest, clauses, w_free, const, deadline, rival)
+        counts = sign_class_counts(w_free) if counts is None else counts
+        _check_master(claims, neuron, sign, bound, weight, rest, clauses, counts, const, deadline, rival)
 
 
 def _check_certificate(cut: np.ndarray, reason: dict, rows, rival: int) -> None:
@@ -166,14 +169,16 @@ def _check_certificate(cut: np.ndarray, reason: dict, rows, rival: int) -> None:
         raise ProofError(f"rival {rival}: a certificate does not refute its claims on this question")
 
 
-def _cpsat_status(model, deadline: float | None):
+def _infeasible(model, deadline: float | None) -> tuple[bool, int]:
+    """Whether CP-SAT (one worker, within ``deadline``) proves ``model`` infeasible; its status."""
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     if deadline is not None:
         solver.parameters.max_time_in_seconds = max(deadline - time.perf_counter(), 0.0)
-    return solver.solve(model), cp_model
+    status = solver.solve(model)
+    return status == cp_model.INFEASIBLE, status
 
 
 def _check_core(a: np.ndarray, t: np.ndarray, deadline: float | None, rival: int) -> None:
@@ -184,8 +189,8 @@ def _check_core(a: np.ndarray, t: np.ndarray, deadline: float | None, rival: int
     z = [m.new_bool_var(f"z{i}") for i in range(a.shape[1])]
     for row, rhs in zip(a.tolist(), t.tolist()):
         m.add(cp_model.LinearExpr.weighted_sum(z, row) >= int(rhs))
-    status, cp = _cpsat_status(m, deadline)
-    if status != cp.INFEASIBLE:
+    infeasible, status = _infeasible(m, deadline)
+    if not infeasible:
         raise ProofError(f"rival {rival}: a core's rows are not shown infeasible (CP-SAT status {status})")
 
 
@@ -197,7 +202,7 @@ def _check_master(
     weight: np.ndarray,
     goal: int,
     clauses: list[list[int]],
-    w_free: np.ndarray,
+    counts: np.ndarray,
     const: np.ndarray,
     deadline: float | None,
     rival: int,
@@ -224,34 +229,14 @@ def _check_master(
     other = j[x_idx] != j[y_idx]
     x_idx, y_idx = x_idx[other], y_idx[other]
     if len(x_idx):
-        plus, minus, zero = (
-            (w_free > 0).astype(np.int64),
-            (w_free < 0).astype(np.int64),
-            (w_free == 0).astype(np.int64),
-        )
-        counts = np.stack(
-            [
-                u @ v.T
-                for u, v in (
-                    (plus, plus),
-                    (plus, minus),
-                    (minus, plus),
-                    (minus, minus),
-                    (plus, zero),
-                    (minus, zero),
-                    (zero, plus),
-                    (zero, minus),
-                )
-            ]
-        )
-        counts = counts[:, j[x_idx], j[y_idx]]  # pixels by the signs of their weights into the two neurons
-        ok = pair_feasible(counts, b[x_idx] - const[j[x_idx]], s[x_idx], b[y_idx] - const[j[y_idx]], s[y_idx])
+        pair_counts = counts[:, j[x_idx], j[y_idx]]  # pixels by the signs of their weights into the two neurons
+        ok = pair_feasible(pair_counts, b[x_idx] - const[j[x_idx]], s[x_idx], b[y_idx] - const[j[y_idx]], s[y_idx])
         for x, y in zip(x_idx[~ok].tolist(), y_idx[~ok].tolist()):
             m.add_bool_or([q[x].Not(), q[y].Not()])
     for clause in clauses:
         m.add_bool_or([q[k].Not() for k in clause])
-    status, cp = _cpsat_status(m, deadline)
-    if status != cp.INFEASIBLE:
+    infeasible, status = _infeasible(m, deadline)
+    if not infeasible:
         raise ProofError(f"rival {rival}: a set of claims reaching the goal avoids every cut (CP-SAT status {status})")
 
 

@@ -91,7 +91,7 @@ from xsnn.model import BSNN
 from .oracle import Check, EntailmentOracle, Verdict
 from .rivalsat import rival_sat_applies
 
-__all__ = ["LevelOracle", "certifies", "level_portfolio", "level_search_applies", "pair_feasible"]
+__all__ = ["LevelOracle", "certifies", "level_portfolio", "level_search_applies", "pair_feasible", "sign_class_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,18 @@ log = logging.getLogger(__name__)
 def level_search_applies(model: BSNN, instance: np.ndarray) -> bool:
     """True where :class:`LevelOracle` answers: one spiking layer and the static coding."""
     return rival_sat_applies(model, instance)
+
+
+def sign_class_counts(w_free: np.ndarray) -> np.ndarray:
+    """``(8, n_0, n_0)`` integers: for every two neurons ``j, k``, the free pixels by the signs of
+    their weights into ``j`` and ``k`` (columns of ``w_free``), in the order of
+    :func:`pair_feasible`: ``++, +-, -+, --, +0, -0, 0+, 0-``."""
+    plus = (w_free > 0).astype(np.float64)
+    minus = (w_free < 0).astype(np.float64)
+    zero = (w_free == 0).astype(np.float64)
+    pairs = ((plus, plus), (plus, minus), (minus, plus), (minus, minus), (plus, zero), (minus, zero), (zero, plus),
+             (zero, minus))  # fmt: skip
+    return np.rint(np.stack([a @ b.T for a, b in pairs])).astype(np.int64)
 
 
 def pair_feasible(
@@ -362,35 +374,14 @@ class _Question:
         self.reference_drive = oracle._w @ reference  # its I_j
         self._pairs = None
         self.proof: dict[int, list[tuple[np.ndarray, dict | None]]] = {}  # rival -> the cuts given to its master
-        self._reason: dict | None = None  # the newest cut's certificate (None: a CP-SAT core)
 
     def _expired(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
 
     def _pair_counts(self) -> np.ndarray:
-        """``(8, n_0, n_0)``: the free pixels by the signs of their weights into two neurons, in
-        the order of :func:`pair_feasible`."""
+        """``(8, n_0, n_0)``: :func:`sign_class_counts` of this question's free pixels (built once)."""
         if self._pairs is None:
-            plus = (self.w_free > 0).astype(np.float64)
-            minus = (self.w_free < 0).astype(np.float64)
-            zero = (self.w_free == 0).astype(np.float64)
-            self._pairs = np.rint(
-                np.stack(
-                    [
-                        a @ b.T
-                        for a, b in (
-                            (plus, plus),
-                            (plus, minus),
-                            (minus, plus),
-                            (minus, minus),
-                            (plus, zero),
-                            (minus, zero),
-                            (zero, plus),
-                            (zero, minus),
-                        )
-                    ]
-                )
-            ).astype(np.int64)
+            self._pairs = sign_class_counts(self.w_free)
         return self._pairs
 
     def decide(self, rival: _Rival):
@@ -433,16 +424,17 @@ class _Question:
                 chosen = self._minimal_winning(
                     rival, claims, np.array([model[k] > 0 for k in range(len(claims))]), by_demand, goal
                 )
-                answer, cut = self._exact(rival, claims[chosen])
+                answer, refuted = self._exact(rival, claims[chosen])
                 if answer is None:
                     return None
                 if answer is not True:
                     return answer
+                cut, reason = refuted
                 # a weakened claim may hold for every completion: it leaves the clause
                 clause = [-var[int(t)] for t in cut if int(t) in var]
                 if not clause:
                     raise RuntimeError("a cut refutes claims that hold for every completion: inconsistent cut")
-                recorded.append((np.asarray(cut), self._reason))
+                recorded.append((np.asarray(cut), reason))
                 master.add_clause(clause)
 
     def _minimal_winning(
@@ -514,7 +506,8 @@ class _Question:
 
     def _exact(self, rival: _Rival, claims: np.ndarray):
         """Decide the claim set ``claims``: ``(x, None)`` with a completion satisfying every row,
-        ``(True, cut)`` with an infeasible subset ``cut``, ``(None, None)`` out of time.
+        ``(True, (cut, reason))`` with an infeasible subset ``cut`` and why (the certificate of
+        :meth:`_keep_certificate`, or ``None`` for a CP-SAT core), ``(None, None)`` out of time.
 
         Only the strongest claim per neuron and direction becomes a row (it implies the others)."""
         o = self.o
@@ -562,11 +555,10 @@ class _Question:
             if self._cpsat(a[keep], t[keep]) is not True:
                 keep[k] = True
         cut = claims[keep]
-        self._reason = None
         o.counters["cpsat_cuts"] += 1
         if o.reuse_cuts:
             _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
-        return True, cut
+        return True, (cut, None)
 
     def _keep_certificate(
         self,
@@ -575,8 +567,10 @@ class _Question:
         multipliers: np.ndarray,
         pairs: np.ndarray,
         pair_multipliers: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The cut of an exact certificate: the claims of its rows (``multipliers`` on the claims'
+    ) -> tuple[np.ndarray, dict]:
+        """The cut of an exact certificate and the certificate itself (its rows' claims, their
+        multipliers, the row pairs and theirs: what :mod:`xsnn.solvers.levelproof` re-checks).
+        The cut: the claims of its rows (``multipliers`` on the claims'
         rows, ``pair_multipliers`` on the rounded half-sums of the row pairs ``pairs``, indices
         into ``claims``), each *weakened* where the certificate allows (below), and the
         certificate kept for reuse.
@@ -634,7 +628,7 @@ class _Question:
         if len(pairs):
             used[pairs.ravel()] = True
         cut = np.unique(chosen[used])
-        self._reason = {
+        reason = {
             "rows": chosen.copy(),
             "multipliers": multipliers.copy(),
             "pairs": pairs.copy(),
@@ -651,11 +645,11 @@ class _Question:
                     rival.cert_h,
                     rhs(signed),
                     rival.cert_reason,
-                    self._reason,
+                    reason,
                 )
             else:
                 _push(rival.core_claims, cut, o.keep, rival.core_free, ~self.fixed_pixels)
-        return cut
+        return cut, reason
 
     def _cpsat(self, a: np.ndarray, t: np.ndarray):
         """The rows ``a x >= t`` over the free pixels decided by CP-SAT: a completion, ``True``

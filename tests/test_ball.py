@@ -414,6 +414,8 @@ def test_verifier_refuses_balls_that_are_too_large_and_unbounded_certificates():
         seed += 1
     result = found[0]
     size = enumeration_size(result)
+    # the enumeration counts the inputs actually visited: at least the instance itself, at most
+    # the whole ball (its pruning may only shrink it); the limit test below needs this size
     assert 1 <= size <= ball_size(found[1], found[2], found[3], 2, result.certificate.features)
     with pytest.raises(ValueError, match="more than the limit"):
         verify_by_enumeration(result, limit=size - 1)

@@ -190,10 +190,10 @@ def test_level_oracle_harder_paths_equal_brute_force(seed, n_steps, lp_only_with
     exact = levels._Question._exact
 
     def recording(question, rival, claims):
-        answer, cut = exact(question, rival, claims)
+        answer, refuted = exact(question, rival, claims)
         if answer is True:
-            cuts.append((rival, cut, ~question.fixed_pixels))
-        return answer, cut
+            cuts.append((rival, refuted[0], ~question.fixed_pixels))  # refuted: (cut, its reason)
+        return answer, refuted
 
     with (
         mock.patch.object(levels, "_lp_check", only_with_parity if lp_only_with_parity else real),
